@@ -1,0 +1,45 @@
+// facet/optim/clip.hpp — global gradient-norm clipping: if the L2 norm of all gradients together
+// exceeds a limit, every gradient is scaled by the same factor so that the norm equals the limit
+// (the direction of the update is kept, only its length is capped).
+// Read next: model/sequential.hpp.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "facet/core/error.hpp"
+#include "facet/layers/layer.hpp"
+
+namespace facet {
+
+/// The L2 norm of all gradients of `params` taken as one vector, summed in double. An Error naming
+/// the first parameter with a NaN or infinite gradient, since no step can recover from one.
+template <typename T>
+double gradient_norm(const std::vector<Parameter<T>>& params) {
+    double sum = 0;
+    for (const Parameter<T>& p : params) {
+        double part = 0;
+        for (const T g : *p.grad) part += static_cast<double>(g) * static_cast<double>(g);
+        check(std::isfinite(part), "gradient of '", p.name, "' contains NaN or infinite values");
+        sum += part;
+    }
+    return std::sqrt(sum);
+}
+
+/// Scales all gradients by max_norm / norm when their global norm exceeds max_norm (> 0).
+/// Returns the norm before clipping, worth logging: a norm that keeps hitting the limit means
+/// the learning rate is too high.
+template <typename T>
+double clip_gradient_norm(const std::vector<Parameter<T>>& params, double max_norm) {
+    check(max_norm > 0 && std::isfinite(max_norm), "clip_gradient_norm: limit must be > 0, got ",
+          max_norm);
+    const double norm = gradient_norm(params);
+    if (norm > max_norm) {
+        const T scale = static_cast<T>(max_norm / norm);
+        for (const Parameter<T>& p : params)
+            for (T& g : *p.grad) g *= scale;
+    }
+    return norm;
+}
+
+}  // namespace facet
