@@ -1,0 +1,259 @@
+// facet/data/dataset.hpp — facet::Dataset: N grayscale images of one size (48 x 48 for FER-2013)
+// stored as bytes in one contiguous vector, their integer labels in FER-2013's canonical (Kaggle)
+// class order, and the split they belong to; plus class-distribution statistics and the record
+// of samples a reader skipped. Read next: data/fer_csv.hpp and data/image_folder.hpp (the readers),
+// data/load.hpp (the one entry point), data/batch_loader.hpp (mini-batches for training).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "facet/core/error.hpp"
+
+namespace facet {
+
+/// FER-2013 images are 48 x 48 pixels.
+inline constexpr std::size_t fer_image_side = 48;
+inline constexpr std::size_t fer_image_pixels = fer_image_side * fer_image_side;
+inline constexpr int fer_num_classes = 7;
+
+/// The canonical class order: Kaggle's label numbers 0..6. Folder names map onto these.
+inline constexpr std::array<std::string_view, fer_num_classes> fer_class_names = {
+    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"};
+
+/// The label number of a class name in any letter case ("Happy", "HAPPY"), or -1 if unknown.
+inline int fer_class_index(std::string_view name) {
+    for (int c = 0; c < fer_num_classes; ++c) {
+        const std::string_view known = fer_class_names[static_cast<std::size_t>(c)];
+        if (known.size() == name.size() &&
+            std::equal(known.begin(), known.end(), name.begin(), [](char a, char b) {
+                return a == std::tolower(static_cast<unsigned char>(b));
+            }))
+            return c;
+    }
+    return -1;
+}
+
+/// The canonical class names as strings (for tables and reports).
+inline std::vector<std::string> fer_class_name_list() {
+    return {fer_class_names.begin(), fer_class_names.end()};
+}
+
+/// The whole content of a file, or an Error naming it when it cannot be read or is larger than
+/// `max_bytes` (checked before reading).
+inline std::string read_file_contents(const std::filesystem::path& path, std::size_t max_bytes) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    check(!ec, path.string(), ": cannot read (", ec.message(), ")");
+    check(size <= max_bytes, path.string(), ": ", size, " bytes exceeds the limit of ", max_bytes);
+    std::string bytes(static_cast<std::size_t>(size), '\0');
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    check(f != nullptr, path.string(), ": cannot open for reading");
+    const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+    check(got == bytes.size(), path.string(), ": read ", got, " of ", bytes.size(), " bytes");
+    return bytes;
+}
+
+/// Writes `size` bytes to `path` through a temporary file in the same folder that is renamed into
+/// place, so a reader never sees a half-written file.
+inline void write_file_atomically(const std::filesystem::path& path, const void* data,
+                                  std::size_t size) {
+    const std::filesystem::path temporary = path.string() + ".tmp";
+    std::FILE* f = std::fopen(temporary.c_str(), "wb");
+    check(f != nullptr, temporary.string(), ": cannot open for writing");
+    const std::size_t written = size ? std::fwrite(data, 1, size, f) : 0;
+    const bool closed = std::fclose(f) == 0;
+    if (written != size || !closed) {
+        std::filesystem::remove(temporary);
+        throw Error(detail::concat(temporary.string(), ": write failed"));
+    }
+    std::error_code ec;
+    std::filesystem::rename(temporary, path, ec);
+    check(!ec, path.string(), ": cannot rename into place (", ec.message(), ")");
+}
+
+/// The canonical split name for a CSV Usage value or a split folder name, in any letter case:
+/// Training/train -> "train"; PublicTest/val/validation -> "val"; PrivateTest/test -> "test".
+/// Returns "" for a name that is none of these.
+inline std::string canonical_split_name(std::string_view name) {
+    std::string lower(name);
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower == "training" || lower == "train") return "train";
+    if (lower == "publictest" || lower == "val" || lower == "validation") return "val";
+    if (lower == "privatetest" || lower == "test" || lower == "testing") return "test";
+    return {};
+}
+
+/// Limits and policies shared by the readers. Everything read from outside is bounded so that a
+/// corrupt or hostile file gives an Error instead of a huge allocation.
+struct ReadOptions {
+    bool skip_bad = false;  ///< skip bad samples (counted in DataSplits::skip_report)
+    std::size_t max_reported_reasons = 5;
+    std::size_t max_samples = 10'000'000;   ///< CSV rows or image files, per source
+    std::size_t max_line_length = 1 << 16;  ///< CSV bytes per line (a FER row is about 9 KB)
+    std::size_t max_file_bytes = std::size_t{4} << 30;    ///< whole CSV file
+    std::size_t max_image_file_bytes = 64 << 20;          ///< one image file
+    std::size_t max_image_side = 8192;                    ///< width or height of an image file
+    std::size_t max_image_pixels = std::size_t{1} << 26;  ///< width * height of an image file
+    std::size_t max_per_class = 0;  ///< keep at most this many images per class and split (0: all)
+    int threads = 0;                ///< decoding/parsing threads (0: facet::num_threads())
+};
+
+/// N images of height x width bytes, row-major, one after the other, with one label each.
+struct Dataset {
+    std::string split;   ///< "train", "val", "test", or e.g. "synthetic-train"
+    std::string source;  ///< where it came from (a file or folder), for messages
+    std::size_t height = fer_image_side;
+    std::size_t width = fer_image_side;
+    std::vector<std::uint8_t> pixels;  ///< size() * height * width bytes
+    std::vector<int> labels;           ///< one per image, in [0, class_names.size())
+    std::vector<std::string> class_names = fer_class_name_list();
+
+    /// Number of images.
+    std::size_t size() const { return labels.size(); }
+    bool empty() const { return labels.empty(); }
+    int num_classes() const { return static_cast<int>(class_names.size()); }
+    /// Pixels per image.
+    std::size_t image_size() const { return height * width; }
+
+    /// The first byte of image i (row-major height x width).
+    const std::uint8_t* image(std::size_t i) const {
+        check(i < size(), "Dataset '", split, "': image ", i, " out of range (", size(),
+              " images)");
+        return pixels.data() + i * image_size();
+    }
+
+    /// Appends one image of height x width bytes with its label.
+    void add(const std::uint8_t* image_pixels, int label) {
+        check(label >= 0 && label < num_classes(), "Dataset '", split, "': label ", label,
+              " outside [0, ", num_classes(), ")");
+        pixels.insert(pixels.end(), image_pixels, image_pixels + image_size());
+        labels.push_back(label);
+    }
+
+    /// Number of images of each class.
+    std::vector<std::size_t> class_counts() const {
+        std::vector<std::size_t> counts(class_names.size(), 0);
+        for (int l : labels) ++counts[static_cast<std::size_t>(l)];
+        return counts;
+    }
+
+    /// Throws a facet::Error naming the split when sizes or labels are inconsistent.
+    void validate() const {
+        check(height > 0 && width > 0, "Dataset '", split, "': empty image size");
+        check(pixels.size() == checked_mul(size(), image_size(), "Dataset"), "Dataset '", split,
+              "': ", pixels.size(), " pixel bytes for ", size(), " images of ", height, "x", width);
+        for (std::size_t i = 0; i < labels.size(); ++i)
+            check(labels[i] >= 0 && labels[i] < num_classes(), "Dataset '", split, "': image ", i,
+                  " has label ", labels[i], " outside [0, ", num_classes(), ")");
+    }
+};
+
+/// Counts and fractions of each class in a data set.
+struct ClassDistribution {
+    std::string split;
+    std::vector<std::string> class_names;
+    std::vector<std::size_t> counts;
+    std::vector<double> fractions;  ///< counts / total (0 when the set is empty)
+    std::size_t total = 0;
+
+    /// A printable table: one row per class with count, percentage and a bar, then the total.
+    std::string table() const {
+        std::string out = "class distribution of '" + split + "'\n";
+        std::size_t name_width = 5;
+        for (const auto& n : class_names) name_width = std::max(name_width, n.size());
+        char line[256];
+        for (std::size_t c = 0; c < class_names.size(); ++c) {
+            const int bar = static_cast<int>(fractions[c] * 50.0 + 0.5);
+            std::snprintf(line, sizeof line, "  %-*s %8zu %6.2f%%  ", static_cast<int>(name_width),
+                          class_names[c].c_str(), counts[c], 100.0 * fractions[c]);
+            out += line;
+            out += std::string(static_cast<std::size_t>(bar), '#');
+            out += '\n';
+        }
+        std::snprintf(line, sizeof line, "  %-*s %8zu\n", static_cast<int>(name_width), "total",
+                      total);
+        return out + line;
+    }
+};
+
+/// The class distribution of `data`.
+inline ClassDistribution class_distribution(const Dataset& data) {
+    ClassDistribution d;
+    d.split = data.split;
+    d.class_names = data.class_names;
+    d.counts = data.class_counts();
+    d.total = data.size();
+    for (std::size_t n : d.counts)
+        d.fractions.push_back(d.total ? static_cast<double>(n) / static_cast<double>(d.total)
+                                      : 0.0);
+    return d;
+}
+
+/// What a reader left out when asked to skip bad samples instead of stopping.
+struct SkipReport {
+    std::size_t skipped = 0;
+    std::vector<std::string> first_reasons;  ///< the first few reasons, in file/line order
+    std::size_t max_reasons = 5;
+
+    /// Records one skipped sample and, while there is room, why.
+    void add(std::string reason) {
+        ++skipped;
+        if (first_reasons.size() < max_reasons) first_reasons.push_back(std::move(reason));
+    }
+    /// "skipped 3 bad samples: <reason>; <reason>; ..." or "" when nothing was skipped.
+    std::string summary() const {
+        if (skipped == 0) return {};
+        std::string s =
+            "skipped " + std::to_string(skipped) + " bad sample" + (skipped == 1 ? "" : "s") + ":";
+        for (const auto& r : first_reasons) s += "\n  " + r;
+        if (skipped > first_reasons.size())
+            s += "\n  ... and " + std::to_string(skipped - first_reasons.size()) + " more";
+        return s;
+    }
+};
+
+/// Everything a reader returns: the splits it found, and what it skipped.
+struct DataSplits {
+    std::vector<Dataset> splits;
+    SkipReport skip_report;
+
+    /// The split with this name, or nullptr.
+    const Dataset* find(std::string_view name) const {
+        for (const auto& d : splits)
+            if (d.split == name) return &d;
+        return nullptr;
+    }
+    /// The split with this name, or an Error listing the splits there are.
+    const Dataset& at(std::string_view name) const {
+        if (const Dataset* d = find(name)) return *d;
+        std::string names;
+        for (const auto& d : splits) names += (names.empty() ? "" : ", ") + d.split;
+        throw Error(
+            detail::concat("no split '", name, "' (have: ", names.empty() ? "none" : names, ")"));
+    }
+    /// The split to train on: "train", else "synthetic-train", else nullptr.
+    const Dataset* training() const {
+        if (const Dataset* d = find("train")) return d;
+        return find("synthetic-train");
+    }
+    /// The held-out split to report results on: "test", else "val", else "synthetic-test", else
+    /// nullptr.
+    const Dataset* evaluation() const {
+        for (const char* name : {"test", "val", "synthetic-test"})
+            if (const Dataset* d = find(name)) return d;
+        return nullptr;
+    }
+};
+
+}  // namespace facet

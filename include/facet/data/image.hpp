@@ -1,0 +1,225 @@
+// facet/data/image.hpp — image files in and out: decode any PNG/JPEG/BMP/GIF/TGA/PNM with
+// stb_image into 8-bit gray, resample it to 48 x 48 (area averaging to shrink, bilinear to
+// enlarge), and write gray PNG pictures with stb_image_write.
+//
+// stb is header-only too, so its implementation must be compiled in exactly one translation unit
+// of a program: in ONE .cpp file write
+//     #define FACET_IMPLEMENT_STB
+//     #include <facet/data/image.hpp>
+// (before any other facet include). All other files include facet headers as usual. A program that
+// already compiles stb_image / stb_image_write itself simply does not define FACET_IMPLEMENT_STB.
+// Read next: data/image_folder.hpp (reads a folder of class sub-folders with these functions).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "facet/core/error.hpp"
+#include "facet/data/dataset.hpp"
+
+#if defined(FACET_IMPLEMENT_STB)
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#endif
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+namespace facet {
+
+/// An 8-bit grayscale image, row-major.
+struct GrayImage {
+    std::size_t width = 0;
+    std::size_t height = 0;
+    std::vector<std::uint8_t> pixels;
+};
+
+/// Bounds on what a decoder accepts; checked from the header before any pixel is allocated.
+struct ImageLimits {
+    std::size_t max_file_bytes = 64 << 20;
+    std::size_t max_side = 8192;
+    std::size_t max_pixels = std::size_t{1} << 26;
+};
+
+/// Decodes an encoded image held in memory (PNG, JPEG, BMP, GIF, TGA, PNM, PSD) to gray: colour
+/// is converted by stb with the luma weights (77 R + 150 G + 29 B) / 256, alpha is dropped.
+/// `name` (a path) appears in every error. The header is inspected first (stbi_info), so a
+/// 60000 x 60000 image is refused without allocating its pixels.
+inline GrayImage decode_image(const std::uint8_t* bytes, std::size_t size, const std::string& name,
+                              const ImageLimits& limits = {}) {
+    check(size > 0, name, ": empty image file");
+    check(size <= limits.max_file_bytes, name, ": image file of ", size,
+          " bytes exceeds the limit of ", limits.max_file_bytes);
+    check(size <= static_cast<std::size_t>(INT32_MAX), name, ": image file too large");
+    const int length = static_cast<int>(size);
+    int w = 0, h = 0, channels = 0;
+    if (!stbi_info_from_memory(bytes, length, &w, &h, &channels))
+        throw Error(detail::concat(name, ": not a readable image (", stbi_failure_reason(), ")"));
+    check(w > 0 && h > 0, name, ": image has no pixels (", w, "x", h, ")");
+    const auto uw = static_cast<std::size_t>(w), uh = static_cast<std::size_t>(h);
+    check(uw <= limits.max_side && uh <= limits.max_side, name, ": image of ", w, "x", h,
+          " exceeds the limit of ", limits.max_side, " pixels per side");
+    check(uw * uh <= limits.max_pixels, name, ": image of ", w, "x", h, " exceeds the limit of ",
+          limits.max_pixels, " pixels");
+    unsigned char* decoded = stbi_load_from_memory(bytes, length, &w, &h, &channels, 1);
+    if (!decoded)
+        throw Error(detail::concat(name, ": corrupt image (", stbi_failure_reason(), ")"));
+    GrayImage image;
+    image.width = static_cast<std::size_t>(w);
+    image.height = static_cast<std::size_t>(h);
+    image.pixels.assign(decoded, decoded + image.width * image.height);
+    stbi_image_free(decoded);
+    return image;
+}
+
+/// Reads and decodes the image file at `path` (see decode_image).
+inline GrayImage load_image(const std::filesystem::path& path, const ImageLimits& limits = {}) {
+    const std::string bytes = read_file_contents(path, limits.max_file_bytes);
+    return decode_image(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(),
+                        path.string(), limits);
+}
+
+namespace detail {
+/// The source pixels and weights that make up each output pixel along one axis.
+struct AxisWeights {
+    std::vector<std::size_t> first;   ///< per output pixel, index of its first entry in taps
+    std::vector<std::size_t> source;  ///< tap source index
+    std::vector<float> weight;        ///< tap weight (the weights of one output pixel sum to 1)
+};
+
+/// Shrinking averages the source over each output pixel's footprint (area filter, no aliasing);
+/// enlarging interpolates linearly between the two nearest source pixel centres.
+inline AxisWeights resample_weights(std::size_t from, std::size_t to) {
+    AxisWeights a;
+    const double scale = static_cast<double>(from) / static_cast<double>(to);
+    for (std::size_t j = 0; j < to; ++j) {
+        a.first.push_back(a.source.size());
+        if (from >= to) {
+            const double begin = static_cast<double>(j) * scale, end = begin + scale;
+            for (auto i = static_cast<std::size_t>(begin); i < from && static_cast<double>(i) < end;
+                 ++i) {
+                const double overlap = std::min(end, static_cast<double>(i + 1)) -
+                                       std::max(begin, static_cast<double>(i));
+                if (overlap <= 0) continue;
+                a.source.push_back(i);
+                a.weight.push_back(static_cast<float>(overlap / scale));
+            }
+        } else {
+            const double x = std::clamp((static_cast<double>(j) + 0.5) * scale - 0.5, 0.0,
+                                        static_cast<double>(from - 1));
+            const auto i0 = static_cast<std::size_t>(x);
+            const std::size_t i1 = std::min(i0 + 1, from - 1);
+            const double f = x - static_cast<double>(i0);
+            a.source.push_back(i0);
+            a.weight.push_back(static_cast<float>(1.0 - f));
+            a.source.push_back(i1);
+            a.weight.push_back(static_cast<float>(f));
+        }
+    }
+    a.first.push_back(a.source.size());
+    return a;
+}
+}  // namespace detail
+
+/// Resamples a gray image of src_width x src_height to dst_width x dst_height, separably (rows,
+/// then columns): area averaging along an axis that shrinks, bilinear along one that grows.
+/// Equal sizes copy the pixels unchanged.
+inline void resize_gray(const std::uint8_t* src, std::size_t src_width, std::size_t src_height,
+                        std::uint8_t* dst, std::size_t dst_width, std::size_t dst_height) {
+    check(src_width > 0 && src_height > 0 && dst_width > 0 && dst_height > 0,
+          "resize_gray: empty image (", src_width, "x", src_height, " -> ", dst_width, "x",
+          dst_height, ")");
+    if (src_width == dst_width && src_height == dst_height) {
+        std::copy(src, src + src_width * src_height, dst);
+        return;
+    }
+    const detail::AxisWeights across = detail::resample_weights(src_width, dst_width);
+    const detail::AxisWeights down = detail::resample_weights(src_height, dst_height);
+    std::vector<float> rows(src_height * dst_width);  // each source row resampled to dst_width
+    for (std::size_t y = 0; y < src_height; ++y)
+        for (std::size_t x = 0; x < dst_width; ++x) {
+            float sum = 0;
+            for (std::size_t t = across.first[x]; t < across.first[x + 1]; ++t)
+                sum += across.weight[t] * src[y * src_width + across.source[t]];
+            rows[y * dst_width + x] = sum;
+        }
+    for (std::size_t y = 0; y < dst_height; ++y)
+        for (std::size_t x = 0; x < dst_width; ++x) {
+            float sum = 0;
+            for (std::size_t t = down.first[y]; t < down.first[y + 1]; ++t)
+                sum += down.weight[t] * rows[down.source[t] * dst_width + x];
+            dst[y * dst_width + x] =
+                static_cast<std::uint8_t>(std::clamp(std::lround(sum), 0L, 255L));
+        }
+}
+
+/// The image as side x side gray pixels: a non-square image is first cropped to its central
+/// square (faces keep their proportions), then resampled with resize_gray.
+inline std::vector<std::uint8_t> to_square_gray(const GrayImage& image,
+                                                std::size_t side = fer_image_side) {
+    const std::size_t crop = std::min(image.width, image.height);
+    const std::size_t x0 = (image.width - crop) / 2, y0 = (image.height - crop) / 2;
+    std::vector<std::uint8_t> square(crop * crop);
+    for (std::size_t y = 0; y < crop; ++y)
+        std::copy_n(image.pixels.data() + (y0 + y) * image.width + x0, crop,
+                    square.data() + y * crop);
+    std::vector<std::uint8_t> out(side * side);
+    resize_gray(square.data(), crop, crop, out.data(), side, side);
+    return out;
+}
+
+/// Encodes a gray image as PNG in memory.
+inline std::vector<std::uint8_t> encode_png(const std::uint8_t* gray, std::size_t width,
+                                            std::size_t height) {
+    check(width > 0 && height > 0 && width <= 1u << 16 && height <= 1u << 16,
+          "encode_png: bad image size ", width, "x", height);
+    std::vector<std::uint8_t> out;
+    auto append = [](void* context, void* data, int size) {
+        auto* bytes = static_cast<std::vector<std::uint8_t>*>(context);
+        const auto* p = static_cast<const std::uint8_t*>(data);
+        bytes->insert(bytes->end(), p, p + size);
+    };
+    const int ok =
+        stbi_write_png_to_func(append, &out, static_cast<int>(width), static_cast<int>(height), 1,
+                               gray, static_cast<int>(width));
+    check(ok != 0, "encode_png: stb_image_write failed");
+    return out;
+}
+
+/// Writes a gray image as a PNG file (to a temporary name, then renamed into place).
+inline void write_png(const std::filesystem::path& path, const std::uint8_t* gray,
+                      std::size_t width, std::size_t height) {
+    const std::vector<std::uint8_t> png = encode_png(gray, width, height);
+    write_file_atomically(path, png.data(), png.size());
+}
+
+/// Lays out the first `count` images of `data` in a grid of `columns` columns with a 1-pixel
+/// gap, for looking at samples (write it with write_png).
+inline GrayImage image_grid(const Dataset& data, std::size_t count, std::size_t columns) {
+    count = std::min(count, data.size());
+    check(count > 0 && columns > 0, "image_grid: nothing to lay out");
+    const std::size_t rows = (count + columns - 1) / columns;
+    GrayImage grid;
+    grid.width = columns * (data.width + 1) + 1;
+    grid.height = rows * (data.height + 1) + 1;
+    grid.pixels.assign(grid.width * grid.height, 255);
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t gx = 1 + (i % columns) * (data.width + 1);
+        const std::size_t gy = 1 + (i / columns) * (data.height + 1);
+        for (std::size_t y = 0; y < data.height; ++y)
+            std::copy_n(data.image(i) + y * data.width, data.width,
+                        grid.pixels.data() + (gy + y) * grid.width + gx);
+    }
+    return grid;
+}
+
+}  // namespace facet
