@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -85,6 +86,11 @@ public:
         for (auto& p : parameters()) n += p.value->size();
         return n;
     }
+
+    /// Restarts the layer's random stream (dropout masks) from `seed`, so that the next forward
+    /// draws the same random numbers again; the gradient checker relies on it. Layers without
+    /// randomness ignore it.
+    virtual void reseed(std::uint64_t /*seed*/) {}
 
     virtual void set_mode(Mode m) { mode_ = m; }
     Mode mode() const { return mode_; }

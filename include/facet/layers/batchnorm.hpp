@@ -1,0 +1,251 @@
+// facet/layers/batchnorm.hpp — BatchNorm2d (per channel of NCHW images) and BatchNorm1d (per
+// feature of (N, F) vectors): normalise by batch statistics in training, by running statistics
+// in evaluation, then scale by gamma and shift by beta. Read next: layers/activations.hpp.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "facet/core/error.hpp"
+#include "facet/core/parallel.hpp"
+#include "facet/core/tensor.hpp"
+#include "facet/layers/layer.hpp"
+
+namespace facet {
+
+namespace detail {
+/// Sums p[0..n) * q[0..n) (q == nullptr: just p) in eight independent lanes, so the compiler can
+/// vectorise it without -ffast-math, and returns the total in double.
+template <typename T>
+double lane_sum(const T* p, const T* q, std::size_t n, double shift = 0.0, bool square = false) {
+    constexpr std::size_t lanes = 8;
+    T acc[lanes] = {};
+    const T s = static_cast<T>(shift);
+    std::size_t i = 0;
+    for (; i + lanes <= n; i += lanes)
+        for (std::size_t l = 0; l < lanes; ++l) {
+            const T v = p[i + l] - s;
+            acc[l] += square ? v * v : (q ? v * q[i + l] : v);
+        }
+    double total = 0;
+    for (; i < n; ++i) {
+        const double v = static_cast<double>(p[i]) - shift;
+        total += square ? v * v : (q ? v * static_cast<double>(q[i]) : v);
+    }
+    for (std::size_t l = 0; l < lanes; ++l) total += static_cast<double>(acc[l]);
+    return total;
+}
+}  // namespace detail
+
+/// Batch normalisation over the values of each channel: x is viewed as (N, C, S), S = H*W for
+/// images and 1 for feature vectors, and every channel c is normalised over its N*S values.
+/// The two concrete layers below only fix the expected input shape.
+template <typename T>
+class BatchNorm : public Layer<T> {
+  public:
+    /// `channels` to normalise; eps guards the square root; the running statistics follow
+    /// r = (1 - momentum) r + momentum * batch (PyTorch's convention); affine adds gamma, beta.
+    BatchNorm(std::string name, std::size_t channels, double eps, double momentum, bool affine)
+        : type_name_(std::move(name)),
+          channels_(channels),
+          eps_(eps),
+          momentum_(momentum),
+          affine_(affine) {
+        check(channels > 0, type_name(), ": channels must be positive");
+        check(eps > 0 && std::isfinite(eps), type_name(), ": eps must be positive, got ", eps);
+        check(momentum >= 0 && momentum <= 1, type_name(), ": momentum must lie in [0, 1], got ",
+              momentum);
+        gamma_.resize(Shape{channels});
+        gamma_.fill(T(1));
+        beta_.resize(Shape{channels});
+        gamma_grad_.resize(Shape{channels});
+        beta_grad_.resize(Shape{channels});
+        running_mean_.resize(Shape{channels});
+        running_var_.resize(Shape{channels});
+        running_var_.fill(T(1));
+    }
+
+    std::string type() const override { return type_name_; }
+    std::string describe() const override {
+        return detail::concat(type_name_, "(", channels_, ", eps ", eps_, ", momentum ", momentum_,
+                              affine_ ? "" : ", no affine", ")");
+    }
+    Shape output_shape(const Shape& input) const override {
+        check_sample_shape(input);
+        return input;
+    }
+
+    // Per channel c over its M = N*S values:
+    //   training: mu = mean(x), var = mean((x - mu)^2) (biased, used to normalise),
+    //             running_var follows the unbiased var * M / (M - 1);
+    //   eval:     mu, var = the running statistics;
+    //   y = gamma * (x - mu) / sqrt(var + eps) + beta.
+    void forward(const Tensor<T>& x, Tensor<T>& y) override {
+        check(x.rank() >= 1, type_name(), ": empty input shape");
+        check_sample_shape(sample_shape(x.shape()));
+        const std::size_t batch = x.dim(0), S = spatial(x.shape());
+        const std::size_t M = batch * S;
+        y.resize(x.shape());
+        mean_.resize(channels_);
+        invstd_.resize(channels_);
+        used_batch_stats_ = this->training();
+        if (used_batch_stats_)
+            check(M > 1, type_name(),
+                  ": training needs more than one value per channel, got input ", x.shape().str());
+        parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
+            for (std::size_t c = cb; c < ce; ++c) {
+                double mu, var;
+                if (used_batch_stats_) {
+                    double sum = 0, sq = 0;
+                    for (std::size_t n = 0; n < batch; ++n)
+                        sum += detail::lane_sum(plane(x, n, c, S), (const T*)nullptr, S);
+                    mu = sum / double(M);
+                    // Two passes (mean first, then squared deviations) avoid the cancellation
+                    // of E[x^2] - E[x]^2.
+                    for (std::size_t n = 0; n < batch; ++n)
+                        sq += detail::lane_sum(plane(x, n, c, S), (const T*)nullptr, S, mu, true);
+                    var = sq / double(M);
+                    running_mean_[c] = T((1 - momentum_) * running_mean_[c] + momentum_ * mu);
+                    running_var_[c] = T((1 - momentum_) * running_var_[c] +
+                                        momentum_ * var * double(M) / double(M - 1));
+                } else {
+                    mu = running_mean_[c];
+                    var = running_var_[c];
+                }
+                mean_[c] = mu;
+                invstd_[c] = 1.0 / std::sqrt(var + eps_);
+                const T scale = T((affine_ ? gamma_[c] : T(1)) * invstd_[c]);
+                const T shift = affine_ ? beta_[c] : T(0), mean = T(mu);
+                for (std::size_t n = 0; n < batch; ++n) {
+                    const T* xp = plane(x, n, c, S);
+                    T* yp = y.data() + (n * channels_ + c) * S;
+                    for (std::size_t s = 0; s < S; ++s) yp[s] = (xp[s] - mean) * scale + shift;
+                }
+            }
+        });
+    }
+
+    // With xhat = (x - mu) * invstd and g = gamma (1 without affine):
+    //   dbeta = sum dy,   dgamma = sum dy * xhat;
+    //   training (mu and var depend on every x of the channel, M values):
+    //     dx = g * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M)
+    //   eval (running statistics are constants): dx = g * invstd * dy.
+    void backward(const Tensor<T>& x, const Tensor<T>& /*y*/, const Tensor<T>& dy,
+                  Tensor<T>& dx) override {
+        check(dy.shape() == x.shape(), type_name(), "::backward: dy is ", dy.shape().str(),
+              ", expected ", x.shape().str());
+        check(mean_.size() == channels_, type_name(), "::backward called before forward");
+        const std::size_t batch = x.dim(0), S = spatial(x.shape());
+        const double M = double(batch * S);
+        dx.resize(x.shape());
+        parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
+            for (std::size_t c = cb; c < ce; ++c) {
+                const double mu = mean_[c], invstd = invstd_[c];
+                double sum_dy = 0, sum_dy_xc = 0;  // sum dy and sum dy * (x - mu)
+                for (std::size_t n = 0; n < batch; ++n) {
+                    const T* dyp = plane(dy, n, c, S);
+                    sum_dy += detail::lane_sum(dyp, (const T*)nullptr, S);
+                    sum_dy_xc += detail::lane_sum(plane(x, n, c, S), dyp, S, mu);
+                }
+                const double sum_dy_xhat = sum_dy_xc * invstd;
+                if (affine_) {
+                    gamma_grad_[c] = T(sum_dy_xhat);
+                    beta_grad_[c] = T(sum_dy);
+                }
+                const double g = affine_ ? double(gamma_[c]) : 1.0;
+                // dx = a * dy + b * (x - mu) + d, the constants folded per channel.
+                const T a = T(g * invstd), mean = T(mu);
+                T b = T(0), d = T(0);
+                if (used_batch_stats_) {
+                    b = T(-g * invstd * invstd * sum_dy_xhat / M);
+                    d = T(-g * invstd * sum_dy / M);
+                }
+                for (std::size_t n = 0; n < batch; ++n) {
+                    const T* xp = plane(x, n, c, S);
+                    const T* dyp = plane(dy, n, c, S);
+                    T* dxp = dx.data() + (n * channels_ + c) * S;
+                    for (std::size_t s = 0; s < S; ++s)
+                        dxp[s] = a * dyp[s] + b * (xp[s] - mean) + d;
+                }
+            }
+        });
+    }
+
+    std::vector<Parameter<T>> parameters() override {
+        if (!affine_) return {};
+        return {{"gamma", &gamma_, &gamma_grad_, false}, {"beta", &beta_, &beta_grad_, false}};
+    }
+    std::vector<std::pair<std::string, Tensor<T>*>> buffers() override {
+        return {{"running_mean", &running_mean_}, {"running_var", &running_var_}};
+    }
+    std::size_t flops(const Shape& input) const override { return 2 * input.size(); }
+    LayerConfig config() const override {
+        return {type_name_,
+                {{"channels", double(channels_)},
+                 {"eps", eps_},
+                 {"momentum", momentum_},
+                 {"affine", affine_ ? 1.0 : 0.0}}};
+    }
+
+    std::size_t channels() const { return channels_; }
+    bool affine() const { return affine_; }
+    Tensor<T>& gamma() { return gamma_; }
+    Tensor<T>& beta() { return beta_; }
+    Tensor<T>& running_mean() { return running_mean_; }
+    Tensor<T>& running_var() { return running_var_; }
+
+  protected:
+    /// Throws unless `sample` (the per-sample shape) fits this layer.
+    virtual void check_sample_shape(const Shape& sample) const = 0;
+
+  private:
+    std::size_t spatial(const Shape& batch) const { return batch.inner_size() / channels_; }
+    const T* plane(const Tensor<T>& t, std::size_t n, std::size_t c, std::size_t S) const {
+        return t.data() + (n * channels_ + c) * S;
+    }
+
+    const std::string& type_name() const { return type_name_; }
+
+    std::string type_name_;
+    std::size_t channels_;
+    double eps_, momentum_;
+    bool affine_;
+    Tensor<T> gamma_, beta_, gamma_grad_, beta_grad_, running_mean_, running_var_;
+    std::vector<double> mean_, invstd_;  // statistics the last forward normalised with
+    bool used_batch_stats_ = false;
+};
+
+/// Batch normalisation of NCHW images, one mean and variance per channel over N*H*W values.
+template <typename T>
+class BatchNorm2d : public BatchNorm<T> {
+  public:
+    explicit BatchNorm2d(std::size_t channels, double eps = 1e-5, double momentum = 0.1,
+                         bool affine = true)
+        : BatchNorm<T>("BatchNorm2d", channels, eps, momentum, affine) {}
+
+  protected:
+    void check_sample_shape(const Shape& s) const override {
+        check(s.rank() == 3 && s[0] == this->channels(), "BatchNorm2d(", this->channels(),
+              "): per-sample input must be (", this->channels(), ", H, W), got ", s.str());
+    }
+};
+
+/// Batch normalisation of (N, F) feature vectors, one mean and variance per feature.
+template <typename T>
+class BatchNorm1d : public BatchNorm<T> {
+  public:
+    explicit BatchNorm1d(std::size_t features, double eps = 1e-5, double momentum = 0.1,
+                         bool affine = true)
+        : BatchNorm<T>("BatchNorm1d", features, eps, momentum, affine) {}
+
+  protected:
+    void check_sample_shape(const Shape& s) const override {
+        check(s.rank() == 1 && s[0] == this->channels(), "BatchNorm1d(", this->channels(),
+              "): per-sample input must be (", this->channels(), "), got ", s.str());
+    }
+};
+
+}  // namespace facet

@@ -1,0 +1,259 @@
+// facet/layers/conv2d.hpp — Conv2d: the 2-D convolution layer, computed as im2col + GEMM per
+// image, images split over threads. Read layers/dense.hpp first (the same product without patches),
+// kernels/im2col.hpp for the unrolling. Read next: layers/batchnorm.hpp.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "facet/core/error.hpp"
+#include "facet/core/parallel.hpp"
+#include "facet/core/random.hpp"
+#include "facet/core/tensor.hpp"
+#include "facet/kernels/gemm.hpp"
+#include "facet/kernels/im2col.hpp"
+#include "facet/layers/init.hpp"
+#include "facet/layers/layer.hpp"
+
+namespace facet {
+
+/// Everything that defines a Conv2d, for kernels that are not square or strides that differ
+/// between the axes. Conv2d's short constructor covers the square case.
+struct Conv2dOptions {
+    std::size_t in_channels = 1, out_channels = 1;
+    std::size_t kernel_h = 3, kernel_w = 3;
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+    bool bias = true;
+    std::uint64_t seed = 1;  ///< seeds the He-normal initialisation of the weights
+};
+
+/// A 2-D convolution (cross-correlation, as in every framework). x is (N, C, H, W), weight is
+/// (OC, C, kh, kw), bias is (OC), y is (N, OC, OH, OW).
+///
+/// Each image is unrolled by im2col into a (C*kh*kw) x (OH*OW) matrix `col`; then
+/// y_n = W * col_n is one GEMM that writes straight into NCHW. The batch is split into one
+/// contiguous chunk of images per thread, each with its own workspace, so a thread's GEMMs run
+/// single-threaded on cache-sized operands and no transpose of the output is needed.
+template <typename T>
+class Conv2d : public Layer<T> {
+  public:
+    /// A square convolution: `kernel` x `kernel`, the same stride and zero padding on both axes.
+    Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
+           std::size_t stride = 1, std::size_t pad = 0, bool bias = true, std::uint64_t seed = 1)
+        : Conv2d(Conv2dOptions{in_channels, out_channels, kernel, kernel, stride, stride, pad, pad,
+                               bias, seed}) {}
+
+    /// Any rectangular convolution.
+    explicit Conv2d(const Conv2dOptions& o) : opt_(o) {
+        check(o.in_channels > 0 && o.out_channels > 0, "Conv2d: channels must be positive, got ",
+              o.in_channels, "->", o.out_channels);
+        check(o.kernel_h > 0 && o.kernel_w > 0, "Conv2d: kernel must be positive, got ", o.kernel_h,
+              "x", o.kernel_w);
+        check(o.stride_h > 0 && o.stride_w > 0, "Conv2d: stride must be positive, got ", o.stride_h,
+              "x", o.stride_w);
+        const Shape wshape{o.out_channels, o.in_channels, o.kernel_h, o.kernel_w};
+        weight_.resize(wshape);
+        weight_grad_.resize(wshape);
+        if (o.bias) {
+            bias_.resize(Shape{o.out_channels});
+            bias_grad_.resize(Shape{o.out_channels});
+        }
+        Rng rng(o.seed);
+        reset_parameters(rng);
+    }
+
+    /// Re-draws the weights (He normal, fan_in = C*kh*kw) from `rng` and zeroes the bias.
+    void reset_parameters(Rng& rng) {
+        he_normal(weight_, rng);
+        bias_.zero();
+    }
+
+    std::string type() const override { return "Conv2d"; }
+    std::string describe() const override {
+        return detail::concat(
+            "Conv2d(", opt_.in_channels, "->", opt_.out_channels, ", ", opt_.kernel_h, "x",
+            opt_.kernel_w, ", stride ", opt_.stride_h,
+            opt_.stride_h == opt_.stride_w ? "" : detail::concat("x", opt_.stride_w), ", pad ",
+            opt_.pad_h, opt_.pad_h == opt_.pad_w ? "" : detail::concat("x", opt_.pad_w),
+            opt_.bias ? "" : ", no bias", ")");
+    }
+    Shape output_shape(const Shape& input) const override {
+        const ConvGeometry g = geometry(input);
+        return Shape{opt_.out_channels, g.out_h(), g.out_w()};
+    }
+
+    // y[n] = W * im2col(x[n]) + b: (OC x K) * (K x P), K = C*kh*kw, P = OH*OW.
+    void forward(const Tensor<T>& x, Tensor<T>& y) override {
+        check(x.rank() == 4, "Conv2d: input must be (N, C, H, W), got ", x.shape().str());
+        const ConvGeometry g = geometry(sample_shape(x.shape()));
+        const std::size_t batch = x.dim(0), OC = opt_.out_channels;
+        const std::size_t K = g.col_rows(), P = g.col_cols();
+        y.resize(Shape{batch, OC, g.out_h(), g.out_w()});
+        const std::size_t chunks = prepare_workspace(batch, K, P, false);
+        for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
+            const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
+            T* yn = y.data() + n * OC * P;
+            gemm(Trans::No, Trans::No, OC, P, K, T(1), weight_.data(), K, col, P, T(0), yn, P);
+            if (opt_.bias)
+                for (std::size_t o = 0; o < OC; ++o) {
+                    const T b = bias_[o];
+                    for (std::size_t p = 0; p < P; ++p) yn[o * P + p] += b;
+                }
+        });
+    }
+
+    // Per image, with col = im2col(x[n]):
+    //   dW += dy[n] * col^T            (dL/dW_ok = sum_p dy_op * col_kp)
+    //   db += sum_p dy[n]              (the bias is added to every output pixel)
+    //   dx[n] = col2im(W^T * dy[n])    (the adjoint of the unrolling routes each patch entry home)
+    // Each chunk sums its images' dW and db into its own buffer; the chunks are then added in a
+    // fixed order, so a given thread count always gives the same bits.
+    void backward(const Tensor<T>& x, const Tensor<T>& /*y*/, const Tensor<T>& dy,
+                  Tensor<T>& dx) override {
+        check(x.rank() == 4, "Conv2d::backward: input must be (N, C, H, W), got ", x.shape().str());
+        const ConvGeometry g = geometry(sample_shape(x.shape()));
+        const std::size_t batch = x.dim(0), OC = opt_.out_channels;
+        const std::size_t K = g.col_rows(), P = g.col_cols();
+        check(dy.shape() == Shape{batch, OC, g.out_h(), g.out_w()}, "Conv2d::backward: dy is ",
+              dy.shape().str(), ", expected ", Shape{batch, OC, g.out_h(), g.out_w()}.str());
+        dx.resize(x.shape());
+        const std::size_t chunks = prepare_workspace(batch, K, P, true);
+        for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
+            const bool first = n == batch * chunk / chunks;
+            const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
+            const T* dyn = dy.data() + n * OC * P;
+            gemm(Trans::No, Trans::Yes, OC, K, P, T(1), dyn, P, col, P, first ? T(0) : T(1),
+                 dw_part_[chunk].data(), K);
+            if (opt_.bias) {
+                T* db = db_part_[chunk].data();
+                for (std::size_t o = 0; o < OC; ++o) {
+                    T sum = 0;
+                    for (std::size_t p = 0; p < P; ++p) sum += dyn[o * P + p];
+                    db[o] = first ? sum : db[o] + sum;
+                }
+            }
+            T* dxn = dx.data() + n * g.image_size();
+            if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
+                gemm(Trans::Yes, Trans::No, K, P, OC, T(1), weight_.data(), K, dyn, P, T(0), dxn,
+                     P);
+            } else {
+                T* dcol = dcol_ws_[chunk].data();
+                gemm(Trans::Yes, Trans::No, K, P, OC, T(1), weight_.data(), K, dyn, P, T(0), dcol,
+                     P);
+                col2im(dcol, P, g, dxn);
+            }
+        });
+        const std::size_t used = batch == 0 ? 0 : chunks;  // an empty batch has zero gradients
+        weight_grad_.zero();
+        bias_grad_.zero();
+        for (std::size_t c = 0; c < used; ++c) {
+            const T* part = dw_part_[c].data();
+            for (std::size_t i = 0; i < weight_grad_.size(); ++i) weight_grad_[i] += part[i];
+            if (opt_.bias)
+                for (std::size_t o = 0; o < OC; ++o) bias_grad_[o] += db_part_[c][o];
+        }
+    }
+
+    std::vector<Parameter<T>> parameters() override {
+        std::vector<Parameter<T>> p{{"weight", &weight_, &weight_grad_, true}};
+        if (opt_.bias) p.push_back({"bias", &bias_, &bias_grad_, false});
+        return p;
+    }
+    std::size_t flops(const Shape& input) const override {
+        const ConvGeometry g = geometry(input);
+        return opt_.out_channels * g.col_cols() * (2 * g.col_rows() + (opt_.bias ? 1 : 0));
+    }
+    LayerConfig config() const override {
+        return {"Conv2d",
+                {{"in_channels", double(opt_.in_channels)},
+                 {"out_channels", double(opt_.out_channels)},
+                 {"kernel_h", double(opt_.kernel_h)},
+                 {"kernel_w", double(opt_.kernel_w)},
+                 {"stride_h", double(opt_.stride_h)},
+                 {"stride_w", double(opt_.stride_w)},
+                 {"pad_h", double(opt_.pad_h)},
+                 {"pad_w", double(opt_.pad_w)},
+                 {"bias", opt_.bias ? 1.0 : 0.0}}};
+    }
+
+    const Conv2dOptions& options() const { return opt_; }
+    Tensor<T>& weight() { return weight_; }
+    Tensor<T>& bias() { return bias_; }
+
+    /// The im2col geometry for a per-sample input shape (C, H, W); throws when it does not fit.
+    ConvGeometry geometry(const Shape& input) const {
+        check(input.rank() == 3, "Conv2d: per-sample input must be (C, H, W), got ", input.str());
+        check(input[0] == opt_.in_channels, "Conv2d(", opt_.in_channels, "->", opt_.out_channels,
+              "): input has ", input[0], " channels, expected ", opt_.in_channels);
+        ConvGeometry g;
+        g.channels = input[0];
+        g.height = input[1];
+        g.width = input[2];
+        g.kernel_h = opt_.kernel_h;
+        g.kernel_w = opt_.kernel_w;
+        g.stride_h = opt_.stride_h;
+        g.stride_w = opt_.stride_w;
+        g.pad_h = opt_.pad_h;
+        g.pad_w = opt_.pad_w;
+        g.validate();
+        return g;
+    }
+
+  private:
+    /// A 1x1 convolution with stride 1 and no padding: im2col would copy the image unchanged.
+    static bool is_pointwise(const ConvGeometry& g) {
+        return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
+               g.pad_h == 0 && g.pad_w == 0;
+    }
+
+    /// The unrolled matrix of one image: the image itself for a pointwise convolution,
+    /// otherwise im2col into `workspace`.
+    static const T* unroll(const T* image, const ConvGeometry& g, T* workspace) {
+        if (is_pointwise(g)) return image;
+        im2col(image, g, workspace, g.col_cols());
+        return workspace;
+    }
+
+    /// Sizes the per-chunk buffers (kept between calls, so steady state allocates nothing) and
+    /// returns the number of chunks: one per thread, at most one per image.
+    std::size_t prepare_workspace(std::size_t batch, std::size_t K, std::size_t P, bool backward) {
+        const std::size_t chunks =
+            std::max<std::size_t>(1, std::min<std::size_t>(batch, std::size_t(num_threads())));
+        if (col_ws_.size() < chunks) col_ws_.resize(chunks);
+        for (std::size_t c = 0; c < chunks; ++c) col_ws_[c].resize(Shape{K, P});
+        if (backward) {
+            if (dcol_ws_.size() < chunks) {
+                dcol_ws_.resize(chunks);
+                dw_part_.resize(chunks);
+                db_part_.resize(chunks);
+            }
+            for (std::size_t c = 0; c < chunks; ++c) {
+                dcol_ws_[c].resize(Shape{K, P});
+                dw_part_[c].resize(Shape{opt_.out_channels, K});
+                db_part_[c].resize(Shape{opt_.out_channels});
+            }
+        }
+        return chunks;
+    }
+
+    /// Calls body(chunk, n) for every image n, chunk c owning images [N*c/chunks, N*(c+1)/chunks)
+    /// in increasing order; chunks run on separate threads.
+    template <typename Body>
+    static void for_each_chunk(std::size_t batch, std::size_t chunks, Body&& body) {
+        parallel_for(chunks, [&](std::size_t cb, std::size_t ce) {
+            for (std::size_t c = cb; c < ce; ++c)
+                for (std::size_t n = batch * c / chunks; n < batch * (c + 1) / chunks; ++n)
+                    body(c, n);
+        });
+    }
+
+    Conv2dOptions opt_;
+    Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
+    std::vector<Tensor<T>> col_ws_, dcol_ws_, dw_part_, db_part_;
+};
+
+}  // namespace facet

@@ -1,0 +1,107 @@
+// facet/layers/dropout.hpp — Dropout: zeroes each input with probability p in training and scales
+// the survivors by 1/(1-p) ("inverted" dropout, so evaluation is the plain identity).
+// Read next: layers/flatten.hpp.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "facet/core/error.hpp"
+#include "facet/core/parallel.hpp"
+#include "facet/core/random.hpp"
+#include "facet/core/tensor.hpp"
+#include "facet/layers/layer.hpp"
+
+namespace facet {
+
+/// Inverted dropout with its own seeded random stream. The mask of sample n in the k-th training
+/// forward since the last reseed is drawn from an Rng seeded by (seed, k, n), so it is the same
+/// whatever the thread count and whichever thread draws it.
+template <typename T>
+class Dropout : public Layer<T> {
+  public:
+    /// Drops with probability p in [0, 1); `seed` starts the mask stream.
+    explicit Dropout(double p, std::uint64_t seed = 1) : p_(p), seed_(seed) {
+        check(p >= 0 && p < 1, "Dropout: p must lie in [0, 1), got ", p);
+    }
+
+    std::string type() const override { return "Dropout"; }
+    std::string describe() const override { return detail::concat("Dropout(", p_, ")"); }
+    Shape output_shape(const Shape& input) const override { return input; }
+
+    void reseed(std::uint64_t seed) override {
+        seed_ = seed;
+        calls_ = 0;
+    }
+
+    // Training: y = x * mask, mask = 1/(1-p) with probability 1-p, else 0. Eval: y = x.
+    void forward(const Tensor<T>& x, Tensor<T>& y) override {
+        check(x.rank() >= 1, "Dropout: input needs a batch extent");
+        y.resize(x.shape());
+        masked_ = this->training() && p_ > 0;
+        if (!masked_) {
+            std::copy(x.begin(), x.end(), y.begin());
+            return;
+        }
+        mask_.resize(x.shape());
+        const std::size_t batch = x.dim(0), per_sample = x.shape().inner_size();
+        const std::uint64_t call = calls_++;
+        const T keep_scale = T(1.0 / (1.0 - p_));
+        parallel_for(batch, [&](std::size_t b, std::size_t e) {
+            for (std::size_t n = b; n < e; ++n) {
+                Rng rng(mix(seed_, call, n));
+                T* m = mask_.data() + n * per_sample;
+                for (std::size_t i = 0; i < per_sample; ++i)
+                    m[i] = rng.uniform() < p_ ? T(0) : keep_scale;
+                const T* in = x.data() + n * per_sample;
+                T* out = y.data() + n * per_sample;
+                for (std::size_t i = 0; i < per_sample; ++i) out[i] = in[i] * m[i];
+            }
+        });
+    }
+    // dy/dx = mask (the same mask as the forward pass), or 1 in Eval.
+    void backward(const Tensor<T>& x, const Tensor<T>& /*y*/, const Tensor<T>& dy,
+                  Tensor<T>& dx) override {
+        check(dy.shape() == x.shape(), "Dropout::backward: dy is ", dy.shape().str(), ", expected ",
+              x.shape().str());
+        dx.resize(x.shape());
+        if (!masked_) {
+            std::copy(dy.begin(), dy.end(), dx.begin());
+            return;
+        }
+        check(mask_.shape() == x.shape(), "Dropout::backward: x differs from the forward input");
+        for (std::size_t i = 0; i < x.size(); ++i) dx[i] = dy[i] * mask_[i];
+    }
+
+    std::size_t flops(const Shape& input) const override { return input.size(); }
+    LayerConfig config() const override {
+        // Seeds above 2^53 do not survive the double; they are rare and only change the masks.
+        return {"Dropout", {{"p", p_}, {"seed", double(seed_)}}};
+    }
+    double p() const { return p_; }
+    /// The last training mask (0 or 1/(1-p) per element).
+    const Tensor<T>& mask() const { return mask_; }
+
+  private:
+    /// A well-mixed seed for one (stream, call, sample) triple: splitmix64 steps chained.
+    static std::uint64_t mix(std::uint64_t seed, std::uint64_t call, std::uint64_t sample) {
+        auto step = [](std::uint64_t z) {
+            z += 0x9e3779b97f4a7c15ULL;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+            return z ^ (z >> 31);
+        };
+        return step(step(step(seed) ^ call) ^ sample);
+    }
+
+    double p_;
+    std::uint64_t seed_;
+    std::uint64_t calls_ = 0;
+    bool masked_ = false;
+    Tensor<T> mask_;
+};
+
+}  // namespace facet

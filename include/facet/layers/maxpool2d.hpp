@@ -1,0 +1,107 @@
+// facet/layers/maxpool2d.hpp — MaxPool2d: the maximum of each kernel x kernel window, with the
+// position of the maximum remembered so backward can route the gradient to it.
+// Read next: layers/dropout.hpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "facet/core/error.hpp"
+#include "facet/core/parallel.hpp"
+#include "facet/core/tensor.hpp"
+#include "facet/layers/layer.hpp"
+
+namespace facet {
+
+/// Max pooling over kernel x kernel windows taken every `stride` pixels, no padding; the output
+/// of an H x W plane is ((H - k) / s + 1) x ((W - k) / s + 1), extra rows/columns are dropped.
+template <typename T>
+class MaxPool2d : public Layer<T> {
+  public:
+    /// Windows of `kernel` x `kernel`, stride `stride` (0: equal to the kernel, the usual case).
+    explicit MaxPool2d(std::size_t kernel, std::size_t stride = 0)
+        : kernel_(kernel), stride_(stride == 0 ? kernel : stride) {
+        check(kernel_ > 0, "MaxPool2d: kernel must be positive");
+    }
+
+    std::string type() const override { return "MaxPool2d"; }
+    std::string describe() const override {
+        return detail::concat("MaxPool2d(", kernel_, "x", kernel_, ", stride ", stride_, ")");
+    }
+    Shape output_shape(const Shape& input) const override {
+        check(input.rank() == 3, "MaxPool2d: per-sample input must be (C, H, W), got ",
+              input.str());
+        check(input[1] >= kernel_ && input[2] >= kernel_, "MaxPool2d: ", kernel_, "x", kernel_,
+              " window larger than the ", input[1], "x", input[2], " input");
+        return Shape{input[0], (input[1] - kernel_) / stride_ + 1,
+                     (input[2] - kernel_) / stride_ + 1};
+    }
+
+    // y = max over the window; argmax_ keeps the flat in-plane index of the first maximum in
+    // scan order (a strict > comparison keeps the earliest of equal values).
+    void forward(const Tensor<T>& x, Tensor<T>& y) override {
+        check(x.rank() == 4, "MaxPool2d: input must be (N, C, H, W), got ", x.shape().str());
+        const Shape out = output_shape(sample_shape(x.shape()));
+        const std::size_t planes = x.dim(0) * x.dim(1), H = x.dim(2), W = x.dim(3);
+        const std::size_t OH = out[1], OW = out[2];
+        check(H * W <= UINT32_MAX, "MaxPool2d: plane of ", H, "x", W, " too large");
+        y.resize(Shape{x.dim(0), out[0], OH, OW});
+        argmax_.resize(y.size());
+        parallel_for(planes, [&](std::size_t pb, std::size_t pe) {
+            for (std::size_t p = pb; p < pe; ++p) {
+                const T* in = x.data() + p * H * W;
+                T* outp = y.data() + p * OH * OW;
+                std::uint32_t* arg = argmax_.data() + p * OH * OW;
+                for (std::size_t oh = 0; oh < OH; ++oh)
+                    for (std::size_t ow = 0; ow < OW; ++ow) {
+                        std::size_t best = oh * stride_ * W + ow * stride_;
+                        for (std::size_t i = 0; i < kernel_; ++i)
+                            for (std::size_t j = 0; j < kernel_; ++j) {
+                                const std::size_t at = (oh * stride_ + i) * W + ow * stride_ + j;
+                                if (in[at] > in[best]) best = at;
+                            }
+                        outp[oh * OW + ow] = in[best];
+                        arg[oh * OW + ow] = static_cast<std::uint32_t>(best);
+                    }
+            }
+        });
+    }
+
+    // dx[argmax] += dy: the maximum passes its gradient on, every other input gets 0. (+= because
+    // overlapping windows, stride < kernel, can share a maximum.)
+    void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
+                  Tensor<T>& dx) override {
+        check(dy.shape() == y.shape() && argmax_.size() == y.size(), "MaxPool2d::backward: dy is ",
+              dy.shape().str(), ", expected the forward output ", y.shape().str());
+        const std::size_t planes = x.dim(0) * x.dim(1), HW = x.dim(2) * x.dim(3);
+        const std::size_t OHW = y.dim(2) * y.dim(3);
+        dx.resize(x.shape());
+        parallel_for(planes, [&](std::size_t pb, std::size_t pe) {
+            for (std::size_t p = pb; p < pe; ++p) {
+                T* d = dx.data() + p * HW;
+                for (std::size_t i = 0; i < HW; ++i) d[i] = T(0);
+                const T* g = dy.data() + p * OHW;
+                const std::uint32_t* arg = argmax_.data() + p * OHW;
+                for (std::size_t o = 0; o < OHW; ++o) d[arg[o]] += g[o];
+            }
+        });
+    }
+
+    std::size_t flops(const Shape& input) const override {
+        return output_shape(input).size() * kernel_ * kernel_;
+    }
+    LayerConfig config() const override {
+        return {"MaxPool2d", {{"kernel", double(kernel_)}, {"stride", double(stride_)}}};
+    }
+
+    std::size_t kernel() const { return kernel_; }
+    std::size_t stride() const { return stride_; }
+
+  private:
+    std::size_t kernel_, stride_;
+    std::vector<std::uint32_t> argmax_;  // per output: in-plane index of its input maximum
+};
+
+}  // namespace facet

@@ -1,0 +1,587 @@
+// Tests of facet's layers: forward passes against independent references, backward passes against
+// central finite differences (through check_gradients), modes, statistics, the registry, bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "facet/core/parallel.hpp"
+#include "facet/kernels/conv_reference.hpp"
+#include "facet/layers/activations.hpp"
+#include "facet/layers/batchnorm.hpp"
+#include "facet/layers/conv2d.hpp"
+#include "facet/layers/dense.hpp"
+#include "facet/layers/dropout.hpp"
+#include "facet/layers/flatten.hpp"
+#include "facet/layers/init.hpp"
+#include "facet/layers/maxpool2d.hpp"
+#include "facet/layers/registry.hpp"
+#include "facet/layers/softmax.hpp"
+#include "facet/model/gradient_check.hpp"
+
+using namespace facet;
+
+namespace {
+
+template <typename T>
+Tensor<T> random_tensor(const Shape& s, std::uint64_t seed, double lo = -1, double hi = 1) {
+    Tensor<T> t(s);
+    Rng rng(seed);
+    t.fill_uniform(rng, lo, hi);
+    return t;
+}
+
+/// Uniform values whose magnitude is at least `gap`, random sign: keeps finite differences of
+/// kinked functions (ReLU at 0) away from the kink.
+Tensor<double> away_from_zero(const Shape& s, std::uint64_t seed, double gap = 0.05) {
+    Tensor<double> t(s);
+    Rng rng(seed);
+    for (auto& v : t) v = (rng.uniform() < 0.5 ? -1 : 1) * rng.uniform(gap, 1.0);
+    return t;
+}
+
+void require_gradients(Layer<double>& layer, const Tensor<double>& x, double tol = 1e-6) {
+    GradientCheckOptions opt;
+    opt.tolerance = tol;
+    const GradientCheckReport r = check_gradients(layer, x, opt);
+    INFO(layer.describe() << " at input " << x.shape().str() << "\n" << r.str());
+    CHECK(r.passed);
+    CHECK(r.tensors.size() == 1 + layer.parameters().size());
+}
+
+template <typename T>
+double max_abs_diff(const Tensor<T>& a, const Tensor<T>& b) {
+    REQUIRE(a.shape() == b.shape());
+    double m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        m = std::max(m, std::abs(double(a[i]) - double(b[i])));
+    return m;
+}
+
+struct ConvCase {
+    std::size_t cin, cout, kh, kw, stride, pad, h, w;
+    bool bias;
+};
+
+const std::vector<ConvCase> conv_cases = {
+    {3, 4, 3, 3, 1, 0, 7, 6, true},   // stride 1, pad 0, non-square input
+    {3, 4, 3, 3, 1, 1, 6, 6, false},  // pad 1 ("same"), no bias
+    {2, 5, 3, 3, 2, 0, 7, 8, true},   // stride 2 with a leftover column
+    {2, 3, 3, 3, 2, 1, 5, 6, false},  // stride 2, pad 1
+    {1, 4, 3, 2, 1, 1, 5, 4, true},   // rectangular kernel, one input channel
+    {4, 3, 1, 1, 1, 0, 3, 5, true},   // pointwise: no im2col
+    {2, 2, 3, 3, 1, 0, 3, 3, true},   // kernel as large as the image: a 1x1 output
+};
+
+template <typename T>
+Conv2d<T> make_conv(const ConvCase& c) {
+    Conv2dOptions o;
+    o.in_channels = c.cin;
+    o.out_channels = c.cout;
+    o.kernel_h = c.kh;
+    o.kernel_w = c.kw;
+    o.stride_h = o.stride_w = c.stride;
+    o.pad_h = o.pad_w = c.pad;
+    o.bias = c.bias;
+    o.seed = 11;
+    Conv2d<T> conv(o);
+    Rng rng(5);
+    conv.bias().fill_uniform(rng, -1, 1);  // non-zero, so a forgotten bias shows
+    return conv;
+}
+
+}  // namespace
+
+TEST_CASE("Conv2d forward matches the direct convolution") {
+    for (const ConvCase& c : conv_cases) {
+        for (int threads : {1, 2}) {
+            set_num_threads(threads);
+            Conv2d<float> conv = make_conv<float>(c);
+            const std::size_t batch = 3;
+            const auto x = random_tensor<float>(Shape{batch, c.cin, c.h, c.w}, 3);
+            Tensor<float> y;
+            conv.forward(x, y);
+            const ConvGeometry g = conv.geometry(Shape{c.cin, c.h, c.w});
+            Tensor<float> ref(Shape{batch, c.cout, g.out_h(), g.out_w()});
+            conv2d_direct(x.data(), batch, g, conv.weight().data(), c.cout,
+                          c.bias ? conv.bias().data() : nullptr, ref.data());
+            INFO(conv.describe() << " on " << x.shape().str() << ", threads " << threads);
+            CHECK(y.shape() == ref.shape());
+            CHECK(max_abs_diff(y, ref) < 1e-5);
+            CHECK(conv.output_shape(Shape{c.cin, c.h, c.w}) == sample_shape(y.shape()));
+        }
+    }
+    set_num_threads(0);
+}
+
+TEST_CASE("Conv2d gradients match finite differences") {
+    for (const ConvCase& c : conv_cases) {
+        Conv2d<double> conv = make_conv<double>(c);
+        require_gradients(conv, random_tensor<double>(Shape{2, c.cin, c.h, c.w}, 17));
+    }
+    SUBCASE("with two threads and a batch split unevenly") {
+        set_num_threads(2);
+        Conv2d<double> conv = make_conv<double>(conv_cases[0]);
+        require_gradients(conv, random_tensor<double>(Shape{3, 3, 7, 6}, 18));
+        set_num_threads(0);
+    }
+}
+
+TEST_CASE("Conv2d backward is reproducible for a thread count and agrees across counts") {
+    Conv2d<float> conv = make_conv<float>(conv_cases[2]);
+    const auto x = random_tensor<float>(Shape{5, 2, 7, 8}, 3);
+    Tensor<float> y, dx1, dx2;
+    conv.forward(x, y);
+    const auto dy = random_tensor<float>(y.shape(), 4);
+    set_num_threads(2);
+    conv.backward(x, y, dy, dx1);
+    const Tensor<float> dw1 = conv.parameters()[0].grad[0];
+    conv.backward(x, y, dy, dx2);
+    CHECK(max_abs_diff(dw1, *conv.parameters()[0].grad) == 0);
+    set_num_threads(1);
+    conv.backward(x, y, dy, dx2);
+    CHECK(max_abs_diff(dx1, dx2) == 0);  // dx does not depend on the split
+    CHECK(max_abs_diff(dw1, *conv.parameters()[0].grad) < 1e-4);
+    set_num_threads(0);
+}
+
+TEST_CASE("Dense forward matches a naive loop, and its gradients finite differences") {
+    for (bool bias : {true, false}) {
+        Dense<double> dense(5, 3, bias, 9);
+        Rng rng(1);
+        dense.bias().fill_uniform(rng, -1, 1);
+        const auto x = random_tensor<double>(Shape{4, 5}, 2);
+        Tensor<double> y;
+        dense.forward(x, y);
+        REQUIRE(y.shape() == Shape{4, 3});
+        for (std::size_t n = 0; n < 4; ++n)
+            for (std::size_t o = 0; o < 3; ++o) {
+                double acc = bias ? dense.bias()[o] : 0.0;
+                for (std::size_t i = 0; i < 5; ++i) acc += dense.weight()(o, i) * x(n, i);
+                CHECK(y(n, o) == doctest::Approx(acc).epsilon(1e-12));
+            }
+        require_gradients(dense, x);
+        CHECK(dense.parameters().size() == (bias ? 2u : 1u));
+    }
+}
+
+namespace {
+/// Batch normalisation written straight from the definition, in double: per channel the mean and
+/// biased variance over (N, S), y = gamma (x - mu) / sqrt(var + eps) + beta.
+Tensor<double> batchnorm_reference(const Tensor<double>& x, std::size_t C,
+                                   const std::vector<double>& mu, const std::vector<double>& var,
+                                   double eps, const Tensor<double>* gamma,
+                                   const Tensor<double>* beta) {
+    Tensor<double> y(x.shape());
+    const std::size_t N = x.dim(0), S = x.size() / (N * C);
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t s = 0; s < S; ++s) {
+                const std::size_t i = (n * C + c) * S + s;
+                y[i] = (x[i] - mu[c]) / std::sqrt(var[c] + eps) * (gamma ? (*gamma)[c] : 1.0) +
+                       (beta ? (*beta)[c] : 0.0);
+            }
+    return y;
+}
+void channel_stats(const Tensor<double>& x, std::size_t C, std::vector<double>& mu,
+                   std::vector<double>& var) {
+    const std::size_t N = x.dim(0), S = x.size() / (N * C);
+    mu.assign(C, 0);
+    var.assign(C, 0);
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t s = 0; s < S; ++s) mu[c] += x[(n * C + c) * S + s] / double(N * S);
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t s = 0; s < S; ++s) {
+                const double d = x[(n * C + c) * S + s] - mu[c];
+                var[c] += d * d / double(N * S);
+            }
+}
+}  // namespace
+
+TEST_CASE("BatchNorm2d: batch statistics in training, running statistics in eval") {
+    const std::size_t C = 3;
+    BatchNorm2d<double> bn(C, 1e-5, 0.1);
+    Rng rng(3);
+    bn.gamma().fill_uniform(rng, 0.5, 2);
+    bn.beta().fill_uniform(rng, -1, 1);
+    const auto x = random_tensor<double>(Shape{4, C, 3, 5}, 8, -2, 3);
+    std::vector<double> mu, var;
+    channel_stats(x, C, mu, var);
+
+    Tensor<double> y;
+    bn.forward(x, y);
+    CHECK(max_abs_diff(y, batchnorm_reference(x, C, mu, var, 1e-5, &bn.gamma(), &bn.beta())) <
+          1e-12);
+    // Running statistics: r = 0.9 r + 0.1 batch, from mean 0 and variance 1, the variance unbiased.
+    const double M = 4 * 3 * 5;
+    for (std::size_t c = 0; c < C; ++c) {
+        CHECK(bn.running_mean()[c] == doctest::Approx(0.1 * mu[c]).epsilon(1e-12));
+        CHECK(bn.running_var()[c] ==
+              doctest::Approx(0.9 + 0.1 * var[c] * M / (M - 1)).epsilon(1e-12));
+    }
+    REQUIRE(bn.buffers().size() == 2);
+    CHECK(bn.buffers()[0].first == "running_mean");
+
+    // Eval normalises with the running statistics, which differ from the batch's.
+    bn.set_mode(Mode::Eval);
+    Tensor<double> y_eval;
+    const std::vector<double> rm(bn.running_mean().begin(), bn.running_mean().end());
+    const std::vector<double> rv(bn.running_var().begin(), bn.running_var().end());
+    bn.forward(x, y_eval);
+    CHECK(max_abs_diff(y_eval, batchnorm_reference(x, C, rm, rv, 1e-5, &bn.gamma(), &bn.beta())) <
+          1e-12);
+    CHECK(max_abs_diff(y_eval, y) > 0.1);
+    // ... and leaves them alone.
+    CHECK(bn.running_mean()[0] == rm[0]);
+    CHECK(bn.running_var()[1] == rv[1]);
+}
+
+TEST_CASE("BatchNorm running statistics converge to the data's") {
+    BatchNorm1d<double> bn(2, 1e-5, 0.5);
+    const auto x = random_tensor<double>(Shape{10, 2}, 4, 1, 5);
+    std::vector<double> mu, var;
+    channel_stats(x, 2, mu, var);
+    Tensor<double> y;
+    for (int i = 0; i < 60; ++i) bn.forward(x, y);
+    CHECK(bn.running_mean()[1] == doctest::Approx(mu[1]).epsilon(1e-9));
+    CHECK(bn.running_var()[0] == doctest::Approx(var[0] * 10 / 9).epsilon(1e-9));
+}
+
+TEST_CASE("BatchNorm gradients match finite differences in train and eval, affine on and off") {
+    for (bool affine : {true, false}) {
+        for (Mode mode : {Mode::Train, Mode::Eval}) {
+            BatchNorm2d<double> bn2(3, 1e-5, 0.1, affine);
+            BatchNorm1d<double> bn1(4, 1e-5, 0.1, affine);
+            Rng rng(6);
+            if (affine) {
+                bn2.gamma().fill_uniform(rng, 0.5, 2);
+                bn2.beta().fill_uniform(rng, -1, 1);
+                bn1.gamma().fill_uniform(rng, 0.5, 2);
+                bn1.beta().fill_uniform(rng, -1, 1);
+            }
+            bn2.running_mean().fill_uniform(rng, -0.5, 0.5);
+            bn2.running_var().fill_uniform(rng, 0.5, 2);
+            bn1.running_mean().fill_uniform(rng, -0.5, 0.5);
+            bn1.running_var().fill_uniform(rng, 0.5, 2);
+            bn2.set_mode(mode);
+            bn1.set_mode(mode);
+            require_gradients(bn2, random_tensor<double>(Shape{3, 3, 4, 3}, 21, -2, 2));
+            require_gradients(bn1, random_tensor<double>(Shape{5, 4}, 22, -2, 2));
+        }
+    }
+}
+
+TEST_CASE("BatchNorm rejects bad shapes, bad settings and single-value training batches") {
+    BatchNorm2d<float> bn(3);
+    Tensor<float> y;
+    CHECK_THROWS_WITH_AS(bn.forward(Tensor<float>(Shape{2, 4, 3, 3}), y),
+                         doctest::Contains("BatchNorm2d(3)"), Error);
+    CHECK_THROWS_WITH_AS(bn.forward(Tensor<float>(Shape{1, 3, 1, 1}), y),
+                         doctest::Contains("more than one value per channel"), Error);
+    bn.set_mode(Mode::Eval);
+    CHECK_NOTHROW(bn.forward(Tensor<float>(Shape{1, 3, 1, 1}), y));
+    BatchNorm1d<float> bn1(4);
+    CHECK_THROWS_AS(bn1.forward(Tensor<float>(Shape{2, 4, 1, 1}), y), Error);
+    CHECK_THROWS_WITH_AS(BatchNorm2d<float>(3, -1.0), doctest::Contains("eps"), Error);
+    CHECK_THROWS_WITH_AS(BatchNorm1d<float>(3, 1e-5, 1.5), doctest::Contains("momentum"), Error);
+}
+
+TEST_CASE("MaxPool2d forward matches a naive loop; gradients go to the first maximum") {
+    for (auto [k, s, h, w] : std::vector<std::array<std::size_t, 4>>{
+             {2, 2, 6, 4}, {2, 2, 5, 7}, {3, 2, 7, 6}, {3, 1, 4, 5}, {1, 1, 2, 3}}) {
+        MaxPool2d<double> pool(k, s);
+        const auto x = random_tensor<double>(Shape{2, 3, h, w}, 30 + k);
+        Tensor<double> y;
+        pool.forward(x, y);
+        const std::size_t OH = (h - k) / s + 1, OW = (w - k) / s + 1;
+        REQUIRE(y.shape() == Shape{2, 3, OH, OW});
+        for (std::size_t n = 0; n < 2; ++n)
+            for (std::size_t c = 0; c < 3; ++c)
+                for (std::size_t i = 0; i < OH; ++i)
+                    for (std::size_t j = 0; j < OW; ++j) {
+                        double m = -1e300;
+                        for (std::size_t a = 0; a < k; ++a)
+                            for (std::size_t b = 0; b < k; ++b)
+                                m = std::max(m, x(n, c, i * s + a, j * s + b));
+                        CHECK(y(n, c, i, j) == m);
+                    }
+        INFO("kernel " << k << " stride " << s);
+        require_gradients(pool, x);  // random values: no ties, so the max is differentiable
+    }
+}
+
+TEST_CASE("MaxPool2d routes tied maxima to the first in scan order") {
+    MaxPool2d<float> pool(2);
+    Tensor<float> x(Shape{1, 1, 2, 4}, 1.0f);  // two windows, each of four equal values
+    x(0, 0, 1, 2) = 3.0f;                      // the second window: one clear max, bottom left
+    x(0, 0, 1, 3) = 3.0f;                      // tied with its right neighbour
+    Tensor<float> y, dx;
+    pool.forward(x, y);
+    Tensor<float> dy(y.shape());
+    dy[0] = 10;
+    dy[1] = 20;
+    pool.backward(x, y, dy, dx);
+    CHECK(dx(0, 0, 0, 0) == 10);  // first of four equal values
+    CHECK(dx(0, 0, 0, 1) == 0);
+    CHECK(dx(0, 0, 1, 0) == 0);
+    CHECK(dx(0, 0, 1, 2) == 20);  // first of the two tied maxima
+    CHECK(dx(0, 0, 1, 3) == 0);
+    float total = 0;
+    for (float v : dx) total += v;
+    CHECK(total == 30);
+
+    SUBCASE("overlapping windows sharing a maximum add their gradients") {
+        MaxPool2d<float> overlap(2, 1);
+        Tensor<float> x2(Shape{1, 1, 2, 3}, 0.0f);
+        x2(0, 0, 0, 1) = 5;  // the max of both windows
+        Tensor<float> y2, dx2;
+        overlap.forward(x2, y2);
+        Tensor<float> dy2(y2.shape(), 1.0f);
+        overlap.backward(x2, y2, dy2, dx2);
+        CHECK(dx2(0, 0, 0, 1) == 2);
+    }
+}
+
+TEST_CASE("Dropout: inverted scaling, mask statistics, eval identity, reproducible masks") {
+    const double p = 0.3;
+    Dropout<float> drop(p, 123);
+    Tensor<float> x(Shape{100, 1000}, 1.0f), y;
+    drop.forward(x, y);
+    std::size_t zeros = 0;
+    double mean = 0;
+    for (float v : y) {
+        if (v == 0)
+            ++zeros;
+        else
+            CHECK(v == doctest::Approx(1 / (1 - p)));
+        mean += v / double(y.size());
+    }
+    // 1e5 Bernoulli draws: the standard deviation of the fraction is 0.0014; allow 5 sigma.
+    CHECK(double(zeros) / double(y.size()) == doctest::Approx(p).epsilon(0.0075 / p));
+    CHECK(mean == doctest::Approx(1.0).epsilon(0.01));
+
+    Tensor<float> dx, dy(y.shape(), 2.0f);
+    drop.backward(x, y, dy, dx);
+    for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(dx[i] == 2 * y[i]);
+
+    SUBCASE("a new mask every call, the same masks after reseed, whatever the thread count") {
+        Tensor<float> y2, y3;
+        drop.forward(x, y2);
+        CHECK(max_abs_diff(y, y2) > 0);
+        for (int threads : {1, 2}) {
+            set_num_threads(threads);
+            drop.reseed(123);
+            drop.forward(x, y3);
+            CHECK(max_abs_diff(y, y3) == 0);
+        }
+        set_num_threads(0);
+    }
+    SUBCASE("eval is the identity") {
+        drop.set_mode(Mode::Eval);
+        const auto xr = random_tensor<float>(Shape{4, 7}, 2);
+        drop.forward(xr, y);
+        CHECK(max_abs_diff(xr, y) == 0);
+        drop.backward(xr, y, xr, dx);
+        CHECK(max_abs_diff(xr, dx) == 0);
+    }
+    CHECK_THROWS_WITH_AS(Dropout<float>(1.0), doctest::Contains("[0, 1)"), Error);
+    CHECK_THROWS_AS(Dropout<float>(-0.1), Error);
+}
+
+TEST_CASE("Dropout gradients hold with the mask fixed by reseed") {
+    Dropout<double> drop(0.5, 77);
+    require_gradients(drop, random_tensor<double>(Shape{3, 2, 3, 3}, 5));
+}
+
+TEST_CASE("Activations match their formulas and finite differences") {
+    const auto x = away_from_zero(Shape{3, 2, 4, 5}, 40);
+    ReLU<double> relu;
+    LeakyReLU<double> leaky(0.1);
+    ELU<double> elu(0.7);
+    Tensor<double> y;
+    relu.forward(x, y);
+    for (std::size_t i = 0; i < x.size(); ++i) CHECK(y[i] == std::max(x[i], 0.0));
+    leaky.forward(x, y);
+    for (std::size_t i = 0; i < x.size(); ++i)
+        CHECK(y[i] == doctest::Approx(x[i] > 0 ? x[i] : 0.1 * x[i]));
+    elu.forward(x, y);
+    for (std::size_t i = 0; i < x.size(); ++i)
+        CHECK(y[i] == doctest::Approx(x[i] > 0 ? x[i] : 0.7 * (std::exp(x[i]) - 1)));
+    require_gradients(relu, x);
+    require_gradients(leaky, x);
+    require_gradients(elu, x);
+    SUBCASE("a large tensor runs on several threads with the same result") {
+        set_num_threads(2);
+        const auto big = random_tensor<float>(Shape{8, 16, 32, 32}, 41);
+        ReLU<float> r;
+        Tensor<float> yb;
+        r.forward(big, yb);
+        for (std::size_t i = 0; i < big.size(); i += 997) CHECK(yb[i] == std::max(big[i], 0.0f));
+        set_num_threads(0);
+    }
+}
+
+TEST_CASE("Softmax layer: rows sum to one, stable for large logits, real backward") {
+    Softmax<double> softmax;
+    auto x = random_tensor<double>(Shape{3, 5}, 50, -3, 3);
+    Tensor<double> y;
+    softmax.forward(x, y);
+    for (std::size_t n = 0; n < 3; ++n) {
+        double denom = 0;
+        for (std::size_t k = 0; k < 5; ++k) denom += std::exp(x(n, k));
+        for (std::size_t k = 0; k < 5; ++k)
+            CHECK(y(n, k) == doctest::Approx(std::exp(x(n, k)) / denom));
+    }
+    require_gradients(softmax, x);
+    x(0, 0) = 1000;
+    x(0, 1) = 999;
+    softmax.forward(x, y);
+    CHECK(std::isfinite(y(0, 0)));
+    CHECK(y(0, 0) == doctest::Approx(1 / (1 + std::exp(-1.0))).epsilon(1e-6));
+}
+
+TEST_CASE("Flatten keeps NCHW order and restores the shape in backward") {
+    Flatten<double> flatten;
+    const auto x = random_tensor<double>(Shape{2, 3, 2, 2}, 60);
+    Tensor<double> y;
+    flatten.forward(x, y);
+    CHECK(y.shape() == Shape{2, 12});
+    CHECK(y(1, 5) == x(1, 1, 0, 1));
+    CHECK(flatten.output_shape(Shape{3, 2, 2}) == Shape{12});
+    require_gradients(flatten, x);
+}
+
+TEST_CASE("Initialisers give the variance their scheme promises") {
+    Rng rng(9);
+    auto stddev = [](const Tensor<float>& t) {
+        double s = 0, s2 = 0;
+        for (float v : t) {
+            s += v;
+            s2 += double(v) * v;
+        }
+        const double n = double(t.size());
+        return std::sqrt(s2 / n - (s / n) * (s / n));
+    };
+    Tensor<float> w(Shape{64, 32, 3, 3});  // fan_in 288, fan_out 576
+    he_normal(w, rng);
+    CHECK(stddev(w) == doctest::Approx(std::sqrt(2.0 / 288)).epsilon(0.02));
+    he_uniform(w, rng);
+    CHECK(stddev(w) == doctest::Approx(std::sqrt(2.0 / 288)).epsilon(0.02));
+    for (float v : w) REQUIRE(std::abs(v) <= std::sqrt(6.0 / 288));
+    glorot_normal(w, rng);
+    CHECK(stddev(w) == doctest::Approx(std::sqrt(2.0 / (288 + 576))).epsilon(0.02));
+    glorot_uniform(w, rng);
+    CHECK(stddev(w) == doctest::Approx(std::sqrt(2.0 / (288 + 576))).epsilon(0.02));
+    CHECK(compute_fans(Shape{7, 256}).fan_in == 256);
+    CHECK_THROWS_AS(compute_fans(Shape{3}), Error);
+    // Same seed, same weights; different seeds, different weights.
+    Conv2d<float> a(3, 8, 3, 1, 1, false, 5), b(3, 8, 3, 1, 1, false, 5),
+        c(3, 8, 3, 1, 1, false, 6);
+    CHECK(max_abs_diff(a.weight(), b.weight()) == 0);
+    CHECK(max_abs_diff(a.weight(), c.weight()) > 0);
+}
+
+TEST_CASE("config() -> make_layer() rebuilds every layer") {
+    std::vector<std::unique_ptr<Layer<double>>> layers;
+    layers.push_back(
+        std::make_unique<Conv2d<double>>(Conv2dOptions{3, 4, 3, 2, 2, 1, 1, 0, false, 1}));
+    layers.push_back(std::make_unique<Conv2d<double>>(2, 3, 3, 1, 1, true));
+    layers.push_back(std::make_unique<BatchNorm2d<double>>(3, 1e-3, 0.2, false));
+    layers.push_back(std::make_unique<BatchNorm1d<double>>(12, 1e-5, 0.1, true));
+    layers.push_back(std::make_unique<MaxPool2d<double>>(3, 2));
+    layers.push_back(std::make_unique<Dropout<double>>(0.25, 99));
+    layers.push_back(std::make_unique<Dense<double>>(12, 7, false));
+    layers.push_back(std::make_unique<Flatten<double>>());
+    layers.push_back(std::make_unique<ReLU<double>>());
+    layers.push_back(std::make_unique<LeakyReLU<double>>(0.2));
+    layers.push_back(std::make_unique<ELU<double>>(0.5));
+    layers.push_back(std::make_unique<Softmax<double>>());
+    for (auto& layer : layers) {
+        const LayerConfig c = layer->config();
+        auto rebuilt = make_layer<double>(c);
+        INFO(layer->describe());
+        CHECK(rebuilt->type() == layer->type());
+        CHECK(rebuilt->describe() == layer->describe());
+        CHECK(rebuilt->config().values == c.values);
+        CHECK(rebuilt->parameter_count() == layer->parameter_count());
+    }
+    SUBCASE("Linear is Dense; a rebuilt layer with copied parameters computes the same") {
+        auto dense = make_layer<double>({"Linear", {{"in_features", 4}, {"out_features", 2}}});
+        CHECK(dense->type() == "Dense");
+        Conv2d<double> conv(2, 3, 3, 2, 1, true, 4);
+        auto copy = make_layer<double>(conv.config());
+        auto src = conv.parameters();
+        auto dst = copy->parameters();
+        for (std::size_t i = 0; i < src.size(); ++i) *dst[i].value = *src[i].value;
+        const auto x = random_tensor<double>(Shape{2, 2, 5, 6}, 3);
+        Tensor<double> y1, y2;
+        conv.forward(x, y1);
+        copy->forward(x, y2);
+        CHECK(max_abs_diff(y1, y2) == 0);
+    }
+}
+
+TEST_CASE("make_layer rejects unknown types and bad values with clear errors") {
+    CHECK_THROWS_WITH_AS(make_layer<float>({"Conv3d", {}}),
+                         doctest::Contains("unknown layer type 'Conv3d'"), Error);
+    CHECK_THROWS_WITH_AS(make_layer<float>({"Conv2d", {{"in_channels", 1}, {"out_channels", 2}}}),
+                         doctest::Contains("missing value 'kernel'"), Error);
+    CHECK_THROWS_WITH_AS(
+        make_layer<float>({"Conv2d", {{"in_channels", 1}, {"out_channels", 2}, {"kernel", 2.5}}}),
+        doctest::Contains("'kernel' must be a whole number"), Error);
+    CHECK_THROWS_WITH_AS(make_layer<float>({"Dense", {{"in_features", 0}, {"out_features", 2}}}),
+                         doctest::Contains("in_features"), Error);
+    CHECK_THROWS_WITH_AS(make_layer<float>({"Dropout", {{"p", 1.5}}}), doctest::Contains("Dropout"),
+                         Error);
+    CHECK_THROWS_WITH_AS(make_layer<float>({"BatchNorm2d", {{"channels", 4}, {"affine", 0.5}}}),
+                         doctest::Contains("'affine' must be 0 or 1"), Error);
+    CHECK_THROWS_AS(make_layer<float>({"MaxPool2d", {{"kernel", -2}}}), Error);
+    CHECK_THROWS_AS(make_layer<float>({"LeakyReLU", {{"slope", std::nan("")}}}), Error);
+}
+
+TEST_CASE("Layers reject inputs of the wrong shape with errors that name them") {
+    Tensor<float> y, dx;
+    Conv2d<float> conv(3, 4, 3);
+    CHECK_THROWS_WITH_AS(conv.forward(Tensor<float>(Shape{2, 2, 8, 8}), y),
+                         doctest::Contains("input has 2 channels, expected 3"), Error);
+    CHECK_THROWS_WITH_AS(conv.forward(Tensor<float>(Shape{2, 3, 2, 8}), y),
+                         doctest::Contains("larger than padded input"), Error);
+    CHECK_THROWS_AS(conv.forward(Tensor<float>(Shape{3, 8, 8}), y), Error);
+    const Tensor<float> x(Shape{2, 3, 8, 8});
+    conv.forward(x, y);
+    CHECK_THROWS_WITH_AS(conv.backward(x, y, Tensor<float>(Shape{2, 4, 5, 6}), dx),
+                         doctest::Contains("Conv2d::backward: dy"), Error);
+    CHECK_THROWS_WITH_AS(Conv2d<float>(0, 4, 3), doctest::Contains("channels must be positive"),
+                         Error);
+    CHECK_THROWS_AS(Conv2d<float>(1, 4, 3, 0), Error);
+
+    Dense<float> dense(10, 2);
+    CHECK_THROWS_WITH_AS(dense.forward(Tensor<float>(Shape{2, 9}), y),
+                         doctest::Contains("Dense(10->2)"), Error);
+    CHECK_THROWS_WITH_AS(dense.forward(Tensor<float>(Shape{2, 10, 1, 1}), y),
+                         doctest::Contains("Flatten"), Error);
+    MaxPool2d<float> pool(3);
+    CHECK_THROWS_WITH_AS(pool.forward(Tensor<float>(Shape{1, 1, 2, 5}), y),
+                         doctest::Contains("window larger"), Error);
+    CHECK_THROWS_AS(MaxPool2d<float>(0), Error);
+    Softmax<float> softmax;
+    CHECK_THROWS_AS(softmax.forward(Tensor<float>(Shape{2, 3, 4}), y), Error);
+    ReLU<float> relu;
+    relu.forward(Tensor<float>(Shape{2, 3}), y);
+    CHECK_THROWS_WITH_AS(
+        relu.backward(Tensor<float>(Shape{2, 3}), y, Tensor<float>(Shape{3, 2}), dx),
+        doctest::Contains("ReLU::backward"), Error);
+}
+
+TEST_CASE("Layers report their flops and describe themselves") {
+    Conv2d<float> conv(1, 32, 3, 1, 1, false);
+    CHECK(conv.flops(Shape{1, 48, 48}) == 2u * 32 * 9 * 48 * 48);
+    CHECK(conv.describe() == "Conv2d(1->32, 3x3, stride 1, pad 1, no bias)");
+    CHECK(Dense<float>(4608, 256).flops(Shape{4608}) == 2u * 4608 * 256 + 256);
+    CHECK(MaxPool2d<float>(2).output_shape(Shape{32, 48, 48}) == Shape{32, 24, 24});
+}
