@@ -107,7 +107,7 @@ float pixel_value(const Src* in, long x, long y, long w, long h, Padding padding
     }
     const Src v = in[y * w + x];
     if constexpr (std::is_same_v<Src, std::uint8_t>)
-        return static_cast<float>(v) * (1.0f / 255.0f);
+        return static_cast<float>(v) / 255.0f;
     else
         return static_cast<float>(v);
 }

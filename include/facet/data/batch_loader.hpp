@@ -60,8 +60,7 @@ struct Normalization {
     }
     /// Standardises n bytes into floats.
     void apply(const std::uint8_t* pixels, float* out, std::size_t n) const {
-        for (std::size_t i = 0; i < n; ++i)
-            out[i] = static_cast<float>(pixels[i]) * (1.0f / 255.0f);
+        for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<float>(pixels[i]) / 255.0f;
         apply(out, n);
     }
 };
@@ -174,7 +173,11 @@ class BatchLoader {
             } else {
                 normalization_.apply(data_.image(sample), out, pixels);
             }
-            batch.labels.push_back(data_.labels[sample]);
+            const int label = data_.labels[sample];
+            check(label >= 0 && label < data_.num_classes(), "BatchLoader: sample ", sample,
+                  " of '", data_.split, "' has label ", label, " outside [0, ", data_.num_classes(),
+                  ") (was the data set changed while loading?)");
+            batch.labels.push_back(label);
             batch.indices.push_back(sample);
         }
         return batch;

@@ -238,7 +238,10 @@ struct DataSplits {
     const Dataset& at(std::string_view name) const {
         if (const Dataset* d = find(name)) return *d;
         std::string names;
-        for (const auto& d : splits) names += (names.empty() ? "" : ", ") + d.split;
+        for (const auto& d : splits) {
+            if (!names.empty()) names += ", ";
+            names += d.split;
+        }
         throw Error(
             detail::concat("no split '", name, "' (have: ", names.empty() ? "none" : names, ")"));
     }

@@ -66,7 +66,10 @@ struct ImageJob {
 
 inline std::string expected_class_folders() {
     std::string s;
-    for (auto n : fer_class_names) s += (s.empty() ? "" : " ") + std::string(n);
+    for (auto n : fer_class_names) {
+        if (!s.empty()) s += ' ';
+        s.append(n);
+    }
     return s;
 }
 
