@@ -1,33 +1,364 @@
-// facet/kernels/gemm.hpp — C = alpha * op(A) * op(B) + beta * C, row-major, float and double.
-// PLACEHOLDER implementation (simple loops): the Goto/BLIS kernel replaces the body of gemm()
-// while keeping this exact signature.
+// facet/kernels/gemm.hpp — C = alpha * op(A) * op(B) + beta * C, row-major, float and double:
+// the kernel that convolutions (through im2col) and dense layers spend their time in.
+//
+// Structure (Goto / BLIS, as in "Anatomy of High-Performance Matrix Multiplication"):
+//   for each block of MC rows of op(A):
+//     for each slice of KC along k:         pack op(A) block (MC x KC) in MR-row micro-panels
+//       for each block of NC columns:       pack op(B) block (KC x NC) in NR-column micro-panels
+//         for each MR-row micro-panel of A:       (stays in L1 across the loop below)
+//           for each NR-column micro-panel of B:  (streams from L2)
+//             micro-kernel: MR x NR tile of C, sums held in registers
+// This is BLIS's loop nest for the column-major product C^T = B^T A^T: the operand the kernel
+// broadcasts (A) sits in L1, the one it loads as vectors (B) in L2. Threads each take one
+// rectangle of C (never a share of k), so results are bit-identical for any thread count.
+// Read first: gemm_pack.hpp and the three micro-kernel headers.
+// Read next: kernels/im2col.hpp.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <exception>
+#include <type_traits>
 
 #include "facet/core/error.hpp"
+#include "facet/core/parallel.hpp"
+#include "facet/kernels/cpu_features.hpp"
+#include "facet/kernels/gemm_microkernel_avx2.hpp"
+#include "facet/kernels/gemm_microkernel_avx512.hpp"
+#include "facet/kernels/gemm_microkernel_portable.hpp"
+#include "facet/kernels/gemm_pack.hpp"
+
+#if defined(FACET_HAVE_EIGEN)
+#include "facet/kernels/gemm_eigen.hpp"
+#endif
 
 namespace facet {
 
-/// Whether an operand is used as stored (No) or transposed (Yes).
-enum class Trans { No, Yes };
+/// The micro-kernel family gemm() uses. Auto: the build's FACET_GEMM_ISA if set, else the best
+/// the CPU supports.
+enum class GemmIsa { Auto, Avx512, Avx2, Portable };
+
+/// Who computes gemm(): facet's own kernels, or Eigen's product (for comparison; needs
+/// FACET_HAVE_EIGEN).
+enum class GemmBackend { Facet, Eigen };
+
+namespace detail {
+inline GemmIsa& gemm_isa_setting() {
+    static GemmIsa isa = GemmIsa::Auto;
+    return isa;
+}
+inline GemmBackend& gemm_backend_setting() {
+    static GemmBackend backend = GemmBackend::Facet;
+    return backend;
+}
+}  // namespace detail
+
+/// Lower-case name of an ISA ("avx512", "avx2", "portable", "auto"), as FACET_GEMM_ISA spells it.
+inline const char* gemm_isa_name(GemmIsa isa) {
+    switch (isa) {
+        case GemmIsa::Avx512:
+            return "avx512";
+        case GemmIsa::Avx2:
+            return "avx2";
+        case GemmIsa::Portable:
+            return "portable";
+        default:
+            return "auto";
+    }
+}
+
+/// True when this build contains the kernel and this CPU can run it.
+inline bool gemm_isa_supported(GemmIsa isa) {
+    switch (isa) {
+        case GemmIsa::Avx512:
+            return FACET_GEMM_HAVE_X86_KERNELS && cpu_features().avx512f;
+        case GemmIsa::Avx2:
+            return FACET_GEMM_HAVE_X86_KERNELS && cpu_features().avx2_fma;
+        default:
+            return true;
+    }
+}
+
+/// Selects the micro-kernel for all later gemm() calls (tests use it to exercise every kernel);
+/// Auto restores the default. Throws facet::Error when the CPU lacks the instruction set.
+/// Not synchronised: call it while no gemm() is running.
+inline void set_gemm_isa(GemmIsa isa) {
+    check(gemm_isa_supported(isa), "set_gemm_isa: this CPU (or build) has no ", gemm_isa_name(isa),
+          " support");
+    detail::gemm_isa_setting() = isa;
+}
+
+/// The ISA gemm() will use now (never Auto).
+inline GemmIsa gemm_isa() {
+    GemmIsa isa = detail::gemm_isa_setting();
+    if (isa != GemmIsa::Auto) return isa;
+#if defined(FACET_GEMM_FORCE_ISA_avx512)
+    isa = GemmIsa::Avx512;
+#elif defined(FACET_GEMM_FORCE_ISA_avx2)
+    isa = GemmIsa::Avx2;
+#elif defined(FACET_GEMM_FORCE_ISA_portable)
+    isa = GemmIsa::Portable;
+#else
+    isa = gemm_isa_supported(GemmIsa::Avx512) ? GemmIsa::Avx512
+          : gemm_isa_supported(GemmIsa::Avx2) ? GemmIsa::Avx2
+                                              : GemmIsa::Portable;
+#endif
+    check(gemm_isa_supported(isa), "gemm: the build forces FACET_GEMM_ISA=", gemm_isa_name(isa),
+          " but this CPU does not support it");
+    return isa;
+}
+
+/// Selects who computes gemm(). Eigen is only available when FACET_HAVE_EIGEN is defined;
+/// otherwise selecting it throws facet::Error. Not synchronised, like set_gemm_isa.
+inline void set_gemm_backend(GemmBackend backend) {
+#if !defined(FACET_HAVE_EIGEN)
+    check(backend != GemmBackend::Eigen,
+          "set_gemm_backend: Eigen backend not available (build without FACET_HAVE_EIGEN)");
+#endif
+    detail::gemm_backend_setting() = backend;
+}
+
+/// The backend gemm() uses now.
+inline GemmBackend gemm_backend() {
+    return detail::gemm_backend_setting();
+}
+
+namespace detail {
+
+/// Cache blocking for one kernel, for a core with 48 KiB L1d and 1 MiB L2 (Zen 5):
+///  - KC: one A micro-panel (MR x KC) should take about a quarter of L1, leaving room for the
+///    B panel streaming through and the C tile: KC x sizeof(T) = 1536 bytes, i.e. KC = 384
+///    floats (8 x 384 x 4 = 12 KiB) or 192 doubles. KC long also amortises the C tile's
+///    load/store over many FMAs.
+///  - NC: the packed B block (KC x NC) lives in L2 and is swept once per A micro-panel; 576 KiB
+///    (NC = 384 columns) leaves L2 room for the A block passing through and for C.
+///  - MC: rows of A packed at once; A is read once per NC block, streaming from L3, so MC only
+///    bounds the buffer (1536 x 384 floats = 2.25 MiB).
+/// All three are multiples of every kernel's MR (4, 6, 8) and NR (8, 16, 24, 48).
+template <typename T>
+struct GemmBlocking {
+    static constexpr std::size_t KC = 1536 / sizeof(T);
+    static constexpr std::size_t NC = 384;
+    static constexpr std::size_t MC = 1536;
+};
+
+inline std::size_t round_up(std::size_t n, std::size_t multiple) {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
+/// Splits n into the fewest pieces of at most `block`, of nearly equal size rounded up to a
+/// multiple of `unit`: K = 400 becomes 2 x 200 rather than 384 + 16 (short slices are slow).
+inline std::size_t even_block(std::size_t n, std::size_t block, std::size_t unit) {
+    const std::size_t pieces = (n + block - 1) / block;
+    return std::min(block, round_up((n + pieces - 1) / pieces, unit));
+}
+
+/// C = beta * C, with beta == 0 writing zeros (the K == 0 or alpha == 0 case).
+template <typename T>
+void gemm_scale(std::size_t M, std::size_t N, T beta, T* C, std::size_t ldc) {
+    for (std::size_t i = 0; i < M; ++i) {
+        T* row = C + i * ldc;
+        if (beta == T(0))
+            std::fill(row, row + N, T(0));
+        else if (beta != T(1))
+            for (std::size_t j = 0; j < N; ++j) row[j] *= beta;
+    }
+}
+
+/// One thread's share: the whole blocked algorithm on an M x N rectangle of C (A, B and C
+/// already point at the rectangle's first row / column).
+template <typename Kernel, typename T>
+void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
+                  const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+                  std::size_t ldc) {
+    constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
+    using Blocking = GemmBlocking<T>;
+    const std::size_t mc_max = even_block(M, Blocking::MC, MR);
+    const std::size_t kc_max = even_block(K, Blocking::KC, 1);
+    const std::size_t nc_max = even_block(N, Blocking::NC, NR);
+    T* packed_a = gemm_workspace<T>(0, round_up(mc_max, MR) * kc_max);
+    T* packed_b = gemm_workspace<T>(1, kc_max * round_up(nc_max, NR));
+    alignas(64) T edge[MR * NR];  // a partial tile is computed here, then copied to C
+
+    for (std::size_t i0 = 0; i0 < M; i0 += mc_max) {
+        const std::size_t mc = std::min(mc_max, M - i0);
+        for (std::size_t p0 = 0; p0 < K; p0 += kc_max) {
+            const std::size_t kc = std::min(kc_max, K - p0);
+            const T beta_slice = p0 == 0 ? beta : T(1);  // later k-slices add to the first
+            pack_a<MR>(Kernel::simd_packing, transA, mc, kc,
+                       transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda, packed_a);
+            for (std::size_t j0 = 0; j0 < N; j0 += nc_max) {
+                const std::size_t nc = std::min(nc_max, N - j0);
+                pack_b<NR>(Kernel::simd_packing, transB, kc, nc,
+                           transB == Trans::No ? B + p0 * ldb + j0 : B + j0 * ldb + p0, ldb,
+                           packed_b);
+                for (std::size_t ir = 0; ir < mc; ir += MR) {
+                    const T* a_panel = packed_a + ir * kc;
+                    const std::size_t rows = std::min(MR, mc - ir);
+                    for (std::size_t jr = 0; jr < nc; jr += NR) {
+                        const T* b_panel = packed_b + jr * kc;
+                        const std::size_t cols = std::min(NR, nc - jr);
+                        T* c_tile = C + (i0 + ir) * ldc + j0 + jr;
+                        if (rows == MR && cols == NR) {
+                            Kernel::run(kc, a_panel, b_panel, c_tile, ldc, alpha, beta_slice);
+                            continue;
+                        }
+                        Kernel::run(kc, a_panel, b_panel, edge, NR, T(1), T(0));
+                        for (std::size_t i = 0; i < rows; ++i)
+                            for (std::size_t j = 0; j < cols; ++j) {
+                                T& c = c_tile[i * ldc + j];
+                                c = beta_slice == T(0) ? alpha * edge[i * NR + j]
+                                                       : alpha * edge[i * NR + j] + beta_slice * c;
+                            }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Below this many multiply-adds one thread is faster: starting a parallel region costs a few
+/// microseconds, which is what ~256k multiply-adds take at full speed.
+inline constexpr double gemm_parallel_threshold = 262144.0;
+
+/// Chooses how `threads` threads tile C: a grid of row_parts x (threads / row_parts)
+/// rectangles. Cost model per thread: the multiply-adds of its rectangle (in whole micro-tiles)
+/// plus the elements it packs, each weighted like 32 multiply-adds (packing moves about one
+/// element per cycle while the kernel does 32 FMAs). Splitting N makes every thread pack all of
+/// A, splitting M all of B: the model picks the cheaper, and keeps both threads busy for wide
+/// (32 x 147456) and tall (1152 x 144) shapes alike.
+template <typename Kernel, typename T>
+int gemm_row_parts(std::size_t M, std::size_t N, std::size_t K, int threads) {
+    const double row_panels = static_cast<double>((M + Kernel::MR - 1) / Kernel::MR);
+    const double col_panels = static_cast<double>((N + Kernel::NR - 1) / Kernel::NR);
+    const double k = static_cast<double>(K);
+    int best = 1;
+    double best_cost = -1;
+    for (int rp = 1; rp <= threads; ++rp) {
+        if (threads % rp) continue;
+        const int cp = threads / rp;
+        const double rows = static_cast<double>(Kernel::MR) * std::ceil(row_panels / rp);
+        const double cols = static_cast<double>(Kernel::NR) * std::ceil(col_panels / cp);
+        const double b_packs = std::ceil(rows / static_cast<double>(GemmBlocking<T>::MC));
+        const double cost = rows * cols * k + 32.0 * (rows * k + cols * k * b_packs);
+        if (best_cost < 0 || cost < best_cost) best = rp, best_cost = cost;
+    }
+    return best;
+}
+
+/// Runs gemm_blocked on each thread's rectangle of C.
+template <typename Kernel, typename T>
+void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
+                   const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+                   std::size_t ldc) {
+    int threads = in_parallel() ? 1 : num_threads();
+    if (2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) <
+        2.0 * gemm_parallel_threshold)
+        threads = 1;
+    if (threads <= 1) {
+        gemm_blocked<Kernel>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const int row_parts = gemm_row_parts<Kernel, T>(M, N, K, threads);
+    const int col_parts = threads / row_parts;
+    const std::size_t row_panels = (M + Kernel::MR - 1) / Kernel::MR;
+    const std::size_t col_panels = (N + Kernel::NR - 1) / Kernel::NR;
+    std::exception_ptr failure;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#if defined(_OPENMP)
+        const auto id = static_cast<std::size_t>(omp_get_thread_num());
+#else
+        const std::size_t id = 0;
+#endif
+        // Rectangle boundaries fall on micro-panel edges, so only the matrix's own edge has
+        // partial tiles.
+        const std::size_t r = id / static_cast<std::size_t>(col_parts),
+                          c = id % static_cast<std::size_t>(col_parts);
+        const auto rp = static_cast<std::size_t>(row_parts),
+                   cp = static_cast<std::size_t>(col_parts);
+        const std::size_t i_begin = std::min(M, row_panels * r / rp * Kernel::MR);
+        const std::size_t i_end = std::min(M, row_panels * (r + 1) / rp * Kernel::MR);
+        const std::size_t j_begin = std::min(N, col_panels * c / cp * Kernel::NR);
+        const std::size_t j_end = std::min(N, col_panels * (c + 1) / cp * Kernel::NR);
+        if (i_begin < i_end && j_begin < j_end) {
+            try {
+                gemm_blocked<Kernel>(transA, transB, i_end - i_begin, j_end - j_begin, K, alpha,
+                                     transA == Trans::No ? A + i_begin * lda : A + i_begin, lda,
+                                     transB == Trans::No ? B + j_begin : B + j_begin * ldb, ldb,
+                                     beta, C + i_begin * ldc + j_begin, ldc);
+            } catch (...) {
+#if defined(_OPENMP)
+#pragma omp critical(facet_gemm_failure)
+#endif
+                failure = std::current_exception();
+            }
+        }
+    }
+    if (failure) std::rethrow_exception(failure);
+}
+
+/// Checks one operand: non-null when non-empty, leading dimension at least its column count,
+/// and its extent ((rows - 1) * ld + cols elements) representable in size_t.
+inline void gemm_check_operand(const char* name, const void* p, std::size_t rows, std::size_t cols,
+                               std::size_t ld, const char* ld_name) {
+    if (rows == 0 || cols == 0) return;
+    check(p != nullptr, "gemm: ", name, " is a null pointer but has ", rows, " x ", cols,
+          " elements");
+    check(ld >= cols, "gemm: ", ld_name, " = ", ld, " is smaller than the ", cols,
+          " columns of the stored ", name, " (", rows, " x ", cols, ")");
+    checked_add(checked_mul(rows - 1, ld, "gemm: operand extent"), cols, "gemm: operand extent");
+}
+
+}  // namespace detail
 
 /// Row-major GEMM: C (M x N, row stride ldc) = alpha * op(A) * op(B) + beta * C, where op(A) is
 /// M x K and op(B) is K x N. A is stored M x K (lda >= K) when transA == No, K x M (lda >= M) when
-/// Yes; likewise B. beta == 0 overwrites C without reading it (NaNs in C are not propagated).
+/// Yes; likewise B. beta == 0 overwrites C without reading it (NaNs in C are not propagated);
+/// K == 0 or alpha == 0 gives C = beta * C without reading A or B. C must not overlap A or B.
+/// Multithreaded over facet::num_threads() (single-threaded inside a parallel region); the same
+/// inputs give bit-identical results on every call and for every thread count (facet backend).
+/// Throws facet::Error on null pointers, too-small leading dimensions or overflowing sizes.
 template <typename T>
 void gemm(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
           const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
-    for (std::size_t i = 0; i < M; ++i)
-        for (std::size_t j = 0; j < N; ++j) {
-            T acc = 0;
-            for (std::size_t k = 0; k < K; ++k) {
-                const T a = transA == Trans::No ? A[i * lda + k] : A[k * lda + i];
-                const T b = transB == Trans::No ? B[k * ldb + j] : B[j * ldb + k];
-                acc += a * b;
-            }
-            C[i * ldc + j] = alpha * acc + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
-        }
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "gemm: float or double");
+    const bool ta = transA == Trans::Yes, tb = transB == Trans::Yes;
+    detail::gemm_check_operand("C", C, M, N, ldc, "ldc");
+    if (M == 0 || N == 0) return;
+    if (K == 0 || alpha == T(0)) {
+        detail::gemm_scale(M, N, beta, C, ldc);
+        return;
+    }
+    detail::gemm_check_operand("A", A, ta ? K : M, ta ? M : K, lda, "lda");
+    detail::gemm_check_operand("B", B, tb ? N : K, tb ? K : N, ldb, "ldb");
+
+    if (gemm_backend() == GemmBackend::Eigen) {
+#if defined(FACET_HAVE_EIGEN)
+        detail::gemm_eigen(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+#else
+        throw Error("gemm: Eigen backend selected but FACET_HAVE_EIGEN is not defined here");
+#endif
+    }
+    switch (gemm_isa()) {
+#if FACET_GEMM_HAVE_X86_KERNELS
+        case GemmIsa::Avx512:
+            detail::gemm_parallel<GemmKernelAvx512<T>>(transA, transB, M, N, K, alpha, A, lda, B,
+                                                       ldb, beta, C, ldc);
+            return;
+        case GemmIsa::Avx2:
+            detail::gemm_parallel<GemmKernelAvx2<T>>(transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                                                     beta, C, ldc);
+            return;
+#endif
+        default:
+            detail::gemm_parallel<GemmKernelPortable<T>>(transA, transB, M, N, K, alpha, A, lda, B,
+                                                         ldb, beta, C, ldc);
+    }
 }
 
 }  // namespace facet

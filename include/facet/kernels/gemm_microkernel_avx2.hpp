@@ -1,0 +1,102 @@
+// facet/kernels/gemm_microkernel_avx2.hpp — the AVX2 + FMA micro-kernels (16 ymm registers).
+// Compiled with a per-function target attribute, so no -mavx2 flag is needed to build them; the
+// driver calls them only when cpu_features() says the CPU has AVX2 and FMA.
+// Read next: kernels/gemm_microkernel_avx512.hpp.
+#pragma once
+
+#include <cstddef>
+
+#include "facet/kernels/cpu_features.hpp"
+
+#if FACET_GEMM_HAVE_X86_KERNELS
+#include <immintrin.h>
+
+namespace facet {
+
+/// AVX2 kernel, the classic 6 x 16 (float) / 6 x 8 (double) shape: 12 accumulators + 2 vectors
+/// of B + 1 broadcast of A = 15 of the 16 ymm registers; 12 FMAs per 2 loads and 6 broadcasts.
+template <typename T>
+struct GemmKernelAvx2;
+
+template <>
+struct GemmKernelAvx2<float> {
+    static constexpr std::size_t MR = 6;
+    static constexpr std::size_t NR = 16;
+    static constexpr bool simd_packing = true;  // packing may use AVX2 shuffles
+    static constexpr const char* name = "avx2";
+
+    /// C (MR x NR, row stride ldc) = alpha * A_panel * B_panel + beta * C.
+    __attribute__((target("avx2,fma"))) static void run(std::size_t kc, const float* a,
+                                                        const float* b, float* c, std::size_t ldc,
+                                                        float alpha, float beta) {
+        __m256 acc[MR][2];
+#pragma GCC unroll 6
+        for (std::size_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
+            const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+            for (std::size_t i = 0; i < MR; ++i) {
+                const __m256 ai = _mm256_broadcast_ss(a + i);
+                acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+            }
+        }
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+        for (std::size_t i = 0; i < MR; ++i) {
+            float* ci = c + i * ldc;
+            if (beta == 0.0f) {
+                _mm256_storeu_ps(ci, _mm256_mul_ps(va, acc[i][0]));
+                _mm256_storeu_ps(ci + 8, _mm256_mul_ps(va, acc[i][1]));
+            } else {
+                _mm256_storeu_ps(
+                    ci, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), _mm256_mul_ps(va, acc[i][0])));
+                _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8),
+                                                         _mm256_mul_ps(va, acc[i][1])));
+            }
+        }
+    }
+};
+
+template <>
+struct GemmKernelAvx2<double> {
+    static constexpr std::size_t MR = 6;
+    static constexpr std::size_t NR = 8;
+    static constexpr bool simd_packing = true;  // packing may use AVX2 shuffles
+    static constexpr const char* name = "avx2";
+
+    /// C (MR x NR, row stride ldc) = alpha * A_panel * B_panel + beta * C.
+    __attribute__((target("avx2,fma"))) static void run(std::size_t kc, const double* a,
+                                                        const double* b, double* c, std::size_t ldc,
+                                                        double alpha, double beta) {
+        __m256d acc[MR][2];
+#pragma GCC unroll 6
+        for (std::size_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_pd();
+        for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
+            const __m256d b0 = _mm256_load_pd(b), b1 = _mm256_load_pd(b + 4);
+#pragma GCC unroll 6
+            for (std::size_t i = 0; i < MR; ++i) {
+                const __m256d ai = _mm256_broadcast_sd(a + i);
+                acc[i][0] = _mm256_fmadd_pd(ai, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_pd(ai, b1, acc[i][1]);
+            }
+        }
+        const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
+#pragma GCC unroll 6
+        for (std::size_t i = 0; i < MR; ++i) {
+            double* ci = c + i * ldc;
+            if (beta == 0.0) {
+                _mm256_storeu_pd(ci, _mm256_mul_pd(va, acc[i][0]));
+                _mm256_storeu_pd(ci + 4, _mm256_mul_pd(va, acc[i][1]));
+            } else {
+                _mm256_storeu_pd(
+                    ci, _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci), _mm256_mul_pd(va, acc[i][0])));
+                _mm256_storeu_pd(ci + 4, _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci + 4),
+                                                         _mm256_mul_pd(va, acc[i][1])));
+            }
+        }
+    }
+};
+
+}  // namespace facet
+#endif

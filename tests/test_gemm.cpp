@@ -1,0 +1,348 @@
+// Tests of facet::gemm (kernels/gemm.hpp): every micro-kernel, against Eigen's product computed
+// in double, over shapes chosen around every block size, all transposes, padded leading
+// dimensions, alpha/beta cases, 1 and 2 threads; plus determinism and bad input.
+#include <doctest/doctest.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "facet/core/parallel.hpp"
+#include "facet/core/random.hpp"
+#include "facet/kernels/gemm.hpp"
+
+namespace {
+
+using facet::GemmIsa;
+using facet::Trans;
+
+/// Restores the default kernel, backend and thread count when a test ends (even by failure).
+struct GemmSettingsGuard {
+    ~GemmSettingsGuard() {
+        facet::set_gemm_isa(GemmIsa::Auto);
+        facet::set_gemm_backend(facet::GemmBackend::Facet);
+        facet::set_num_threads(0);
+    }
+};
+
+struct Case {
+    std::size_t M, N, K;
+    Trans ta = Trans::No, tb = Trans::No;
+    std::size_t pad_a = 0, pad_b = 0, pad_c = 0;  // leading dimensions beyond the minimum
+    double alpha = 1, beta = 0;
+};
+
+std::string describe(const Case& c) {
+    return std::to_string(c.M) + "x" + std::to_string(c.N) + "x" + std::to_string(c.K) +
+           (c.ta == Trans::Yes ? " A^T" : "") + (c.tb == Trans::Yes ? " B^T" : "") + " pads " +
+           std::to_string(c.pad_a) + "," + std::to_string(c.pad_b) + "," + std::to_string(c.pad_c) +
+           " alpha " + std::to_string(c.alpha) + " beta " + std::to_string(c.beta);
+}
+
+/// Operands of one case, stored with their leading dimensions; the padding is filled with NaN
+/// so that a kernel reading past a row's end poisons the result.
+template <typename T>
+struct Problem {
+    Case c;
+    std::size_t lda, ldb, ldc;
+    std::vector<T> A, B, C0;
+
+    Problem(const Case& cs, facet::Rng& rng) : c(cs) {
+        const std::size_t a_rows = c.ta == Trans::No ? c.M : c.K,
+                          a_cols = c.ta == Trans::No ? c.K : c.M;
+        const std::size_t b_rows = c.tb == Trans::No ? c.K : c.N,
+                          b_cols = c.tb == Trans::No ? c.N : c.K;
+        lda = a_cols + c.pad_a;
+        ldb = b_cols + c.pad_b;
+        ldc = c.N + c.pad_c;
+        const T nan = std::numeric_limits<T>::quiet_NaN();
+        A.assign(a_rows * lda, nan);
+        B.assign(b_rows * ldb, nan);
+        C0.assign(c.M * ldc, nan);
+        for (std::size_t i = 0; i < a_rows; ++i)
+            for (std::size_t j = 0; j < a_cols; ++j)
+                A[i * lda + j] = static_cast<T>(rng.uniform(-1, 1));
+        for (std::size_t i = 0; i < b_rows; ++i)
+            for (std::size_t j = 0; j < b_cols; ++j)
+                B[i * ldb + j] = static_cast<T>(rng.uniform(-1, 1));
+        if (c.beta != 0)  // with beta == 0, C keeps its NaNs: they must not reach the result
+            for (std::size_t i = 0; i < c.M; ++i)
+                for (std::size_t j = 0; j < c.N; ++j)
+                    C0[i * ldc + j] = static_cast<T>(rng.uniform(-1, 1));
+    }
+
+    double a(std::size_t i, std::size_t k) const {
+        return c.ta == Trans::No ? A[i * lda + k] : A[k * lda + i];
+    }
+    double b(std::size_t k, std::size_t j) const {
+        return c.tb == Trans::No ? B[k * ldb + j] : B[j * ldb + k];
+    }
+
+    std::vector<T> run() const {
+        std::vector<T> C = C0;
+        facet::gemm<T>(c.ta, c.tb, c.M, c.N, c.K, static_cast<T>(c.alpha), A.data(), lda, B.data(),
+                       ldb, static_cast<T>(c.beta), C.data(), ldc);
+        return C;
+    }
+
+    /// Checks C against Eigen's double-precision product, entry by entry, relative to the
+    /// magnitude |alpha| sum_k |a b| + |beta c|: a wrong or missing term shows up as ~1/K of it,
+    /// far above the rounding allowance 8 sqrt(K + 2) eps. The padding of C must be untouched.
+    void verify(const std::vector<T>& C) const {
+        using Md = Eigen::MatrixXd;
+        Md opA(c.M, c.K), opB(c.K, c.N), absA(c.M, c.K), absB(c.K, c.N);
+        for (std::size_t i = 0; i < c.M; ++i)
+            for (std::size_t k = 0; k < c.K; ++k) opA(i, k) = a(i, k);
+        for (std::size_t k = 0; k < c.K; ++k)
+            for (std::size_t j = 0; j < c.N; ++j) opB(k, j) = b(k, j);
+        absA = opA.cwiseAbs();
+        absB = opB.cwiseAbs();
+        const Md product = opA * opB, magnitude = absA * absB;
+        const double tol =
+            8.0 * std::sqrt(static_cast<double>(c.K) + 2.0) * std::numeric_limits<T>::epsilon();
+        double worst = 0;
+        std::size_t bad = 0;
+        for (std::size_t i = 0; i < c.M; ++i)
+            for (std::size_t j = 0; j < c.N; ++j) {
+                const double c0 = c.beta != 0 ? static_cast<double>(C0[i * ldc + j]) : 0.0;
+                const double expected = c.alpha * product(i, j) + c.beta * c0;
+                const double scale =
+                    std::abs(c.alpha) * magnitude(i, j) + std::abs(c.beta * c0) + 1e-30;
+                const double err = std::abs(static_cast<double>(C[i * ldc + j]) - expected) / scale;
+                if (!(err <= tol)) ++bad;  // also counts NaN
+                worst = std::max(worst, std::isnan(err) ? INFINITY : err);
+            }
+        std::size_t padding_changed = 0;
+        for (std::size_t i = 0; i < c.M; ++i)
+            for (std::size_t j = c.N; j < ldc; ++j) padding_changed += !std::isnan(C[i * ldc + j]);
+        INFO(describe(c), ": worst relative error ", worst, " (tolerance ", tol, ")");
+        CHECK(bad == 0);
+        CHECK(padding_changed == 0);
+    }
+};
+
+/// The kernels this CPU can run; the others are reported and skipped.
+std::vector<GemmIsa> runnable_isas() {
+    std::vector<GemmIsa> isas;
+    for (GemmIsa isa : {GemmIsa::Avx512, GemmIsa::Avx2, GemmIsa::Portable}) {
+        if (facet::gemm_isa_supported(isa))
+            isas.push_back(isa);
+        else
+            MESSAGE("skipping the ", facet::gemm_isa_name(isa),
+                    " kernel: not supported by this CPU/build");
+    }
+    return isas;
+}
+
+/// Shapes around the block sizes of the kernel in use: 1, MR +- 1, NR +- 1, KC +- 1, NC +- 1,
+/// MC + 1, plus odd sizes; each with a transpose combination, padding and alpha/beta that
+/// rotate so that every combination meets many shapes.
+template <typename T, typename Kernel>
+std::vector<Case> boundary_cases() {
+    using Blocking = facet::detail::GemmBlocking<T>;
+    const std::size_t MR = Kernel::MR, NR = Kernel::NR, KC = Blocking::KC, NC = Blocking::NC,
+                      MC = Blocking::MC;
+    const std::vector<std::size_t> ms = {1, 2, MR - 1, MR, MR + 1, 2 * MR + 3, 37};
+    const std::vector<std::size_t> ns = {1, 3, NR - 1, NR, NR + 1, 2 * NR + 5, 61};
+    const std::vector<std::size_t> ks = {1, 2, 7, 33};
+    std::vector<Case> cases;
+    const Trans T_[2] = {Trans::No, Trans::Yes};
+    const double alphas[] = {1.0, -0.5, 2.0, 1.0};
+    const double betas[] = {0.0, 0.0, 1.0, -1.5};
+    std::size_t n = 0;
+    auto add = [&](std::size_t M, std::size_t N, std::size_t K) {
+        Case c{M, N, K};
+        c.ta = T_[n % 2];
+        c.tb = T_[(n / 2) % 2];
+        c.pad_a = (n % 3 == 0) ? 0 : 5;
+        c.pad_b = (n % 5 == 1) ? 0 : 3;
+        c.pad_c = (n % 7 < 3) ? 0 : 2;
+        c.alpha = alphas[n % 4];
+        c.beta = betas[(n / 4) % 4];
+        cases.push_back(c);
+        ++n;
+    };
+    for (std::size_t M : ms)
+        for (std::size_t N : ns) add(M, N, ks[n % ks.size()]);
+    for (std::size_t K : {KC - 1, KC, KC + 1, 2 * KC + 1}) add(MR + 1, NR + 3, K);
+    for (std::size_t N : {NC - 1, NC, NC + 1}) add(MR - 1, N, 9);
+    add(MC + 1, 5, 3);              // more rows than one packed A block
+    add(70, 2 * NC + 17, KC + 40);  // several blocks along every dimension at once
+    return cases;
+}
+
+template <typename T>
+void check_all_cases(GemmIsa isa) {
+    facet::Rng rng(2024);
+    std::vector<Case> cases;
+    switch (isa) {
+        case GemmIsa::Avx512:
+            cases = boundary_cases<T, facet::GemmKernelAvx512<T>>();
+            break;
+        case GemmIsa::Avx2:
+            cases = boundary_cases<T, facet::GemmKernelAvx2<T>>();
+            break;
+        default:
+            cases = boundary_cases<T, facet::GemmKernelPortable<T>>();
+    }
+    // Random shapes on top of the systematic ones.
+    for (int i = 0; i < 12; ++i) {
+        Case c{1 + rng.below(50), 1 + rng.below(120), 1 + rng.below(90)};
+        c.ta = rng.below(2) ? Trans::Yes : Trans::No;
+        c.tb = rng.below(2) ? Trans::Yes : Trans::No;
+        c.pad_a = rng.below(4);
+        c.pad_b = rng.below(4);
+        c.pad_c = rng.below(4);
+        c.alpha = rng.uniform(-2, 2);
+        c.beta = rng.below(2) ? 0.0 : rng.uniform(-2, 2);
+        cases.push_back(c);
+    }
+    for (int threads : {1, 2}) {
+        facet::set_num_threads(threads);
+        for (const Case& c : cases) {
+            CAPTURE(threads);
+            const Problem<T> problem(c, rng);
+            problem.verify(problem.run());
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("gemm matches Eigen for every kernel, shape class, transpose and thread count",
+                   T, float, double) {
+    GemmSettingsGuard guard;
+    for (GemmIsa isa : runnable_isas()) {
+        facet::set_gemm_isa(isa);
+        CAPTURE(facet::gemm_isa_name(isa));
+        REQUIRE(facet::gemm_isa() == isa);
+        check_all_cases<T>(isa);
+    }
+}
+
+TEST_CASE_TEMPLATE("gemm is deterministic: repeated calls and 1 vs 2 threads agree bit for bit", T,
+                   float, double) {
+    GemmSettingsGuard guard;
+    facet::Rng rng(5);
+    // Wide and tall shapes (each split a different way over threads), and one with k-slices.
+    for (const Case& c : {Case{16, 1000, 50}, Case{300, 20, 40, Trans::Yes},
+                          Case{40, 100, 900, Trans::No, Trans::Yes}}) {
+        const Problem<T> problem(c, rng);
+        for (GemmIsa isa : runnable_isas()) {
+            facet::set_gemm_isa(isa);
+            facet::set_num_threads(1);
+            const std::vector<T> one = problem.run();
+            facet::set_num_threads(2);
+            const std::vector<T> two = problem.run(), again = problem.run();
+            CAPTURE(facet::gemm_isa_name(isa));
+            INFO(describe(c));
+            CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)) == 0);
+            CHECK(std::memcmp(two.data(), again.data(), two.size() * sizeof(T)) == 0);
+        }
+    }
+}
+
+TEST_CASE_TEMPLATE("gemm degenerate sizes and alpha == 0", T, float, double) {
+    GemmSettingsGuard guard;
+    const T nan = std::numeric_limits<T>::quiet_NaN();
+    std::vector<T> C(6, T(2));
+    SUBCASE("M or N == 0 touches nothing, null pointers allowed") {
+        facet::gemm<T>(Trans::No, Trans::No, 0, 3, 4, T(1), nullptr, 4, nullptr, 3, T(0), nullptr,
+                       3);
+        facet::gemm<T>(Trans::No, Trans::No, 2, 0, 4, T(1), nullptr, 4, nullptr, 0, T(0), C.data(),
+                       3);
+        CHECK(C == std::vector<T>(6, T(2)));
+    }
+    SUBCASE("K == 0 gives C = beta * C, without reading A or B") {
+        facet::gemm<T>(Trans::No, Trans::No, 2, 3, 0, T(1), nullptr, 0, nullptr, 3, T(-0.5),
+                       C.data(), 3);
+        CHECK(C == std::vector<T>(6, T(-1)));
+        std::fill(C.begin(), C.end(), nan);
+        facet::gemm<T>(Trans::No, Trans::No, 2, 3, 0, T(1), nullptr, 0, nullptr, 3, T(0), C.data(),
+                       3);
+        CHECK(C == std::vector<T>(6, T(0)));
+    }
+    SUBCASE("alpha == 0 does not read A or B (BLAS convention): NaNs there do not propagate") {
+        const std::vector<T> A(8, nan), B(12, nan);
+        facet::gemm<T>(Trans::No, Trans::No, 2, 3, 4, T(0), A.data(), 4, B.data(), 3, T(3),
+                       C.data(), 3);
+        CHECK(C == std::vector<T>(6, T(6)));
+    }
+}
+
+TEST_CASE("gemm inside a parallel region runs single-threaded and stays correct") {
+    GemmSettingsGuard guard;
+    facet::set_num_threads(2);
+    facet::Rng rng(9);
+    const Problem<float> p0(Case{33, 200, 70}, rng),
+        p1(Case{20, 150, 90, Trans::Yes, Trans::Yes}, rng);
+    std::vector<float> r0, r1;
+    facet::parallel_for(2, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) (i == 0 ? r0 : r1) = (i == 0 ? p0 : p1).run();
+    });
+    p0.verify(r0);
+    p1.verify(r1);
+}
+
+TEST_CASE("the Eigen backend computes the same product through the same call") {
+    GemmSettingsGuard guard;
+    facet::Rng rng(13);
+    facet::set_gemm_backend(facet::GemmBackend::Eigen);
+    CHECK(facet::gemm_backend() == facet::GemmBackend::Eigen);
+    for (const Case& c : {Case{17, 29, 31, Trans::Yes, Trans::No, 1, 2, 3, 0.5, 0.0},
+                          Case{8, 5, 13, Trans::No, Trans::Yes, 0, 0, 1, -1.0, 2.0}}) {
+        const Problem<double> p(c, rng);
+        p.verify(p.run());
+    }
+}
+
+TEST_CASE("set_gemm_isa reports what it selects and rejects what the CPU lacks") {
+    GemmSettingsGuard guard;
+    facet::set_gemm_isa(GemmIsa::Portable);
+    CHECK(facet::gemm_isa() == GemmIsa::Portable);
+    facet::set_gemm_isa(GemmIsa::Auto);
+    CHECK(facet::gemm_isa() != GemmIsa::Auto);
+    CHECK(facet::gemm_isa_supported(facet::gemm_isa()));
+    for (GemmIsa isa : {GemmIsa::Avx512, GemmIsa::Avx2})
+        if (!facet::gemm_isa_supported(isa))
+            CHECK_THROWS_AS(facet::set_gemm_isa(isa), facet::Error);
+}
+
+TEST_CASE("gemm rejects bad input with a clear facet::Error") {
+    std::vector<float> A(64, 1.0f), B(64, 1.0f), C(64, 0.0f);
+    const auto call = [&](std::size_t M, std::size_t N, std::size_t K, const float* a,
+                          std::size_t lda, const float* b, std::size_t ldb, float* c,
+                          std::size_t ldc, Trans ta = Trans::No, Trans tb = Trans::No) {
+        facet::gemm<float>(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    };
+    CHECK_NOTHROW(call(4, 4, 4, A.data(), 4, B.data(), 4, C.data(), 4));
+    CHECK_THROWS_WITH_AS(call(4, 4, 4, nullptr, 4, B.data(), 4, C.data(), 4),
+                         doctest::Contains("A is a null pointer"), facet::Error);
+    CHECK_THROWS_WITH_AS(call(4, 4, 4, A.data(), 4, nullptr, 4, C.data(), 4),
+                         doctest::Contains("B is a null pointer"), facet::Error);
+    CHECK_THROWS_WITH_AS(call(4, 4, 4, A.data(), 4, B.data(), 4, nullptr, 4),
+                         doctest::Contains("C is a null pointer"), facet::Error);
+    CHECK_THROWS_WITH_AS(call(4, 4, 5, A.data(), 4, B.data(), 4, C.data(), 4),
+                         doctest::Contains("lda = 4"), facet::Error);
+    // Transposed A is stored K x M, so lda must cover M (here 6), not K.
+    CHECK_NOTHROW(call(3, 4, 5, A.data(), 3, B.data(), 4, C.data(), 4, Trans::Yes));
+    CHECK_THROWS_WITH_AS(call(6, 4, 2, A.data(), 5, B.data(), 4, C.data(), 4, Trans::Yes),
+                         doctest::Contains("lda = 5"), facet::Error);
+    CHECK_THROWS_WITH_AS(call(4, 4, 4, A.data(), 4, B.data(), 3, C.data(), 4),
+                         doctest::Contains("ldb = 3"), facet::Error);
+    CHECK_THROWS_WITH_AS(call(4, 4, 4, A.data(), 4, B.data(), 4, C.data(), 3),
+                         doctest::Contains("ldc = 3"), facet::Error);
+    // Sizes whose extent (rows - 1) * ld + cols overflows size_t, caught before any access.
+    const std::size_t huge = std::numeric_limits<std::size_t>::max() / 2;
+    CHECK_THROWS_WITH_AS(call(4, 4, 4, A.data(), huge, B.data(), 4, C.data(), 4),
+                         doctest::Contains("overflows"), facet::Error);
+    CHECK_THROWS_WITH_AS(call(huge, 4, 4, A.data(), 4, B.data(), 4, C.data(), 4),
+                         doctest::Contains("overflows"), facet::Error);
+    CHECK_THROWS_WITH_AS(call(4, 4, huge, A.data(), huge, B.data(), 4, C.data(), 4),
+                         doctest::Contains("overflows"), facet::Error);
+}
