@@ -104,11 +104,16 @@ public:
     explicit Tensor(const Shape& shape) { resize(shape); }
     Tensor(const Shape& shape, T value) : Tensor(shape) { fill(value); }
 
-    Tensor(const Tensor& other) : Tensor(other.shape_) {
+    Tensor(const Tensor& other) {
+        if (other.is_default()) return;  // its rank-0 shape would otherwise mean one element
+        resize(other.shape_);
         if (size_) std::memcpy(data_, other.data_, size_ * sizeof(T));
     }
     Tensor& operator=(const Tensor& other) {
-        if (this != &other) {
+        if (other.is_default()) {
+            Tensor empty;
+            swap(empty);
+        } else if (this != &other) {
             resize(other.shape_);
             if (size_) std::memmove(data_, other.data_, size_ * sizeof(T));
         }
@@ -231,6 +236,9 @@ public:
     }
 
 private:
+    /// True for a default-constructed tensor: rank 0 but no element (a Tensor(Shape{}) holds one).
+    bool is_default() const { return shape_.rank() == 0 && size_ == 0; }
+
     template <typename... Idx>
     std::size_t offset(Idx... idx) const {
         static_assert(sizeof...(Idx) <= Shape::max_rank, "too many indices");
