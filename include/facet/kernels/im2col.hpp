@@ -38,6 +38,11 @@ struct ConvGeometry {
         check(kernel_h > 0 && kernel_w > 0, "ConvGeometry: kernel size must be positive");
         check(stride_h > 0 && stride_w > 0, "ConvGeometry: stride must be positive");
         check(dilation_h > 0 && dilation_w > 0, "ConvGeometry: dilation must be positive");
+        // Huge dilations or paddings must not wrap around and pass the size test below.
+        checked_add(checked_mul(dilation_h, kernel_h - 1, "ConvGeometry: dilated kernel height"), 1);
+        checked_add(checked_mul(dilation_w, kernel_w - 1, "ConvGeometry: dilated kernel width"), 1);
+        checked_add(height, checked_mul(2, pad_h, "ConvGeometry: padding"), "ConvGeometry: padded height");
+        checked_add(width, checked_mul(2, pad_w, "ConvGeometry: padding"), "ConvGeometry: padded width");
         check(extent_h() <= height + 2 * pad_h && extent_w() <= width + 2 * pad_w,
               "ConvGeometry: kernel ", extent_h(), "x", extent_w(), " larger than padded input ",
               height + 2 * pad_h, "x", width + 2 * pad_w);
