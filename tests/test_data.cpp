@@ -182,18 +182,24 @@ TEST_CASE("FER CSV: skip_bad counts bad rows and keeps the first reasons") {
     std::string text = header + good_row;
     for (int i = 0; i < 7; ++i) text += "9," + pixel_field(1, 0) + ",Training\n";  // lines 3..9
     text += "1," + pixel_field(1, 0) + ",PublicTest\n";                            // line 10
+    text += "2,1 x " + pixel_field(1, 0, 2302) + ",Training\n";  // line 11: bad pixels
+    text += "5," + pixel_field(3, 1) + ",Training\n";            // line 12
     ReadOptions options;
     options.skip_bad = true;
     options.max_reported_reasons = 3;
     const DataSplits s = facet::parse_fer_csv(text, "skip.csv", options);
-    CHECK(s.at("train").size() == 1);
+    REQUIRE(s.at("train").size() == 2);
     CHECK(s.at("val").size() == 1);
-    CHECK(s.skip_report.skipped == 7);
+    CHECK(s.skip_report.skipped == 8);
+    // The rows after a skipped one are moved up intact.
+    CHECK(s.at("train").labels == std::vector<int>{3, 5});
+    for (std::size_t i = 0; i < facet::fer_image_pixels; ++i)
+        CHECK(s.at("train").image(1)[i] == (3 * i + 1) % 256);
     REQUIRE(s.skip_report.first_reasons.size() == 3);
     CHECK(s.skip_report.first_reasons[0].find("skip.csv:3: unknown label '9'") == 0);
     CHECK(s.skip_report.first_reasons[2].find("skip.csv:5:") == 0);
-    CHECK(s.skip_report.summary().find("skipped 7 bad samples") == 0);
-    CHECK(s.skip_report.summary().find("and 4 more") != std::string::npos);
+    CHECK(s.skip_report.summary().find("skipped 8 bad samples") == 0);
+    CHECK(s.skip_report.summary().find("and 5 more") != std::string::npos);
     // Everything bad: still an error, since nothing is left.
     CHECK(csv_error(header + "9," + pixel_field(1, 0) + ",Training\n", options)
               .find("no usable rows") != std::string::npos);
@@ -347,6 +353,7 @@ TEST_CASE("image folder: unknown folders, corrupt and oversized images, empty se
         CHECK(s.skip_report.first_reasons[0].find("broken.jpg") != std::string::npos);
         CHECK(s.skip_report.first_reasons[1].find("empty.png: empty image file") !=
               std::string::npos);
+        CHECK(s.at("train").pixels == img);  // ok.png, moved up past the two bad files
     }
     SUBCASE("a header claiming 60000 x 60000 is refused before decoding") {
         const fs::path bmp = root / "train" / "happy" / "huge.bmp";

@@ -40,10 +40,12 @@ struct CsvLayout {
     std::size_t emotion = SIZE_MAX, pixels = SIZE_MAX, usage = SIZE_MAX;
 };
 
-/// One parsed row: its label and split index, or the reason it is bad.
+/// One row after its first pass: label, split index and the pixel field (parsed in the second
+/// pass, straight into its place in the data set), or the reason it is bad.
 struct CsvRow {
     int label = -1;
     int split = -1;
+    std::string_view pixels;
     std::string error;
 };
 
@@ -99,8 +101,8 @@ inline std::string parse_pixels(std::string_view field, std::uint8_t* out, std::
     return {};
 }
 
-/// Parses one data row; pixels go to `out` (fer_image_pixels bytes).
-inline CsvRow parse_csv_row(std::string_view line, const CsvLayout& layout, std::uint8_t* out,
+/// First pass over one data row: columns, label and Usage (the pixels are only located).
+inline CsvRow parse_csv_row(std::string_view line, const CsvLayout& layout,
                             std::size_t max_line_length) {
     CsvRow row;
     if (line.size() > max_line_length) {
@@ -137,7 +139,7 @@ inline CsvRow parse_csv_row(std::string_view line, const CsvLayout& layout, std:
             return row;
         }
     }
-    row.error = parse_pixels(trim(fields[layout.pixels]), out, fer_image_pixels);
+    row.pixels = trim(fields[layout.pixels]);
     return row;
 }
 
@@ -200,16 +202,14 @@ inline DataSplits parse_fer_csv(std::string_view text, const std::string& name,
     check(header.size() <= options.max_line_length, name, ":1: header line too long");
     const detail::CsvLayout layout = detail::parse_csv_header(header, name);
 
-    std::vector<std::uint8_t> pixels(checked_mul(lines.size(), fer_image_pixels, "CSV rows"));
+    // First pass: columns, labels, splits.
     std::vector<detail::CsvRow> rows(lines.size());
     parallel_for(
         lines.size(),
         [&](std::size_t begin, std::size_t end) {
             for (std::size_t i = begin; i < end; ++i) {
                 try {
-                    rows[i] = detail::parse_csv_row(lines[i], layout,
-                                                    pixels.data() + i * fer_image_pixels,
-                                                    options.max_line_length);
+                    rows[i] = detail::parse_csv_row(lines[i], layout, options.max_line_length);
                 } catch (const std::exception& e) {  // exceptions may not leave a parallel region
                     rows[i].error = e.what();
                 }
@@ -217,29 +217,61 @@ inline DataSplits parse_fer_csv(std::string_view text, const std::string& name,
         },
         options.threads);
 
-    DataSplits result;
-    result.skip_report.max_reasons = options.max_reported_reasons;
-    std::array<Dataset, detail::csv_split_order.size()> splits;
-    std::array<std::vector<std::size_t>, detail::csv_split_order.size()> kept_per_class;
-    for (std::size_t s = 0; s < splits.size(); ++s) {
-        splits[s].split = std::string(detail::csv_split_order[s]);
-        splits[s].source = name;
-        kept_per_class[s].assign(fer_num_classes, 0);
-    }
+    // Give every kept row its slot in its split, so the pixels can be parsed in place.
+    constexpr std::size_t num_splits = detail::csv_split_order.size();
+    constexpr std::size_t dropped = SIZE_MAX;
+    std::vector<std::size_t> slot(rows.size(), dropped);
+    std::array<std::size_t, num_splits> split_size{};
+    std::array<std::array<std::size_t, fer_num_classes>, num_splits> kept_per_class{};
     for (std::size_t i = 0; i < rows.size(); ++i) {
-        const detail::CsvRow& row = rows[i];
-        if (!row.error.empty()) {
-            std::string message = detail::concat(name, ":", line_numbers[i], ": ", row.error);
-            if (!options.skip_bad) throw Error(message);
-            result.skip_report.add(std::move(message));
-            continue;
-        }
-        const auto s = static_cast<std::size_t>(row.split);
-        std::size_t& kept = kept_per_class[s][static_cast<std::size_t>(row.label)];
+        if (!rows[i].error.empty()) continue;
+        const auto s = static_cast<std::size_t>(rows[i].split);
+        std::size_t& kept = kept_per_class[s][static_cast<std::size_t>(rows[i].label)];
         if (options.max_per_class && kept >= options.max_per_class) continue;
         ++kept;
-        splits[s].add(pixels.data() + i * fer_image_pixels, row.label);
+        slot[i] = split_size[s]++;
     }
+    std::array<Dataset, num_splits> splits;
+    for (std::size_t s = 0; s < num_splits; ++s) {
+        splits[s].split = std::string(detail::csv_split_order[s]);
+        splits[s].source = name;
+        splits[s].labels.resize(split_size[s]);
+        detail::resize_prefaulted(splits[s].pixels,
+                                  checked_mul(split_size[s], fer_image_pixels, "CSV rows"));
+    }
+
+    // Second pass: the pixels, written straight into their slots.
+    parallel_for(
+        rows.size(),
+        [&](std::size_t begin, std::size_t end) {
+            for (std::size_t i = begin; i < end; ++i) {
+                if (slot[i] == dropped) continue;
+                Dataset& d = splits[static_cast<std::size_t>(rows[i].split)];
+                d.labels[slot[i]] = rows[i].label;
+                try {
+                    rows[i].error = detail::parse_pixels(
+                        rows[i].pixels, d.pixels.data() + slot[i] * fer_image_pixels,
+                        fer_image_pixels);
+                } catch (const std::exception& e) {
+                    rows[i].error = e.what();
+                }
+            }
+        },
+        options.threads);
+
+    // Report bad rows in line order: the first one as an Error, or all of them as skipped.
+    DataSplits result;
+    result.skip_report.max_reasons = options.max_reported_reasons;
+    std::array<std::vector<bool>, num_splits> keep;
+    for (std::size_t s = 0; s < num_splits; ++s) keep[s].assign(split_size[s], true);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (rows[i].error.empty()) continue;
+        std::string message = detail::concat(name, ":", line_numbers[i], ": ", rows[i].error);
+        if (!options.skip_bad) throw Error(message);
+        result.skip_report.add(std::move(message));
+        if (slot[i] != dropped) keep[static_cast<std::size_t>(rows[i].split)][slot[i]] = false;
+    }
+    for (std::size_t s = 0; s < num_splits; ++s) detail::compact(splits[s], keep[s]);
     for (auto& d : splits)
         if (!d.empty()) result.splits.push_back(std::move(d));
     check(!result.splits.empty(), name, ": no usable rows",
@@ -249,8 +281,8 @@ inline DataSplits parse_fer_csv(std::string_view text, const std::string& name,
 
 /// Reads a FER-2013 CSV file (see parse_fer_csv).
 inline DataSplits read_fer_csv(const std::filesystem::path& path, const ReadOptions& options = {}) {
-    const std::string text = read_file_contents(path, options.max_file_bytes);
-    return parse_fer_csv(text, path.string(), options);
+    const FileView file(path, options.max_file_bytes);
+    return parse_fer_csv(file.text(), path.string(), options);
 }
 
 /// The Kaggle Usage value of a canonical split name ("train" -> "Training", "val" -> "PublicTest",

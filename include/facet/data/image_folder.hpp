@@ -149,20 +149,33 @@ inline DataSplits read_image_folder(const std::filesystem::path& root,
         }
     }
 
-    // Decode in parallel; each image lands in its own slot, so the result does not depend on
-    // timing.
+    // Decode in parallel, each image straight into its slot of its split, so the result does not
+    // depend on timing and no pixel is copied twice.
+    std::vector<Dataset> splits(split_folders.size());
+    std::vector<std::size_t> slot(jobs.size());
+    std::vector<std::size_t> split_size(splits.size(), 0);
+    for (std::size_t i = 0; i < jobs.size(); ++i) slot[i] = split_size[jobs[i].split]++;
+    for (std::size_t s = 0; s < splits.size(); ++s) {
+        splits[s].split = split_folders[s].first;
+        splits[s].source = split_folders[s].second.string();
+        splits[s].labels.resize(split_size[s]);
+        detail::resize_prefaulted(splits[s].pixels,
+                                  checked_mul(split_size[s], fer_image_pixels, "images"));
+    }
     const ImageLimits limits{options.max_image_file_bytes, options.max_image_side,
                              options.max_image_pixels};
-    std::vector<std::uint8_t> pixels(checked_mul(jobs.size(), fer_image_pixels, "images"));
     std::vector<std::string> errors(jobs.size());
     parallel_for(
         jobs.size(),
         [&](std::size_t begin, std::size_t end) {
             for (std::size_t i = begin; i < end; ++i) {
+                Dataset& d = splits[jobs[i].split];
+                d.labels[slot[i]] = jobs[i].label;
                 try {
                     const GrayImage image = load_image(jobs[i].path, limits);
                     const auto square = to_square_gray(image, fer_image_side);
-                    std::copy(square.begin(), square.end(), pixels.data() + i * fer_image_pixels);
+                    std::copy(square.begin(), square.end(),
+                              d.pixels.data() + slot[i] * fer_image_pixels);
                 } catch (const std::exception& e) {  // exceptions may not leave a parallel region
                     errors[i] = e.what();
                     if (errors[i].empty()) errors[i] = jobs[i].path.string() + ": unreadable";
@@ -171,19 +184,16 @@ inline DataSplits read_image_folder(const std::filesystem::path& root,
         },
         options.threads);
 
-    std::vector<Dataset> splits(split_folders.size());
-    for (std::size_t s = 0; s < splits.size(); ++s) {
-        splits[s].split = split_folders[s].first;
-        splits[s].source = split_folders[s].second.string();
-    }
+    // Report bad images in path order: the first as an Error, or all of them as skipped.
+    std::vector<std::vector<bool>> keep(splits.size());
+    for (std::size_t s = 0; s < splits.size(); ++s) keep[s].assign(split_size[s], true);
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-        if (!errors[i].empty()) {
-            if (!options.skip_bad) throw Error(errors[i]);
-            result.skip_report.add(errors[i]);
-            continue;
-        }
-        splits[jobs[i].split].add(pixels.data() + i * fer_image_pixels, jobs[i].label);
+        if (errors[i].empty()) continue;
+        if (!options.skip_bad) throw Error(errors[i]);
+        result.skip_report.add(errors[i]);
+        keep[jobs[i].split][slot[i]] = false;
     }
+    for (std::size_t s = 0; s < splits.size(); ++s) detail::compact(splits[s], keep[s]);
     for (auto& d : splits)
         if (!d.empty()) result.splits.push_back(std::move(d));
     check(!result.splits.empty(), root.string(), ": empty data set (no readable images)",
