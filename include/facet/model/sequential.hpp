@@ -1,0 +1,331 @@
+// facet/model/sequential.hpp — Sequential<T>: a chain of layers with the input shape given once and
+// every other shape inferred, a summary table, forward/backward over a batch, one-call training
+// steps and prediction. It owns the activations of the last forward pass (backward needs them)
+// and reuses their storage from batch to batch, so a steady training loop allocates nothing.
+// Read next: model/serialize.hpp (saving and loading a Sequential).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <iomanip>
+#include <memory>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "facet/core/error.hpp"
+#include "facet/core/tensor.hpp"
+#include "facet/layers/layer.hpp"
+#include "facet/optim/clip.hpp"
+#include "facet/optim/optimizer.hpp"
+
+namespace facet {
+
+/// One row of Sequential::summary().
+struct LayerSummary {
+    std::size_t index = 0;
+    std::string description;  ///< the layer's describe()
+    Shape output_shape;       ///< per sample
+    std::size_t parameters = 0;
+    std::size_t flops = 0;  ///< forward, per sample
+};
+
+/// Sequential::summary(): a row per layer and the totals; print it with operator<<.
+struct ModelSummary {
+    Shape input_shape;
+    std::vector<LayerSummary> layers;
+    std::size_t total_parameters = 0;
+    std::size_t total_flops = 0;
+
+    /// The table as text, one layer per line, with a header and a totals line.
+    std::string table() const {
+        std::size_t width = 5;
+        for (const LayerSummary& row : layers) width = std::max(width, row.description.size());
+        std::ostringstream os;
+        auto line = [&](const std::string& idx, const std::string& what, const std::string& shape,
+                        const std::string& params, const std::string& flops) {
+            os << std::left << std::setw(4) << idx << std::setw(static_cast<int>(width) + 2) << what
+               << std::setw(16) << shape << std::right << std::setw(12) << params << std::setw(14)
+               << flops << '\n';
+        };
+        auto mflops = [](std::size_t f) {
+            std::ostringstream s;
+            s << std::fixed << std::setprecision(2) << static_cast<double>(f) / 1e6;
+            return s.str();
+        };
+        line("#", "layer", "output", "params", "MFLOP");
+        line("", "input", input_shape.str(), "", "");
+        for (const LayerSummary& row : layers)
+            line(std::to_string(row.index), row.description, row.output_shape.str(),
+                 std::to_string(row.parameters), mflops(row.flops));
+        line("", "total", "", std::to_string(total_parameters), mflops(total_flops));
+        return os.str();
+    }
+    friend std::ostream& operator<<(std::ostream& os, const ModelSummary& s) {
+        return os << s.table();
+    }
+};
+
+/// What Sequential::train_step() reports about one batch.
+struct StepResult {
+    double loss = 0;           ///< mean loss over the batch
+    double accuracy = 0;       ///< fraction of samples whose largest logit is the label
+    double gradient_norm = 0;  ///< global gradient norm (before clipping, if clipping)
+};
+
+/// A chain of layers, each fed by the previous one.
+///
+///     Sequential<float> model(Shape{1, 48, 48});
+///     model.add<Conv2d<float>>(1, 32, 3, 1, 1, false);
+///     model.add<BatchNorm2d<float>>(32);
+///     std::cout << model.summary();
+template <typename T>
+class Sequential {
+  public:
+    /// An empty model whose samples have `input_shape` (without the batch extent), e.g. (1, 48,
+    /// 48).
+    explicit Sequential(const Shape& input_shape) : input_shape_(input_shape) {
+        check(input_shape.rank() >= 1 && input_shape.rank() <= 3,
+              "Sequential: per-sample input shape ", input_shape.str(),
+              " must have 1 to 3 extents");
+        check(input_shape.size() > 0, "Sequential: input shape ", input_shape.str(), " is empty");
+        shapes_.push_back(input_shape);
+    }
+    Sequential(Sequential&&) noexcept = default;
+    Sequential& operator=(Sequential&&) noexcept = default;
+
+    /// Appends a layer built in place from `args`; returns it for further set-up.
+    template <typename L, typename... Args>
+    L& add(Args&&... args) {
+        auto layer = std::make_unique<L>(std::forward<Args>(args)...);
+        L& ref = *layer;
+        add(std::move(layer));
+        return ref;
+    }
+
+    /// Appends a layer. Its output shape is inferred from the previous layer's; an Error naming the
+    /// layer's position and description when that input does not fit it.
+    Layer<T>& add(std::unique_ptr<Layer<T>> layer) {
+        check(layer != nullptr, "Sequential::add: null layer");
+        Shape out;
+        try {
+            out = layer->output_shape(shapes_.back());
+        } catch (const Error& e) {
+            throw Error(detail::concat("Sequential::add: layer ", layers_.size(), " (",
+                                       layer->describe(), ") cannot take input ",
+                                       shapes_.back().str(), ": ", e.what()));
+        }
+        check(out.size() > 0, "Sequential::add: layer ", layers_.size(), " (", layer->describe(),
+              ") produces an empty output ", out.str());
+        layer->set_mode(mode_);
+        layers_.push_back(std::move(layer));
+        shapes_.push_back(out);
+        activations_.emplace_back();
+        parameters_.clear();  // rebuilt, with the new layer's, on the next parameters()
+        return *layers_.back();
+    }
+
+    /// The per-sample input shape given at construction.
+    const Shape& input_shape() const { return input_shape_; }
+    /// The per-sample output shape of the last layer (the input shape for an empty model).
+    const Shape& output_shape() const { return shapes_.back(); }
+    /// The per-sample output shape of layer i.
+    const Shape& output_shape(std::size_t i) const {
+        check(i < layers_.size(), "Sequential: layer ", i, " out of range (", layers_.size(),
+              " layers)");
+        return shapes_[i + 1];
+    }
+    std::size_t size() const { return layers_.size(); }
+    /// Layer i, checked.
+    Layer<T>& layer(std::size_t i) {
+        check(i < layers_.size(), "Sequential: layer ", i, " out of range (", layers_.size(),
+              " layers)");
+        return *layers_[i];
+    }
+    /// All layers in order.
+    const std::vector<std::unique_ptr<Layer<T>>>& layers() const { return layers_; }
+
+    /// Every layer's parameters, named "<layer index>.<name>" (e.g. "3.weight"), in layer order.
+    /// The vector is built once and kept, so calling this in a loop costs nothing.
+    const std::vector<Parameter<T>>& parameters() {
+        if (parameters_.empty())
+            for (std::size_t i = 0; i < layers_.size(); ++i)
+                for (Parameter<T> p : layers_[i]->parameters()) {
+                    p.name = std::to_string(i) + "." + p.name;
+                    parameters_.push_back(std::move(p));
+                }
+        return parameters_;
+    }
+    /// Every layer's buffers (saved, not trained), named like parameters.
+    std::vector<std::pair<std::string, Tensor<T>*>> buffers() {
+        std::vector<std::pair<std::string, Tensor<T>*>> all;
+        for (std::size_t i = 0; i < layers_.size(); ++i)
+            for (auto& [name, tensor] : layers_[i]->buffers())
+                all.emplace_back(std::to_string(i) + "." + name, tensor);
+        return all;
+    }
+    /// Total number of trainable values.
+    std::size_t parameter_count() {
+        std::size_t n = 0;
+        for (const Parameter<T>& p : parameters()) n += p.value->size();
+        return n;
+    }
+
+    /// Each layer's output shape, parameter count and forward FLOPs per sample, and the totals.
+    ModelSummary summary() {
+        ModelSummary s;
+        s.input_shape = input_shape_;
+        for (std::size_t i = 0; i < layers_.size(); ++i) {
+            LayerSummary row;
+            row.index = i;
+            row.description = layers_[i]->describe();
+            row.output_shape = shapes_[i + 1];
+            row.parameters = layers_[i]->parameter_count();
+            row.flops = layers_[i]->flops(shapes_[i]);
+            s.total_parameters += row.parameters;
+            s.total_flops += row.flops;
+            s.layers.push_back(std::move(row));
+        }
+        return s;
+    }
+
+    /// Switches every layer between training and inference behaviour.
+    void set_mode(Mode m) {
+        mode_ = m;
+        for (auto& layer : layers_) layer->set_mode(m);
+    }
+    Mode mode() const { return mode_; }
+
+    /// Restarts every layer's random stream (dropout masks) from `seed`; layer i gets seed + i so
+    /// that two dropout layers do not draw the same mask.
+    void reseed(std::uint64_t seed) {
+        for (std::size_t i = 0; i < layers_.size(); ++i) layers_[i]->reseed(seed + i);
+    }
+
+    /// Runs the batch x, shape (N, input shape...), through every layer and returns the last output
+    /// (the logits). Keeps every activation, and a view of x, for backward().
+    const Tensor<T>& forward(const Tensor<T>& x) {
+        check(!layers_.empty(), "Sequential::forward: the model has no layers");
+        check(x.rank() == input_shape_.rank() + 1 && x.dim(0) > 0 &&
+                  sample_shape(x.shape()) == input_shape_,
+              "Sequential::forward: input ", x.shape().str(),
+              " does not match the model's input (N, ", input_shape_.str().substr(1));
+        input_ = x.view();
+        const Tensor<T>* in = &x;
+        for (std::size_t i = 0; i < layers_.size(); ++i) {
+            layers_[i]->forward(*in, activations_[i]);
+            in = &activations_[i];
+        }
+        has_forward_ = true;
+        return activations_.back();
+    }
+
+    /// Layer i's output of the last forward pass (its storage is reused by the next one).
+    const Tensor<T>& activation(std::size_t i) const {
+        check(i < layers_.size(), "Sequential: layer ", i, " out of range (", layers_.size(),
+              " layers)");
+        return activations_[i];
+    }
+
+    /// Back-propagates dL/dlogits (shape of forward's result) through every layer: assigns every
+    /// parameter's gradient and returns dL/dx. Must follow forward() on the same batch.
+    const Tensor<T>& backward(const Tensor<T>& dlogits) {
+        check(has_forward_, "Sequential::backward: call forward() first");
+        check(dlogits.shape() == activations_.back().shape(),
+              "Sequential::backward: gradient has shape ", dlogits.shape().str(),
+              ", the output of forward() has ", activations_.back().shape().str());
+        // Two gradient buffers used in turn: layer i reads dL/d(its output) from one and writes
+        // dL/d(its input) into the other, so memory does not grow with depth.
+        const Tensor<T>* dy = &dlogits;
+        for (std::size_t i = layers_.size(); i-- > 0;) {
+            Tensor<T>& dx = gradients_[i % 2];
+            const Tensor<T>& x = i == 0 ? input_ : activations_[i - 1];
+            layers_[i]->backward(x, activations_[i], *dy, dx);
+            dy = &dx;
+        }
+        return *dy;
+    }
+
+    /// One training step on a batch: forward in training mode, loss, backward, optional gradient
+    /// clipping (max_gradient_norm > 0), optimiser step. `loss` is e.g. SoftmaxCrossEntropy<T>
+    /// (forward(logits, labels) -> mean loss; backward(dlogits)); labels[i] is sample i's class.
+    /// An Error, before any weight changes, when the loss or a gradient is NaN or infinite.
+    template <typename Loss, typename Labels>
+    StepResult train_step(const Tensor<T>& batch, const Labels& labels, Loss& loss,
+                          Optimizer<T>& optimizer, double max_gradient_norm = 0) {
+        if (mode_ != Mode::Train) set_mode(Mode::Train);
+        const Tensor<T>& logits = forward(batch);
+        StepResult result;
+        result.loss = static_cast<double>(loss.forward(logits, labels));
+        check(std::isfinite(result.loss), "train_step: the loss is ", result.loss,
+              " (diverged: lower the learning rate, or check the inputs for NaN)");
+        result.accuracy = accuracy(logits, labels);
+        loss.backward(dlogits_);
+        backward(dlogits_);
+        // The norm is cheap next to a backward pass, and it catches NaN gradients (which a ReLU
+        // can hide from the loss) before they reach the weights.
+        result.gradient_norm = max_gradient_norm > 0
+                                   ? clip_gradient_norm(parameters(), max_gradient_norm)
+                                   : gradient_norm(parameters());
+        optimizer.step();
+        return result;
+    }
+
+    /// Class probabilities (softmax of the logits) for the batch x, computed in inference mode; the
+    /// model's mode is restored afterwards. The result lives until the next predict().
+    const Tensor<T>& predict(const Tensor<T>& x) {
+        const Mode previous = mode_;
+        set_mode(Mode::Eval);
+        const Tensor<T>& logits = forward(x);
+        set_mode(previous);
+        check(logits.rank() == 2, "Sequential::predict: the last layer gives ",
+              logits.shape().str(), " per batch; predict needs (N, classes)");
+        probabilities_.resize(logits.shape());
+        const std::size_t n = logits.dim(0), classes = logits.dim(1);
+        for (std::size_t i = 0; i < n; ++i) {
+            const T* z = logits.data() + i * classes;
+            T* p = probabilities_.data() + i * classes;
+            const T largest =
+                *std::max_element(z, z + classes);  // subtracted so exp cannot overflow
+            T sum = 0;
+            for (std::size_t c = 0; c < classes; ++c) sum += (p[c] = std::exp(z[c] - largest));
+            for (std::size_t c = 0; c < classes; ++c) p[c] /= sum;
+        }
+        input_ = Tensor<T>();  // no backward follows; do not keep the caller's batch alive
+        has_forward_ = false;
+        return probabilities_;
+    }
+
+    /// The fraction of rows of `logits` (N, classes) whose largest entry is at labels[i].
+    template <typename Labels>
+    static double accuracy(const Tensor<T>& logits, const Labels& labels) {
+        check(logits.rank() == 2, "accuracy: logits must be (N, classes), got ",
+              logits.shape().str());
+        const std::size_t n = logits.dim(0), classes = logits.dim(1);
+        std::size_t correct = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const T* z = logits.data() + i * classes;
+            const auto predicted = static_cast<std::size_t>(std::max_element(z, z + classes) - z);
+            if (static_cast<double>(predicted) == static_cast<double>(labels[i])) ++correct;
+        }
+        return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+    }
+
+  private:
+    Shape input_shape_;
+    std::vector<Shape> shapes_;  // shapes_[0] is the input, shapes_[i + 1] layer i's output
+    std::vector<std::unique_ptr<Layer<T>>> layers_;
+    std::vector<Tensor<T>> activations_;  // activations_[i] is layer i's output of the last forward
+    Tensor<T> input_;                     // a view of the last forward's input
+    Tensor<T> gradients_[2];
+    Tensor<T> dlogits_, probabilities_;
+    std::vector<Parameter<T>> parameters_;
+    Mode mode_ = Mode::Train;
+    bool has_forward_ = false;
+};
+
+}  // namespace facet

@@ -1,0 +1,284 @@
+// Tests of Sequential: shape inference, the summary of the reference model fer-cnn-s, a
+// finite-difference gradient check of a whole small CNN, training a small CNN on a synthetic task,
+// bit-identical reruns, storage reuse between steps, prediction, and bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "facet/layers/activations.hpp"
+#include "facet/layers/batchnorm.hpp"
+#include "facet/layers/conv2d.hpp"
+#include "facet/layers/dense.hpp"
+#include "facet/layers/dropout.hpp"
+#include "facet/layers/flatten.hpp"
+#include "facet/layers/maxpool2d.hpp"
+#include "facet/loss/softmax_cross_entropy.hpp"
+#include "facet/model/sequential.hpp"
+#include "facet/optim/adam.hpp"
+#include "facet/optim/sgd.hpp"
+
+using namespace facet;
+
+namespace {
+
+/// The reference model fer-cnn-s of /work/shared/REFERENCE.md.
+Sequential<float> fer_cnn_s() {
+    Sequential<float> m(Shape{1, 48, 48});
+    std::size_t in = 1;
+    for (std::size_t out : {32, 64, 128}) {
+        m.add<Conv2d<float>>(in, out, 3, 1, 1, false);
+        m.add<BatchNorm2d<float>>(out);
+        m.add<ReLU<float>>();
+        m.add<Conv2d<float>>(out, out, 3, 1, 1, false);
+        m.add<BatchNorm2d<float>>(out);
+        m.add<ReLU<float>>();
+        m.add<MaxPool2d<float>>(2);
+        m.add<Dropout<float>>(0.25);
+        in = out;
+    }
+    m.add<Flatten<float>>();
+    m.add<Dense<float>>(4608, 256);
+    m.add<BatchNorm1d<float>>(256);
+    m.add<ReLU<float>>();
+    m.add<Dropout<float>>(0.5);
+    m.add<Dense<float>>(256, 7);
+    return m;
+}
+
+/// A small CNN: conv-BN-ReLU-pool, dense. `seed` draws the initial weights.
+template <typename T>
+Sequential<T> small_cnn(std::size_t side, std::size_t classes, std::uint64_t seed,
+                        bool dropout = false, std::size_t channels = 4) {
+    Sequential<T> m(Shape{1, side, side});
+    m.template add<Conv2d<T>>(1, channels, 3, 1, 1, false, seed);
+    m.template add<BatchNorm2d<T>>(channels);
+    m.template add<ReLU<T>>();
+    m.template add<MaxPool2d<T>>(2);
+    if (dropout) m.template add<Dropout<T>>(0.2, seed);
+    m.template add<Flatten<T>>();
+    m.template add<Dense<T>>(channels * (side / 2) * (side / 2), classes, true, seed + 1);
+    return m;
+}
+
+/// Images with one bright bar on noise: label 0 for a horizontal bar, 1 for a vertical one; the
+/// bar's position and length vary.
+void make_bars(Rng& rng, std::size_t n, std::size_t side, Tensor<float>& images,
+               std::vector<int>& labels) {
+    images.resize(Shape{n, 1, side, side});
+    labels.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const int label = static_cast<int>(rng.below(2));
+        const std::size_t line = rng.below(side), length = side / 2 + rng.below(side / 2 + 1);
+        const std::size_t start = rng.below(side - length + 1);
+        for (std::size_t y = 0; y < side; ++y)
+            for (std::size_t x = 0; x < side; ++x) {
+                const bool on_bar = label == 0 ? (y == line && x >= start && x < start + length)
+                                               : (x == line && y >= start && y < start + length);
+                images(i, 0, y, x) = static_cast<float>((on_bar ? 1.0 : 0.0) + rng.normal(0, 0.3));
+            }
+        labels[i] = label;
+    }
+}
+
+/// Trains small_cnn on bars for `epochs` and returns the model.
+Sequential<float> train_bars(std::uint64_t seed, std::size_t epochs, double* final_loss = nullptr) {
+    constexpr std::size_t side = 12, n = 512, batch = 32;
+    Rng rng(seed);
+    Tensor<float> images;
+    std::vector<int> labels;
+    make_bars(rng, n, side, images, labels);
+    Sequential<float> model = small_cnn<float>(side, 2, seed, true, 8);
+    Adam<float> adam(model.parameters(), {.learning_rate = 0.03});
+    SoftmaxCrossEntropy<float> loss;
+    for (std::size_t e = 0; e < epochs; ++e)
+        for (std::size_t b = 0; b < n; b += batch) {
+            const std::vector<int> batch_labels(labels.begin() + static_cast<long>(b),
+                                                labels.begin() + static_cast<long>(b + batch));
+            const StepResult r =
+                model.train_step(images.slice(b, b + batch), batch_labels, loss, adam);
+            if (final_loss) *final_loss = r.loss;
+        }
+    return model;
+}
+
+}  // namespace
+
+TEST_CASE("fer-cnn-s: shapes are inferred and the summary counts parameters and FLOPs") {
+    Sequential<float> m = fer_cnn_s();
+    CHECK(m.size() == 30);
+    CHECK(m.output_shape(0) == Shape{32, 48, 48});
+    CHECK(m.output_shape(7) == Shape{32, 24, 24});
+    CHECK(m.output_shape(23) == Shape{128, 6, 6});
+    CHECK(m.output_shape(24) == Shape{4608});
+    CHECK(m.output_shape() == Shape{7});
+
+    const ModelSummary s = m.summary();
+    // By hand: convs 288 + 9216 + 18432 + 36864 + 73728 + 147456, BN 2 * (32+32+64+64+128+128+256),
+    // dense 4608*256 + 256 and 256*7 + 7. (REFERENCE.md's "1.28 M" undercounts this architecture.)
+    CHECK(s.total_parameters == 1469095);
+    CHECK(m.parameter_count() == 1469095);
+    REQUIRE(s.layers.size() == 30);
+    CHECK(s.layers[0].parameters == 288);
+    CHECK(s.layers[25].parameters == 4608 * 256 + 256);
+    // 86.78 M multiply-adds in convolutions and dense layers, as in REFERENCE.md (2 FLOPs each,
+    // plus one per bias value).
+    std::size_t conv_dense_flops = 0;
+    for (const LayerSummary& row : s.layers)
+        if (row.description.rfind("Conv2d", 0) == 0 || row.description.rfind("Dense", 0) == 0)
+            conv_dense_flops += row.flops;
+    CHECK(conv_dense_flops == 2 * 86779648 + 256 + 7);
+    CHECK(s.total_flops > conv_dense_flops);
+
+    const std::string table = s.table();
+    CHECK(table.find("(128, 6, 6)") != std::string::npos);
+    CHECK(table.find("1469095") != std::string::npos);
+
+    const auto& params = m.parameters();
+    CHECK(params.front().name == "0.weight");
+    CHECK(params[1].name == "1.gamma");
+    CHECK(params.back().name == "29.bias");
+    CHECK(m.buffers().front().first == "1.running_mean");
+}
+
+TEST_CASE("a layer that does not fit the previous output is refused, naming its position") {
+    Sequential<float> m(Shape{1, 8, 8});
+    m.add<Conv2d<float>>(1, 2, 3);
+    CHECK_THROWS_WITH_AS(m.add<Conv2d<float>>(3, 2, 3), doctest::Contains("layer 1 (Conv2d"),
+                         Error);
+    CHECK_THROWS_WITH_AS(m.add<Dense<float>>(72, 2),
+                         doctest::Contains("cannot take input (2, 6, 6)"), Error);
+    CHECK(m.size() == 1);  // the refused layers were not added
+    m.add<Flatten<float>>();
+    m.add<Dense<float>>(72, 2);
+    CHECK(m.output_shape() == Shape{2});
+
+    Tensor<float> wrong(Shape{2, 1, 8, 9});
+    CHECK_THROWS_WITH_AS(m.forward(wrong), doctest::Contains("(N, 1, 8, 8)"), Error);
+    Tensor<float> right(Shape{2, 1, 8, 8});
+    m.forward(right);
+    CHECK_THROWS_AS(m.backward(Tensor<float>(Shape{3, 2})), Error);
+    CHECK_THROWS_AS(Sequential<float>(Shape{}), Error);
+    CHECK_THROWS_AS(Sequential<float>(Shape{1, 0, 4}), Error);
+    Sequential<float> empty(Shape{4});
+    CHECK_THROWS_AS(empty.forward(Tensor<float>(Shape{1, 4})), Error);
+}
+
+TEST_CASE("the gradients of a whole small CNN match central finite differences (double)") {
+    Sequential<double> m = small_cnn<double>(6, 3, 11, true);
+    Rng rng(5);
+    Tensor<double> x(Shape{4, 1, 6, 6});
+    x.fill_normal(rng, 0, 1);
+    const std::vector<int> labels{0, 2, 1, 2};
+    SoftmaxCrossEntropy<double> loss;
+    auto objective = [&] {
+        m.reseed(99);  // the same dropout masks in every evaluation
+        return loss.forward(m.forward(x), labels);
+    };
+    objective();
+    Tensor<double> dlogits;
+    loss.backward(dlogits);
+    const Tensor<double> dx = m.backward(dlogits);
+
+    constexpr double h = 1e-5;
+    auto check_against_differences = [&](Tensor<double>& value, const Tensor<double>& analytic,
+                                         const std::string& what) {
+        std::size_t bad = 0;
+        for (std::size_t i = 0; i < value.size(); ++i) {
+            const double saved = value[i];
+            value[i] = saved + h;
+            const double up = objective();
+            value[i] = saved - h;
+            const double down = objective();
+            value[i] = saved;
+            const double numeric = (up - down) / (2 * h);
+            if (std::abs(numeric - analytic[i]) > 1e-6 + 1e-5 * std::abs(numeric)) {
+                if (bad++ < 3)
+                    MESSAGE(what, "[", i, "]: numeric ", numeric, " analytic ", analytic[i]);
+            }
+        }
+        CHECK_MESSAGE(bad == 0, what);
+    };
+    std::size_t checked = 0;
+    for (const Parameter<double>& p : m.parameters()) {
+        const Tensor<double> analytic = *p.grad;
+        check_against_differences(*p.value, analytic, p.name);
+        checked += p.value->size();
+    }
+    check_against_differences(x, dx, "input");
+    CHECK(checked == 4 * 9 + 4 + 4 + 36 * 3 + 3);
+}
+
+TEST_CASE("a small CNN learns horizontal vs vertical bars to >= 95 % accuracy") {
+    double final_loss = 0;
+    Sequential<float> model = train_bars(2024, 6, &final_loss);
+    CHECK(final_loss < 0.3);
+    Rng test_rng(777);
+    Tensor<float> images;
+    std::vector<int> labels;
+    make_bars(test_rng, 400, 12, images, labels);
+    const Tensor<float>& probs = model.predict(images);
+    const double accuracy = Sequential<float>::accuracy(probs, labels);
+    MESSAGE("held-out accuracy ", accuracy);
+    CHECK(accuracy >= 0.95);
+    CHECK(model.mode() == Mode::Train);  // predict restores the mode
+}
+
+TEST_CASE("training twice with the same seed gives bit-identical weights and buffers") {
+    Sequential<float> a = train_bars(31, 1), b = train_bars(31, 1), c = train_bars(32, 1);
+    bool same = true, differs_with_other_seed = false;
+    for (std::size_t i = 0; i < a.parameters().size(); ++i) {
+        const Tensor<float>& wa = *a.parameters()[i].value;
+        same = same && std::equal(wa.begin(), wa.end(), b.parameters()[i].value->begin());
+        differs_with_other_seed =
+            differs_with_other_seed ||
+            !std::equal(wa.begin(), wa.end(), c.parameters()[i].value->begin());
+    }
+    auto ba = a.buffers(), bb = b.buffers();
+    for (std::size_t i = 0; i < ba.size(); ++i)
+        same =
+            same && std::equal(ba[i].second->begin(), ba[i].second->end(), bb[i].second->begin());
+    CHECK(same);
+    CHECK(differs_with_other_seed);
+}
+
+TEST_CASE("activations and gradients keep their storage from step to step") {
+    Sequential<float> m = small_cnn<float>(8, 3, 1, true);
+    SGD<float> sgd(m.parameters(), {.learning_rate = 0.01, .momentum = 0.9});
+    SoftmaxCrossEntropy<float> loss;
+    Rng rng(3);
+    Tensor<float> big(Shape{16, 1, 8, 8});
+    big.fill_normal(rng, 0, 1);
+    std::vector<int> labels(16);
+    for (int& l : labels) l = static_cast<int>(rng.below(3));
+    m.train_step(big, labels, loss, sgd);
+    std::vector<const float*> storage;
+    for (std::size_t i = 0; i < m.size(); ++i) storage.push_back(m.activation(i).data());
+    // A smaller last batch, then a full one again: the same buffers serve all of them.
+    m.train_step(big.slice(0, 5), std::vector<int>(labels.begin(), labels.begin() + 5), loss, sgd);
+    m.train_step(big, labels, loss, sgd);
+    for (std::size_t i = 0; i < m.size(); ++i) CHECK(m.activation(i).data() == storage[i]);
+}
+
+TEST_CASE("predict gives probabilities in eval mode; a NaN loss stops training before any update") {
+    Sequential<float> m = small_cnn<float>(8, 3, 1, true);
+    Rng rng(4);
+    Tensor<float> x(Shape{5, 1, 8, 8});
+    x.fill_normal(rng, 0, 1);
+    const Tensor<float> p1 = m.predict(x);
+    const Tensor<float> p2 = m.predict(x);  // no dropout, running statistics: deterministic
+    REQUIRE(p1.shape() == Shape{5, 3});
+    CHECK(std::equal(p1.begin(), p1.end(), p2.begin()));
+    for (std::size_t i = 0; i < 5; ++i)
+        CHECK(p1(i, 0) + p1(i, 1) + p1(i, 2) == doctest::Approx(1.0f));
+
+    SGD<float> sgd(m.parameters());
+    SoftmaxCrossEntropy<float> loss;
+    const Tensor<float> before = *m.parameters()[0].value;
+    x[7] = std::nanf("");
+    CHECK_THROWS_WITH_AS(m.train_step(x, std::vector<int>{0, 1, 2, 0, 1}, loss, sgd),
+                         doctest::Contains("NaN"), Error);
+    CHECK(std::equal(before.begin(), before.end(), m.parameters()[0].value->begin()));
+}
