@@ -108,6 +108,8 @@ inline std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b, std::uint64_t c 
 /// An exception while preparing a batch in the worker thread is re-thrown by next().
 class BatchLoader {
   public:
+    /// A loader over `data` (kept by reference); an Error for an empty or inconsistent data set,
+    /// batch_size 0, or augmentation settings out of range.
     BatchLoader(const Dataset& data, Normalization normalization, BatchOptions options = {})
         : data_(data), normalization_(normalization), options_(std::move(options)) {
         data_.validate();
@@ -134,7 +136,9 @@ class BatchLoader {
         const std::size_t n = data_.size(), b = options_.batch_size;
         return options_.drop_last ? n / b : (n + b - 1) / b;
     }
+    /// The standardisation applied to every batch (store it with the model).
     const Normalization& normalization() const { return normalization_; }
+    /// The options the loader was built with.
     const BatchOptions& options() const { return options_; }
 
     /// The order in which epoch `epoch` visits the samples: a pure function of seed and epoch.

@@ -106,6 +106,7 @@ class FileView {
         if (mapped_) ::munmap(mapped_, text_.size());
 #endif
     }
+    /// The bytes of the file.
     std::string_view text() const {
         return text_;
     }
@@ -197,7 +198,9 @@ struct Dataset {
 
     /// Number of images.
     std::size_t size() const { return labels.size(); }
+    /// True when there are no images.
     bool empty() const { return labels.empty(); }
+    /// Number of classes (7 for FER-2013).
     int num_classes() const { return static_cast<int>(class_names.size()); }
     /// Pixels per image.
     std::size_t image_size() const { return height * width; }

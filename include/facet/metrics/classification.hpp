@@ -24,6 +24,7 @@ class ConfusionMatrix {
             static_cast<std::size_t>(num_classes) * static_cast<std::size_t>(num_classes), 0);
     }
 
+    /// Number of classes (the matrix is num_classes x num_classes).
     int num_classes() const { return classes_; }
 
     /// Records one prediction; both classes must be in [0, num_classes).
@@ -47,6 +48,7 @@ class ConfusionMatrix {
               "ConfusionMatrix::count: (", truth, ", ", predicted, ") out of range");
         return counts_[index(truth, predicted)];
     }
+    /// Number of predictions recorded.
     std::size_t total() const {
         std::size_t n = 0;
         for (std::size_t c : counts_) n += c;
