@@ -53,7 +53,12 @@ class ReLU : public Layer<T> {
         const T *in = x.data(), *g = dy.data();
         T* d = dx.data();
         detail::elementwise_for(x.size(), [&](std::size_t b, std::size_t e) {
-            for (std::size_t i = b; i < e; ++i) d[i] = in[i] > T(0) ? g[i] : T(0);
+            // Loading g[i] before the test lets the compiler turn the select into a vector
+            // blend (a load inside the branch keeps the loop scalar and mispredicting).
+            for (std::size_t i = b; i < e; ++i) {
+                const T gi = g[i];
+                d[i] = in[i] > T(0) ? gi : T(0);
+            }
         });
     }
     std::size_t flops(const Shape& input) const override { return input.size(); }

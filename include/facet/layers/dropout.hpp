@@ -50,12 +50,20 @@ class Dropout : public Layer<T> {
         const std::size_t batch = x.dim(0), per_sample = x.shape().inner_size();
         const std::uint64_t call = calls_++;
         const T keep_scale = T(1.0 / (1.0 - p_));
+        const auto drop_below = static_cast<std::uint64_t>(std::ldexp(p_, 32));
         parallel_for(batch, [&](std::size_t b, std::size_t e) {
             for (std::size_t n = b; n < e; ++n) {
                 Rng rng(mix(seed_, call, n));
                 T* m = mask_.data() + n * per_sample;
-                for (std::size_t i = 0; i < per_sample; ++i)
-                    m[i] = rng.uniform() < p_ ? T(0) : keep_scale;
+                // Each 64-bit draw gives two 32-bit uniforms; an element is dropped when its
+                // uniform falls below p * 2^32 (resolution 2^-32, far finer than any p used).
+                std::size_t i = 0;
+                for (; i + 2 <= per_sample; i += 2) {
+                    const std::uint64_t bits = rng.next_u64();
+                    m[i] = keep_scale * T((bits >> 32) >= drop_below);
+                    m[i + 1] = keep_scale * T((bits & 0xffffffffULL) >= drop_below);
+                }
+                if (i < per_sample) m[i] = keep_scale * T((rng.next_u64() >> 32) >= drop_below);
                 const T* in = x.data() + n * per_sample;
                 T* out = y.data() + n * per_sample;
                 for (std::size_t i = 0; i < per_sample; ++i) out[i] = in[i] * m[i];
