@@ -121,7 +121,8 @@ void pack_transposed(bool simd, std::size_t width, std::size_t kc, const T* src,
         for (std::size_t r0 = 0; r0 < width; r0 += lanes)
             for (std::size_t k = 0; k < k_end; k += lanes) {
                 if (k % line == 0 && k + ahead < kc)
-                    for (std::size_t r = r0; r < r0 + lanes; ++r) prefetch_read(src + r * ld + k + ahead);
+                    for (std::size_t r = r0; r < r0 + lanes; ++r)
+                        prefetch_read(src + r * ld + k + ahead);
                 transpose_block(src + r0 * ld + k, ld, dst + k * width + r0, width);
             }
         k0 = k_end;
@@ -155,8 +156,12 @@ void pack_a(bool simd, Trans trans, std::size_t mc, std::size_t kc, const T* a, 
             for (std::size_t k = 0; k < kc; ++k) {
                 const T* src = a + k * lda + r0;
                 T* dst = packed + k * MR;
-                for (std::size_t i = 0; i < rows; ++i) dst[i] = src[i];
-                for (std::size_t i = rows; i < MR; ++i) dst[i] = T(0);
+                if (rows == MR) {  // a fixed-length copy the compiler turns into vector moves
+                    for (std::size_t i = 0; i < MR; ++i) dst[i] = src[i];
+                } else {
+                    for (std::size_t i = 0; i < rows; ++i) dst[i] = src[i];
+                    for (std::size_t i = rows; i < MR; ++i) dst[i] = T(0);
+                }
             }
         }
     }
