@@ -136,6 +136,7 @@ struct ConvStack {
         for (std::size_t i = 0; i < convs.size(); ++i) {
             convs[i]->forward(x[i], y[i]);
             dy.push_back(random_batch(facet::sample_shape(y[i].shape()), 20 + i));
+            convs[i]->backward(x[i], y[i], dy[i], dx[i]);  // sizes dx and warms the workspaces
         }
     }
     double flops_per_pass() const {
