@@ -5,8 +5,15 @@
 // Read next: kernels/gemm.hpp.
 #pragma once
 
-#include <Eigen/Core>
 #include <cstddef>
+
+// GCC 12 with -march=native (AVX-512) reports false -Wmaybe-uninitialized warnings from inside
+// Eigen's GEMM kernels wherever a product is instantiated; silence them for this header only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <Eigen/Core>
 
 #include "facet/kernels/gemm_pack.hpp"
 
@@ -45,3 +52,7 @@ void gemm_eigen(Trans transA, Trans transB, std::size_t M, std::size_t N, std::s
 }
 
 }  // namespace facet::detail
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
