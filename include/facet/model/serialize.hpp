@@ -339,39 +339,88 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory) {
     return std::move(*model);
 }
 
+/// Small key/value notes: a count, then (key, value) string pairs.
+inline void write_notes(ByteWriter& w, const std::vector<std::pair<std::string, std::string>>& notes) {
+    check(notes.size() <= max_entries, "save: more than ", max_entries, " notes");
+    w.u32(static_cast<std::uint32_t>(notes.size()));
+    for (const auto& [key, value] : notes) w.string(key), w.string(value, max_metadata_length);
+}
+
+inline std::vector<std::pair<std::string, std::string>> read_notes(ByteReader& r) {
+    std::vector<std::pair<std::string, std::string>> notes;
+    for (std::size_t i = 0, n = r.count("note count", max_entries); i < n; ++i) {
+        std::string key = r.string("note name");
+        notes.emplace_back(std::move(key), r.string("note", max_metadata_length));
+    }
+    return notes;
+}
+
 }  // namespace serial
+
+/// Free-form notes stored with a model: what a program needs besides the weights, e.g. the
+/// input normalisation and the class names.
+using ModelMetadata = std::vector<std::pair<std::string, std::string>>;
+
+/// A model file's content: the model and its notes.
+template <typename T>
+struct ModelFile {
+    Sequential<T> model;
+    ModelMetadata metadata;
+
+    /// The note stored under `key`, or `fallback`.
+    std::string note(const std::string& key, const std::string& fallback = "") const {
+        for (const auto& [k, v] : metadata)
+            if (k == key) return v;
+        return fallback;
+    }
+};
 
 /// The bytes of a model file (what save() writes).
 template <typename T>
-std::vector<unsigned char> encode_model(Sequential<T>& model) {
+std::vector<unsigned char> encode_model(Sequential<T>& model, const ModelMetadata& metadata = {}) {
     serial::ByteWriter w;
     serial::begin_file(w, serial::model_magic);
     serial::write_model(w, model);
+    serial::write_notes(w, metadata);
     return serial::finish_file(w);
+}
+
+/// Rebuilds a model and its notes from the bytes of a model file; `file` names it in errors.
+template <typename T>
+ModelFile<T> decode_model_file(const std::vector<unsigned char>& bytes, const std::string& file,
+                               const LayerFactory<T>& factory = make_layer<T>) {
+    serial::ByteReader r = serial::open_file(bytes, file, serial::model_magic, "model file");
+    ModelFile<T> m{serial::read_model<T>(r, factory), {}};
+    m.metadata = serial::read_notes(r);
+    r.expect_end();
+    return m;
 }
 
 /// Rebuilds a model from the bytes of a model file; `file` names it in error messages.
 template <typename T>
 Sequential<T> decode_model(const std::vector<unsigned char>& bytes, const std::string& file,
                            const LayerFactory<T>& factory = make_layer<T>) {
-    serial::ByteReader r = serial::open_file(bytes, file, serial::model_magic, "model file");
-    Sequential<T> model = serial::read_model<T>(r, factory);
-    r.expect_end();
-    return model;
+    return std::move(decode_model_file<T>(bytes, file, factory).model);
 }
 
-/// Saves the model's architecture, parameters and buffers to `path`, atomically: a failed save
-/// leaves an existing file unchanged. Values are stored as float32.
+/// Saves the model's architecture, parameters and buffers (and optional notes) to `path`,
+/// atomically: a failed save leaves an existing file unchanged. Values are stored as float32.
 template <typename T>
-void save(Sequential<T>& model, const std::string& path) {
-    write_file_atomically(path, encode_model(model));
+void save(Sequential<T>& model, const std::string& path, const ModelMetadata& metadata = {}) {
+    write_file_atomically(path, encode_model(model, metadata));
+}
+
+/// Loads a model file with its notes (see load()).
+template <typename T>
+ModelFile<T> load_model_file(const std::string& path, const LayerFactory<T>& factory = make_layer<T>) {
+    return decode_model_file<T>(read_whole_file(path, serial::max_file_size), path, factory);
 }
 
 /// Loads a model saved by save(), rebuilding every layer with `factory` (make_layer<T> by
 /// default). The model comes back in training mode; call set_mode(Mode::Eval) for inference.
 template <typename T>
 Sequential<T> load(const std::string& path, const LayerFactory<T>& factory = make_layer<T>) {
-    return decode_model<T>(read_whole_file(path, serial::max_file_size), path, factory);
+    return std::move(load_model_file<T>(path, factory).model);
 }
 
 /// Where a training run stands, besides the model and optimiser: the position in the run, the
@@ -426,13 +475,11 @@ void save_checkpoint(const std::string& path, Sequential<T>& model, const Optimi
     for (const auto& [key, value] : sched.values) w.string(key), w.f64(value);
     w.u64(info.epoch);
     w.u64(info.step);
-    check(info.seeds.size() <= serial::max_entries && info.metadata.size() <= serial::max_entries,
-          "save_checkpoint: more than ", serial::max_entries, " seeds or notes");
+    check(info.seeds.size() <= serial::max_entries, "save_checkpoint: more than ",
+          serial::max_entries, " seeds");
     w.u32(static_cast<std::uint32_t>(info.seeds.size()));
     for (const auto& [key, value] : info.seeds) w.string(key), w.u64(value);
-    w.u32(static_cast<std::uint32_t>(info.metadata.size()));
-    for (const auto& [key, value] : info.metadata)
-        w.string(key), w.string(value, serial::max_metadata_length);
+    serial::write_notes(w, info.metadata);
     write_file_atomically(path, serial::finish_file(w));
 }
 
@@ -462,10 +509,7 @@ Checkpoint<T> load_checkpoint(const std::string& path,
         std::string key = r.string("seed name");
         c.info.seeds.emplace_back(std::move(key), r.u64("seed"));
     }
-    for (std::size_t i = 0, n = r.count("note count", serial::max_entries); i < n; ++i) {
-        std::string key = r.string("note name");
-        c.info.metadata.emplace_back(std::move(key), r.string("note", serial::max_metadata_length));
-    }
+    c.info.metadata = serial::read_notes(r);
     r.expect_end();
     return c;
 }
