@@ -87,7 +87,9 @@ class Dropout : public Layer<T> {
     std::size_t flops(const Shape& input) const override { return input.size(); }
     LayerConfig config() const override {
         // Seeds above 2^53 do not survive the double; they are rare and only change the masks.
-        return {"Dropout", {{"p", p_}, {"seed", double(seed_)}}};
+        // A double holds integers exactly only up to 2^53, so the 64-bit seed goes in two halves.
+        return {"Dropout",
+                {{"p", p_}, {"seed_hi", double(seed_ >> 32)}, {"seed_lo", double(seed_ & 0xffffffffu)}}};
     }
     double p() const { return p_; }
     /// The last training mask (0 or 1/(1-p) per element).

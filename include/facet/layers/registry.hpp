@@ -87,11 +87,14 @@ std::unique_ptr<Layer<T>> make_layer(const LayerConfig& c) {
         return std::make_unique<MaxPool2d<T>>(kernel, config_count(defaults, "stride", 1));
     }
     if (t == "Dropout") {
-        LayerConfig defaults = c;
-        defaults.values.emplace_back("seed", 1.0);
-        const double max_seed = 9007199254740992.0;  // 2^53: every whole double up to it is exact
-        return std::make_unique<Dropout<T>>(config_real(c, "p", 0.5),
-                                            config_count(defaults, "seed", 0, max_seed));
+        LayerConfig defaults = c;  // a config without a seed gets seed 1
+        defaults.values.emplace_back("seed_hi", 0.0);
+        defaults.values.emplace_back("seed_lo", 1.0);
+        const double max_half = 4294967295.0;  // the seed is stored as two 32-bit halves
+        const std::uint64_t seed =
+            (std::uint64_t(config_count(defaults, "seed_hi", 0, max_half)) << 32) |
+            std::uint64_t(config_count(defaults, "seed_lo", 0, max_half));
+        return std::make_unique<Dropout<T>>(config_real(c, "p", 0.5), seed);
     }
     if (t == "Dense" || t == "Linear")
         return std::make_unique<Dense<T>>(config_count(c, "in_features", 1),
