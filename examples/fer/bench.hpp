@@ -1,0 +1,124 @@
+// fer/bench.hpp — `fer bench`: where a training step of the model spends its time, layer by layer
+// (forward and backward, milliseconds, GFLOP/s and share of the step), for facet's GEMM and, when
+// the build has Eigen, for Eigen's product through the same layers, side by side.
+#pragma once
+
+#include <cstdio>
+#include <iostream>
+
+#include <facet/kernels/gemm.hpp>
+#include <facet/loss/softmax_cross_entropy.hpp>
+
+#include "cli.hpp"
+#include "common.hpp"
+#include "model_zoo.hpp"
+
+namespace fer {
+
+inline Cli bench_cli() {
+    Cli cli("bench", "Times forward and backward of every layer of the model on random data.");
+    cli.option("model", "NAME", "fer-cnn-s or fer-cnn-m", "fer-cnn-s")
+        .option("batch", "N", "batch size", "64")
+        .option("threads", "N", "threads (0: all cores)", "0")
+        .option("repeats", "N", "timed steps (after one warm-up step); the median is reported",
+                "5");
+    return cli;
+}
+
+struct LayerTimes {
+    std::vector<double> forward_ms, backward_ms;
+};
+
+/// Median per-layer times of `repeats` training steps (forward + backward) on random data.
+inline LayerTimes time_layers(facet::Sequential<float>& model, std::size_t batch, int repeats) {
+    using clock = std::chrono::steady_clock;
+    const std::size_t L = model.layers().size();
+    facet::Rng rng(3);
+    std::vector<facet::Tensor<float>> acts(L), grads(L + 1);
+    facet::Tensor<float> x(facet::batch_shape(batch, model.input_shape()));
+    x.fill_normal(rng, 0, 1);
+    std::vector<int> labels(batch);
+    for (auto& l : labels) l = static_cast<int>(rng.below(7));
+    facet::SoftmaxCrossEntropy<float> loss;
+    model.set_mode(facet::Mode::Train);
+    std::vector<std::vector<double>> fwd(L), bwd(L);
+    for (int rep = 0; rep <= repeats; ++rep) {
+        const facet::Tensor<float>* in = &x;
+        for (std::size_t i = 0; i < L; ++i) {
+            const auto t0 = clock::now();
+            model.layer(i).forward(*in, acts[i]);
+            if (rep) fwd[i].push_back(seconds_since(t0) * 1e3);
+            in = &acts[i];
+        }
+        loss.forward(acts[L - 1], labels);
+        loss.backward(grads[L]);
+        for (std::size_t i = L; i-- > 0;) {
+            const auto t0 = clock::now();
+            model.layer(i).backward(i ? acts[i - 1] : x, acts[i], grads[i + 1], grads[i]);
+            if (rep) bwd[i].push_back(seconds_since(t0) * 1e3);
+        }
+    }
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v.empty() ? 0.0 : v[v.size() / 2];
+    };
+    LayerTimes t;
+    for (std::size_t i = 0; i < L; ++i)
+        t.forward_ms.push_back(median(fwd[i])), t.backward_ms.push_back(median(bwd[i]));
+    return t;
+}
+
+inline int run_bench(const Cli& cli) {
+    const std::string name = cli.str("model");
+    const long long batch = cli.integer("batch"), repeats = cli.integer("repeats"),
+                    threads = cli.integer("threads");
+    facet::check(batch > 0 && repeats > 0 && threads >= 0,
+                 "bench: --batch and --repeats must be positive");
+    facet::set_num_threads(static_cast<int>(threads));
+    facet::Sequential<float> model = build_model(name, 1);
+    const std::size_t B = static_cast<std::size_t>(batch);
+
+    std::vector<std::pair<std::string, LayerTimes>> runs;
+    runs.emplace_back("facet", time_layers(model, B, static_cast<int>(repeats)));
+#if defined(FACET_HAVE_EIGEN)
+    facet::set_gemm_backend(facet::GemmBackend::Eigen);
+    runs.emplace_back("eigen", time_layers(model, B, static_cast<int>(repeats)));
+    facet::set_gemm_backend(facet::GemmBackend::Facet);
+#endif
+    std::printf(
+        "fer bench: %s, batch %zu, %d threads, GEMM micro-kernel %s; median of %lld steps\n",
+        name.c_str(), B, facet::num_threads(), facet::gemm_isa_name(facet::gemm_isa()), repeats);
+    std::printf("%-3s %-34s %9s", "#", "layer", "MFLOP/img");
+    for (const auto& [backend, _] : runs)
+        std::printf(" | %6s fwd ms  bwd ms  GFLOP/s  share", backend.c_str());
+    std::printf("\n");
+    std::vector<double> totals(runs.size(), 0.0);
+    for (std::size_t r = 0; r < runs.size(); ++r)
+        for (std::size_t i = 0; i < runs[r].second.forward_ms.size(); ++i)
+            totals[r] += runs[r].second.forward_ms[i] + runs[r].second.backward_ms[i];
+    double total_flops = 0;
+    for (std::size_t i = 0; i < model.layers().size(); ++i) {
+        // A training step costs about 3x the forward FLOPs (forward, backward-data,
+        // backward-weights).
+        const double f = static_cast<double>(
+            model.layer(i).flops(i == 0 ? model.input_shape() : model.output_shape(i - 1)));
+        total_flops += f;
+        std::printf("%-3zu %-34.34s %9.2f", i, model.layer(i).describe().c_str(), f / 1e6);
+        for (std::size_t r = 0; r < runs.size(); ++r) {
+            const double ms = runs[r].second.forward_ms[i] + runs[r].second.backward_ms[i];
+            std::printf(" | %13.2f %7.2f %8.1f %5.1f%%", runs[r].second.forward_ms[i],
+                        runs[r].second.backward_ms[i],
+                        ms > 0 ? 3 * f * static_cast<double>(B) / (ms * 1e6) : 0.0,
+                        100 * ms / totals[r]);
+        }
+        std::printf("\n");
+    }
+    std::printf("%-38s %9.2f", "total (forward + backward)", total_flops / 1e6);
+    for (std::size_t r = 0; r < runs.size(); ++r)
+        std::printf(" | %13.1f ms/step %6.1f img/s       ", totals[r],
+                    1e3 * static_cast<double>(B) / totals[r]);
+    std::printf("\n");
+    return 0;
+}
+
+}  // namespace fer

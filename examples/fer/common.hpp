@@ -1,0 +1,107 @@
+// fer/common.hpp — what every fer subcommand shares: finding the data, the metadata a model file
+// carries (pixel normalisation, class names), and batched evaluation of a model on a data set.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <facet/data/batch_loader.hpp>
+#include <facet/data/load.hpp>
+#include <facet/data/synthetic_faces.hpp>
+#include <facet/metrics/classification.hpp>
+#include <facet/model/sequential.hpp>
+
+namespace fer {
+
+namespace fs = std::filesystem;
+
+/// Seconds since `start`.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// Where the data come from: a CSV file or a folder, or (when `path` is empty and data/fer2013
+/// is absent) the built-in synthetic faces.
+struct DataChoice {
+    std::string path;  ///< empty: synthetic
+    bool synthetic() const { return path.empty(); }
+    std::string describe() const {
+        return synthetic() ? "synthetic cartoon faces (built in, NOT FER-2013)" : path;
+    }
+};
+
+/// The data a run uses when --data is not given: data/fer2013 (a folder or a symlink), then
+/// data/fer2013.csv, else synthetic.
+inline DataChoice default_data() {
+    for (const char* candidate : {"data/fer2013", "data/fer2013.csv"})
+        if (fs::exists(candidate)) return {candidate};
+    return {};
+}
+
+/// Loads every split of the chosen data.
+inline facet::DataSplits load_splits(const DataChoice& choice, const facet::ReadOptions& options) {
+    if (choice.synthetic()) return facet::make_synthetic_faces();
+    return facet::load_dataset(choice.path, options);
+}
+
+/// Predictions of a model on a whole data set.
+struct Evaluation {
+    std::vector<float> probabilities;  ///< N x classes
+    std::vector<int> predicted;
+    double loss = 0;  ///< mean cross-entropy
+    std::size_t classes = 0;
+    float probability(std::size_t i, int c) const {
+        return probabilities[i * classes + static_cast<std::size_t>(c)];
+    }
+};
+
+/// Runs the model in inference mode over `data` in batches. With `flip_tta`, each face is also
+/// seen mirrored and the two probability vectors are averaged (test-time augmentation).
+inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset& data,
+                           const facet::Normalization& norm, std::size_t batch_size = 256,
+                           bool flip_tta = false) {
+    facet::check(!data.empty(), "evaluate: the split '", data.split, "' is empty");
+    const std::size_t n = data.size(), side_h = data.height, side_w = data.width,
+                      pixels = data.image_size();
+    Evaluation ev;
+    facet::Tensor<float> x;
+    std::vector<float> mirrored;
+    for (std::size_t begin = 0; begin < n; begin += batch_size) {
+        const std::size_t count = std::min(batch_size, n - begin);
+        x.resize(facet::Shape{count, 1, side_h, side_w});
+        for (std::size_t i = 0; i < count; ++i)
+            norm.apply(data.image(begin + i), x.data() + i * pixels, pixels);
+        const facet::Tensor<float>& p = model.predict(x);
+        if (ev.classes == 0) {
+            ev.classes = p.dim(1);
+            ev.probabilities.resize(n * ev.classes);
+        }
+        std::copy(p.begin(), p.end(),
+                  ev.probabilities.begin() + static_cast<std::ptrdiff_t>(begin * ev.classes));
+        if (flip_tta) {
+            for (std::size_t i = 0; i < count; ++i)
+                for (std::size_t r = 0; r < side_h; ++r)
+                    std::reverse(x.data() + i * pixels + r * side_w,
+                                 x.data() + i * pixels + (r + 1) * side_w);
+            const facet::Tensor<float>& q = model.predict(x);
+            float* out = ev.probabilities.data() + begin * ev.classes;
+            for (std::size_t k = 0; k < q.size(); ++k) out[k] = 0.5f * (out[k] + q[k]);
+        }
+    }
+    ev.predicted.resize(n);
+    double loss = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* p = ev.probabilities.data() + i * ev.classes;
+        ev.predicted[i] = static_cast<int>(std::max_element(p, p + ev.classes) - p);
+        loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
+    }
+    ev.loss = loss / static_cast<double>(n);
+    return ev;
+}
+
+}  // namespace fer

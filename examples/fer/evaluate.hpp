@@ -1,0 +1,159 @@
+// fer/evaluate.hpp — `fer eval` (accuracy, per-class precision/recall/F1, confusion matrix on any
+// split or folder) and `fer predict` (top-3 emotions for image files).
+#pragma once
+
+#include <iostream>
+
+#include <facet/data/image.hpp>
+#include <facet/model/serialize.hpp>
+
+#include "cli.hpp"
+#include "common.hpp"
+
+namespace fer {
+
+/// A model file loaded for inference: the network (in Eval mode) and the pixel normalisation and
+/// class names it was trained with.
+struct TrainedModel {
+    facet::Sequential<float> model;
+    facet::Normalization norm;
+    std::vector<std::string> classes;
+    facet::ModelMetadata metadata;
+};
+
+inline TrainedModel load_trained(const std::string& path) {
+    facet::check(fs::exists(path), "no model file at ", path, " (train one with `fer train`)");
+    facet::ModelFile<float> file = facet::load_model_file<float>(path);
+    TrainedModel t{std::move(file.model), {}, facet::fer_class_name_list(), file.metadata};
+    auto note = [&](const std::string& key) -> std::string {
+        for (const auto& [k, v] : t.metadata)
+            if (k == key) return v;
+        return "";
+    };
+    const std::string mean = note("normalization.mean"), stddev = note("normalization.stddev");
+    facet::check(!mean.empty() && !stddev.empty(), path,
+                 ": not a fer model (no normalization.* metadata)");
+    t.norm.mean = std::stof(mean), t.norm.stddev = std::stof(stddev);
+    facet::check(t.norm.stddev > 0 && std::isfinite(t.norm.mean), path,
+                 ": bad normalization metadata");
+    t.model.set_mode(facet::Mode::Eval);
+    return t;
+}
+
+inline Cli eval_cli() {
+    Cli cli("eval",
+            "Evaluates a trained model: accuracy, per-class precision/recall/F1 and the confusion "
+            "matrix.");
+    cli.option("model", "FILE", "model file written by fer train", "runs/default/model.facet")
+        .option("data", "DIR|CSV",
+                "data: a FER-2013 folder or CSV, or a folder of class folders (default: "
+                "data/fer2013, else synthetic)")
+        .option("split", "NAME",
+                "split to evaluate: test, val, train, ... (default: val, else test)")
+        .option("batch", "N", "batch size", "256")
+        .option("threads", "N", "threads (0: all cores)", "0")
+        .flag("flip-tta", "average the predictions for each face and its mirror image")
+        .flag("json", "print one JSON object (accuracy, per_class, confusion, ...)")
+        .flag("skip-bad", "skip unreadable or malformed samples (counted and reported)");
+    return cli;
+}
+
+/// Picks the split to evaluate: the named one, else val, else test, else the only split there is.
+inline const facet::Dataset& pick_split(const facet::DataSplits& splits, const std::string& name) {
+    if (!name.empty()) return splits.at(name);
+    for (const char* candidate : {"val", "test", "synthetic-test"})
+        if (const facet::Dataset* d = splits.find(candidate)) return *d;
+    facet::check(splits.splits.size() == 1,
+                 "eval: several splits and none named val/test; pick one with --split");
+    return splits.splits.front();
+}
+
+inline int run_eval(const Cli& cli) {
+    const int threads = static_cast<int>(cli.integer("threads"));
+    facet::set_num_threads(threads);
+    TrainedModel t = load_trained(cli.str("model"));
+    const DataChoice data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
+    facet::ReadOptions read;
+    read.skip_bad = cli.has("skip-bad");
+    const facet::DataSplits splits = load_splits(data, read);
+    const facet::Dataset& split = pick_split(splits, cli.has("split") ? cli.str("split") : "");
+    const auto t0 = std::chrono::steady_clock::now();
+    const long long batch = cli.integer("batch");
+    facet::check(batch > 0, "eval: --batch must be positive");
+    const Evaluation ev =
+        evaluate(t.model, split, t.norm, static_cast<std::size_t>(batch), cli.has("flip-tta"));
+    const double seconds = seconds_since(t0);
+    const facet::ClassificationReport report =
+        facet::classification_report(split.labels, ev.predicted, t.classes);
+    if (cli.has("json")) {
+        std::string json = report.to_json();
+        // Add where the numbers come from to the object (before its closing brace).
+        const auto close = json.rfind('}');
+        json.insert(close, ", \"split\": " + facet::detail::json_string(split.split) +
+                               ", \"data\": " + facet::detail::json_string(data.describe()) +
+                               ", \"samples\": " + std::to_string(split.size()) +
+                               ", \"loss\": " + std::to_string(ev.loss) +
+                               ", \"flip_tta\": " + (cli.has("flip-tta") ? "true" : "false"));
+        std::cout << json << "\n";
+    } else {
+        std::cout << "model " << cli.str("model") << " on '" << split.split << "' of "
+                  << data.describe() << ": " << split.size() << " images in " << seconds << " s"
+                  << (cli.has("flip-tta") ? " (flip TTA)" : "") << "\n\n"
+                  << report.metrics_table() << "\n"
+                  << report.confusion_table();
+        if (splits.skip_report.skipped) std::cout << splits.skip_report.summary() << "\n";
+    }
+    return 0;
+}
+
+inline Cli predict_cli() {
+    Cli cli("predict",
+            "Prints the three most likely emotions of each face image (any size; colour is "
+            "converted to gray).");
+    cli.option("model", "FILE", "model file written by fer train", "runs/default/model.facet")
+        .flag("json", "print a JSON array, one object per image")
+        .positional("IMAGE", "PNG, JPEG or BMP files");
+    return cli;
+}
+
+inline int run_predict(const Cli& cli) {
+    facet::check(!cli.positionals().empty(), "predict: give at least one image file (see --help)");
+    TrainedModel t = load_trained(cli.str("model"));
+    const std::size_t side = facet::fer_image_side, pixels = side * side;
+    std::string json = "[";
+    for (const std::string& path : cli.positionals()) {
+        const facet::GrayImage image = facet::load_image(path);
+        const std::vector<std::uint8_t> face = facet::to_square_gray(image, side);
+        facet::Tensor<float> x(facet::Shape{1, 1, side, side});
+        t.norm.apply(face.data(), x.data(), pixels);
+        const facet::Tensor<float>& p = t.model.predict(x);
+        std::vector<int> order(p.dim(1));
+        for (std::size_t c = 0; c < order.size(); ++c) order[c] = static_cast<int>(c);
+        std::sort(order.begin(), order.end(),
+                  [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
+        if (cli.has("json")) {
+            json += std::string(json.size() > 1 ? ", " : "") +
+                    "{\"image\": " + facet::detail::json_string(path) + ", \"top3\": [";
+            for (int k = 0; k < 3; ++k)
+                json +=
+                    std::string(k ? ", " : "") + "{\"emotion\": " +
+                    facet::detail::json_string(t.classes[std::size_t(order[std::size_t(k)])]) +
+                    ", \"probability\": " + std::to_string(p[std::size_t(order[std::size_t(k)])]) +
+                    "}";
+            json += "]}";
+        } else {
+            std::cout << path << ":";
+            for (int k = 0; k < 3; ++k) {
+                char buf[64];
+                std::snprintf(buf, sizeof buf, " %s %.1f%%",
+                              t.classes[std::size_t(order[std::size_t(k)])].c_str(),
+                              100.0 * p[std::size_t(order[std::size_t(k)])]);
+                std::cout << buf << (k < 2 ? "," : "\n");
+            }
+        }
+    }
+    if (cli.has("json")) std::cout << json << "]\n";
+    return 0;
+}
+
+}  // namespace fer

@@ -1,0 +1,67 @@
+// fer — trains, evaluates and uses a facial-emotion CNN on FER-2013, built on facet.
+//
+//   fer train   [--data DIR|CSV] [--out DIR] [--epochs N] ...   train (default recipe with no
+//   flags) fer eval    --model FILE [--data ...] [--split NAME] [--json] accuracy, per-class
+//   metrics, confusion fer predict --model FILE IMAGE... [--json]                   top-3 emotions
+//   per image fer report  --run DIR [--data ...] [-o FILE]                 self-contained HTML
+//   report fer bench   [--model NAME] [--batch N] [--threads N]        per-layer timings
+//
+// The subcommands live in the headers beside this file; this file only dispatches.
+#define FACET_IMPLEMENT_STB  // this translation unit compiles stb_image and stb_image_write
+#include <facet/data/image.hpp>
+
+#include <cstring>
+#include <iostream>
+
+#include "bench.hpp"
+#include "evaluate.hpp"
+#include "report.hpp"
+#include "train.hpp"
+
+namespace {
+
+const char* usage =
+    "usage: fer <command> [options]     (fer <command> --help for the options)\n\n"
+    "commands:\n"
+    "  train    train the emotion CNN (FER-2013 from data/fer2013 or --data; synthetic faces "
+    "otherwise)\n"
+    "  eval     accuracy, per-class precision/recall/F1 and the confusion matrix of a trained "
+    "model\n"
+    "  predict  the three most likely emotions of face images\n"
+    "  report   a self-contained HTML report of a training run\n"
+    "  bench    per-layer forward/backward timings of the model\n";
+
+int dispatch(int argc, char** argv) {
+    if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+        std::cout << usage;
+        return argc < 2 ? 2 : 0;
+    }
+    const std::string command = argv[1];
+    auto run = [&](fer::Cli cli, auto body) {
+        if (!cli.parse(argc, argv, 2)) {
+            std::cout << cli.help();
+            return 0;
+        }
+        return body(cli);
+    };
+    if (command == "train")
+        return run(fer::train_cli(),
+                   [](const fer::Cli& c) { return fer::run_train(fer::train_config(c)); });
+    if (command == "eval") return run(fer::eval_cli(), fer::run_eval);
+    if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
+    if (command == "report") return run(fer::report_cli(), fer::run_report);
+    if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
+    std::cerr << "fer: unknown command '" << command << "'\n" << usage;
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return dispatch(argc, argv);
+    } catch (const std::exception& e) {
+        std::cerr << "fer: error: " << e.what() << "\n";
+        return 1;
+    }
+}
