@@ -125,7 +125,8 @@ class Sequential {
         layers_.push_back(std::move(layer));
         shapes_.push_back(out);
         activations_.emplace_back();
-        parameters_.clear();  // rebuilt, with the new layer's, on the next parameters()
+        has_forward_ = false;  // the kept activations no longer describe the whole model
+        parameters_.clear();   // rebuilt, with the new layer's, on the next parameters()
         return *layers_.back();
     }
 

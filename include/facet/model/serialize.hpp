@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -88,6 +89,10 @@ class ByteWriter {
         const std::size_t start = bytes_.size();
         bytes_.resize(start + 4 * t.size());
         unsigned char* out = bytes_.data() + start;
+        if constexpr (std::is_same_v<T, float> && std::endian::native == std::endian::little) {
+            if (t.size()) std::memcpy(out, t.data(), 4 * t.size());  // already the file's encoding
+            return;
+        }
         for (std::size_t i = 0; i < t.size(); ++i) {
             const std::uint32_t bits = std::bit_cast<std::uint32_t>(static_cast<float>(t[i]));
             for (int b = 0; b < 4; ++b)
@@ -171,9 +176,16 @@ class ByteReader {
     template <typename T>
     void floats(Tensor<T>& t, const std::string& name) {
         need(checked_mul(t.size(), 4, "tensor size"), name.c_str());
+        const unsigned char* in = data_ + pos_;
+        pos_ += 4 * t.size();
         for (std::size_t i = 0; i < t.size(); ++i) {
             std::uint32_t bits = 0;
-            for (int b = 0; b < 4; ++b) bits |= std::uint32_t{data_[pos_++]} << (8 * b);
+            if constexpr (std::endian::native == std::endian::little) {
+                std::memcpy(&bits, in + 4 * i, 4);
+            } else {
+                for (int b = 0; b < 4; ++b)
+                    bits |= std::uint32_t{in[4 * i + static_cast<std::size_t>(b)]} << (8 * b);
+            }
             const float v = std::bit_cast<float>(bits);
             if (!std::isfinite(v))
                 fail(detail::concat("tensor '", name, "' holds a NaN or infinite value at element ",
@@ -340,7 +352,8 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory) {
 }
 
 /// Small key/value notes: a count, then (key, value) string pairs.
-inline void write_notes(ByteWriter& w, const std::vector<std::pair<std::string, std::string>>& notes) {
+inline void write_notes(ByteWriter& w,
+                        const std::vector<std::pair<std::string, std::string>>& notes) {
     check(notes.size() <= max_entries, "save: more than ", max_entries, " notes");
     w.u32(static_cast<std::uint32_t>(notes.size()));
     for (const auto& [key, value] : notes) w.string(key), w.string(value, max_metadata_length);
@@ -412,7 +425,8 @@ void save(Sequential<T>& model, const std::string& path, const ModelMetadata& me
 
 /// Loads a model file with its notes (see load()).
 template <typename T>
-ModelFile<T> load_model_file(const std::string& path, const LayerFactory<T>& factory = make_layer<T>) {
+ModelFile<T> load_model_file(const std::string& path,
+                             const LayerFactory<T>& factory = make_layer<T>) {
     return decode_model_file<T>(read_whole_file(path, serial::max_file_size), path, factory);
 }
 
