@@ -109,7 +109,7 @@ inline TrainConfig train_config(const Cli& cli) {
     c.seed = static_cast<std::uint64_t>(non_negative("seed"));
     c.max_steps = non_negative("max-steps");
     c.resume = cli.has("resume");
-    c.log = cli.has("log") ? cli.str("log") : c.out + "/log.jsonl";
+    if (cli.has("log")) c.log = cli.str("log");
     c.optimizer = cli.str("optimizer");
     c.lr = cli.number("lr");
     facet::check(c.lr > 0 && std::isfinite(c.lr), "train: --lr must be a positive number");
@@ -267,23 +267,17 @@ inline facet::ModelMetadata model_metadata(const TrainConfig& c, const facet::No
             {"epoch", std::to_string(epoch)}};
 }
 
-/// Runs `fer train`. Returns the process exit status.
-inline int run_train(const TrainConfig& c) {
+/// Trains on already loaded data (run_train() loads them; tests pass small sets directly).
+inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     using clock = std::chrono::steady_clock;
     facet::set_num_threads(c.threads);
     fs::create_directories(c.out);
     const std::string best_path = c.out + "/model.facet", ckpt_path = c.out + "/checkpoint.facet";
-
-    const auto t_load = clock::now();
-    facet::ReadOptions read;
-    read.skip_bad = c.skip_bad;
-    const facet::DataSplits splits = load_splits(c.data, read);
+    const std::string log_path = c.log.empty() ? c.out + "/log.jsonl" : c.log;
     auto [train_full, val] = detail::train_val(splits, c.val_fraction, c.seed);
     const facet::Dataset train = detail::cap_per_class(train_full, c.max_per_class);
-    std::cout << "data: " << c.data.describe() << " — loaded in "
-              << detail::json_number(seconds_since(t_load)) << " s: " << train.size()
-              << " training images (" << train.split << "), " << val.size()
-              << " validation images (" << val.split << ")\n";
+    std::cout << "data: " << c.data.describe() << ": " << train.size() << " training images ("
+              << train.split << "), " << val.size() << " validation images (" << val.split << ")\n";
     if (splits.skip_report.skipped) std::cout << splits.skip_report.summary() << "\n";
     std::cout << facet::class_distribution(train).table();
 
@@ -317,7 +311,7 @@ inline int run_train(const TrainConfig& c) {
         first_epoch = ck.info.epoch;
         best_acc = std::stod(ck.info.note("best_val_accuracy", "-1"));
         epochs_without_improvement = std::stoul(ck.info.note("epochs_without_improvement", "0"));
-        std::ifstream old(cfg.log);  // keep the log lines of the epochs the checkpoint completed
+        std::ifstream old(log_path);  // keep the log lines of the epochs the checkpoint completed
         for (std::string line; std::getline(old, line) && log_lines.size() < first_epoch;)
             log_lines.push_back(line);
         std::cout << "resumed from " << ckpt_path << " at epoch " << first_epoch + 1 << ", step "
@@ -333,7 +327,7 @@ inline int run_train(const TrainConfig& c) {
     auto write_log = [&] {
         std::string all;
         for (const auto& l : log_lines) all += l + "\n";
-        facet::write_file_atomically(cfg.log, all.data(), all.size());
+        facet::write_file_atomically(log_path, all.data(), all.size());
     };
     auto checkpoint = [&](std::size_t completed_epochs) {
         facet::CheckpointInfo info;
@@ -427,6 +421,18 @@ inline int run_train(const TrainConfig& c) {
     std::cout << "best validation accuracy " << detail::json_number(best_acc)
               << " — model: " << best_path << "\n";
     return 0;
+}
+
+/// Runs `fer train`: loads the data, then trains. Returns the process exit status.
+inline int run_train(const TrainConfig& c) {
+    facet::set_num_threads(c.threads);
+    const auto t_load = std::chrono::steady_clock::now();
+    facet::ReadOptions read;
+    read.skip_bad = c.skip_bad;
+    const facet::DataSplits splits = load_splits(c.data, read);
+    std::cout << "loaded " << c.data.describe() << " in "
+              << detail::json_number(seconds_since(t_load)) << " s\n";
+    return train_on(c, splits);
 }
 
 }  // namespace fer

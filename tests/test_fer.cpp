@@ -1,0 +1,212 @@
+// End-to-end tests of the fer program's pieces on small data: training writes the model, the
+// checkpoint and the log; an interrupted run resumed from its checkpoint ends with exactly the
+// weights of an uninterrupted one; a saved model predicts what the trained one did; the report is
+// a well-formed page; bad input gives clear errors; and (when ../shared/fer2013 is there) a short
+// run on real FER-2013 images goes through.
+#define FACET_IMPLEMENT_STB
+#include <facet/data/image.hpp>
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "fer/evaluate.hpp"
+#include "fer/report.hpp"
+#include "fer/train.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+facet::DataSplits small_synthetic() {
+    facet::SyntheticFaceOptions o;
+    o.train_per_class = 12;
+    o.test_per_class = 4;
+    return facet::make_synthetic_faces(o);
+}
+
+fer::TrainConfig small_config(const std::string& out) {
+    fer::TrainConfig c;
+    c.out = out;
+    c.epochs = 2;
+    c.batch = 16;
+    c.threads = 2;
+    c.seed = 5;
+    c.checkpoint_every = 0;
+    return c;
+}
+
+std::string scratch(const std::string& name) {
+    const fs::path p =
+        fs::temp_directory_path() / ("facet_test_fer_" + std::to_string(::getpid())) / name;
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p.string();
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+}
+
+/// Every parameter and buffer of the model in a checkpoint, flattened.
+std::vector<float> checkpoint_weights(const std::string& path) {
+    facet::Checkpoint<float> c = facet::load_checkpoint<float>(path);
+    std::vector<float> all;
+    for (const auto& p : c.model.parameters())
+        all.insert(all.end(), p.value->begin(), p.value->end());
+    for (const auto& [name, t] : c.model.buffers()) all.insert(all.end(), t->begin(), t->end());
+    return all;
+}
+
+int run_cli(fer::Cli cli, int (*body)(const fer::Cli&), std::vector<std::string> args) {
+    std::vector<char*> argv;
+    args.insert(args.begin(), {"fer", "cmd"});
+    for (auto& a : args) argv.push_back(a.data());
+    REQUIRE(cli.parse(static_cast<int>(argv.size()), argv.data(), 2));
+    return body(cli);
+}
+
+}  // namespace
+
+TEST_CASE("fer train writes the best model, the checkpoint and one log line per epoch") {
+    const facet::DataSplits data = small_synthetic();
+    const std::string out = scratch("train");
+    REQUIRE(fer::train_on(small_config(out), data) == 0);
+    CHECK(fs::exists(out + "/model.facet"));
+    CHECK(fs::exists(out + "/checkpoint.facet"));
+    const auto log = lines_of(out + "/log.jsonl");
+    REQUIRE(log.size() == 2);
+    for (const char* key : {"\"epoch\"", "\"train_loss\"", "\"train_acc\"", "\"val_loss\"",
+                            "\"val_acc\"", "\"seconds\"", "\"images_per_second\""})
+        CHECK_MESSAGE(log[1].find(key) != std::string::npos, key);
+    CHECK(log[0].rfind("{\"epoch\": 1,", 0) == 0);
+
+    // The saved model carries what inference needs and predicts what the evaluation saw.
+    fer::TrainedModel t = fer::load_trained(out + "/model.facet");
+    CHECK(t.norm.stddev > 0);
+    CHECK(t.classes.size() == 7);
+    const facet::Dataset& test = *data.find("synthetic-test");
+    const fer::Evaluation a = fer::evaluate(t.model, test, t.norm, 7);
+    const fer::Evaluation b =
+        fer::evaluate(t.model, test, t.norm, 64);  // batch size must not matter
+    REQUIRE(a.probabilities.size() == test.size() * 7);
+    for (std::size_t i = 0; i < test.size(); ++i) {
+        double sum = 0;
+        for (int c = 0; c < 7; ++c) sum += a.probability(i, c);
+        CHECK(sum == doctest::Approx(1.0).epsilon(1e-5));
+    }
+    for (std::size_t k = 0; k < a.probabilities.size(); ++k)
+        CHECK(a.probabilities[k] == doctest::Approx(b.probabilities[k]).epsilon(1e-5));
+}
+
+TEST_CASE(
+    "an interrupted run resumed from its checkpoint ends with the uninterrupted run's weights") {
+    const facet::DataSplits data = small_synthetic();
+    const std::string straight = scratch("straight"), interrupted = scratch("interrupted");
+    REQUIRE(fer::train_on(small_config(straight), data) == 0);
+
+    fer::TrainConfig c = small_config(interrupted);
+    c.max_steps = 4;  // 84 images / 16 = 6 steps per epoch: stop in the middle of epoch 1
+    REQUIRE(fer::train_on(c, data) == 0);
+    CHECK(lines_of(interrupted + "/log.jsonl").empty());
+    c.max_steps = 9;  // and again in the middle of epoch 2
+    c.resume = true;
+    REQUIRE(fer::train_on(c, data) == 0);
+    CHECK(lines_of(interrupted + "/log.jsonl").size() == 1);
+    c.max_steps = 0;
+    REQUIRE(fer::train_on(c, data) == 0);
+
+    const std::vector<float> a = checkpoint_weights(straight + "/checkpoint.facet");
+    const std::vector<float> b = checkpoint_weights(interrupted + "/checkpoint.facet");
+    REQUIRE(a.size() == b.size());
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    CHECK(lines_of(interrupted + "/log.jsonl").size() == 2);
+}
+
+TEST_CASE("fer report writes one well-formed self-contained page") {
+    const std::string out = scratch("report");
+    REQUIRE(fer::train_on(small_config(out), small_synthetic()) == 0);
+    REQUIRE(run_cli(fer::report_cli(), fer::run_report, {"--run", out, "--threads", "2"}) == 0);
+    std::ifstream in(out + "/report.html");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string html = ss.str();
+    CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
+    CHECK(html.find("</html>") != std::string::npos);
+    auto count = [&](const std::string& needle) {
+        std::size_t n = 0;
+        for (std::size_t p = html.find(needle); p != std::string::npos;
+             p = html.find(needle, p + 1))
+            ++n;
+        return n;
+    };
+    CHECK(count("<svg") == count("</svg>"));
+    CHECK(count("<svg") >= 5);                         // 2 distributions, 2 curves, confusion, F1
+    CHECK(count("data:image/png;base64,") >= 32 + 7);  // first-layer filters and sample faces
+    CHECK(html.find("synthetic") != std::string::npos);
+    // Self-contained: nothing is fetched (the only URLs are SVG's namespace name).
+    CHECK(html.find("src='http") == std::string::npos);
+    CHECK(html.find("src=\"http") == std::string::npos);
+    CHECK(html.find("<link") == std::string::npos);
+    for (const char* section :
+         {"Data", "Training", "Results on", "misclassified", "Inside the network"})
+        CHECK_MESSAGE(html.find(section) != std::string::npos, section);
+}
+
+TEST_CASE("bad input: missing model, corrupt image, unknown option, bad values") {
+    CHECK_THROWS_WITH_AS(fer::load_trained("/nonexistent/model.facet"),
+                         doctest::Contains("/nonexistent/model.facet"), facet::Error);
+    const std::string dir = scratch("bad");
+    const std::string junk = dir + "/junk.jpg";
+    std::ofstream(junk) << "this is not an image";
+    const std::string out = scratch("bad_model");
+    REQUIRE(fer::train_on(
+                [&] {
+                    auto c = small_config(out);
+                    c.epochs = 1;
+                    return c;
+                }(),
+                small_synthetic()) == 0);
+    CHECK_THROWS_WITH_AS(
+        run_cli(fer::predict_cli(), fer::run_predict, {"--model", out + "/model.facet", junk}),
+        doctest::Contains("junk.jpg"), facet::Error);
+    fer::Cli cli = fer::train_cli();
+    std::vector<std::string> args = {"fer", "train", "--epochs", "many"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    REQUIRE(cli.parse(4, argv.data(), 2));
+    CHECK_THROWS_WITH_AS(fer::train_config(cli), doctest::Contains("--epochs"), facet::Error);
+    fer::Cli cli2 = fer::train_cli();
+    args = {"fer", "train", "--no-such-flag"};
+    argv.clear();
+    for (auto& a : args) argv.push_back(a.data());
+    CHECK_THROWS_WITH_AS(cli2.parse(3, argv.data(), 2), doctest::Contains("--no-such-flag"),
+                         facet::Error);
+}
+
+TEST_CASE("a short run on real FER-2013 images (when ../shared/fer2013 is present)") {
+    const fs::path root = fs::path(FACET_SHARED_DIR) / "fer2013";
+    if (!fs::exists(root / "train")) {
+        MESSAGE("skipped: no FER-2013 copy at " << root.string());
+        return;
+    }
+    facet::ReadOptions read;
+    read.max_per_class = 16;
+    const facet::DataSplits data = facet::load_dataset(root, read);
+    REQUIRE(data.training() != nullptr);
+    CHECK(data.training()->size() == 7 * 16);
+    const std::string out = scratch("real");
+    auto c = small_config(out);
+    c.epochs = 1;
+    c.data = {root.string()};
+    REQUIRE(fer::train_on(c, data) == 0);
+    fer::TrainedModel t = fer::load_trained(out + "/model.facet");
+    const fer::Evaluation ev = fer::evaluate(t.model, data.at("test"), t.norm);
+    CHECK(ev.predicted.size() == data.at("test").size());
+    CHECK(std::isfinite(ev.loss));
+}
