@@ -303,11 +303,12 @@ void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std
 
 /// Checks one operand: non-null when non-empty, leading dimension at least its column count,
 /// and its extent ((rows - 1) * ld + cols elements) representable in size_t.
-inline void gemm_check_operand(const char* name, const void* p, std::size_t rows, std::size_t cols,
+/// (Takes "is null" rather than the pointer: passing an uninitialised output buffer as a const
+/// void* would make GCC warn that it may be read.)
+inline void gemm_check_operand(const char* name, bool is_null, std::size_t rows, std::size_t cols,
                                std::size_t ld, const char* ld_name) {
     if (rows == 0 || cols == 0) return;
-    check(p != nullptr, "gemm: ", name, " is a null pointer but has ", rows, " x ", cols,
-          " elements");
+    check(!is_null, "gemm: ", name, " is a null pointer but has ", rows, " x ", cols, " elements");
     check(ld >= cols, "gemm: ", ld_name, " = ", ld, " is smaller than the ", cols,
           " columns of the stored ", name, " (", rows, " x ", cols, ")");
     checked_add(checked_mul(rows - 1, ld, "gemm: operand extent"), cols, "gemm: operand extent");
@@ -327,14 +328,14 @@ void gemm(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t 
           const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "gemm: float or double");
     const bool ta = transA == Trans::Yes, tb = transB == Trans::Yes;
-    detail::gemm_check_operand("C", C, M, N, ldc, "ldc");
+    detail::gemm_check_operand("C", C == nullptr, M, N, ldc, "ldc");
     if (M == 0 || N == 0) return;
     if (K == 0 || alpha == T(0)) {
         detail::gemm_scale(M, N, beta, C, ldc);
         return;
     }
-    detail::gemm_check_operand("A", A, ta ? K : M, ta ? M : K, lda, "lda");
-    detail::gemm_check_operand("B", B, tb ? N : K, tb ? K : N, ldb, "ldb");
+    detail::gemm_check_operand("A", A == nullptr, ta ? K : M, ta ? M : K, lda, "lda");
+    detail::gemm_check_operand("B", B == nullptr, tb ? N : K, tb ? K : N, ldb, "ldb");
 
     if (gemm_backend() == GemmBackend::Eigen) {
 #if defined(FACET_HAVE_EIGEN)
