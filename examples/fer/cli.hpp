@@ -41,6 +41,8 @@ class Cli {
         for (int i = first; i < argc; ++i) {
             std::string arg = argv[i];
             if (arg == "--help" || arg == "-h") return false;
+            if (arg.size() == 2 && arg[0] == '-' && find(arg.substr(1)))
+                arg = "-" + arg;  // -o FILE
             if (arg.rfind("--", 0) != 0 || arg.size() == 2) {
                 facet::check(!positional_name_.empty(), command_, ": unexpected argument '", arg,
                              "' (see --help)");
@@ -102,7 +104,8 @@ class Cli {
         if (!positional_name_.empty())
             h += "  " + positional_name_ + "  " + positional_help_ + "\n";
         for (const auto& s : specs_) {
-            std::string left = "  --" + s.name + (s.is_flag ? "" : " " + s.value_name);
+            std::string left = (s.name.size() == 1 ? "  -" : "  --") + s.name +
+                               (s.is_flag ? "" : " " + s.value_name);
             if (left.size() < 28) left.resize(28, ' ');
             h += left + " " + s.help + (s.fallback ? " (default: " + *s.fallback + ")" : "") + "\n";
         }

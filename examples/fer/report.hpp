@@ -223,8 +223,10 @@ inline int run_report(const Cli& cli) {
         facet::Tensor<float> x(facet::Shape{1, 1, split.height, split.width});
         t.norm.apply(split.image(0), x.data(), split.image_size());
         t.model.forward(x);
+        doc.begin_row();
         doc.raw(detail::figure(png_img(split.image(0), split.width, split.height, 1, 2),
                                "input: " + names[std::size_t(split.labels[0])]));
+        doc.end_row();
         for (std::size_t i = 0; i < t.model.layers().size(); ++i) {
             if (t.model.layer(i).type() != "ReLU" && t.model.layer(i).type() != "MaxPool2d")
                 continue;

@@ -138,7 +138,7 @@ inline std::string bar_chart(const std::vector<std::string>& labels,
                              const std::string& color = "#4c72b0") {
     check(labels.size() == values.size(), "bar_chart: ", labels.size(), " labels for ",
           values.size(), " values");
-    const double left = 40, bottom = 40, top = 28;
+    const double left = 40, bottom = 40, top = 44;  // room for the title and the value labels
     double vmax = 0;
     for (double v : values)
         if (std::isfinite(v)) vmax = std::max(vmax, v);
