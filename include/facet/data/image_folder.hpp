@@ -75,7 +75,7 @@ inline std::string expected_class_folders() {
 
 }  // namespace detail
 
-/// Reads root/<split>/<class>/* (or root/<class>/* as split "train"). An unknown class or split
+/// Reads `root/<split>/<class>/*` (or `root/<class>/*` as split "train"). An unknown class or split
 /// folder, an unreadable or corrupt image, an oversized image (refused from its header) or an
 /// empty result is a facet::Error naming the path; with options.skip_bad bad images and unknown
 /// folders are skipped and listed in the result's skip_report. Within a split, images are ordered

@@ -22,7 +22,7 @@ class HtmlDocument {
     }
     /// A paragraph of plain text (escaped).
     void paragraph(const std::string& text) { body_ += "<p>" + escape_html(text) + "</p>\n"; }
-    /// Markup inserted as it is (SVG charts, <img> elements, prepared fragments).
+    /// Markup inserted as it is (SVG charts, `<img>` elements, prepared fragments).
     void raw(const std::string& html) { body_ += html + "\n"; }
     /// A table with a header row; cells are escaped text.
     void table(const std::vector<std::string>& header,

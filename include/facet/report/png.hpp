@@ -107,7 +107,7 @@ inline std::string base64(const std::string& in) {
     return out;
 }
 
-/// An <img> element showing the picture inline, scaled by `scale` with crisp pixels.
+/// An `<img>` element showing the picture inline, scaled by `scale` with crisp pixels.
 inline std::string png_img(const std::uint8_t* pixels, std::size_t width, std::size_t height,
                            int channels, int scale = 2, const std::string& title = "") {
     const std::string t = escape_html(title);
