@@ -5,15 +5,25 @@
 #     ```cpp
 #     ...the whole file...
 #     ```
-# Usage: docs_snippets.sh SOURCE_DIR. Fails on a mismatch, a missing file, or no snippet at all.
+# Usage: docs_snippets.sh SOURCE_DIR [--update]. Fails on a mismatch, a missing file, or no snippet
+# at all; with --update it rewrites every quoted block from its file instead.
 set -euo pipefail
 cd "$1"
-/usr/bin/env python3 - <<'PY'
+/usr/bin/env python3 - "${2:-}" <<'PY'
 import pathlib, re, sys
-pattern = re.compile(r"<!-- snippet: (\S+) -->\n```[a-z]*\n(.*?)```\n", re.S)
+update = sys.argv[1:] == ["--update"]
+pattern = re.compile(r"^<!-- snippet: (\S+) -->\n```[a-z]*\n(.*?)^```\n", re.S | re.M)
 checked, failures = 0, []
 for doc in sorted(pathlib.Path("docs").rglob("*.md")):
     text = doc.read_text()
+    if update:
+        def fill(m):
+            return f"<!-- snippet: {m.group(1)} -->\n```cpp\n{pathlib.Path(m.group(1)).read_text()}```\n"
+        new = pattern.sub(fill, text)
+        if new != text:
+            doc.write_text(new)
+            print("updated", doc)
+            text = new
     for match in pattern.finditer(text):
         source, quoted = pathlib.Path(match.group(1)), match.group(2)
         checked += 1
@@ -21,7 +31,7 @@ for doc in sorted(pathlib.Path("docs").rglob("*.md")):
             failures.append(f"{doc}: quotes {source}, which does not exist")
         elif source.read_text() != quoted:
             failures.append(f"{doc}: the block quoting {source} differs from the file")
-    markers = text.count("<!-- snippet:")
+    markers = len(re.findall(r"^<!-- snippet:", text, re.M))
     if markers != len(pattern.findall(text)):
         failures.append(f"{doc}: a snippet marker is not followed by a fenced code block")
 for f in failures:
