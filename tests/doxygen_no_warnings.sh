@@ -10,8 +10,9 @@ fi
 rm -rf "$out" && mkdir -p "$out"
 cd "$source_dir/docs"
 # WARN_AS_ERROR=FAIL_ON_WARNINGS reports every warning, then exits non-zero.
-(cat Doxyfile; echo "OUTPUT_DIRECTORY=$out"; echo "WARN_AS_ERROR=FAIL_ON_WARNINGS"; echo "WARN_LOGFILE=$out/warnings.log") | doxygen -
-if [ -s "$out/warnings.log" ]; then
+status=0
+(cat Doxyfile; echo "OUTPUT_DIRECTORY=$out"; echo "WARN_AS_ERROR=FAIL_ON_WARNINGS"; echo "WARN_LOGFILE=$out/warnings.log") | doxygen - || status=$?
+if [ "$status" -ne 0 ] || [ -s "$out/warnings.log" ]; then
   echo "Doxygen warnings:"
   cat "$out/warnings.log"
   exit 1
