@@ -8,6 +8,8 @@
 
 #include <facet/kernels/gemm.hpp>
 #include <facet/loss/softmax_cross_entropy.hpp>
+#include <facet/optim/adam.hpp>
+#include <sys/resource.h>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -20,8 +22,10 @@ inline Cli bench_cli() {
     cli.option("model", "NAME", "fer-cnn-s or fer-cnn-m", "fer-cnn-s")
         .option("batch", "N", "batch size", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
-        .option("repeats", "N", "timed steps (after one warm-up step); the median is reported",
-                "5");
+        .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")
+        .flag("throughput",
+              "instead of the per-layer table: training-step images/s (forward + backward + "
+              "AdamW), inference images/s at --batch, batch-1 latency and peak memory, as JSON");
     return cli;
 }
 
@@ -68,6 +72,46 @@ inline LayerTimes time_layers(facet::Sequential<float>& model, std::size_t batch
     return t;
 }
 
+/// Whole-model figures, the ones bench/compare_pytorch.py puts beside PyTorch's: one JSON line.
+inline int run_throughput(facet::Sequential<float>& model, std::size_t batch, int repeats) {
+    using clock = std::chrono::steady_clock;
+    facet::Rng rng(11);
+    facet::Tensor<float> x(facet::batch_shape(batch, model.input_shape())), one(facet::batch_shape(1, model.input_shape()));
+    x.fill_normal(rng, 0, 1);
+    one.fill_normal(rng, 0, 1);
+    std::vector<int> labels(batch);
+    for (auto& l : labels) l = static_cast<int>(rng.below(7));
+    facet::SoftmaxCrossEntropy<float> loss;
+    facet::AdamW<float> adam(model.parameters(), {});
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    std::vector<double> train, infer, latency;
+    for (int r = 0; r < repeats + 2; ++r) {  // two warm-up steps fill the caches and workspaces
+        auto t0 = clock::now();
+        model.train_step(x, labels, loss, adam);
+        if (r >= 2) train.push_back(seconds_since(t0));
+    }
+    for (int r = 0; r < repeats + 1; ++r) {
+        auto t0 = clock::now();
+        model.predict(x);
+        if (r >= 1) infer.push_back(seconds_since(t0));
+    }
+    for (int r = 0; r < 50; ++r) {
+        auto t0 = clock::now();
+        model.predict(one);
+        if (r >= 5) latency.push_back(seconds_since(t0));
+    }
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::printf("{\"threads\": %d, \"batch\": %zu, \"train_images_per_second\": %.2f, "
+                "\"inference_images_per_second\": %.2f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f}\n",
+                facet::num_threads(), batch, static_cast<double>(batch) / median(train),
+                static_cast<double>(batch) / median(infer), 1e3 * median(latency), usage.ru_maxrss / 1024.0);
+    return 0;
+}
+
 inline int run_bench(const Cli& cli) {
     const std::string name = cli.str("model");
     const long long batch = cli.integer("batch"), repeats = cli.integer("repeats"),
@@ -77,6 +121,7 @@ inline int run_bench(const Cli& cli) {
     facet::set_num_threads(static_cast<int>(threads));
     facet::Sequential<float> model = build_model(name, 1);
     const std::size_t B = static_cast<std::size_t>(batch);
+    if (cli.has("throughput")) return run_throughput(model, B, static_cast<int>(repeats));
 
     std::vector<std::pair<std::string, LayerTimes>> runs;
     runs.emplace_back("facet", time_layers(model, B, static_cast<int>(repeats)));

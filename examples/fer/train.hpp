@@ -380,7 +380,7 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
                       << " (continue with --resume)\n";
             break;
         }
-        const Evaluation ev = evaluate(model, val, norm);
+        const Evaluation ev = evaluate(model, val, norm, cfg.batch);  // training batch size: no bigger activations
         const double val_acc = facet::accuracy(val.labels, ev.predicted);
         const double seconds = seconds_since(t0);
         bar.update(steps_per_epoch, seconds, loss_sum / seen, correct / seen, true);
