@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# Chromium lets the report test render the HTML page; the test skips when it cannot be had.
-bash scripts/install-deps.sh chromium || echo "chromium not installed: the report render test will be skipped"
+# Chromium renders the report, Doxygen checks the API comments; those tests skip without them.
+bash scripts/install-deps.sh chromium doxygen || echo "chromium/doxygen not installed: the report render and Doxygen tests will be skipped"
 san="${FACET_SANITIZE:-}"
 mkdir -p build
 dir=build/tests${san:+-${san//,/-}}
