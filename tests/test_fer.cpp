@@ -128,6 +128,44 @@ TEST_CASE(
     CHECK(lines_of(interrupted + "/log.jsonl").size() == 2);
 }
 
+TEST_CASE("fer eval --json prints one object with accuracy, per_class and confusion") {
+    const std::string out = scratch("eval_json");
+    auto c = small_config(out);
+    c.epochs = 1;
+    REQUIRE(fer::train_on(c, small_synthetic()) == 0);
+    std::ostringstream captured;
+    auto* old = std::cout.rdbuf(captured.rdbuf());
+    int rc = -1;
+    try {
+        rc = run_cli(fer::eval_cli(), fer::run_eval,
+                     {"--model", out + "/model.facet", "--json", "--threads", "2"});
+    } catch (...) {
+        std::cout.rdbuf(old);
+        throw;
+    }
+    std::cout.rdbuf(old);
+    REQUIRE(rc == 0);
+    const std::string json = captured.str();
+    CHECK(json.front() == '{');
+    CHECK(json.find_last_of('}') != std::string::npos);
+    for (const char* key : {"\"accuracy\":", "\"per_class\":", "\"confusion\":", "\"split\":"})
+        CHECK_MESSAGE(json.find(key) != std::string::npos, key);
+    // Seven rows of seven counts that add up to the evaluated samples (the synthetic test split).
+    const auto at = json.find("\"confusion\":");
+    std::size_t total = 0;
+    for (std::size_t p = json.find('[', at) + 1, depth = 1; p < json.size() && depth > 0; ++p) {
+        if (json[p] == '[')
+            ++depth;
+        else if (json[p] == ']')
+            --depth;
+        else if (std::isdigit(static_cast<unsigned char>(json[p]))) {
+            total += std::stoul(json.substr(p));
+            while (std::isdigit(static_cast<unsigned char>(json[p + 1]))) ++p;
+        }
+    }
+    CHECK(total == facet::make_synthetic_faces().at("synthetic-test").size());
+}
+
 TEST_CASE("fer report writes one well-formed self-contained page") {
     const std::string out = scratch("report");
     REQUIRE(fer::train_on(small_config(out), small_synthetic()) == 0);

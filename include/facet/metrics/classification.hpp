@@ -272,7 +272,7 @@ inline std::string ClassificationReport::to_json() const {
                ", \"support\": " + std::to_string(m.support) + "}";
         out += c + 1 < per_class.size() ? ",\n" : "\n";
     }
-    out += "  ],\n  \"confusion_matrix\": [\n";
+    out += "  ],\n  \"confusion\": [\n";
     for (int t = 0; t < confusion.num_classes(); ++t) {
         out += "    [";
         for (int p = 0; p < confusion.num_classes(); ++p)
