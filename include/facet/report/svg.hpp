@@ -62,7 +62,7 @@ struct Series {
 inline std::string line_chart(const std::vector<Series>& series, const std::string& title,
                               const std::string& x_label, const std::string& y_label,
                               int width = 460, int height = 300) {
-    const double left = 56, right = 12, top = 28, bottom = 44;
+    const double left = 56, right = 12, top = 40, bottom = 44;  // the legend sits above the plot
     double xmin = 1e300, xmax = -1e300, ymin = 1e300, ymax = -1e300;
     for (const auto& s : series)
         for (std::size_t i = 0; i < s.ys.size(); ++i) {
@@ -121,12 +121,12 @@ inline std::string line_chart(const std::vector<Series>& series, const std::stri
                 svg += "<circle cx='" + fmt(X(x), "%.1f") + "' cy='" + fmt(Y(s.ys[i]), "%.1f") +
                        "' r='2.5' fill='" + s.color + "'/>";
         }
-        const double ly = top + 12 + 14.0 * static_cast<double>(k);
-        svg += "<line x1='" + fmt(left + pw - 110) + "' x2='" + fmt(left + pw - 92) + "' y1='" +
-               fmt(ly - 4) + "' y2='" + fmt(ly - 4) + "' stroke='" + s.color +
-               "' stroke-width='2'/>";
-        svg += "<text x='" + fmt(left + pw - 88) + "' y='" + fmt(ly) + "'>" + escape_html(s.name) +
-               "</text>";
+        // Side by side between the title and the plot, so it never hides a curve.
+        const double ly = top - 8, lx = left + 110.0 * static_cast<double>(k);
+        svg += "<line x1='" + fmt(lx) + "' x2='" + fmt(lx + 18) + "' y1='" + fmt(ly - 4) +
+               "' y2='" + fmt(ly - 4) + "' stroke='" + s.color + "' stroke-width='2'/>";
+        svg +=
+            "<text x='" + fmt(lx + 22) + "' y='" + fmt(ly) + "'>" + escape_html(s.name) + "</text>";
     }
     return svg + "</svg>";
 }
