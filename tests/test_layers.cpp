@@ -148,6 +148,31 @@ TEST_CASE("Conv2d backward is reproducible for a thread count and agrees across 
     set_num_threads(0);
 }
 
+TEST_CASE("Conv2d without input gradient: same weight and bias gradients, dx all zeros") {
+    for (const ConvCase& c : conv_cases) {
+        Conv2d<float> conv = make_conv<float>(c);
+        const auto x = random_tensor<float>(Shape{3, c.cin, c.h, c.w}, 21);
+        Tensor<float> y, dx_full, dx_skipped;
+        conv.forward(x, y);
+        const auto dy = random_tensor<float>(y.shape(), 22);
+        conv.backward(x, y, dy, dx_full);
+        std::vector<Tensor<float>> full;
+        for (auto& p : conv.parameters()) full.push_back(*p.grad);
+        conv.set_input_gradient(false);
+        dx_skipped.resize(x.shape());
+        dx_skipped.fill(std::nanf(""));  // must be overwritten, not left as it was
+        conv.backward(x, y, dy, dx_skipped);
+        const auto params = conv.parameters();
+        for (std::size_t i = 0; i < params.size(); ++i)
+            CHECK(max_abs_diff(full[i], *params[i].grad) == 0);
+        CHECK(dx_skipped.shape() == x.shape());
+        std::size_t nonzero = 0;  // counts NaNs too: NaN == 0 is false
+        for (std::size_t i = 0; i < dx_skipped.size(); ++i) nonzero += !(dx_skipped[i] == 0.0f);
+        CHECK(nonzero == 0);
+        CHECK(max_abs_diff(dx_full, dx_skipped) > 0);  // the full pass did compute something
+    }
+}
+
 TEST_CASE("Dense forward matches a naive loop, and its gradients finite differences") {
     for (bool bias : {true, false}) {
         Dense<double> dense(5, 3, bias, 9);

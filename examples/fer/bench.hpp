@@ -45,6 +45,7 @@ inline LayerTimes time_layers(facet::Sequential<float>& model, std::size_t batch
     for (auto& l : labels) l = static_cast<int>(rng.below(7));
     facet::SoftmaxCrossEntropy<float> loss;
     model.set_mode(facet::Mode::Train);
+    model.layer(0).set_input_gradient(false);  // as in a training step: nobody reads dL/dx
     std::vector<std::vector<double>> fwd(L), bwd(L);
     for (int rep = 0; rep <= repeats; ++rep) {
         const facet::Tensor<float>* in = &x;

@@ -122,6 +122,7 @@ class Conv2d : public Layer<T> {
               dy.shape().str(), ", expected ", Shape{batch, OC, g.out_h(), g.out_w()}.str());
         dx.resize(x.shape());
         const std::size_t chunks = prepare_workspace(batch, K, P, true);
+        const bool input_gradient = this->input_gradient();
         for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
             const bool first = n == batch * chunk / chunks;
             const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
@@ -137,7 +138,9 @@ class Conv2d : public Layer<T> {
                 }
             }
             T* dxn = dx.data() + n * g.image_size();
-            if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
+            if (!input_gradient) {  // nobody reads dx (the network's first layer): skip its GEMM
+                std::fill(dxn, dxn + g.image_size(), T(0));
+            } else if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
                 gemm(Trans::Yes, Trans::No, K, P, OC, T(1), weight_.data(), K, dyn, P, T(0), dxn,
                      P);
             } else {

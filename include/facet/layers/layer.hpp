@@ -92,12 +92,20 @@ public:
     /// randomness ignore it.
     virtual void reseed(std::uint64_t /*seed*/) {}
 
+    /// Whether backward() must compute dx. Sequential turns it off for its first layer when the
+    /// caller does not want the input gradient: for the first convolution of a CNN that saves a
+    /// whole GEMM and col2im per image. Layers that ignore the hint still assign dx; those that
+    /// follow it leave dx zero-filled.
+    void set_input_gradient(bool needed) { input_gradient_ = needed; }
+    bool input_gradient() const { return input_gradient_; }
+
     virtual void set_mode(Mode m) { mode_ = m; }
     Mode mode() const { return mode_; }
     bool training() const { return mode_ == Mode::Train; }
 
 protected:
     Mode mode_ = Mode::Train;
+    bool input_gradient_ = true;
 };
 
 /// The per-sample shape of a batch tensor: its shape without the outermost (batch) extent.

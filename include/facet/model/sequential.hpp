@@ -233,8 +233,10 @@ class Sequential {
     }
 
     /// Back-propagates dL/dlogits (shape of forward's result) through every layer: assigns every
-    /// parameter's gradient and returns dL/dx. Must follow forward() on the same batch.
-    const Tensor<T>& backward(const Tensor<T>& dlogits) {
+    /// parameter's gradient and returns dL/dx. Must follow forward() on the same batch. With
+    /// input_gradient false the first layer may skip computing dL/dx (training never reads it)
+    /// and the returned tensor is then all zeros.
+    const Tensor<T>& backward(const Tensor<T>& dlogits, bool input_gradient = true) {
         check(has_forward_, "Sequential::backward: call forward() first");
         check(dlogits.shape() == activations_.back().shape(),
               "Sequential::backward: gradient has shape ", dlogits.shape().str(),
@@ -242,6 +244,7 @@ class Sequential {
         // Two gradient buffers used in turn: layer i reads dL/d(its output) from one and writes
         // dL/d(its input) into the other, so memory does not grow with depth.
         const Tensor<T>* dy = &dlogits;
+        layers_.front()->set_input_gradient(input_gradient);
         for (std::size_t i = layers_.size(); i-- > 0;) {
             Tensor<T>& dx = gradients_[i % 2];
             const Tensor<T>& x = i == 0 ? input_ : activations_[i - 1];
@@ -266,7 +269,7 @@ class Sequential {
               " (diverged: lower the learning rate, or check the inputs for NaN)");
         result.accuracy = accuracy(logits, labels);
         loss.backward(dlogits_);
-        backward(dlogits_);
+        backward(dlogits_, /*input_gradient=*/false);
         // The norm is cheap next to a backward pass, and it catches NaN gradients (which a ReLU
         // can hide from the loss) before they reach the weights.
         result.gradient_norm = max_gradient_norm > 0
