@@ -283,6 +283,8 @@ TEST_CASE(
             w.string("in_features"), w.f64(4);
             w.string("out_features"), w.f64(2);
             w.u32(0);
+            // Room for the layer's 8 weights, or the loader refuses it before building it.
+            w.raw(std::vector<unsigned char>(32).data(), 32);
         });
         CHECK(decode_error(misfit).find("cannot take input (5)") != std::string::npos);
         const auto negative = crafted_file([&](serial::ByteWriter& w) {

@@ -50,6 +50,59 @@ struct ImageLimits {
     std::size_t max_pixels = std::size_t{1} << 26;
 };
 
+namespace detail {
+/// False when a JPEG stream holds a Huffman table with more than 256 codes. stb_image 2.27 (the
+/// one Debian 12 ships) writes past its tables for such a stream (fixed upstream in 2.28), so
+/// decode_image refuses it first. The markers are walked the way stb reads them: fill bytes
+/// 0xFF skipped, segments skipped by their length, entropy-coded data up to the next marker
+/// that is neither a stuffed 0xFF00 nor a restart; bytes past the end read as 0, as in stb.
+/// Non-JPEG input is left to stb.
+inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) {
+    auto at = [&](std::size_t i) -> unsigned { return i < size ? bytes[i] : 0u; };
+    std::size_t pos = 0;
+    if (at(pos) != 0xFF) return true;
+    while (pos < size && bytes[pos] == 0xFF) ++pos;
+    if (at(pos) != 0xD8) return true;  // not a JPEG (no start-of-image marker)
+    ++pos;
+    while (pos < size) {
+        while (pos < size && bytes[pos] != 0xFF) ++pos;  // stb skips stray bytes between markers
+        while (pos < size && bytes[pos] == 0xFF) ++pos;
+        if (pos >= size) break;
+        const unsigned marker = bytes[pos++];
+        if (marker == 0xD9) break;  // end of image: stb reads no further
+        if (marker == 0x00 || marker == 0x01 || marker == 0xD8 ||
+            (marker >= 0xD0 && marker <= 0xD7))
+            continue;  // markers without a length
+        const std::size_t length = at(pos) << 8 | at(pos + 1);
+        if (length < 2) return true;  // stb refuses the segment itself
+        const std::size_t end = pos + length;
+        if (marker == 0xC4) {  // define Huffman tables: class/id, 16 code counts, the symbols
+            for (std::size_t t = pos + 2; t < end;) {
+                std::size_t codes = 0;
+                for (std::size_t i = 0; i < 16; ++i) codes += at(t + 1 + i);
+                if (codes > 256) return false;
+                t += 17 + codes;
+            }
+        }
+        pos = end;
+        if (marker == 0xDA) {  // start of scan: entropy-coded data follows
+            while (pos < size) {
+                if (bytes[pos] != 0xFF) {
+                    ++pos;
+                    continue;
+                }
+                std::size_t next = pos;
+                while (next < size && bytes[next] == 0xFF) ++next;
+                const unsigned c = at(next);
+                if (c != 0x00 && !(c >= 0xD0 && c <= 0xD7)) break;  // a real marker
+                pos = next + 1;
+            }
+        }
+    }
+    return true;
+}
+}  // namespace detail
+
 /// Decodes an encoded image held in memory (PNG, JPEG, BMP, GIF, TGA, PNM, PSD) to gray: colour
 /// is converted by stb with the luma weights (77 R + 150 G + 29 B) / 256, alpha is dropped.
 /// `name` (a path) appears in every error. The header is inspected first (stbi_info), so a
@@ -60,6 +113,9 @@ inline GrayImage decode_image(const std::uint8_t* bytes, std::size_t size, const
     check(size <= limits.max_file_bytes, name, ": image file of ", size,
           " bytes exceeds the limit of ", limits.max_file_bytes);
     check(size <= static_cast<std::size_t>(INT32_MAX), name, ": image file too large");
+    // Before stbi_info: stb builds the Huffman tables it meets while reading the header.
+    check(detail::jpeg_huffman_tables_ok(bytes, size), name,
+          ": corrupt image (a JPEG Huffman table with more than 256 codes)");
     const int length = static_cast<int>(size);
     int w = 0, h = 0, channels = 0;
     if (!stbi_info_from_memory(bytes, length, &w, &h, &channels))
@@ -73,6 +129,11 @@ inline GrayImage decode_image(const std::uint8_t* bytes, std::size_t size, const
     unsigned char* decoded = stbi_load_from_memory(bytes, length, &w, &h, &channels, 1);
     if (!decoded)
         throw Error(detail::concat(name, ": corrupt image (", stbi_failure_reason(), ")"));
+    if (static_cast<std::size_t>(w) != uw || static_cast<std::size_t>(h) != uh) {
+        stbi_image_free(decoded);  // the limits were checked on the header's size, not this one
+        throw Error(detail::concat(name, ": corrupt image (header says ", uw, "x", uh, ", decoded ",
+                                   w, "x", h, ")"));
+    }
     GrayImage image;
     image.width = static_cast<std::size_t>(w);
     image.height = static_cast<std::size_t>(h);

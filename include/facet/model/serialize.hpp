@@ -280,6 +280,31 @@ inline ByteReader open_file(const std::vector<unsigned char>& b, const std::stri
     return ByteReader(b.data(), body, header_size, file);
 }
 
+/// A lower bound on the float32 values the file must hold for a layer of this config: the weights
+/// of the built-in layers that have any (0 for other types, or when a value is not a positive
+/// number, which make_layer refuses anyway). read_model compares it with the bytes left *before*
+/// the layer is built, because building it allocates its parameters: without this, a 120-byte
+/// file naming a Dense(65536 -> 65536) layer made the loader allocate 32 GiB. Found by
+/// fuzz_model_file (tests/fuzz/).
+inline double stored_values_lower_bound(const LayerConfig& c) {
+    auto positive = [&](const char* key) {
+        const double v = c.get(key, 0.0);
+        return std::isfinite(v) && v > 0 ? v : 0.0;
+    };
+    if (c.type == "Dense" || c.type == "Linear")
+        return positive("in_features") * positive("out_features");
+    if (c.type == "Conv2d") {
+        const double kernel = c.get("kernel_h", -1) < 0
+                                  ? positive("kernel") * positive("kernel")
+                                  : positive("kernel_h") * positive("kernel_w");
+        return positive("in_channels") * positive("out_channels") * kernel;
+    }
+    if (c.type == "BatchNorm2d" || c.type == "BatchNorm1d")
+        return 2 *
+               positive("channels");  // the running mean and variance, stored even if not affine
+    return 0;
+}
+
 /// The architecture and all named tensors of a model.
 template <typename T>
 void write_model(ByteWriter& w, Sequential<T>& model) {
@@ -323,6 +348,12 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory) {
             std::string key = r.string("config key");
             config.values.emplace_back(std::move(key), r.f64("config value"));
         }
+        const double needed = stored_values_lower_bound(config);
+        if (needed > static_cast<double>(r.remaining() / 4))
+            r.fail(detail::concat(
+                "layer ", i, " (", config.type, ") needs at least ",
+                needed < 1e18 ? std::to_string(std::uint64_t(needed)) : detail::concat(needed),
+                " float32 values but only ", r.remaining(), " bytes are left in the file"));
         try {
             std::unique_ptr<Layer<T>> layer = factory(config);
             check(layer != nullptr, "unknown layer type");
@@ -497,13 +528,12 @@ void save_checkpoint(const std::string& path, Sequential<T>& model, const Optimi
     write_file_atomically(path, serial::finish_file(w));
 }
 
-/// Loads a checkpoint written by save_checkpoint(), with the same checks as load().
+/// Rebuilds a checkpoint from the bytes of a checkpoint file; `file` names it in errors.
 template <typename T>
-Checkpoint<T> load_checkpoint(const std::string& path,
-                              const LayerFactory<T>& factory = make_layer<T>) {
-    const std::vector<unsigned char> bytes = read_whole_file(path, serial::max_file_size);
+Checkpoint<T> decode_checkpoint(const std::vector<unsigned char>& bytes, const std::string& file,
+                                const LayerFactory<T>& factory = make_layer<T>) {
     serial::ByteReader r =
-        serial::open_file(bytes, path, serial::checkpoint_magic, "training checkpoint");
+        serial::open_file(bytes, file, serial::checkpoint_magic, "training checkpoint");
     Checkpoint<T> c{serial::read_model<T>(r, factory), {}, {}, {}};
     c.optimizer.type = r.string("optimizer type");
     for (std::size_t i = 0, n = r.count("optimizer value count", serial::max_entries); i < n; ++i) {
@@ -526,6 +556,13 @@ Checkpoint<T> load_checkpoint(const std::string& path,
     c.info.metadata = serial::read_notes(r);
     r.expect_end();
     return c;
+}
+
+/// Loads a checkpoint written by save_checkpoint(), with the same checks as load().
+template <typename T>
+Checkpoint<T> load_checkpoint(const std::string& path,
+                              const LayerFactory<T>& factory = make_layer<T>) {
+    return decode_checkpoint<T>(read_whole_file(path, serial::max_file_size), path, factory);
 }
 
 }  // namespace facet
