@@ -101,6 +101,30 @@ inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) 
     }
     return true;
 }
+
+/// False when a binary PGM/PPM header (P5/P6) holds a number above INT_MAX: stb_image 2.27 reads
+/// width, height and maximum value into an int without an overflow check (signed overflow,
+/// undefined behaviour; fixed upstream in 2.28). Whitespace and # comments are skipped as stb
+/// does; non-PNM input is left to stb.
+inline bool pnm_header_numbers_ok(const std::uint8_t* bytes, std::size_t size) {
+    if (size < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return true;
+    auto space = [](unsigned c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+    std::size_t pos = 2;
+    for (int field = 0; field < 3; ++field) {  // width, height, maximum value
+        while (pos < size && (space(bytes[pos]) || bytes[pos] == '#')) {
+            if (bytes[pos] == '#')
+                while (pos < size && bytes[pos] != '\n' && bytes[pos] != '\r') ++pos;
+            else
+                ++pos;
+        }
+        std::uint64_t value = 0;
+        for (; pos < size && bytes[pos] >= '0' && bytes[pos] <= '9'; ++pos) {
+            value = value * 10 + (bytes[pos] - '0');
+            if (value > static_cast<std::uint64_t>(INT32_MAX)) return false;
+        }
+    }
+    return true;
+}
 }  // namespace detail
 
 /// Decodes an encoded image held in memory (PNG, JPEG, BMP, GIF, TGA, PNM, PSD) to gray: colour
@@ -113,9 +137,12 @@ inline GrayImage decode_image(const std::uint8_t* bytes, std::size_t size, const
     check(size <= limits.max_file_bytes, name, ": image file of ", size,
           " bytes exceeds the limit of ", limits.max_file_bytes);
     check(size <= static_cast<std::size_t>(INT32_MAX), name, ": image file too large");
-    // Before stbi_info: stb builds the Huffman tables it meets while reading the header.
+    // Before stbi_info, which already reads JPEG Huffman tables and PNM header numbers: checks
+    // for what stb 2.27 mishandles (see each function).
     check(detail::jpeg_huffman_tables_ok(bytes, size), name,
           ": corrupt image (a JPEG Huffman table with more than 256 codes)");
+    check(detail::pnm_header_numbers_ok(bytes, size), name,
+          ": corrupt image (a PGM/PPM header number above 2147483647)");
     const int length = static_cast<int>(size);
     int w = 0, h = 0, channels = 0;
     if (!stbi_info_from_memory(bytes, length, &w, &h, &channels))
