@@ -318,7 +318,8 @@ TEST_CASE("BatchNorm rejects bad shapes, bad settings and single-value training 
 
 TEST_CASE("MaxPool2d forward matches a naive loop; gradients go to the first maximum") {
     for (auto [k, s, h, w] : std::vector<std::array<std::size_t, 4>>{
-             {2, 2, 6, 4}, {2, 2, 5, 7}, {3, 2, 7, 6}, {3, 1, 4, 5}, {1, 1, 2, 3}}) {
+             {2, 2, 6, 4}, {2, 2, 5, 7}, {3, 2, 7, 6}, {3, 1, 4, 5}, {1, 1, 2, 3},
+             {2, 2, 4, 17}, {2, 2, 5, 20}}) {  // the last two: rows of >= 8 outputs, fast path
         MaxPool2d<double> pool(k, s);
         const auto x = random_tensor<double>(Shape{2, 3, h, w}, 30 + k);
         Tensor<double> y;
@@ -338,6 +339,34 @@ TEST_CASE("MaxPool2d forward matches a naive loop; gradients go to the first max
         INFO("kernel " << k << " stride " << s);
         require_gradients(pool, x);  // random values: no ties, so the max is differentiable
     }
+}
+
+TEST_CASE("MaxPool2d 2x2 fast path routes gradients like the scan-order definition, ties included") {
+    // Values from {0, 1, 2}: most windows hold ties. Rows of 10 outputs take the fast path.
+    const std::size_t H = 6, W = 20;
+    Tensor<float> x(Shape{2, 3, H, W});
+    Rng rng(44);
+    for (float& v : x) v = float(rng.below(3));
+    MaxPool2d<float> pool(2);
+    Tensor<float> y, dx;
+    pool.forward(x, y);
+    Tensor<float> dy(y.shape());
+    for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = float(i + 1);
+    pool.backward(x, y, dy, dx);
+    Tensor<float> expected(x.shape(), 0.0f);
+    for (std::size_t n = 0; n < 2; ++n)
+        for (std::size_t c = 0; c < 3; ++c)
+            for (std::size_t i = 0; i < H / 2; ++i)
+                for (std::size_t j = 0; j < W / 2; ++j) {
+                    std::size_t bi = 2 * i, bj = 2 * j;  // first maximum in scan order
+                    for (std::size_t a = 0; a < 2; ++a)
+                        for (std::size_t b = 0; b < 2; ++b)
+                            if (x(n, c, 2 * i + a, 2 * j + b) > x(n, c, bi, bj))
+                                bi = 2 * i + a, bj = 2 * j + b;
+                    CHECK(y(n, c, i, j) == x(n, c, bi, bj));
+                    expected(n, c, bi, bj) += dy(n, c, i, j);
+                }
+    CHECK(max_abs_diff(dx, expected) == 0);
 }
 
 TEST_CASE("MaxPool2d routes tied maxima to the first in scan order") {

@@ -17,26 +17,63 @@
 namespace facet {
 
 namespace detail {
-/// Sums p[0..n) * q[0..n) (q == nullptr: just p) in eight independent lanes, so the compiler can
-/// vectorise it without -ffast-math, and returns the total in double.
+// The per-plane sums of batch norm. Each keeps 16 independent partial sums in T, a pattern the
+// compiler turns into vector adds without -ffast-math (one running sum would be a serial chain
+// it may not reorder), and returns the total in double. Three plain functions rather than one
+// with flags: a loop whose body tests a flag is not vectorised.
+inline constexpr std::size_t bn_lanes = 16;
+
+/// Sum of p[0..n).
 template <typename T>
-double lane_sum(const T* p, const T* q, std::size_t n, double shift = 0.0, bool square = false) {
-    constexpr std::size_t lanes = 8;
-    T acc[lanes] = {};
-    const T s = static_cast<T>(shift);
+double plane_sum(const T* p, std::size_t n) {
+    T acc[bn_lanes] = {};
     std::size_t i = 0;
-    for (; i + lanes <= n; i += lanes)
-        for (std::size_t l = 0; l < lanes; ++l) {
-            const T v = p[i + l] - s;
-            acc[l] += square ? v * v : (q ? v * q[i + l] : v);
+    for (; i + bn_lanes <= n; i += bn_lanes)
+        for (std::size_t l = 0; l < bn_lanes; ++l) acc[l] += p[i + l];
+    double total = 0;
+    for (; i < n; ++i) total += static_cast<double>(p[i]);
+    for (std::size_t l = 0; l < bn_lanes; ++l) total += static_cast<double>(acc[l]);
+    return total;
+}
+
+/// Sum of (p[i] - mean)^2 over [0, n).
+template <typename T>
+double plane_sum_squared_deviation(const T* p, std::size_t n, T mean) {
+    T acc[bn_lanes] = {};
+    std::size_t i = 0;
+    for (; i + bn_lanes <= n; i += bn_lanes)
+        for (std::size_t l = 0; l < bn_lanes; ++l) {
+            const T d = p[i + l] - mean;
+            acc[l] += d * d;
         }
     double total = 0;
     for (; i < n; ++i) {
-        const double v = static_cast<double>(p[i]) - shift;
-        total += square ? v * v : (q ? v * static_cast<double>(q[i]) : v);
+        const double d = static_cast<double>(p[i]) - static_cast<double>(mean);
+        total += d * d;
     }
-    for (std::size_t l = 0; l < lanes; ++l) total += static_cast<double>(acc[l]);
+    for (std::size_t l = 0; l < bn_lanes; ++l) total += static_cast<double>(acc[l]);
     return total;
+}
+
+/// Sum of dy[i] and sum of dy[i] * (x[i] - mean) over [0, n), in one pass over both arrays.
+template <typename T>
+void plane_sum_dy_and_dy_xc(const T* x, const T* dy, std::size_t n, T mean, double& sum_dy,
+                            double& sum_dy_xc) {
+    T a[bn_lanes] = {}, b[bn_lanes] = {};
+    std::size_t i = 0;
+    for (; i + bn_lanes <= n; i += bn_lanes)
+        for (std::size_t l = 0; l < bn_lanes; ++l) {
+            a[l] += dy[i + l];
+            b[l] += dy[i + l] * (x[i + l] - mean);
+        }
+    for (; i < n; ++i) {
+        sum_dy += static_cast<double>(dy[i]);
+        sum_dy_xc += static_cast<double>(dy[i]) * (static_cast<double>(x[i]) - double(mean));
+    }
+    for (std::size_t l = 0; l < bn_lanes; ++l) {
+        sum_dy += static_cast<double>(a[l]);
+        sum_dy_xc += static_cast<double>(b[l]);
+    }
 }
 }  // namespace detail
 
@@ -101,12 +138,12 @@ class BatchNorm : public Layer<T> {
                 if (used_batch_stats_) {
                     double sum = 0, sq = 0;
                     for (std::size_t n = 0; n < batch; ++n)
-                        sum += detail::lane_sum(plane(x, n, c, S), (const T*)nullptr, S);
+                        sum += detail::plane_sum(plane(x, n, c, S), S);
                     mu = sum / double(M);
                     // Two passes (mean first, then squared deviations) avoid the cancellation
-                    // of E[x^2] - E[x]^2.
+                    // of E[x^2] - E[x]^2; the channel (N*S values) is still in L2 for the second.
                     for (std::size_t n = 0; n < batch; ++n)
-                        sq += detail::lane_sum(plane(x, n, c, S), (const T*)nullptr, S, mu, true);
+                        sq += detail::plane_sum_squared_deviation(plane(x, n, c, S), S, T(mu));
                     var = sq / double(M);
                     running_mean_[c] = T((1 - momentum_) * running_mean_[c] + momentum_ * mu);
                     running_var_[c] = T((1 - momentum_) * running_var_[c] +
@@ -145,11 +182,9 @@ class BatchNorm : public Layer<T> {
             for (std::size_t c = cb; c < ce; ++c) {
                 const double mu = mean_[c], invstd = invstd_[c];
                 double sum_dy = 0, sum_dy_xc = 0;  // sum dy and sum dy * (x - mu)
-                for (std::size_t n = 0; n < batch; ++n) {
-                    const T* dyp = plane(dy, n, c, S);
-                    sum_dy += detail::lane_sum(dyp, (const T*)nullptr, S);
-                    sum_dy_xc += detail::lane_sum(plane(x, n, c, S), dyp, S, mu);
-                }
+                for (std::size_t n = 0; n < batch; ++n)
+                    detail::plane_sum_dy_and_dy_xc(plane(x, n, c, S), plane(dy, n, c, S), S, T(mu),
+                                                   sum_dy, sum_dy_xc);
                 const double sum_dy_xhat = sum_dy_xc * invstd;
                 if (affine_) {
                     gamma_grad_[c] = T(sum_dy_xhat);
