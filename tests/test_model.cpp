@@ -1,10 +1,13 @@
 // Tests of Sequential: shape inference, the summary of the reference model fer-cnn-s, a
 // finite-difference gradient check of a whole small CNN, training a small CNN on a synthetic task,
-// bit-identical reruns, storage reuse between steps, prediction, and bad input.
+// bit-identical reruns, storage reuse between steps, prediction, bad input, and steps with NaN or
+// infinite values (refused, naming the layer, with nothing changed).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -281,4 +284,118 @@ TEST_CASE("predict gives probabilities in eval mode; a NaN loss stops training b
     CHECK_THROWS_WITH_AS(m.train_step(x, std::vector<int>{0, 1, 2, 0, 1}, loss, sgd),
                          doctest::Contains("NaN"), Error);
     CHECK(std::equal(before.begin(), before.end(), m.parameters()[0].value->begin()));
+}
+
+namespace {
+
+/// Every parameter and buffer value of a model, in order.
+std::vector<float> all_values(Sequential<float>& m) {
+    std::vector<float> v;
+    for (const Parameter<float>& p : m.parameters())
+        v.insert(v.end(), p.value->begin(), p.value->end());
+    for (const auto& [name, t] : m.buffers()) v.insert(v.end(), t->begin(), t->end());
+    return v;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// Cross-entropy whose gradient is poisoned with infinity: the loss stays finite, the gradients
+/// of every layer (from the last one down) do not.
+struct InfiniteGradientLoss {
+    SoftmaxCrossEntropy<float> inner;
+    float forward(const Tensor<float>& logits, const std::vector<int>& labels) {
+        return inner.forward(logits, labels);
+    }
+    void backward(Tensor<float>& dlogits) const {
+        inner.backward(dlogits);
+        dlogits[0] = std::numeric_limits<float>::infinity();
+    }
+};
+
+Tensor<float> random_batch(std::uint64_t seed, std::size_t n, std::vector<int>& labels) {
+    Rng rng(seed);
+    Tensor<float> x(Shape{n, 1, 8, 8});
+    x.fill_normal(rng, 0, 1);
+    labels.resize(n);
+    for (int& l : labels) l = static_cast<int>(rng.below(3));
+    return x;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a non-finite step names the layer, changes nothing, and skipping it is as if it never came") {
+    // Two models trained on the same good batches; `a` also meets bad ones in between, which it
+    // refuses. Skipping them must leave `a` bit-identical to `b`: weights, batch-norm running
+    // statistics and Adam's moments and step count.
+    Sequential<float> a = small_cnn<float>(8, 3, 9), b = small_cnn<float>(8, 3, 9);
+    Adam<float> adam_a(a.parameters(), {.learning_rate = 0.01}),
+        adam_b(b.parameters(), {.learning_rate = 0.01});
+    SoftmaxCrossEntropy<float> loss;
+    std::vector<int> labels1, labels2;
+    const Tensor<float> good1 = random_batch(1, 6, labels1), good2 = random_batch(2, 6, labels2);
+    a.train_step(good1, labels1, loss, adam_a);
+    b.train_step(good1, labels1, loss, adam_b);
+    const std::vector<float> before = all_values(a);
+
+    SUBCASE("a NaN in the input: the error says so") {
+        // Whether the loss sees it depends on the layers (ReLU and max-pool can drop a NaN on the
+        // way forward, the gradients then carry it), so either kind is right; the input is named.
+        Tensor<float> bad = good2;
+        bad[3] = std::nanf("");
+        try {
+            a.train_step(bad, labels2, loss, adam_a);
+            FAIL("no error");
+        } catch (const NonFiniteError& e) {
+            CHECK(e.input_not_finite());
+            CHECK(std::string(e.what()).find("the input batch holds NaN") != std::string::npos);
+        }
+    }
+    SUBCASE("an infinite batch-norm scale: the first non-finite output is that layer's") {
+        Tensor<float>& gamma = *a.parameters()[1].value;  // layer 1 is BatchNorm2d
+        REQUIRE(a.parameters()[1].name == "1.gamma");
+        const float kept = gamma[0];
+        gamma[0] = std::numeric_limits<float>::infinity();
+        try {
+            a.train_step(good2, labels2, loss, adam_a);
+            FAIL("no error");
+        } catch (const NonFiniteError& e) {
+            CHECK(e.kind() == NonFiniteError::Kind::Loss);
+            CHECK(!e.input_not_finite());
+            CHECK(e.layer() == 1);
+            CHECK(e.layer_description().rfind("BatchNorm2d(", 0) == 0);
+            CHECK(std::string(e.what()).find("layer 1 BatchNorm2d(") != std::string::npos);
+        }
+        gamma[0] = kept;  // the running statistics must still be the ones from before
+    }
+    SUBCASE("a finite loss with infinite gradients: the layer nearest the output is named") {
+        InfiniteGradientLoss poisoned;
+        try {
+            a.train_step(good2, labels2, poisoned, adam_a);
+            FAIL("no error");
+        } catch (const NonFiniteError& e) {
+            CHECK(e.kind() == NonFiniteError::Kind::Gradient);
+            CHECK(std::isfinite(e.loss()));
+            CHECK(e.layer() == a.size() - 1);  // the Dense layer; the conv below is bad too
+            CHECK(e.parameter() == std::to_string(a.size() - 1) + ".bias");
+            CHECK(!e.step());
+            const NonFiniteError numbered = e.at_step(42);
+            CHECK(numbered.step() == std::uint64_t{42});
+            CHECK(std::string(numbered.what())
+                      .find("non-finite gradient at step 42: layer 5 Dense(") == 0);
+        }
+    }
+    CHECK(same_bits(all_values(a), before));
+    CHECK(adam_a.state().scalar("steps") == 1);
+
+    a.train_step(good2, labels2, loss, adam_a);
+    b.train_step(good2, labels2, loss, adam_b);
+    CHECK(same_bits(all_values(a), all_values(b)));
+    CHECK(adam_a.state().scalar("steps") == adam_b.state().scalar("steps"));
+    const auto ma = adam_a.state().tensors, mb = adam_b.state().tensors;
+    for (std::size_t i = 0; i < ma.size(); ++i)
+        CHECK(std::memcmp(ma[i].second.data(), mb[i].second.data(),
+                          ma[i].second.size() * sizeof(float)) == 0);
 }

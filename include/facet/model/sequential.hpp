@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <iomanip>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -77,6 +78,87 @@ struct StepResult {
     double gradient_norm = 0;  ///< global gradient norm (before clipping, if clipping)
 };
 
+/// What Sequential::train_step() throws when a batch gives a NaN or infinite loss or parameter
+/// gradient. Nothing has changed when it is thrown (weights, optimiser state and layer buffers
+/// such as batch-norm running statistics are as before the step), so a trainer may stop, or skip
+/// the batch and go on. what() is one line naming what went bad and where; the fields say the
+/// same to a program.
+class NonFiniteError : public Error {
+  public:
+    enum class Kind {
+        Loss,     ///< the batch's mean loss is not finite
+        Gradient  ///< the loss is finite but a parameter gradient is not
+    };
+    static constexpr std::size_t no_layer = static_cast<std::size_t>(-1);
+
+    NonFiniteError(Kind kind, double loss, std::size_t layer, std::string layer_description,
+                   std::string parameter, bool input_not_finite,
+                   std::optional<std::uint64_t> step = std::nullopt)
+        : Error(message(kind, loss, layer, layer_description, parameter, input_not_finite, step)),
+          kind_(kind),
+          loss_(loss),
+          layer_(layer),
+          layer_description_(std::move(layer_description)),
+          parameter_(std::move(parameter)),
+          input_not_finite_(input_not_finite),
+          step_(step) {}
+
+    Kind kind() const { return kind_; }
+    /// The batch's mean loss (NaN or infinite when kind() is Loss).
+    double loss() const { return loss_; }
+    /// The layer where the values went bad, or no_layer. For a Gradient: the first layer, going
+    /// backward from the output, with a non-finite parameter gradient (every layer below it
+    /// inherits the bad values, so the first one met is where they started). For a Loss: the
+    /// first layer, going forward, whose output is not finite (no_layer when the input already is,
+    /// or when every output is finite and the loss itself overflowed).
+    std::size_t layer() const { return layer_; }
+    /// That layer's describe(), e.g. "Conv2d(64->64, 3x3, stride 1, pad 1, no bias)".
+    const std::string& layer_description() const { return layer_description_; }
+    /// For a Gradient: the parameter, named as in Sequential::parameters() (e.g. "11.weight").
+    const std::string& parameter() const { return parameter_; }
+    /// True when the input batch itself holds NaN or infinite values (either kind).
+    bool input_not_finite() const { return input_not_finite_; }
+    /// The trainer's step number, when it added one with at_step() (Sequential counts no steps).
+    std::optional<std::uint64_t> step() const { return step_; }
+    /// The same error with the trainer's step number in the fields and in the message.
+    NonFiniteError at_step(std::uint64_t step) const {
+        return NonFiniteError(kind_, loss_, layer_, layer_description_, parameter_,
+                              input_not_finite_, step);
+    }
+
+  private:
+    static std::string message(Kind kind, double loss, std::size_t layer,
+                               const std::string& description, const std::string& parameter,
+                               bool input_not_finite, std::optional<std::uint64_t> step) {
+        std::ostringstream os;
+        os << "non-finite " << (kind == Kind::Loss ? "loss" : "gradient");
+        if (kind == Kind::Loss) os << " (" << loss << ")";
+        if (step) os << " at step " << *step;
+        os << ": ";
+        if (kind == Kind::Gradient) {
+            os << "layer " << layer << " " << description << ", parameter '" << parameter
+               << "' (the first layer from the output back whose gradient holds NaN or infinity)";
+            if (input_not_finite) os << "; the input batch holds NaN or infinite values";
+        } else if (input_not_finite)
+            os << "the input batch holds NaN or infinite values";
+        else if (layer != no_layer)
+            os << "layer " << layer << " " << description
+               << " is the first whose output holds NaN or infinity";
+        else
+            os << "every layer's output is finite; the loss itself overflowed";
+        os << "; the weights were not changed (diverging? lower the learning rate or clip the "
+              "gradient norm)";
+        return os.str();
+    }
+
+    Kind kind_;
+    double loss_;
+    std::size_t layer_;
+    std::string layer_description_, parameter_;
+    bool input_not_finite_;
+    std::optional<std::uint64_t> step_;
+};
+
 /// A chain of layers, each fed by the previous one.
 ///
 ///     Sequential<float> model(Shape{1, 48, 48});
@@ -127,6 +209,7 @@ class Sequential {
         activations_.emplace_back();
         has_forward_ = false;  // the kept activations no longer describe the whole model
         parameters_.clear();   // rebuilt, with the new layer's, on the next parameters()
+        buffer_backup_.clear();
         return *layers_.back();
     }
 
@@ -153,12 +236,15 @@ class Sequential {
     /// Every layer's parameters, named "<layer index>.<name>" (e.g. "3.weight"), in layer order.
     /// The vector is built once and kept, so calling this in a loop costs nothing.
     const std::vector<Parameter<T>>& parameters() {
-        if (parameters_.empty())
+        if (parameters_.empty()) {
+            parameter_layers_.clear();
             for (std::size_t i = 0; i < layers_.size(); ++i)
                 for (Parameter<T> p : layers_[i]->parameters()) {
                     p.name = std::to_string(i) + "." + p.name;
                     parameters_.push_back(std::move(p));
+                    parameter_layers_.push_back(i);
                 }
+        }
         return parameters_;
     }
     /// Every layer's buffers (saved, not trained), named like parameters.
@@ -257,24 +343,33 @@ class Sequential {
     /// One training step on a batch: forward in training mode, loss, backward, optional gradient
     /// clipping (max_gradient_norm > 0), optimiser step. `loss` is e.g. SoftmaxCrossEntropy<T>
     /// (forward(logits, labels) -> mean loss; backward(dlogits)); labels[i] is sample i's class.
-    /// An Error, before any weight changes, when the loss or a gradient is NaN or infinite.
+    /// A NonFiniteError naming the layer when the loss or a parameter gradient is NaN or infinite;
+    /// the step then changes nothing (weights, optimiser state and buffers are as before).
     template <typename Loss, typename Labels>
     StepResult train_step(const Tensor<T>& batch, const Labels& labels, Loss& loss,
                           Optimizer<T>& optimizer, double max_gradient_norm = 0) {
+        check(max_gradient_norm >= 0 && std::isfinite(max_gradient_norm),
+              "train_step: max_gradient_norm must be >= 0, got ", max_gradient_norm);
         if (mode_ != Mode::Train) set_mode(Mode::Train);
+        save_buffers();
         const Tensor<T>& logits = forward(batch);
         StepResult result;
         result.loss = static_cast<double>(loss.forward(logits, labels));
-        check(std::isfinite(result.loss), "train_step: the loss is ", result.loss,
-              " (diverged: lower the learning rate, or check the inputs for NaN)");
+        if (!std::isfinite(result.loss)) {
+            restore_buffers();
+            throw non_finite_loss(result.loss);
+        }
         result.accuracy = accuracy(logits, labels);
         loss.backward(dlogits_);
         backward(dlogits_, /*input_gradient=*/false);
         // The norm is cheap next to a backward pass, and it catches NaN gradients (which a ReLU
         // can hide from the loss) before they reach the weights.
-        result.gradient_norm = max_gradient_norm > 0
-                                   ? clip_gradient_norm(parameters(), max_gradient_norm)
-                                   : gradient_norm(parameters());
+        result.gradient_norm = checked_gradient_norm(result.loss);
+        if (max_gradient_norm > 0 && result.gradient_norm > max_gradient_norm) {
+            const T scale = static_cast<T>(max_gradient_norm / result.gradient_norm);
+            for (const Parameter<T>& p : parameters_)
+                for (T& g : *p.grad) g *= scale;
+        }
         optimizer.step();
         return result;
     }
@@ -320,6 +415,57 @@ class Sequential {
     }
 
   private:
+    /// Copies every buffer aside (reusing the copies' storage from the previous step).
+    void save_buffers() {
+        if (buffer_backup_.empty())
+            for (auto& [name, tensor] : buffers()) buffer_backup_.emplace_back(tensor, Tensor<T>());
+        for (auto& [tensor, copy] : buffer_backup_) copy = *tensor;
+    }
+    void restore_buffers() {
+        for (auto& [tensor, copy] : buffer_backup_) *tensor = copy;
+    }
+
+    static bool all_finite(const Tensor<T>& t) {
+        return std::all_of(t.begin(), t.end(), [](T v) { return std::isfinite(v); });
+    }
+
+    /// The error for a non-finite loss, naming the first layer whose output is not finite. Only
+    /// runs on failure, so the scan of every activation costs nothing in a healthy run.
+    NonFiniteError non_finite_loss(double value) const {
+        if (!all_finite(input_))
+            return NonFiniteError(NonFiniteError::Kind::Loss, value, NonFiniteError::no_layer, "",
+                                  "", true);
+        for (std::size_t i = 0; i < layers_.size(); ++i)
+            if (!all_finite(activations_[i]))
+                return NonFiniteError(NonFiniteError::Kind::Loss, value, i, layers_[i]->describe(),
+                                      "", false);
+        return NonFiniteError(NonFiniteError::Kind::Loss, value, NonFiniteError::no_layer, "", "",
+                              false);
+    }
+
+    /// The global L2 norm of every parameter gradient, summed in double in parameter order (the
+    /// same number as gradient_norm() in optim/clip.hpp). When a gradient is not finite, puts the
+    /// buffers back and throws a NonFiniteError naming the layer nearest the output that holds one.
+    double checked_gradient_norm(double loss_value) {
+        const std::vector<Parameter<T>>& params = parameters();
+        double sum = 0;
+        std::size_t bad = params.size();
+        for (std::size_t k = 0; k < params.size(); ++k) {
+            double part = 0;
+            for (const T g : *params[k].grad)
+                part += static_cast<double>(g) * static_cast<double>(g);
+            if (!std::isfinite(part)) bad = k;  // keep the last: the one nearest the output
+            sum += part;
+        }
+        if (bad == params.size()) return std::sqrt(sum);
+        restore_buffers();
+        const std::size_t layer = parameter_layers_[bad];
+        // A NaN in the input can reach the gradients without the loss (a ReLU or a max-pool may
+        // drop it on the way forward), so say so here as well.
+        throw NonFiniteError(NonFiniteError::Kind::Gradient, loss_value, layer,
+                             layers_[layer]->describe(), params[bad].name, !all_finite(input_));
+    }
+
     Shape input_shape_;
     std::vector<Shape> shapes_;  // shapes_[0] is the input, shapes_[i + 1] layer i's output
     std::vector<std::unique_ptr<Layer<T>>> layers_;
@@ -328,6 +474,11 @@ class Sequential {
     Tensor<T> gradients_[2];
     Tensor<T> dlogits_, probabilities_;
     std::vector<Parameter<T>> parameters_;
+    std::vector<std::size_t>
+        parameter_layers_;  // parameter_layers_[k]: the layer of parameters_[k]
+    // train_step's copy of every buffer (and where it came from) from before the forward pass,
+    // put back when the step fails: the forward pass already moved batch-norm running statistics.
+    std::vector<std::pair<Tensor<T>*, Tensor<T>>> buffer_backup_;
     Mode mode_ = Mode::Train;
     bool has_forward_ = false;
 };
