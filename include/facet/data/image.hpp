@@ -102,14 +102,17 @@ inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) 
     return true;
 }
 
-/// False when a binary PGM/PPM header (P5/P6) holds a number above INT_MAX: stb_image 2.27 reads
-/// width, height and maximum value into an int without an overflow check (signed overflow,
-/// undefined behaviour; fixed upstream in 2.28). Whitespace and # comments are skipped as stb
-/// does; non-PNM input is left to stb.
-inline bool pnm_header_numbers_ok(const std::uint8_t* bytes, std::size_t size) {
-    if (size < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return true;
+/// What stb_image 2.27 would mishandle in a binary PGM/PPM header (P5/P6), or nullptr: a number
+/// above INT_MAX (stb accumulates width, height and maximum value in an int without an overflow
+/// check: signed overflow, undefined behaviour), or a 16-bit PPM (maximum value above 255), which
+/// stb converts to gray with its 8-bit converter and then reads as 16-bit, past the end of the
+/// buffer, or a file shorter than its pixels. All three are fixed upstream in 2.28. Whitespace and
+/// # comments are skipped as stb does; non-PNM input is left to stb.
+inline const char* pnm_header_problem(const std::uint8_t* bytes, std::size_t size) {
+    if (size < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return nullptr;
     auto space = [](unsigned c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
     std::size_t pos = 2;
+    std::uint64_t value = 0, fields[3] = {};
     for (int field = 0; field < 3; ++field) {  // width, height, maximum value
         while (pos < size && (space(bytes[pos]) || bytes[pos] == '#')) {
             if (bytes[pos] == '#')
@@ -117,13 +120,23 @@ inline bool pnm_header_numbers_ok(const std::uint8_t* bytes, std::size_t size) {
             else
                 ++pos;
         }
-        std::uint64_t value = 0;
+        value = 0;
         for (; pos < size && bytes[pos] >= '0' && bytes[pos] <= '9'; ++pos) {
             value = value * 10 + (bytes[pos] - '0');
-            if (value > static_cast<std::uint64_t>(INT32_MAX)) return false;
+            if (value > static_cast<std::uint64_t>(INT32_MAX))
+                return "corrupt image (a PGM/PPM header number above 2147483647)";
         }
+        fields[field] = value;
     }
-    return true;
+    if (bytes[1] == '6' && value > 255)
+        return "16-bit colour PPM is not supported (stb_image 2.27 misreads it)";
+    // The pixels start after the one whitespace byte that ends the header. stb 2.27 ignores a
+    // short read and would hand back uninitialised memory as pixels.
+    const std::uint64_t pixels = fields[0] * fields[1];  // < 2^62: both are at most INT32_MAX
+    const std::uint64_t left = pos + 1 < size ? size - (pos + 1) : 0;
+    if (pixels > left || pixels * (bytes[1] == '6' ? 3 : 1) * (value > 255 ? 2 : 1) > left)
+        return "corrupt image (the PGM/PPM file ends before its pixels do)";
+    return nullptr;
 }
 }  // namespace detail
 
@@ -141,8 +154,8 @@ inline GrayImage decode_image(const std::uint8_t* bytes, std::size_t size, const
     // for what stb 2.27 mishandles (see each function).
     check(detail::jpeg_huffman_tables_ok(bytes, size), name,
           ": corrupt image (a JPEG Huffman table with more than 256 codes)");
-    check(detail::pnm_header_numbers_ok(bytes, size), name,
-          ": corrupt image (a PGM/PPM header number above 2147483647)");
+    if (const char* problem = detail::pnm_header_problem(bytes, size))
+        throw Error(detail::concat(name, ": ", problem));
     const int length = static_cast<int>(size);
     int w = 0, h = 0, channels = 0;
     if (!stbi_info_from_memory(bytes, length, &w, &h, &channels))
