@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -47,8 +48,19 @@ struct TrainConfig {
         200;  ///< also checkpoint every this many steps (0: per epoch only)
     bool skip_bad = false;
     std::size_t max_per_class =
-        0;            ///< use at most this many training images per class (quick runs)
+        0;  ///< use at most this many training images per class (quick runs)
+    std::size_t max_val_per_class =
+        0;            ///< use at most this many validation images per class (quick runs)
     double clip = 0;  ///< gradient-norm clipping (0: off)
+    /// What a step with a NaN or infinite loss or gradient does: "stop" (an error naming the step
+    /// and the layer; the files in OUT keep the last good state) or "skip" (the batch changes
+    /// nothing, is counted, and training goes on).
+    std::string on_nonfinite = "stop";
+    /// With "skip": give up (as "stop" would) after this many skipped steps in a row.
+    std::size_t max_consecutive_skips = 50;
+    /// Called with the step number (1-based) and the batch just before each step; tests use it to
+    /// corrupt chosen batches. Not settable from the command line.
+    std::function<void(std::uint64_t, facet::Batch&)> before_step;
 };
 
 inline Cli train_cli() {
@@ -74,14 +86,23 @@ inline Cli train_cli() {
         .option("schedule", "NAME", "cosine (with warm-up), step or constant", "cosine")
         .option("warmup-epochs", "X", "linear warm-up length for cosine", "1")
         .flag("no-augment", "turn data augmentation off")
-        .option("label-smoothing", "X", "label smoothing of the loss (0: plain cross-entropy)", "0.1")
+        .option("label-smoothing", "X", "label smoothing of the loss (0: plain cross-entropy)",
+                "0.1")
         .option("patience", "N",
                 "early stopping after N epochs without a better validation accuracy (0: off)", "0")
         .option("checkpoint-every", "N",
                 "also write the checkpoint every N steps (0: per epoch only)", "200")
         .option("max-per-class", "N",
                 "use at most N training images per class (quick runs; 0: all)", "0")
+        .option("max-val-per-class", "N",
+                "use at most N validation images per class (quick runs; 0: all)", "0")
         .option("clip", "X", "clip the global gradient norm at X (0: off)", "0")
+        .option("on-nonfinite", "stop|skip",
+                "on a NaN or infinite loss or gradient: stop with an error naming the step and "
+                "the layer, or skip that batch (counted) and go on",
+                "stop")
+        .option("max-consecutive-skips", "N",
+                "with --on-nonfinite skip: stop after N skipped steps in a row", "50")
         .flag("skip-bad",
               "skip unreadable or malformed samples (counted and reported) instead of stopping");
     return cli;
@@ -121,16 +142,46 @@ inline TrainConfig train_config(const Cli& cli) {
     c.patience = non_negative("patience");
     c.checkpoint_every = non_negative("checkpoint-every");
     c.max_per_class = non_negative("max-per-class");
+    c.max_val_per_class = non_negative("max-val-per-class");
     c.clip = cli.number("clip");
+    facet::check(c.clip >= 0 && std::isfinite(c.clip), "train: --clip must be >= 0, got ", c.clip);
+    c.on_nonfinite = cli.str("on-nonfinite");
+    facet::check(c.on_nonfinite == "stop" || c.on_nonfinite == "skip",
+                 "train: --on-nonfinite must be stop or skip, got '", c.on_nonfinite, "'");
+    c.max_consecutive_skips = positive("max-consecutive-skips");
     c.skip_bad = cli.has("skip-bad");
     return c;
 }
 
 namespace detail {
 inline std::atomic<bool> stop_requested{false};
-extern "C" inline void on_sigint(int) {
+/// SIGINT and SIGTERM ask the loop to stop after the current step and save; the handler then
+/// gives the signal back its default action, so a second Ctrl-C ends the program at once.
+extern "C" inline void on_stop_signal(int signal) {
     stop_requested = true;
+    std::signal(signal, SIG_DFL);
 }
+
+/// Installs on_stop_signal for SIGINT and SIGTERM while it lives; the previous handlers come back
+/// however training ends (an exception included).
+class StopSignals {
+  public:
+    StopSignals() {
+        stop_requested = false;
+        previous_int_ = std::signal(SIGINT, on_stop_signal);
+        previous_term_ = std::signal(SIGTERM, on_stop_signal);
+    }
+    ~StopSignals() {
+        std::signal(SIGINT, previous_int_);
+        std::signal(SIGTERM, previous_term_);
+    }
+    StopSignals(const StopSignals&) = delete;
+    StopSignals& operator=(const StopSignals&) = delete;
+
+  private:
+    void (*previous_int_)(int) = SIG_DFL;
+    void (*previous_term_)(int) = SIG_DFL;
+};
 
 /// A Keras-style progress line: " 120/449 [======>.......] - 31s - ETA: 1:25 - loss: 1.4 - acc:
 /// 0.44". Redrawn in place on a terminal; on a pipe or file, printed at every 10% so logs stay
@@ -138,7 +189,8 @@ extern "C" inline void on_sigint(int) {
 class ProgressBar {
   public:
     explicit ProgressBar(std::size_t total) : total_(total), tty_(isatty(STDOUT_FILENO) != 0) {}
-    void update(std::size_t done, double elapsed, double loss, double acc, bool final = false) {
+    void update(std::size_t done, double elapsed, double loss, double acc, std::size_t skipped,
+                bool final = false) {
         const std::size_t decile = total_ ? done * 10 / total_ : 10;
         if (!tty_ && !final && decile == last_decile_) return;
         last_decile_ = decile;
@@ -153,7 +205,10 @@ class ProgressBar {
         std::snprintf(line, sizeof line, "%5zu/%zu [%s] - %.0fs%s - loss: %.4f - acc: %.4f", done,
                       total_, bar.c_str(), elapsed, final ? "" : (" - ETA: " + clock(eta)).c_str(),
                       loss, acc);
-        std::cout << (tty_ ? "\r" : "") << line << (tty_ && !final ? "" : "\n") << std::flush;
+        std::string skips;
+        if (skipped) skips = " - skipped_steps: " + std::to_string(skipped);
+        std::cout << (tty_ ? "\r" : "") << line << skips << (tty_ && !final ? "" : "\n")
+                  << std::flush;
     }
 
   private:
@@ -211,6 +266,12 @@ inline std::string json_number(double v) {
     if (!std::isfinite(v)) return "null";
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+/// A double with enough digits to read back the same bits (for numbers a resume compares with).
+inline std::string exact_number(double v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
     return buf;
 }
 }  // namespace detail
@@ -274,8 +335,16 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     fs::create_directories(c.out);
     const std::string best_path = c.out + "/model.facet", ckpt_path = c.out + "/checkpoint.facet";
     const std::string log_path = c.log.empty() ? c.out + "/log.jsonl" : c.log;
-    auto [train_full, val] = detail::train_val(splits, c.val_fraction, c.seed);
+    // A run killed while writing leaves its temporary file behind (the real file is intact).
+    std::size_t stale = 0;
+    for (const std::string& p : {best_path, ckpt_path, log_path})
+        stale += facet::remove_stale_temporaries(p);
+    if (stale)
+        std::cout << "removed " << stale
+                  << " unfinished temporary file(s) left by an interrupted run\n";
+    auto [train_full, val_full] = detail::train_val(splits, c.val_fraction, c.seed);
     const facet::Dataset train = detail::cap_per_class(train_full, c.max_per_class);
+    const facet::Dataset val = detail::cap_per_class(val_full, c.max_val_per_class);
     std::cout << "data: " << c.data.describe() << ": " << train.size() << " training images ("
               << train.split << "), " << val.size() << " validation images (" << val.split << ")\n";
     if (splits.skip_report.skipped) std::cout << splits.skip_report.summary() << "\n";
@@ -284,6 +353,9 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     TrainConfig cfg = c;
     if (cfg.epochs == 0) cfg.epochs = c.data.synthetic() ? 12 : 37;
     const facet::Normalization norm = facet::Normalization::of(train);
+    const bool skip_nonfinite = cfg.on_nonfinite == "skip";
+    facet::check(skip_nonfinite || cfg.on_nonfinite == "stop",
+                 "train: on_nonfinite must be stop or skip, got '", cfg.on_nonfinite, "'");
 
     facet::BatchOptions bo;
     bo.batch_size = cfg.batch, bo.shuffle = true, bo.augment = cfg.augment, bo.seed = cfg.seed;
@@ -294,6 +366,8 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     std::size_t first_epoch = 0, step = 0;
     double best_acc = -1;
     std::size_t epochs_without_improvement = 0;
+    // Steps skipped for non-finite values: in the whole run, in the current epoch, and in a row.
+    std::size_t skipped_total = 0, skipped_in_epoch = 0, skipped_in_a_row = 0;
     std::unique_ptr<facet::Optimizer<float>> optimizer;
     std::unique_ptr<facet::Schedule> schedule = make_schedule(cfg, steps_per_epoch);
     std::vector<std::string> log_lines;
@@ -311,6 +385,9 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
         first_epoch = ck.info.epoch;
         best_acc = std::stod(ck.info.note("best_val_accuracy", "-1"));
         epochs_without_improvement = std::stoul(ck.info.note("epochs_without_improvement", "0"));
+        skipped_total = std::stoul(ck.info.note("skipped_steps", "0"));
+        skipped_in_epoch = std::stoul(ck.info.note("skipped_steps_in_epoch", "0"));
+        skipped_in_a_row = std::stoul(ck.info.note("skipped_steps_in_a_row", "0"));
         std::ifstream old(log_path);  // keep the log lines of the epochs the checkpoint completed
         for (std::string line; std::getline(old, line) && log_lines.size() < first_epoch;)
             log_lines.push_back(line);
@@ -334,19 +411,24 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
         info.epoch = completed_epochs, info.step = step;
         info.seeds = {{"seed", cfg.seed}};
         info.metadata = model_metadata(cfg, norm, train, best_acc, completed_epochs);
-        info.metadata.emplace_back("best_val_accuracy", detail::json_number(best_acc));
+        // Exact (round-trip) digits: a resumed run must compare later accuracies with the very
+        // number the uninterrupted run holds.
+        info.metadata.emplace_back("best_val_accuracy", detail::exact_number(best_acc));
         info.metadata.emplace_back("epochs_without_improvement",
                                    std::to_string(epochs_without_improvement));
+        info.metadata.emplace_back("skipped_steps", std::to_string(skipped_total));
+        info.metadata.emplace_back("skipped_steps_in_epoch", std::to_string(skipped_in_epoch));
+        info.metadata.emplace_back("skipped_steps_in_a_row", std::to_string(skipped_in_a_row));
         facet::save_checkpoint(ckpt_path, model, *optimizer, *schedule, info);
     };
 
-    detail::stop_requested = false;
-    auto previous_handler = std::signal(SIGINT, detail::on_sigint);
+    const detail::StopSignals stop_signals;  // Ctrl-C / SIGTERM: stop after this step and save
     facet::SoftmaxCrossEntropy<float> loss(cfg.label_smoothing);
     bool stopped = false;
     for (std::size_t epoch = first_epoch; epoch < cfg.epochs && !stopped; ++epoch) {
         const std::size_t first_batch =
             step - epoch * steps_per_epoch;  // > 0 when resuming mid-epoch
+        if (first_batch == 0) skipped_in_epoch = 0;
         loader.start_epoch(epoch, first_batch);
         std::cout << "Epoch " << epoch + 1 << "/" << cfg.epochs << "\n";
         detail::ProgressBar bar(steps_per_epoch);
@@ -357,13 +439,37 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
             optimizer->set_learning_rate(schedule->rate(step));
             model.reseed(facet::detail::mix_seed(cfg.seed, step,
                                                  7));  // dropout masks: a function of the step
-            const facet::StepResult r =
-                model.train_step(batch.images, batch.labels, loss, *optimizer, cfg.clip);
+            if (cfg.before_step) cfg.before_step(step + 1, batch);
+            try {
+                const facet::StepResult r =
+                    model.train_step(batch.images, batch.labels, loss, *optimizer, cfg.clip);
+                loss_sum += r.loss * static_cast<double>(batch.size());
+                correct += r.accuracy * static_cast<double>(batch.size());
+                seen += static_cast<double>(batch.size());
+                skipped_in_a_row = 0;
+            } catch (const facet::NonFiniteError& e) {
+                // Nothing changed in the model or the optimiser; the files in OUT still hold the
+                // last good state, so stopping here leaves them as they are.
+                const facet::NonFiniteError numbered = e.at_step(step + 1);
+                std::cout << "\n";
+                if (!skip_nonfinite) {
+                    std::cout << "stopped at step " << step + 1 << " (epoch " << epoch + 1
+                              << ", batch " << batch.index + 1 << "): non-finite values; "
+                              << best_path << " and " << ckpt_path
+                              << " were left as they were (--on-nonfinite skip skips such steps)\n";
+                    throw numbered;
+                }
+                ++skipped_total, ++skipped_in_epoch, ++skipped_in_a_row;
+                std::cout << "skipped: " << numbered.what() << "\n";
+                if (skipped_in_a_row >= cfg.max_consecutive_skips)
+                    throw facet::Error(facet::detail::concat(
+                        "train: gave up after ", skipped_in_a_row,
+                        " skipped steps in a row (--max-consecutive-skips); ", best_path, " and ",
+                        ckpt_path, " were left as they were; the last: ", numbered.what()));
+            }
             ++step;
-            loss_sum += r.loss * static_cast<double>(batch.size());
-            correct += r.accuracy * static_cast<double>(batch.size());
-            seen += static_cast<double>(batch.size());
-            bar.update(batch.index + 1, seconds_since(t0), loss_sum / seen, correct / seen);
+            bar.update(batch.index + 1, seconds_since(t0), loss_sum / seen, correct / seen,
+                       skipped_in_epoch);
             if (cfg.checkpoint_every && step % cfg.checkpoint_every == 0) checkpoint(epoch);
             if (detail::stop_requested || (cfg.max_steps && step >= cfg.max_steps)) {
                 stopped = true;
@@ -380,10 +486,12 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
                       << " (continue with --resume)\n";
             break;
         }
-        const Evaluation ev = evaluate(model, val, norm, cfg.batch);  // training batch size: no bigger activations
+        const Evaluation ev =
+            evaluate(model, val, norm, cfg.batch);  // training batch size: no bigger activations
         const double val_acc = facet::accuracy(val.labels, ev.predicted);
         const double seconds = seconds_since(t0);
-        bar.update(steps_per_epoch, seconds, loss_sum / seen, correct / seen, true);
+        bar.update(steps_per_epoch, seconds, loss_sum / seen, correct / seen, skipped_in_epoch,
+                   true);
         const double ips = seen / train_seconds;
         std::cout << "  val_loss: " << detail::json_number(ev.loss)
                   << " - val_acc: " << detail::json_number(val_acc) << " - "
@@ -407,20 +515,30 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
              << ", \"seconds\": " << detail::json_number(seconds)
              << ", \"images_per_second\": " << detail::json_number(ips)
              << ", \"lr\": " << detail::json_number(schedule->rate(step ? step - 1 : 0))
-             << ", \"steps\": " << step << "}";
+             << ", \"steps\": " << step << ", \"skipped_steps\": " << skipped_in_epoch << "}";
         log_lines.push_back(line.str());
         write_log();
+        skipped_in_epoch = 0;
         checkpoint(epoch + 1);
+        if (detail::stop_requested) {  // the signal came during the last step or validation
+            std::cout << "interrupted after epoch " << epoch + 1 << "; checkpoint saved to "
+                      << ckpt_path << " (continue with --resume)\n";
+            stopped = true;
+        }
         if (cfg.patience && epochs_without_improvement >= cfg.patience) {
             std::cout << "early stop: no better validation accuracy for " << cfg.patience
                       << " epochs\n";
             break;
         }
     }
-    std::signal(SIGINT, previous_handler);
+    if (skipped_total)
+        std::cout << skipped_total
+                  << " step(s) skipped for non-finite values (--on-nonfinite skip)\n";
     std::cout << "best validation accuracy " << detail::json_number(best_acc)
               << " — model: " << best_path << "\n";
-    return 0;
+    // 128 + SIGINT, as a shell reports a program Ctrl-C ended: a script must not take an
+    // interrupted run for a finished one.
+    return detail::stop_requested ? 128 + SIGINT : 0;
 }
 
 /// Runs `fer train`: loads the data, then trains. Returns the process exit status.
@@ -429,7 +547,17 @@ inline int run_train(const TrainConfig& c) {
     const auto t_load = std::chrono::steady_clock::now();
     facet::ReadOptions read;
     read.skip_bad = c.skip_bad;
-    const facet::DataSplits splits = load_splits(c.data, read);
+    facet::DataSplits splits;
+    if (c.data.synthetic() && (c.max_per_class || c.max_val_per_class)) {
+        // Each synthetic face is drawn from its own index, so drawing only the first N per class
+        // gives exactly the images the caps keep, without the wait for the rest (quick runs).
+        facet::SyntheticFaceOptions o;
+        if (c.max_per_class) o.train_per_class = std::min(o.train_per_class, c.max_per_class);
+        if (c.max_val_per_class) o.test_per_class = std::min(o.test_per_class, c.max_val_per_class);
+        splits = facet::make_synthetic_faces(o);
+    } else {
+        splits = load_splits(c.data, read);
+    }
     std::cout << "loaded " << c.data.describe() << " in "
               << detail::json_number(seconds_since(t_load)) << " s\n";
     return train_on(c, splits);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -89,6 +91,35 @@ inline void write_file_atomically(const std::string& path, const void* data, std
 inline void write_file_atomically(const std::string& path,
                                   const std::vector<unsigned char>& bytes) {
     write_file_atomically(path, bytes.data(), bytes.size());
+}
+
+/// Removes the temporary files that writes of `path` by processes no longer running left behind
+/// (a writer killed between creating its temporary and the rename; the file at `path` itself is
+/// then the old, complete one). Temporaries of live processes are kept: they may still be renamed.
+/// Returns how many files were removed. Only meaningful for writers on this machine, since it
+/// looks their process ids up here.
+inline std::size_t remove_stale_temporaries(const std::string& path) {
+    namespace fs = std::filesystem;
+    const fs::path target(path);
+    const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+    const std::string prefix = target.filename().string() + ".tmp.";
+    std::error_code ec;
+    std::size_t removed = 0;
+    for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) != 0) continue;
+        // The name is <file>.tmp.<pid>.<counter> (temporary_name_for).
+        const std::string rest = name.substr(prefix.size());
+        const std::size_t dot = rest.find('.');
+        if (dot == 0 || dot == std::string::npos ||
+            rest.find_first_not_of("0123456789.") != std::string::npos)
+            continue;
+        const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+        if (pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(static_cast<::pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive
+        if (fs::remove(entry.path(), ec)) ++removed;
+    }
+    return removed;
 }
 
 /// Reads a whole file. Files larger than `max_bytes` are refused with an Error rather than read,
