@@ -153,6 +153,24 @@ TEST_CASE("fuzz_image: 16-bit colour PPM and PGM/PPM files shorter than their pi
     }
 }
 
+TEST_CASE("fuzz_image: a PNG chunk longer than the rest of the file is refused before stb") {
+    // stb_image 2.27 grew its IDAT buffer to the claimed length before reading it: a 471-byte file
+    // claiming a 1.9 GB IDAT chunk made it allocate 2 GiB (libFuzzer: out-of-memory).
+    const std::vector<std::uint8_t> gray(48 * 48, 100);
+    const std::vector<std::uint8_t> png = facet::encode_png(gray.data(), 48, 48);
+    CHECK(facet::detail::png_chunks_fit(png.data(), png.size()));
+    // Signature and IHDR of the real file, then an IDAT chunk that claims 0x72606565 bytes.
+    std::vector<std::uint8_t> bad(png.begin(), png.begin() + 8 + 12 + 13);
+    bad.insert(bad.end(), {0x72, 0x60, 0x65, 0x65, 'I', 'D', 'A', 'T', 0x78, 0x5E, 0x63, 0x64});
+    CHECK(decode_error(bad) ==
+          "fuzz.jpg: corrupt image (a PNG chunk runs past the end of the file)");
+    // The real file (IHDR, IDAT, IEND) cut anywhere inside its IDAT data or CRC.
+    const std::size_t idat = 8 + 12 + 13, iend = png.size() - 12;
+    REQUIRE(std::string(png.begin() + idat + 4, png.begin() + idat + 8) == "IDAT");
+    for (std::size_t cut = idat + 8; cut < iend; ++cut)
+        CHECK_FALSE(facet::detail::png_chunks_fit(png.data(), cut));
+}
+
 TEST_CASE("fuzz_model_file: a layer too large for the bytes left is refused before it is built") {
     // Building the layer allocates its parameters, so the bound must be checked first: this
     // 120-byte file once made the loader allocate a 4096 x 4096 Dense layer (and 65536 x 65536,

@@ -102,6 +102,24 @@ inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) 
     return true;
 }
 
+/// False when a PNG chunk before IEND claims more bytes than the file has left. stb_image 2.27
+/// grows its IDAT buffer to the claimed length before reading, so a 471-byte file made it
+/// allocate 2 GiB; such a file can never decode (stb needs the IEND chunk after it). Non-PNG
+/// input is left to stb.
+inline bool png_chunks_fit(const std::uint8_t* bytes, std::size_t size) {
+    static constexpr std::uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (size < 8 || !std::equal(signature, signature + 8, bytes)) return true;
+    for (std::size_t pos = 8; size - pos >= 8;) {  // each chunk: length, type, data, CRC
+        const std::size_t length = std::size_t{bytes[pos]} << 24 |
+                                   std::size_t{bytes[pos + 1]} << 16 |
+                                   std::size_t{bytes[pos + 2]} << 8 | bytes[pos + 3];
+        if (std::equal(bytes + pos + 4, bytes + pos + 8, "IEND")) break;
+        if (length > size - pos - 8 || size - pos - 8 - length < 4) return false;
+        pos += 12 + length;
+    }
+    return true;
+}
+
 /// What stb_image 2.27 would mishandle in a binary PGM/PPM header (P5/P6), or nullptr: a number
 /// above INT_MAX (stb accumulates width, height and maximum value in an int without an overflow
 /// check: signed overflow, undefined behaviour), or a 16-bit PPM (maximum value above 255), which
@@ -150,10 +168,12 @@ inline GrayImage decode_image(const std::uint8_t* bytes, std::size_t size, const
     check(size <= limits.max_file_bytes, name, ": image file of ", size,
           " bytes exceeds the limit of ", limits.max_file_bytes);
     check(size <= static_cast<std::size_t>(INT32_MAX), name, ": image file too large");
-    // Before stbi_info, which already reads JPEG Huffman tables and PNM header numbers: checks
-    // for what stb 2.27 mishandles (see each function).
+    // Checks for what stb 2.27 mishandles (see each function), before stbi_info, which already
+    // reads JPEG Huffman tables and PNM header numbers.
     check(detail::jpeg_huffman_tables_ok(bytes, size), name,
           ": corrupt image (a JPEG Huffman table with more than 256 codes)");
+    check(detail::png_chunks_fit(bytes, size), name,
+          ": corrupt image (a PNG chunk runs past the end of the file)");
     if (const char* problem = detail::pnm_header_problem(bytes, size))
         throw Error(detail::concat(name, ": ", problem));
     const int length = static_cast<int>(size);
