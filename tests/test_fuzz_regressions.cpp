@@ -1,5 +1,6 @@
-// Regression tests for what the fuzz targets (tests/fuzz/) found, each fed from bytes written
-// here. Under the ASan + UBSan build these inputs were memory errors or undefined behaviour; in
+// Regression tests for what the fuzz targets (tests/fuzz/) found, or what was found while writing
+// them (docs/reliability.md, "Fuzzing", says which), each fed from bytes written here. Under the
+// ASan + UBSan build these inputs were memory errors, undefined behaviour or huge allocations; in
 // every build they must now be refused with a facet::Error naming the file.
 #define FACET_IMPLEMENT_STB
 #include "facet/data/image.hpp"
@@ -171,7 +172,7 @@ TEST_CASE("fuzz_image: a PNG chunk longer than the rest of the file is refused b
         CHECK_FALSE(facet::detail::png_chunks_fit(png.data(), cut));
 }
 
-TEST_CASE("fuzz_model_file: a layer too large for the bytes left is refused before it is built") {
+TEST_CASE("model file: a layer too large for the bytes left is refused before it is built") {
     // Building the layer allocates its parameters, so the bound must be checked first: this
     // 120-byte file once made the loader allocate a 4096 x 4096 Dense layer (and 65536 x 65536,
     // 32 GiB with its gradient, as easily) before noticing that the weights were missing.

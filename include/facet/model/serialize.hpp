@@ -284,8 +284,8 @@ inline ByteReader open_file(const std::vector<unsigned char>& b, const std::stri
 /// of the built-in layers that have any (0 for other types, or when a value is not a positive
 /// number, which make_layer refuses anyway). read_model compares it with the bytes left *before*
 /// the layer is built, because building it allocates its parameters: without this, a 120-byte
-/// file naming a Dense(65536 -> 65536) layer made the loader allocate 32 GiB. Found by
-/// fuzz_model_file (tests/fuzz/).
+/// file naming a Dense(65536 -> 65536) layer made the loader allocate 32 GiB. Found while
+/// writing the fuzz target fuzz_model_file (tests/fuzz/), whose memory limit it would trip.
 inline double stored_values_lower_bound(const LayerConfig& c) {
     auto positive = [&](const char* key) {
         const double v = c.get(key, 0.0);
