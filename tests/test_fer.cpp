@@ -134,6 +134,19 @@ TEST_CASE(
     CHECK(lines_of(interrupted + "/log.jsonl").size() == 2);
 }
 
+TEST_CASE("a saved model carries the training normalisation to the last bit") {
+    const facet::DataSplits data = small_synthetic();
+    const fer::TrainConfig config = small_config(scratch("normalisation"));
+    facet::Normalization norm;
+    norm.mean = 0.50784313f, norm.stddev = 0.2551937f;  // need 8-9 digits to survive a round trip
+    const std::string path = config.out + "/model.facet";
+    facet::Sequential<float> model = fer::build_model("fer-cnn-s", 1);
+    facet::save(model, path, fer::model_metadata(config, norm, *data.training(), 0.5, 1));
+    const fer::TrainedModel loaded = fer::load_trained(path);
+    CHECK(loaded.norm.mean == norm.mean);
+    CHECK(loaded.norm.stddev == norm.stddev);
+}
+
 TEST_CASE("fer eval --json prints one object with accuracy, per_class and confusion") {
     const std::string out = scratch("eval_json");
     auto c = small_config(out);
