@@ -365,11 +365,8 @@ class Sequential {
         // The norm is cheap next to a backward pass, and it catches NaN gradients (which a ReLU
         // can hide from the loss) before they reach the weights.
         result.gradient_norm = checked_gradient_norm(result.loss);
-        if (max_gradient_norm > 0 && result.gradient_norm > max_gradient_norm) {
-            const T scale = static_cast<T>(max_gradient_norm / result.gradient_norm);
-            for (const Parameter<T>& p : parameters_)
-                for (T& g : *p.grad) g *= scale;
-        }
+        if (max_gradient_norm > 0)
+            scale_to_max_norm(parameters_, result.gradient_norm, max_gradient_norm);
         optimizer.step();
         return result;
     }
@@ -451,9 +448,7 @@ class Sequential {
         double sum = 0;
         std::size_t bad = params.size();
         for (std::size_t k = 0; k < params.size(); ++k) {
-            double part = 0;
-            for (const T g : *params[k].grad)
-                part += static_cast<double>(g) * static_cast<double>(g);
+            const double part = squared_norm(*params[k].grad);
             if (!std::isfinite(part)) bad = k;  // keep the last: the one nearest the output
             sum += part;
         }

@@ -12,18 +12,35 @@
 
 namespace facet {
 
+/// The sum of squares of one gradient tensor, in double.
+template <typename T>
+double squared_norm(const Tensor<T>& grad) {
+    double sum = 0;
+    for (const T g : grad) sum += static_cast<double>(g) * static_cast<double>(g);
+    return sum;
+}
+
 /// The L2 norm of all gradients of `params` taken as one vector, summed in double. An Error naming
 /// the first parameter with a NaN or infinite gradient, since no step can recover from one.
 template <typename T>
 double gradient_norm(const std::vector<Parameter<T>>& params) {
     double sum = 0;
     for (const Parameter<T>& p : params) {
-        double part = 0;
-        for (const T g : *p.grad) part += static_cast<double>(g) * static_cast<double>(g);
+        const double part = squared_norm(*p.grad);
         check(std::isfinite(part), "gradient of '", p.name, "' contains NaN or infinite values");
         sum += part;
     }
     return std::sqrt(sum);
+}
+
+/// Given `norm`, the global norm of the gradients of `params`, scales every gradient by
+/// max_norm / norm when norm exceeds max_norm.
+template <typename T>
+void scale_to_max_norm(const std::vector<Parameter<T>>& params, double norm, double max_norm) {
+    if (!(norm > max_norm)) return;
+    const T scale = static_cast<T>(max_norm / norm);
+    for (const Parameter<T>& p : params)
+        for (T& g : *p.grad) g *= scale;
 }
 
 /// Scales all gradients by max_norm / norm when their global norm exceeds max_norm (> 0).
@@ -34,11 +51,7 @@ double clip_gradient_norm(const std::vector<Parameter<T>>& params, double max_no
     check(max_norm > 0 && std::isfinite(max_norm), "clip_gradient_norm: limit must be > 0, got ",
           max_norm);
     const double norm = gradient_norm(params);
-    if (norm > max_norm) {
-        const T scale = static_cast<T>(max_norm / norm);
-        for (const Parameter<T>& p : params)
-            for (T& g : *p.grad) g *= scale;
-    }
+    scale_to_max_norm(params, norm, max_norm);
     return norm;
 }
 
