@@ -265,6 +265,34 @@ TEST_CASE("activations and gradients keep their storage from step to step") {
     for (std::size_t i = 0; i < m.size(); ++i) CHECK(m.activation(i).data() == storage[i]);
 }
 
+TEST_CASE("train_step with a gradient-norm limit takes the step of clip_gradient_norm") {
+    // Model a steps with train_step's limit; model b computes the same gradients, clips them
+    // with clip_gradient_norm and steps by hand. Same weights after, bit for bit.
+    Sequential<float> a = small_cnn<float>(8, 3, 4), b = small_cnn<float>(8, 3, 4);
+    SGD<float> sgd_a(a.parameters(), {.learning_rate = 0.1}),
+        sgd_b(b.parameters(), {.learning_rate = 0.1});
+    SoftmaxCrossEntropy<float> loss_a, loss_b;
+    Rng rng(12);
+    Tensor<float> x(Shape{6, 1, 8, 8});
+    x.fill_normal(rng, 0, 1);
+    const std::vector<int> labels{0, 1, 2, 0, 1, 2};
+    const double limit = 1e-3;  // far below the gradient norm: the clip must act
+    const StepResult r = a.train_step(x, labels, loss_a, sgd_a, limit);
+    b.set_mode(Mode::Train);
+    loss_b.forward(b.forward(x), labels);
+    Tensor<float> dlogits;
+    loss_b.backward(dlogits);
+    b.backward(dlogits);
+    const double norm = clip_gradient_norm(b.parameters(), limit);
+    sgd_b.step();
+    CHECK(norm > 10 * limit);
+    CHECK(r.gradient_norm == norm);
+    const auto pa = a.parameters(), pb = b.parameters();
+    for (std::size_t i = 0; i < pa.size(); ++i)
+        for (std::size_t j = 0; j < pa[i].value->size(); ++j)
+            REQUIRE((*pa[i].value)[j] == (*pb[i].value)[j]);
+}
+
 TEST_CASE("predict gives probabilities in eval mode; a NaN loss stops training before any update") {
     Sequential<float> m = small_cnn<float>(8, 3, 1, true);
     Rng rng(4);
