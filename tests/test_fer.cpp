@@ -118,8 +118,16 @@ TEST_CASE(
 
     fer::TrainConfig c = small_config(interrupted);
     c.max_steps = 4;  // 84 images / 16 = 6 steps per epoch: stop in the middle of epoch 1
-    REQUIRE(fer::train_on(c, data) == 0);
+    std::ostringstream captured;
+    auto* old = std::cout.rdbuf(captured.rdbuf());
+    const int status = fer::train_on(c, data);
+    std::cout.rdbuf(old);
+    REQUIRE(status == 0);
     CHECK(lines_of(interrupted + "/log.jsonl").empty());
+    // No validation has run, so there is no best model and no accuracy to report.
+    CHECK_FALSE(std::filesystem::exists(interrupted + "/model.facet"));
+    CHECK(captured.str().find("no epoch completed") != std::string::npos);
+    CHECK(captured.str().find("best validation accuracy") == std::string::npos);
     c.max_steps = 9;  // and again in the middle of epoch 2
     c.resume = true;
     REQUIRE(fer::train_on(c, data) == 0);

@@ -536,8 +536,12 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     if (skipped_total)
         std::cout << skipped_total
                   << " step(s) skipped for non-finite values (--on-nonfinite skip)\n";
-    std::cout << "best validation accuracy " << detail::json_number(best_acc)
-              << " — model: " << best_path << "\n";
+    if (best_acc < 0)  // stopped (--max-steps or a signal) before the first validation
+        std::cout << "no epoch completed, so no model was saved yet; the checkpoint holds the "
+                     "progress\n";
+    else
+        std::cout << "best validation accuracy " << detail::json_number(best_acc)
+                  << " — model: " << best_path << "\n";
     // 128 + SIGINT, as a shell reports a program Ctrl-C ended: a script must not take an
     // interrupted run for a finished one.
     return detail::stop_requested ? 128 + SIGINT : 0;
