@@ -212,6 +212,74 @@ TEST_CASE("the gradients of a whole small CNN match central finite differences (
     }
     check_against_differences(x, dx, "input");
     CHECK(checked == 4 * 9 + 4 + 4 + 36 * 3 + 3);
+    CHECK_FALSE(m.activation_kept(1));  // the batch norm and its ReLU ran fused, as in training
+}
+
+/// small_cnn with a dense hidden layer, batch norm and ReLU (BatchNorm1d before a ReLU, too).
+template <typename T>
+Sequential<T> cnn_with_dense_bn(std::uint64_t seed) {
+    Sequential<T> m(Shape{1, 8, 8});
+    m.template add<Conv2d<T>>(1, 5, 3, 1, 1, false, seed);
+    m.template add<BatchNorm2d<T>>(5);
+    m.template add<ReLU<T>>();
+    m.template add<MaxPool2d<T>>(2);
+    m.template add<Flatten<T>>();
+    m.template add<Dense<T>>(80, 16, false, seed + 1);
+    m.template add<BatchNorm1d<T>>(16);
+    m.template add<ReLU<T>>();
+    m.template add<Dense<T>>(16, 3, true, seed + 2);
+    return m;
+}
+
+TEST_CASE("batch norm fused with the ReLU after it gives the unfused outputs and gradients") {
+    Sequential<float> fused = cnn_with_dense_bn<float>(4), plain = cnn_with_dense_bn<float>(4);
+    plain.set_fusion(false);
+    REQUIRE(fused.fusion());
+    // gamma and beta away from 1 and 0, so the ReLU's mask is not simply the sign of x - mean
+    Rng rng(8);
+    for (Sequential<float>* m : {&fused, &plain}) {
+        Rng same(8);
+        for (std::size_t layer : {1, 6}) {
+            auto& bn = static_cast<BatchNorm<float>&>(m->layer(layer));
+            for (float& g : bn.gamma()) g = float(same.uniform(0.5, 1.5));
+            for (float& b : bn.beta()) b = float(same.uniform(-0.5, 0.5));
+        }
+    }
+    Tensor<float> x(Shape{6, 1, 8, 8});
+    x.fill_normal(rng, 0, 1);
+    const std::vector<int> labels{0, 1, 2, 2, 1, 0};
+    auto close = [](const Tensor<float>& a, const Tensor<float>& b, const char* what) {
+        REQUIRE(a.shape() == b.shape());
+        std::size_t bad = 0;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (std::abs(a[i] - b[i]) > 1e-5f + 1e-5f * std::abs(b[i])) ++bad;
+        CHECK_MESSAGE(bad == 0, what);
+    };
+    for (Mode mode : {Mode::Train, Mode::Eval}) {
+        CAPTURE(mode == Mode::Train ? "train" : "eval");
+        fused.set_mode(mode);
+        plain.set_mode(mode);
+        SoftmaxCrossEntropy<float> loss;
+        Tensor<float> dlogits;
+        close(fused.forward(x), plain.forward(x), "logits");
+        loss.forward(plain.activation(plain.size() - 1), labels);
+        loss.backward(dlogits);
+        const Tensor<float> dx_fused = fused.backward(dlogits), dx_plain = plain.backward(dlogits);
+        close(dx_fused, dx_plain, "input gradient");
+        for (std::size_t k = 0; k < fused.parameters().size(); ++k)
+            close(*fused.parameters()[k].grad, *plain.parameters()[k].grad,
+                  fused.parameters()[k].name.c_str());
+        // The ReLU outputs are kept either way; the fused batch norms' outputs are not.
+        CHECK_FALSE(fused.activation_kept(1));
+        CHECK_FALSE(fused.activation_kept(6));
+        CHECK(fused.activation_kept(2));
+        CHECK(plain.activation_kept(1));
+        close(fused.activation(2), plain.activation(2), "ReLU output");
+        CHECK_THROWS_WITH_AS(fused.activation(6), doctest::Contains("fused with the ReLU"), Error);
+    }
+    // Running statistics moved the same way in the training pass.
+    for (std::size_t b = 0; b < fused.buffers().size(); ++b)
+        close(*fused.buffers()[b].second, *plain.buffers()[b].second, "running statistics");
 }
 
 TEST_CASE("a small CNN learns horizontal vs vertical bars to >= 95 % accuracy") {
@@ -258,11 +326,13 @@ TEST_CASE("activations and gradients keep their storage from step to step") {
     for (int& l : labels) l = static_cast<int>(rng.below(3));
     m.train_step(big, labels, loss, sgd);
     std::vector<const float*> storage;
-    for (std::size_t i = 0; i < m.size(); ++i) storage.push_back(m.activation(i).data());
+    for (std::size_t i = 0; i < m.size(); ++i)
+        storage.push_back(m.activation_kept(i) ? m.activation(i).data() : nullptr);
     // A smaller last batch, then a full one again: the same buffers serve all of them.
     m.train_step(big.slice(0, 5), std::vector<int>(labels.begin(), labels.begin() + 5), loss, sgd);
     m.train_step(big, labels, loss, sgd);
-    for (std::size_t i = 0; i < m.size(); ++i) CHECK(m.activation(i).data() == storage[i]);
+    for (std::size_t i = 0; i < m.size(); ++i)
+        if (m.activation_kept(i)) CHECK(m.activation(i).data() == storage[i]);
 }
 
 TEST_CASE("train_step with a gradient-norm limit takes the step of clip_gradient_norm") {

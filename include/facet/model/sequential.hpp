@@ -18,8 +18,12 @@
 #include <utility>
 #include <vector>
 
+#include <typeinfo>
+
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/layers/activations.hpp"
+#include "facet/layers/batchnorm.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/optim/clip.hpp"
 #include "facet/optim/optimizer.hpp"
@@ -302,8 +306,17 @@ class Sequential {
               "Sequential::forward: input ", x.shape().str(),
               " does not match the model's input (N, ", input_shape_.str().substr(1));
         input_ = x.view();
+        fused_.assign(layers_.size(), 0);
         const Tensor<T>* in = &x;
         for (std::size_t i = 0; i < layers_.size(); ++i) {
+            if (fused_with_next(i)) {
+                auto* bn = batch_norm_before_relu(i);
+                bn->forward_relu(*in, activations_[i + 1]);
+                activations_[i] = Tensor<T>();  // the batch norm's own output is never formed
+                fused_[i] = 1;
+                in = &activations_[++i];
+                continue;
+            }
             layers_[i]->forward(*in, activations_[i]);
             in = &activations_[i];
         }
@@ -311,10 +324,29 @@ class Sequential {
         return activations_.back();
     }
 
-    /// Layer i's output of the last forward pass (its storage is reused by the next one).
-    const Tensor<T>& activation(std::size_t i) const {
+    /// Whether forward() runs a BatchNorm2d/1d directly followed by a ReLU as one pass
+    /// (BatchNorm::forward_relu, and backward_relu going back): on by default. The result is the
+    /// same; the batch norm's own output is then not kept (see activation_kept()).
+    void set_fusion(bool on) { fuse_ = on; }
+    bool fusion() const { return fuse_; }
+    /// Whether forward() runs layer i (a batch norm) and layer i + 1 (a ReLU) as one.
+    bool fused_with_next(std::size_t i) const {
+        return fuse_ && batch_norm_before_relu(i) != nullptr;
+    }
+
+    /// Whether the last forward pass kept layer i's output: false for a batch norm fused with the
+    /// ReLU after it, whose output was never formed (the ReLU's output is kept).
+    bool activation_kept(std::size_t i) const {
         check(i < layers_.size(), "Sequential: layer ", i, " out of range (", layers_.size(),
               " layers)");
+        return i >= fused_.size() || !fused_[i];
+    }
+
+    /// Layer i's output of the last forward pass (its storage is reused by the next one).
+    const Tensor<T>& activation(std::size_t i) const {
+        check(activation_kept(i), "Sequential: layer ", i, " (", layers_[i]->describe(),
+              ") ran fused with the ReLU after it, so its output was not kept; call "
+              "set_fusion(false) before forward() to keep every layer's output");
         return activations_[i];
     }
 
@@ -331,10 +363,18 @@ class Sequential {
         // dL/d(its input) into the other, so memory does not grow with depth.
         const Tensor<T>* dy = &dlogits;
         layers_.front()->set_input_gradient(input_gradient);
+        std::size_t next = 0;  // gradients_[next] takes the next dx; dy is always in the other
         for (std::size_t i = layers_.size(); i-- > 0;) {
-            Tensor<T>& dx = gradients_[i % 2];
-            const Tensor<T>& x = i == 0 ? input_ : activations_[i - 1];
-            layers_[i]->backward(x, activations_[i], *dy, dx);
+            Tensor<T>& dx = gradients_[next];
+            next ^= 1;
+            if (i > 0 && fused_[i - 1]) {  // layer i is the ReLU of a fused pair: both at once
+                --i;
+                const Tensor<T>& x = i == 0 ? input_ : activations_[i - 1];
+                static_cast<BatchNorm<T>&>(*layers_[i]).backward_relu(x, *dy, dx);
+            } else {
+                const Tensor<T>& x = i == 0 ? input_ : activations_[i - 1];
+                layers_[i]->backward(x, activations_[i], *dy, dx);
+            }
             dy = &dx;
         }
         return *dy;
@@ -412,6 +452,18 @@ class Sequential {
     }
 
   private:
+    /// Layer i as a batch norm when it is exactly a BatchNorm2d or BatchNorm1d and layer i + 1
+    /// exactly a ReLU (a subclass may change forward or backward, so it is left alone), else null.
+    BatchNorm<T>* batch_norm_before_relu(std::size_t i) const {
+        if (i + 1 >= layers_.size()) return nullptr;
+        Layer<T>& layer = *layers_[i];
+        const Layer<T>& next = *layers_[i + 1];
+        if (typeid(next) != typeid(ReLU<T>)) return nullptr;
+        if (typeid(layer) != typeid(BatchNorm2d<T>) && typeid(layer) != typeid(BatchNorm1d<T>))
+            return nullptr;
+        return static_cast<BatchNorm<T>*>(&layer);
+    }
+
     /// Copies every buffer aside (reusing the copies' storage from the previous step).
     void save_buffers() {
         if (buffer_backup_.empty())
@@ -432,10 +484,14 @@ class Sequential {
         if (!all_finite(input_))
             return NonFiniteError(NonFiniteError::Kind::Loss, value, NonFiniteError::no_layer, "",
                                   "", true);
-        for (std::size_t i = 0; i < layers_.size(); ++i)
-            if (!all_finite(activations_[i]))
+        for (std::size_t i = 0; i < layers_.size(); ++i) {
+            // A fused batch norm's output was not kept; the ReLU's is, and a ReLU makes nothing
+            // non-finite of finite input, so a bad value there started in the batch norm.
+            const Tensor<T>& out = fused_[i] ? activations_[i + 1] : activations_[i];
+            if (!all_finite(out))
                 return NonFiniteError(NonFiniteError::Kind::Loss, value, i, layers_[i]->describe(),
                                       "", false);
+        }
         return NonFiniteError(NonFiniteError::Kind::Loss, value, NonFiniteError::no_layer, "", "",
                               false);
     }
@@ -476,6 +532,8 @@ class Sequential {
     std::vector<std::pair<Tensor<T>*, Tensor<T>>> buffer_backup_;
     Mode mode_ = Mode::Train;
     bool has_forward_ = false;
+    bool fuse_ = true;
+    std::vector<char> fused_;  // fused_[i]: the last forward ran layers i and i + 1 as one
 };
 
 }  // namespace facet
