@@ -74,6 +74,10 @@ const std::vector<ConvCase> conv_cases = {
     {1, 4, 3, 2, 1, 1, 5, 4, true},   // rectangular kernel, one input channel
     {4, 3, 1, 1, 1, 0, 3, 5, true},   // pointwise: no im2col
     {2, 2, 3, 3, 1, 0, 3, 3, true},   // kernel as large as the image: a 1x1 output
+    {8, 4, 3, 3, 1, 1, 6, 5, false},  // more channels, pad 1, as in fer-cnn-s
+    {9, 3, 3, 3, 1, 0, 6, 7, true},   // more channels, pad 0
+    {8, 5, 5, 3, 1, 2, 7, 6, true},   // rectangular 5x3 kernel, pad 2
+    {8, 2, 3, 3, 1, 3, 4, 4, false},  // pad as large as the kernel: border outputs see only zeros
 };
 
 template <typename T>
