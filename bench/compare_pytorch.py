@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""facet vs PyTorch on the same CPU: fer-cnn-s training step, inference and latency, side by side.
+"""facet vs PyTorch on the same CPU: fer-cnn-s training step, inference and latency, side by side,
+and the six convolutions alone (forward + backward-data + backward-weights, PyTorch's in oneDNN).
 
 Runs facet (`fer bench --throughput`) and PyTorch (this script as a worker, Debian's python3-torch)
 alternately, in separate processes, several rounds each, with the same batch size, thread count and
@@ -65,9 +66,41 @@ def torch_worker(threads, batch, repeats):
         t_infer = median_time(lambda: model(x), repeats, 1)
         t_one = median_time(lambda: model(one), 45, 5)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    t_convs = conv_stack_seconds(batch, repeats)
+    blas = sorted({line.split()[-1] for line in open("/proc/self/maps")
+                   if "libblas" in line or "openblas" in line})
     print(json.dumps({"threads": threads, "batch": batch, "train_images_per_second": batch / t_train,
                       "inference_images_per_second": batch / t_infer, "latency_ms": 1e3 * t_one,
-                      "peak_rss_mb": peak, "torch": torch.__version__}))
+                      "peak_rss_mb": peak, "conv_stack_ms": 1e3 * t_convs, "blas": blas,
+                      "torch": torch.__version__}))
+
+
+def conv_stack_seconds(batch, repeats):
+    """Median time of forward + backward-data + backward-weights of fer-cnn-s's six 3x3
+    convolutions, each on its own random input, as facet's BM_ConvStack and REFERENCE.md's oneDNN
+    figure count them (PyTorch runs these convolutions in oneDNN)."""
+    import time
+    import torch
+    import torch.nn.functional as F
+    layers = []
+    for cin, cout, size in ((1, 32, 48), (32, 32, 48), (32, 64, 24), (64, 64, 24), (64, 128, 12),
+                            (128, 128, 12)):
+        x = torch.randn(batch, cin, size, size, requires_grad=True)
+        w = (torch.randn(cout, cin, 3, 3) * (2.0 / (9 * cin)) ** 0.5).requires_grad_()
+        layers.append((x, w, torch.randn(batch, cout, size, size)))
+
+    def stack():
+        for x, w, dy in layers:
+            y = F.conv2d(x, w, padding=1)
+            torch.autograd.grad(y, (x, w), dy)
+
+    times = []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        stack()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def run_json(cmd, env=None):
@@ -91,7 +124,8 @@ def main():
     except ImportError:
         print("SKIP: python3-torch is not installed (apt-get install python3-torch)")
         return 0
-    keys = ["train_images_per_second", "inference_images_per_second", "latency_ms", "peak_rss_mb"]
+    keys = ["train_images_per_second", "inference_images_per_second", "latency_ms", "peak_rss_mb",
+            "conv_stack_ms"]
     results = {}
     for r in range(a.rounds):
         for t in a.threads:
@@ -102,6 +136,13 @@ def main():
             for name, res in (("facet", f), ("pytorch", p)):
                 for k in keys:
                     results.setdefault((name, t, k), []).append(res[k])
+            if r == 0 and t == a.threads[0]:
+                print(f"PyTorch {p['torch']} loaded BLAS: {', '.join(p['blas']) or 'none'}",
+                      file=sys.stderr)
+                if not any("openblas" in path for path in p["blas"]):
+                    print("WARNING: PyTorch is not using OpenBLAS (REFERENCE.md's set-up): its "
+                          "dense layers and batch-1 convolutions run on the reference BLAS. "
+                          "apt-get install libopenblas0-pthread", file=sys.stderr)
             print(f"round {r + 1}, {t} thread(s): facet {f['train_images_per_second']:.0f} img/s, "
                   f"PyTorch {p['train_images_per_second']:.0f} img/s (training)", file=sys.stderr)
     print(f"fer-cnn-s, batch {a.batch}, median of {a.rounds} alternating rounds\n")
@@ -109,7 +150,8 @@ def main():
     print("|---|---|---|---|---|")
     labels = {"train_images_per_second": "training step, images/s", "inference_images_per_second":
               f"inference (eval), batch {a.batch}, images/s", "latency_ms": "latency, batch 1, ms",
-              "peak_rss_mb": "peak resident memory, MB"}
+              "peak_rss_mb": "peak resident memory, MB",
+              "conv_stack_ms": f"the six convolutions, forward + backward, batch {a.batch}, ms"}
     for k in keys:
         for t in a.threads:
             fv = statistics.median(results[("facet", t, k)])

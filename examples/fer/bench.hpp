@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <iostream>
 
+#include <sys/resource.h>
 #include <facet/kernels/gemm.hpp>
 #include <facet/loss/softmax_cross_entropy.hpp>
 #include <facet/optim/adam.hpp>
-#include <sys/resource.h>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -25,7 +25,8 @@ inline Cli bench_cli() {
         .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")
         .flag("throughput",
               "instead of the per-layer table: training-step images/s (forward + backward + "
-              "AdamW), inference images/s at --batch, batch-1 latency and peak memory, as JSON");
+              "AdamW), inference images/s at --batch, batch-1 latency, peak memory and the conv "
+              "layers' forward + backward time, as JSON");
     return cli;
 }
 
@@ -47,19 +48,36 @@ inline LayerTimes time_layers(facet::Sequential<float>& model, std::size_t batch
     model.set_mode(facet::Mode::Train);
     model.layer(0).set_input_gradient(false);  // as in a training step: nobody reads dL/dx
     std::vector<std::vector<double>> fwd(L), bwd(L);
+    // A batch norm and the ReLU after it run as one, as Sequential runs them (fused_with_next);
+    // the pair's time goes in the batch norm's row and the ReLU's row shows 0.
+    auto bn = [&](std::size_t i) -> facet::BatchNorm<float>& {
+        return static_cast<facet::BatchNorm<float>&>(model.layer(i));
+    };
     for (int rep = 0; rep <= repeats; ++rep) {
         const facet::Tensor<float>* in = &x;
         for (std::size_t i = 0; i < L; ++i) {
+            const bool pair = model.fused_with_next(i);
             const auto t0 = clock::now();
-            model.layer(i).forward(*in, acts[i]);
+            if (pair)
+                bn(i).forward_relu(*in, acts[i + 1]);
+            else
+                model.layer(i).forward(*in, acts[i]);
             if (rep) fwd[i].push_back(seconds_since(t0) * 1e3);
-            in = &acts[i];
+            if (pair && rep) fwd[i + 1].push_back(0);
+            in = &acts[pair ? ++i : i];
         }
         loss.forward(acts[L - 1], labels);
         loss.backward(grads[L]);
         for (std::size_t i = L; i-- > 0;) {
+            const bool pair = i > 0 && model.fused_with_next(i - 1);
+            if (pair && rep) bwd[i].push_back(0);
+            if (pair) --i;
             const auto t0 = clock::now();
-            model.layer(i).backward(i ? acts[i - 1] : x, acts[i], grads[i + 1], grads[i]);
+            const facet::Tensor<float>& xi = i ? acts[i - 1] : x;
+            if (pair)
+                bn(i).backward_relu(xi, grads[i + 2], grads[i]);
+            else
+                model.layer(i).backward(xi, acts[i], grads[i + 1], grads[i]);
             if (rep) bwd[i].push_back(seconds_since(t0) * 1e3);
         }
     }
@@ -73,11 +91,54 @@ inline LayerTimes time_layers(facet::Sequential<float>& model, std::size_t batch
     return t;
 }
 
+/// Median time of forward + backward (data and weights) of every Conv2d of the model, each on a
+/// random input of its own at batch `batch`: what facet_bench's BM_ConvStack and REFERENCE.md's
+/// oneDNN figure count, so that compare_pytorch.py can put PyTorch's convolutions beside it.
+inline double conv_stack_seconds(facet::Sequential<float>& model, std::size_t batch, int repeats) {
+    struct Conv {
+        facet::Layer<float>* layer;
+        facet::Tensor<float> x, y, dy, dx;
+    };
+    facet::Rng rng(5);
+    std::vector<Conv> convs;
+    facet::Shape shape = model.input_shape();
+    for (std::size_t i = 0; i < model.layers().size(); ++i) {
+        facet::Layer<float>& l = model.layer(i);
+        const facet::Shape out = l.output_shape(shape);
+        if (l.type() == "Conv2d") {
+            Conv c{&l,
+                   facet::Tensor<float>(facet::batch_shape(batch, shape)),
+                   {},
+                   facet::Tensor<float>(facet::batch_shape(batch, out)),
+                   {}};
+            c.x.fill_normal(rng, 0, 1);
+            c.dy.fill_normal(rng, 0, 1);
+            convs.push_back(std::move(c));
+        }
+        shape = out;
+    }
+    const bool first_input_gradient = model.layer(0).input_gradient();
+    std::vector<double> times;
+    for (int r = 0; r < repeats + 2; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (Conv& c : convs) {
+            c.layer->set_input_gradient(true);  // oneDNN's figure includes every backward-data
+            c.layer->forward(c.x, c.y);
+            c.layer->backward(c.x, c.y, c.dy, c.dx);
+        }
+        if (r >= 2) times.push_back(seconds_since(t0));
+    }
+    model.layer(0).set_input_gradient(first_input_gradient);
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+}
+
 /// Whole-model figures, the ones bench/compare_pytorch.py puts beside PyTorch's: one JSON line.
 inline int run_throughput(facet::Sequential<float>& model, std::size_t batch, int repeats) {
     using clock = std::chrono::steady_clock;
     facet::Rng rng(11);
-    facet::Tensor<float> x(facet::batch_shape(batch, model.input_shape())), one(facet::batch_shape(1, model.input_shape()));
+    facet::Tensor<float> x(facet::batch_shape(batch, model.input_shape())),
+        one(facet::batch_shape(1, model.input_shape()));
     x.fill_normal(rng, 0, 1);
     one.fill_normal(rng, 0, 1);
     std::vector<int> labels(batch);
@@ -106,10 +167,14 @@ inline int run_throughput(facet::Sequential<float>& model, std::size_t batch, in
     }
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    std::printf("{\"threads\": %d, \"batch\": %zu, \"train_images_per_second\": %.2f, "
-                "\"inference_images_per_second\": %.2f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f}\n",
-                facet::num_threads(), batch, static_cast<double>(batch) / median(train),
-                static_cast<double>(batch) / median(infer), 1e3 * median(latency), usage.ru_maxrss / 1024.0);
+    const double convs = conv_stack_seconds(model, batch, repeats);  // after the memory figure
+    std::printf(
+        "{\"threads\": %d, \"batch\": %zu, \"train_images_per_second\": %.2f, "
+        "\"inference_images_per_second\": %.2f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f, "
+        "\"conv_stack_ms\": %.2f}\n",
+        facet::num_threads(), batch, static_cast<double>(batch) / median(train),
+        static_cast<double>(batch) / median(infer), 1e3 * median(latency), usage.ru_maxrss / 1024.0,
+        1e3 * convs);
     return 0;
 }
 
@@ -149,7 +214,10 @@ inline int run_bench(const Cli& cli) {
         const double f = static_cast<double>(
             model.layer(i).flops(i == 0 ? model.input_shape() : model.output_shape(i - 1)));
         total_flops += f;
-        std::printf("%-3zu %-34.34s %9.2f", i, model.layer(i).describe().c_str(), f / 1e6);
+        const std::string what = i > 0 && model.fused_with_next(i - 1)
+                                     ? "  (ReLU: run inside the line above)"
+                                     : model.layer(i).describe();
+        std::printf("%-3zu %-34.34s %9.2f", i, what.c_str(), f / 1e6);
         for (std::size_t r = 0; r < runs.size(); ++r) {
             const double ms = runs[r].second.forward_ms[i] + runs[r].second.backward_ms[i];
             std::printf(" | %13.2f %7.2f %8.1f %5.1f%%", runs[r].second.forward_ms[i],
