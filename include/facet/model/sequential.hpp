@@ -15,10 +15,9 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <typeinfo>
 #include <utility>
 #include <vector>
-
-#include <typeinfo>
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
