@@ -25,10 +25,13 @@ for t in "${targets[@]}"; do
   read -r name kind max_len <<<"$t"
   corpus="$dir/corpus/$kind"  # grows from run to run; new inputs are written here
   mkdir -p "$corpus" "$dir/artifacts/$name"
+  # Inputs that once failed (tests/fuzz/regressions/<kind>/) run first, every time.
+  regressions=()
+  [ -d "tests/fuzz/regressions/$kind" ] && regressions=("tests/fuzz/regressions/$kind")
   log="$dir/logs/$name.log"
   if nice -n 19 "$dir/tests/fuzz/$name" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 \
        -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$dir/artifacts/$name/" \
-       "$corpus" "$dir/seeds/$kind" > "$log" 2>&1; then
+       "$corpus" "$dir/seeds/$kind" "${regressions[@]}" > "$log" 2>&1; then
     echo "$name: no crash in ${seconds} s: $(grep -E '^#[0-9]+' "$log" | tail -1)"
   else
     echo "$name: FAILED (log: $log)"
