@@ -8,6 +8,8 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -103,6 +105,45 @@ TEST_CASE("fuzz_image: the Huffman check walks real JPEGs through to their end")
     jpg.pop_back(), jpg.pop_back();  // drop the end-of-image marker
     jpg.insert(jpg.end(), late.begin() + 2, late.end());
     CHECK_FALSE(facet::detail::jpeg_huffman_tables_ok(jpg.data(), jpg.size()));
+}
+
+TEST_CASE("fuzz_image: a JPEG scan that uses an undefined Huffman table is refused before stb") {
+    // stb_image 2.27 decoded such a scan with the table's uninitialised memory and read a symbol
+    // at index -873 (UBSan, stbi__jpeg_huff_decode); found by fuzz_image in session 3. The input
+    // itself: its fourth table became DC table 3 where AC table 1 should be.
+    std::ifstream in(FACET_SOURCE_DIR
+                     "/tests/fuzz/regressions/image/stb-jpeg-undefined-huffman-table.jpg",
+                     std::ios::binary);
+    REQUIRE(in);
+    const std::vector<std::uint8_t> found((std::istreambuf_iterator<char>(in)),
+                                          std::istreambuf_iterator<char>());
+    const std::string undefined =
+        "fuzz.jpg: corrupt image (a JPEG scan uses a Huffman table the file does not define)";
+    CHECK(decode_error(found) == undefined);
+
+    // A good JPEG decodes; renaming its AC table 0 to AC table 3 leaves the scan's AC table
+    // undefined, and the same JPEG is then refused.
+    std::vector<std::uint8_t> gray(16 * 16, 90), jpg;
+    auto append = [](void* context, void* data, int size) {
+        auto* out = static_cast<std::vector<std::uint8_t>*>(context);
+        const auto* p = static_cast<const std::uint8_t*>(data);
+        out->insert(out->end(), p, p + size);
+    };
+    REQUIRE(stbi_write_jpg_to_func(append, &jpg, 16, 16, 1, gray.data(), 90) != 0);
+    CHECK(facet::detail::jpeg_huffman_problem(jpg.data(), jpg.size()) == nullptr);
+    std::size_t renamed = 0;
+    for (std::size_t i = 0; i + 4 < jpg.size(); ++i)
+        if (jpg[i] == 0xFF && jpg[i + 1] == 0xC4) {  // walk the tables of this DHT segment
+            const std::size_t end = i + 2 + (std::size_t{jpg[i + 2]} << 8 | jpg[i + 3]);
+            for (std::size_t t = i + 4; t < end;) {
+                std::size_t codes = 0;
+                for (std::size_t k = 1; k <= 16; ++k) codes += jpg[t + k];
+                if (jpg[t] == 0x10) jpg[t] = 0x13, ++renamed;
+                t += 17 + codes;
+            }
+        }
+    REQUIRE(renamed == 1);
+    CHECK(decode_error(jpg) == undefined);
 }
 
 TEST_CASE("fuzz_image: a PGM/PPM header number above INT_MAX is refused before stb parses it") {

@@ -51,19 +51,27 @@ struct ImageLimits {
 };
 
 namespace detail {
-/// False when a JPEG stream holds a Huffman table with more than 256 codes. stb_image 2.27 (the
-/// one Debian 12 ships) writes past its tables for such a stream (fixed upstream in 2.28), so
-/// decode_image refuses it first. The markers are walked the way stb reads them: fill bytes
-/// 0xFF skipped, segments skipped by their length, entropy-coded data up to the next marker
-/// that is neither a stuffed 0xFF00 nor a restart; bytes past the end read as 0, as in stb.
-/// Non-JPEG input is left to stb.
-inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) {
+/// What stb_image 2.27 (the one Debian 12 ships) would mishandle in a JPEG's Huffman tables, or
+/// nullptr:
+///  * a table with more than 256 codes: stb writes past its tables (fixed upstream in 2.28);
+///  * a scan that uses a table the file has not defined before it: stb decodes with the table's
+///    uninitialised memory, and a symbol index taken from it reads far outside the table
+///    (UBSan: index -873 in stbi__jpeg_huff_decode, found by fuzz_image in session 3).
+/// decode_image refuses such a stream first. The markers are walked the way stb reads them: fill
+/// bytes 0xFF skipped, segments skipped by their length, entropy-coded data up to the next marker
+/// that is neither a stuffed 0xFF00 nor a restart; bytes past the end read as 0, as in stb. A scan
+/// needs the tables stb will decode it with: DC and AC in a sequential frame; in a progressive
+/// one DC for a first DC scan, AC for an AC scan, none for a DC refinement. Non-JPEG input is left
+/// to stb, and so are table ids above 3, which stb refuses itself.
+inline const char* jpeg_huffman_problem(const std::uint8_t* bytes, std::size_t size) {
     auto at = [&](std::size_t i) -> unsigned { return i < size ? bytes[i] : 0u; };
     std::size_t pos = 0;
-    if (at(pos) != 0xFF) return true;
+    if (at(pos) != 0xFF) return nullptr;
     while (pos < size && bytes[pos] == 0xFF) ++pos;
-    if (at(pos) != 0xD8) return true;  // not a JPEG (no start-of-image marker)
+    if (at(pos) != 0xD8) return nullptr;  // not a JPEG (no start-of-image marker)
     ++pos;
+    bool defined[2][4] = {};  // [DC 0 / AC 1][table id]
+    bool progressive = false;
     while (pos < size) {
         while (pos < size && bytes[pos] != 0xFF) ++pos;  // stb skips stray bytes between markers
         while (pos < size && bytes[pos] == 0xFF) ++pos;
@@ -74,18 +82,36 @@ inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) 
             (marker >= 0xD0 && marker <= 0xD7))
             continue;  // markers without a length
         const std::size_t length = at(pos) << 8 | at(pos + 1);
-        if (length < 2) return true;  // stb refuses the segment itself
+        if (length < 2) return nullptr;  // stb refuses the segment itself
         const std::size_t end = pos + length;
         if (marker == 0xC4) {  // define Huffman tables: class/id, 16 code counts, the symbols
             for (std::size_t t = pos + 2; t < end;) {
                 std::size_t codes = 0;
                 for (std::size_t i = 0; i < 16; ++i) codes += at(t + 1 + i);
-                if (codes > 256) return false;
+                if (codes > 256)
+                    return "corrupt image (a JPEG Huffman table with more than 256 codes)";
+                const unsigned table_class = at(t) >> 4, id = at(t) & 15;
+                if (table_class <= 1 && id <= 3) defined[table_class][id] = true;
                 t += 17 + codes;
             }
         }
+        if (marker >= 0xC0 && marker <= 0xC2) progressive = marker == 0xC2;
+        if (marker == 0xDA) {  // start of scan: components, their tables, Ss, Se, Ah/Al
+            const std::size_t components = at(pos + 2);
+            const unsigned ss = at(pos + 3 + 2 * components),
+                           ah = at(pos + 5 + 2 * components) >> 4;
+            const bool needs_dc = progressive ? ss == 0 && ah == 0 : true;
+            const bool needs_ac = progressive ? ss != 0 : true;
+            for (std::size_t c = 0; c < components; ++c) {
+                const unsigned dc = at(pos + 4 + 2 * c) >> 4, ac = at(pos + 4 + 2 * c) & 15;
+                if ((needs_dc && dc <= 3 && !defined[0][dc]) ||
+                    (needs_ac && ac <= 3 && !defined[1][ac]))
+                    return "corrupt image (a JPEG scan uses a Huffman table the file does not "
+                           "define)";
+            }
+        }
         pos = end;
-        if (marker == 0xDA) {  // start of scan: entropy-coded data follows
+        if (marker == 0xDA) {  // entropy-coded data follows
             while (pos < size) {
                 if (bytes[pos] != 0xFF) {
                     ++pos;
@@ -99,7 +125,12 @@ inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) 
             }
         }
     }
-    return true;
+    return nullptr;
+}
+
+/// True when jpeg_huffman_problem finds nothing.
+inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) {
+    return jpeg_huffman_problem(bytes, size) == nullptr;
 }
 
 /// False when a PNG chunk before IEND claims more bytes than the file has left. stb_image 2.27
@@ -170,8 +201,8 @@ inline GrayImage decode_image(const std::uint8_t* bytes, std::size_t size, const
     check(size <= static_cast<std::size_t>(INT32_MAX), name, ": image file too large");
     // Checks for what stb 2.27 mishandles (see each function), before stbi_info, which already
     // reads JPEG Huffman tables and PNM header numbers.
-    check(detail::jpeg_huffman_tables_ok(bytes, size), name,
-          ": corrupt image (a JPEG Huffman table with more than 256 codes)");
+    if (const char* problem = detail::jpeg_huffman_problem(bytes, size))
+        throw Error(detail::concat(name, ": ", problem));
     check(detail::png_chunks_fit(bytes, size), name,
           ": corrupt image (a PNG chunk runs past the end of the file)");
     if (const char* problem = detail::pnm_header_problem(bytes, size))
