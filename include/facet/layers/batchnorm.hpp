@@ -58,26 +58,6 @@ double plane_sum_squared_deviation(const T* p, std::size_t n, T mean) {
     return total;
 }
 
-/// Sum of dy[i] and sum of dy[i] * (x[i] - mean) over [0, n), in one pass over both arrays.
-template <typename T>
-void plane_sum_dy_and_dy_xc(const T* x, const T* dy, std::size_t n, T mean, double& sum_dy,
-                            double& sum_dy_xc) {
-    T a[bn_lanes] = {}, b[bn_lanes] = {};
-    std::size_t i = 0;
-    for (; i + bn_lanes <= n; i += bn_lanes)
-        for (std::size_t l = 0; l < bn_lanes; ++l) {
-            a[l] += dy[i + l];
-            b[l] += dy[i + l] * (x[i + l] - mean);
-        }
-    for (; i < n; ++i) {
-        sum_dy += static_cast<double>(dy[i]);
-        sum_dy_xc += static_cast<double>(dy[i]) * (static_cast<double>(x[i]) - double(mean));
-    }
-    for (std::size_t l = 0; l < bn_lanes; ++l) {
-        sum_dy += static_cast<double>(a[l]);
-        sum_dy_xc += static_cast<double>(b[l]);
-    }
-}
 /// g where v > 0, else +0: ReLU's backward select as bit operations, which the compiler
 /// vectorises where it leaves a `v > 0 ? g : 0` inside an unrolled loop as branches.
 template <typename T>
@@ -88,24 +68,35 @@ T pass_where_positive(T v, T g) {
     return std::bit_cast<T>(static_cast<Bits>(std::bit_cast<Bits>(g) & mask));
 }
 
-/// plane_sum_dy_and_dy_xc for relu(batchnorm(x)): dy is dz where the batch-norm output
-/// (x - mean) * scale + shift is positive and 0 elsewhere, the mask recomputed from x with the
-/// forward pass's own expression.
-template <typename T>
-void plane_sum_relu_dy_and_dy_xc(const T* x, const T* dz, std::size_t n, T mean, T scale, T shift,
-                                 double& sum_dy, double& sum_dy_xc) {
+/// The gradient batch norm's backward works with at element i: dy[i] itself, or, for
+/// relu(batchnorm(x)) (Relu, dy being dL/dz), dy[i] where the batch-norm output
+/// (x[i] - mean) * scale + shift is positive and 0 elsewhere: the ReLU mask recomputed from x with
+/// the forward pass's own expression.
+template <bool Relu, typename T>
+T incoming_gradient(const T* x, const T* dy, std::size_t i, T mean, T scale, T shift) {
+    if constexpr (Relu)
+        return pass_where_positive((x[i] - mean) * scale + shift, dy[i]);
+    else
+        return dy[i];
+}
+
+/// Sum of g[i] and sum of g[i] * (x[i] - mean) over [0, n), g = incoming_gradient<Relu>, in one
+/// pass over both arrays.
+template <bool Relu, typename T>
+void plane_sum_dy_and_dy_xc(const T* x, const T* dy, std::size_t n, T mean, T scale, T shift,
+                            double& sum_dy, double& sum_dy_xc) {
     T a[bn_lanes] = {}, b[bn_lanes] = {};
     std::size_t i = 0;
     for (; i + bn_lanes <= n; i += bn_lanes)
         for (std::size_t l = 0; l < bn_lanes; ++l) {
-            const T dy = pass_where_positive((x[i + l] - mean) * scale + shift, dz[i + l]);
-            a[l] += dy;
-            b[l] += dy * (x[i + l] - mean);
+            const T g = incoming_gradient<Relu>(x, dy, i + l, mean, scale, shift);
+            a[l] += g;
+            b[l] += g * (x[i + l] - mean);
         }
     for (; i < n; ++i) {
-        const T dy = (x[i] - mean) * scale + shift > T(0) ? dz[i] : T(0);
-        sum_dy += static_cast<double>(dy);
-        sum_dy_xc += static_cast<double>(dy) * (static_cast<double>(x[i]) - double(mean));
+        const T g = incoming_gradient<Relu>(x, dy, i, mean, scale, shift);
+        sum_dy += static_cast<double>(g);
+        sum_dy_xc += static_cast<double>(g) * (static_cast<double>(x[i]) - double(mean));
     }
     for (std::size_t l = 0; l < bn_lanes; ++l) {
         sum_dy += static_cast<double>(a[l]);
@@ -278,13 +269,8 @@ class BatchNorm : public Layer<T> {
                 const T scale = out_scale(c), shift = out_shift(c);
                 double sum_dy = 0, sum_dy_xc = 0;  // sum dy and sum dy * (x - mu)
                 for (std::size_t n = 0; n < batch; ++n)
-                    if constexpr (Relu)
-                        detail::plane_sum_relu_dy_and_dy_xc(plane(x, n, c, S), plane(dy, n, c, S),
-                                                            S, T(mu), scale, shift, sum_dy,
-                                                            sum_dy_xc);
-                    else
-                        detail::plane_sum_dy_and_dy_xc(plane(x, n, c, S), plane(dy, n, c, S), S,
-                                                       T(mu), sum_dy, sum_dy_xc);
+                    detail::plane_sum_dy_and_dy_xc<Relu>(plane(x, n, c, S), plane(dy, n, c, S), S,
+                                                         T(mu), scale, shift, sum_dy, sum_dy_xc);
                 const double sum_dy_xhat = sum_dy_xc * invstd;
                 if (affine_) {
                     gamma_grad_[c] = T(sum_dy_xhat);
@@ -302,15 +288,10 @@ class BatchNorm : public Layer<T> {
                     const T* xp = plane(x, n, c, S);
                     const T* dyp = plane(dy, n, c, S);
                     T* dxp = dx.data() + (n * channels_ + c) * S;
-                    if constexpr (Relu)
-                        for (std::size_t s = 0; s < S; ++s) {
-                            const T dys =
-                                detail::pass_where_positive((xp[s] - mean) * scale + shift, dyp[s]);
-                            dxp[s] = a * dys + b * (xp[s] - mean) + d;
-                        }
-                    else
-                        for (std::size_t s = 0; s < S; ++s)
-                            dxp[s] = a * dyp[s] + b * (xp[s] - mean) + d;
+                    for (std::size_t s = 0; s < S; ++s)
+                        dxp[s] =
+                            a * detail::incoming_gradient<Relu>(xp, dyp, s, mean, scale, shift) +
+                            b * (xp[s] - mean) + d;
                 }
             }
         });
