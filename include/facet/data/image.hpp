@@ -128,11 +128,6 @@ inline const char* jpeg_huffman_problem(const std::uint8_t* bytes, std::size_t s
     return nullptr;
 }
 
-/// True when jpeg_huffman_problem finds nothing.
-inline bool jpeg_huffman_tables_ok(const std::uint8_t* bytes, std::size_t size) {
-    return jpeg_huffman_problem(bytes, size) == nullptr;
-}
-
 /// False when a PNG chunk before IEND claims more bytes than the file has left. stb_image 2.27
 /// grows its IDAT buffer to the claimed length before reading, so a 471-byte file made it
 /// allocate 2 GiB; such a file can never decode (stb needs the IEND chunk after it). Non-PNG
