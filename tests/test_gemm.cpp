@@ -241,6 +241,41 @@ TEST_CASE_TEMPLATE("gemm matches Eigen for every kernel, shape class, transpose 
     }
 }
 
+TEST_CASE_TEMPLATE("one-row products (a dense layer at batch 1) match Eigen for every kernel", T,
+                   float, double) {
+    // M == 1 with B transposed takes gemm_single_row's dot products; K covers each kernel's
+    // vector loop, its tail and its masked remainder, N enough columns for two threads.
+    GemmSettingsGuard guard;
+    facet::Rng rng(77);
+    std::vector<Case> cases;
+    std::size_t n = 0;
+    for (std::size_t K : {1, 3, 8, 15, 16, 17, 63, 64, 65, 100, 4608})
+        for (std::size_t N : {1, 7, 256}) {
+            Case c{1, N, K, n % 2 ? Trans::Yes : Trans::No, Trans::Yes};
+            c.pad_a = n % 3 == 0 ? 0 : 4;  // with A^T, a padded column is strided
+            c.pad_b = n % 2 ? 5 : 0;
+            c.pad_c = n % 4 == 1 ? 3 : 0;
+            c.alpha = n % 4 == 2 ? -0.5 : 1.0;
+            c.beta = n % 5 == 3 ? 0.75 : 0.0;
+            cases.push_back(c);
+            ++n;
+        }
+    for (GemmIsa isa : runnable_isas()) {
+        facet::set_gemm_isa(isa);
+        CAPTURE(facet::gemm_isa_name(isa));
+        for (const Case& c : cases) {
+            const Problem<T> problem(c, rng);
+            facet::set_num_threads(1);
+            const std::vector<T> one = problem.run();
+            problem.verify(one);
+            facet::set_num_threads(2);
+            const std::vector<T> two = problem.run();
+            INFO(describe(c));
+            CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)) == 0);
+        }
+    }
+}
+
 TEST_CASE_TEMPLATE("gemm is deterministic: repeated calls and 1 vs 2 threads agree bit for bit", T,
                    float, double) {
     GemmSettingsGuard guard;

@@ -247,11 +247,43 @@ int gemm_row_parts(std::size_t M, std::size_t N, std::size_t K, int threads) {
     return best;
 }
 
+/// C (1 x N) = alpha * a * B^T + beta * C with B stored N x K (row stride ldb): a product with a
+/// single row, as a dense layer computes at batch 1. The blocked path would pack all of B to use
+/// each element once, and its MR-row kernel would compute MR - 1 rows of padding; here each
+/// C[j] is one dot product over B's row j, so B is read once, in place. `a` must be contiguous.
+/// Threads take contiguous ranges of j, and each dot product is summed the same way whatever the
+/// range, so every thread count gives the same bits.
+template <typename Kernel, typename T>
+void gemm_single_row(std::size_t N, std::size_t K, T alpha, const T* a, const T* B, std::size_t ldb,
+                     T beta, T* C) {
+    const bool small = static_cast<double>(N) * static_cast<double>(K) < gemm_parallel_threshold;
+    parallel_for(
+        N,
+        [&](std::size_t begin, std::size_t end) {
+            for (std::size_t j = begin; j < end; ++j) {
+                const T sum = alpha * Kernel::dot(K, a, B + j * ldb);
+                C[j] = beta == T(0) ? sum : sum + beta * C[j];
+            }
+        },
+        small ? 1 : 0);
+}
+
 /// Runs gemm_blocked on each thread's rectangle of C.
 template <typename Kernel, typename T>
 void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
                    const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                    std::size_t ldc) {
+    if (M == 1 && transB == Trans::Yes) {
+        // A's one row is contiguous unless A is stored transposed (a K x 1 column).
+        const T* a = A;
+        if (transA == Trans::Yes && lda != 1) {
+            T* row = gemm_workspace<T>(0, K);
+            for (std::size_t k = 0; k < K; ++k) row[k] = A[k * lda];
+            a = row;
+        }
+        gemm_single_row<Kernel>(N, K, alpha, a, B, ldb, beta, C);
+        return;
+    }
     int threads = in_parallel() ? 1 : num_threads();
     if (2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) <
         2.0 * gemm_parallel_threshold)

@@ -56,6 +56,27 @@ struct GemmKernelAvx2<float> {
             }
         }
     }
+    /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row).
+    __attribute__((target("avx2,fma"))) static float dot(std::size_t n, const float* a,
+                                                         const float* b) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        std::size_t k = 0;
+        for (; k + 32 <= n; k += 32) {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
+        }
+        for (; k + 8 <= n; k += 8)
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+        const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        float total = _mm_cvtss_f32(h);
+        for (; k < n; ++k) total += a[k] * b[k];
+        return total;
+    }
 };
 
 template <>
@@ -95,6 +116,25 @@ struct GemmKernelAvx2<double> {
                                                          _mm256_mul_pd(va, acc[i][1])));
             }
         }
+    }
+    /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row).
+    __attribute__((target("avx2,fma"))) static double dot(std::size_t n, const double* a,
+                                                          const double* b) {
+        __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+        std::size_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + k), _mm256_loadu_pd(b + k), s0);
+            s1 = _mm256_fmadd_pd(_mm256_loadu_pd(a + k + 4), _mm256_loadu_pd(b + k + 4), s1);
+            s2 = _mm256_fmadd_pd(_mm256_loadu_pd(a + k + 8), _mm256_loadu_pd(b + k + 8), s2);
+            s3 = _mm256_fmadd_pd(_mm256_loadu_pd(a + k + 12), _mm256_loadu_pd(b + k + 12), s3);
+        }
+        for (; k + 4 <= n; k += 4)
+            s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + k), _mm256_loadu_pd(b + k), s0);
+        const __m256d s = _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3));
+        const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+        double total = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+        for (; k < n; ++k) total += a[k] * b[k];
+        return total;
     }
 };
 

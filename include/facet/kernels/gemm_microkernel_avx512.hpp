@@ -76,6 +76,33 @@ struct GemmKernelAvx512<float> {
             }
         }
     }
+    /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row). Four accumulators
+    /// hide the FMA latency; the last partial vector is read through a mask.
+    __attribute__((target("avx512f,avx2,fma"))) static float dot(std::size_t n, const float* a,
+                                                                 const float* b) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        std::size_t k = 0;
+        for (; k + 64 <= n; k += 64) {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
+            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 32), _mm512_loadu_ps(b + k + 32), s2);
+            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 48), _mm512_loadu_ps(b + k + 48), s3);
+        }
+        for (; k + 16 <= n; k += 16)
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
+        if (k < n) {
+            const auto m = static_cast<__mmask16>((1u << (n - k)) - 1);
+            s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + k), _mm512_maskz_loadu_ps(m, b + k),
+                                 s1);
+        }
+        // Summed through memory: GCC 12's _mm512_reduce_add_ps warns about its own undefined
+        // vectors (-Wuninitialized).
+        alignas(64) float lanes[16];
+        _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+        float total = 0;
+        for (float v : lanes) total += v;
+        return total;
+    }
 };
 
 template <>
@@ -129,6 +156,30 @@ struct GemmKernelAvx512<double> {
                                      : _mm512_fmadd_pd(vb, _mm512_loadu_pd(ci + 8 * j), scaled));
             }
         }
+    }
+    /// sum_k a[k] * b[k], for gemm's one-row product (see the float kernel).
+    __attribute__((target("avx512f,avx2,fma"))) static double dot(std::size_t n, const double* a,
+                                                                  const double* b) {
+        __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+        std::size_t k = 0;
+        for (; k + 32 <= n; k += 32) {
+            s0 = _mm512_fmadd_pd(_mm512_loadu_pd(a + k), _mm512_loadu_pd(b + k), s0);
+            s1 = _mm512_fmadd_pd(_mm512_loadu_pd(a + k + 8), _mm512_loadu_pd(b + k + 8), s1);
+            s2 = _mm512_fmadd_pd(_mm512_loadu_pd(a + k + 16), _mm512_loadu_pd(b + k + 16), s2);
+            s3 = _mm512_fmadd_pd(_mm512_loadu_pd(a + k + 24), _mm512_loadu_pd(b + k + 24), s3);
+        }
+        for (; k + 8 <= n; k += 8)
+            s0 = _mm512_fmadd_pd(_mm512_loadu_pd(a + k), _mm512_loadu_pd(b + k), s0);
+        if (k < n) {
+            const auto m = static_cast<__mmask8>((1u << (n - k)) - 1);
+            s1 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(m, a + k), _mm512_maskz_loadu_pd(m, b + k),
+                                 s1);
+        }
+        alignas(64) double lanes[8];
+        _mm512_store_pd(lanes, _mm512_add_pd(_mm512_add_pd(s0, s1), _mm512_add_pd(s2, s3)));
+        double total = 0;
+        for (double v : lanes) total += v;
+        return total;
     }
 };
 

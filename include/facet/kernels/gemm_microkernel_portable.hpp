@@ -34,6 +34,20 @@ struct GemmKernelPortable {
                 c[i * ldc + j] =
                     beta == T(0) ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
     }
+    /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row): 16 independent partial
+    /// sums, which the compiler may keep in vector registers (one running sum would be a serial
+    /// chain it must not reorder).
+    static T dot(std::size_t n, const T* a, const T* b) {
+        constexpr std::size_t lanes = 16;
+        T acc[lanes] = {};
+        std::size_t k = 0;
+        for (; k + lanes <= n; k += lanes)
+            for (std::size_t l = 0; l < lanes; ++l) acc[l] += a[k + l] * b[k + l];
+        T total = 0;
+        for (std::size_t l = 0; l < lanes; ++l) total += acc[l];
+        for (; k < n; ++k) total += a[k] * b[k];
+        return total;
+    }
 };
 
 }  // namespace facet
