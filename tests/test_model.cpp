@@ -275,11 +275,104 @@ TEST_CASE("batch norm fused with the ReLU after it gives the unfused outputs and
         CHECK(fused.activation_kept(2));
         CHECK(plain.activation_kept(1));
         close(fused.activation(2), plain.activation(2), "ReLU output");
-        CHECK_THROWS_WITH_AS(fused.activation(6), doctest::Contains("fused with the ReLU"), Error);
+        CHECK_THROWS_WITH_AS(fused.activation(6),
+                             doctest::Contains("fused with the layer after it"), Error);
     }
     // Running statistics moved the same way in the training pass.
     for (std::size_t b = 0; b < fused.buffers().size(); ++b)
         close(*fused.buffers()[b].second, *plain.buffers()[b].second, "running statistics");
+}
+
+/// Every pattern predict()'s plan fuses: conv (with bias) + BN2d + ReLU, conv + BN2d alone,
+/// dropout as the identity, dense + BN1d + ReLU; and layers it leaves alone.
+Sequential<float> inference_fusion_model(std::uint64_t seed) {
+    Sequential<float> m(Shape{1, 8, 8});
+    m.add<Conv2d<float>>(1, 4, 3, 1, 1, true, seed);
+    m.add<BatchNorm2d<float>>(4);
+    m.add<ReLU<float>>();
+    m.add<Conv2d<float>>(4, 6, 3, 1, 1, false, seed + 1);
+    m.add<BatchNorm2d<float>>(6);
+    m.add<MaxPool2d<float>>(2);
+    m.add<Dropout<float>>(0.25, seed + 2);
+    m.add<Flatten<float>>();
+    m.add<Dense<float>>(96, 10, true, seed + 3);
+    m.add<BatchNorm1d<float>>(10);
+    m.add<ReLU<float>>();
+    m.add<Dropout<float>>(0.5, seed + 4);
+    m.add<Dense<float>>(10, 3, true, seed + 5);
+    return m;
+}
+
+TEST_CASE("predict's fused inference pass gives the layer-by-layer eval outputs") {
+    using Kind = Sequential<float>::InferenceStep::Kind;
+    Sequential<float> fused = inference_fusion_model(9), plain = inference_fusion_model(9);
+    plain.set_fusion(false);
+    // Running statistics, gamma and beta far from their initial 0, 1, 1, 0, and conv biases
+    // not zero, so that a map applied wrongly (or not at all) shows.
+    for (Sequential<float>* m : {&fused, &plain}) {
+        Rng same(21);
+        for (std::size_t layer : {1, 4, 9}) {
+            auto& bn = static_cast<BatchNorm<float>&>(m->layer(layer));
+            for (float& v : bn.gamma()) v = float(same.uniform(0.5, 1.5));
+            for (float& v : bn.beta()) v = float(same.uniform(-0.5, 0.5));
+            for (float& v : bn.running_mean()) v = float(same.uniform(-1, 1));
+            for (float& v : bn.running_var()) v = float(same.uniform(0.2, 3));
+        }
+        for (float& v : static_cast<Conv2d<float>&>(m->layer(0)).bias())
+            v = float(same.uniform(-1, 1));
+    }
+
+    const auto plan = fused.inference_plan();
+    const std::vector<std::size_t> firsts{0, 3, 5, 6, 7, 8, 11, 12}, counts{3, 2, 1, 1, 1, 3, 1, 1};
+    const std::vector<Kind> kinds{Kind::AffineEpilogue, Kind::AffineEpilogue, Kind::Layer,
+                                  Kind::Identity,       Kind::Layer,          Kind::AffineEpilogue,
+                                  Kind::Identity,       Kind::Layer};
+    REQUIRE(plan.size() == kinds.size());
+    for (std::size_t s = 0; s < plan.size(); ++s) {
+        CAPTURE(s);
+        CHECK(plan[s].first == firsts[s]);
+        CHECK(plan[s].count == counts[s]);
+        CHECK(plan[s].kind == kinds[s]);
+    }
+    for (const auto& step : plain.inference_plan()) CHECK(step.kind == Kind::Layer);
+
+    Rng rng(4);
+    for (std::size_t batch : {1, 5}) {
+        Tensor<float> x(Shape{batch, 1, 8, 8});
+        x.fill_normal(rng, 0, 1);
+        for (int threads : {1, 2}) {
+            CAPTURE(batch);
+            CAPTURE(threads);
+            set_num_threads(threads);
+            const Tensor<float> expected = plain.predict(x);
+            const Tensor<float>& got = fused.predict(x);
+            REQUIRE(got.shape() == expected.shape());
+            std::size_t bad = 0;
+            for (std::size_t i = 0; i < got.size(); ++i)
+                if (std::abs(got[i] - expected[i]) > 1e-6f + 1e-6f * std::abs(expected[i])) ++bad;
+            CHECK(bad == 0);
+            // The fused layers' outputs were never formed; each step's last one was.
+            CHECK_FALSE(fused.activation_kept(0));
+            CHECK_FALSE(fused.activation_kept(1));
+            CHECK(fused.activation_kept(2));
+            CHECK_FALSE(fused.activation_kept(6));  // dropout, skipped
+            CHECK(fused.activation_kept(12));
+        }
+    }
+    set_num_threads(0);
+    CHECK(fused.mode() == Mode::Train);  // predict puts the mode back
+    Tensor<float> dlogits(Shape{5, 3});
+    CHECK_THROWS_WITH_AS(fused.backward(dlogits), doctest::Contains("call forward() first"), Error);
+
+    // The map needs running statistics, and must fit the layer it is applied to.
+    auto& bn = static_cast<BatchNorm<float>&>(fused.layer(1));
+    bn.set_mode(Mode::Train);
+    CHECK_THROWS_WITH_AS(bn.inference_affine(true), doctest::Contains("needs Mode::Eval"), Error);
+    bn.set_mode(Mode::Eval);
+    const ChannelAffine<float> four = bn.inference_affine(false);
+    Tensor<float> x(Shape{2, 4, 8, 8}), y;
+    CHECK_THROWS_WITH_AS(static_cast<Conv2d<float>&>(fused.layer(3)).forward_affine(x, y, &four),
+                         doctest::Contains("4 channels in the map, the layer has 6"), Error);
 }
 
 TEST_CASE("a small CNN learns horizontal vs vertical bars to >= 95 % accuracy") {

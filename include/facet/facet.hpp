@@ -15,6 +15,7 @@
 
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
+#include "facet/layers/channel_affine.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/dense.hpp"
 #include "facet/layers/dropout.hpp"

@@ -15,6 +15,7 @@
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/layers/channel_affine.hpp"
 #include "facet/layers/layer.hpp"
 
 namespace facet {
@@ -75,7 +76,7 @@ T pass_where_positive(T v, T g) {
 template <bool Relu, typename T>
 T incoming_gradient(const T* x, const T* dy, std::size_t i, T mean, T scale, T shift) {
     if constexpr (Relu)
-        return pass_where_positive((x[i] - mean) * scale + shift, dy[i]);
+        return pass_where_positive(batch_norm_value<false>(x[i], mean, scale, shift), dy[i]);
     else
         return dy[i];
 }
@@ -172,6 +173,26 @@ class BatchNorm : public Layer<T> {
         backward_impl<true>(x, dz, dx);
     }
 
+    /// The eval-mode map of this layer (running statistics, gamma and beta) with `relu` after
+    /// it, for a convolution or dense layer to apply to its output (Sequential::predict does):
+    /// the same numbers and expression as forward() in Mode::Eval. Throws in training mode,
+    /// where the statistics come from the batch.
+    ChannelAffine<T> inference_affine(bool relu) const {
+        check(!this->training(), type_name(),
+              "::inference_affine: needs Mode::Eval (training normalises by batch statistics)");
+        ChannelAffine<T> a;
+        a.relu = relu;
+        a.mean.resize(channels_);
+        a.scale.resize(channels_);
+        a.shift.resize(channels_);
+        for (std::size_t c = 0; c < channels_; ++c) {
+            a.mean[c] = T(double(running_mean_[c]));
+            a.scale[c] = scale_for(c, inverse_std(double(running_var_[c]), eps_));
+            a.shift[c] = out_shift(c);
+        }
+        return a;
+    }
+
     std::vector<Parameter<T>> parameters() override {
         if (!affine_) return {};
         return {{"gamma", &gamma_, &gamma_grad_, false}, {"beta", &beta_, &beta_grad_, false}};
@@ -203,7 +224,11 @@ class BatchNorm : public Layer<T> {
     // The output of channel c is (x - mean) * scale + shift, written by forward_impl and, for the
     // ReLU mask, recomputed by backward_impl: both take these three numbers from here, so that
     // they compute the same float expression on the same values.
-    T out_scale(std::size_t c) const { return T((affine_ ? gamma_[c] : T(1)) * invstd_[c]); }
+    T out_scale(std::size_t c) const { return scale_for(c, invstd_[c]); }
+    T scale_for(std::size_t c, double invstd) const {
+        return T((affine_ ? gamma_[c] : T(1)) * invstd);
+    }
+    static double inverse_std(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
     T out_shift(std::size_t c) const { return affine_ ? beta_[c] : T(0); }
 
     template <bool Relu>
@@ -240,15 +265,13 @@ class BatchNorm : public Layer<T> {
                     var = running_var_[c];
                 }
                 mean_[c] = mu;
-                invstd_[c] = 1.0 / std::sqrt(var + eps_);
+                invstd_[c] = inverse_std(var, eps_);
                 const T scale = out_scale(c), shift = out_shift(c), mean = T(mu);
                 for (std::size_t n = 0; n < batch; ++n) {
                     const T* xp = plane(x, n, c, S);
                     T* yp = y.data() + (n * channels_ + c) * S;
-                    for (std::size_t s = 0; s < S; ++s) {
-                        const T v = (xp[s] - mean) * scale + shift;
-                        yp[s] = Relu ? (v > T(0) ? v : T(0)) : v;
-                    }
+                    for (std::size_t s = 0; s < S; ++s)
+                        yp[s] = detail::batch_norm_value<Relu>(xp[s], mean, scale, shift);
                 }
             }
         });

@@ -12,6 +12,7 @@
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/gemm.hpp"
+#include "facet/layers/channel_affine.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
 
@@ -55,7 +56,15 @@ class Dense : public Layer<T> {
     }
 
     // x is (N, in), W is (out, in), y is (N, out): y = x W^T + b.
-    void forward(const Tensor<T>& x, Tensor<T>& y) override {
+    void forward(const Tensor<T>& x, Tensor<T>& y) override { forward_affine(x, y, nullptr); }
+
+    /// forward(), then, when `affine` is given, that map on every row of the output (feature f
+    /// taking the map's channel f): an eval-mode BatchNorm1d (and ReLU) after this layer without
+    /// a pass of its own. Sequential::predict uses it.
+    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) {
+        check(!affine || affine->channels() == out_,
+              "Dense::forward_affine: ", affine ? affine->channels() : 0,
+              " features in the map, the layer has ", out_);
         check(x.rank() == 2, "Dense(", in_, "->", out_, "): input must be (N, ", in_, "), got ",
               x.shape().str(), " (use Flatten before Dense)");
         const std::size_t n = x.dim(0);
@@ -67,6 +76,8 @@ class Dense : public Layer<T> {
                 T* row = y.data() + i * out_;
                 for (std::size_t o = 0; o < out_; ++o) row[o] += bias_[o];
             }
+        if (affine)
+            for (std::size_t i = 0; i < n; ++i) affine->apply_row(y.data() + i * out_);
     }
 
     // dx = dy W,  dW = dy^T x,  db = sum over the batch of dy.

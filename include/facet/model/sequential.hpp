@@ -23,6 +23,9 @@
 #include "facet/core/tensor.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
+#include "facet/layers/conv2d.hpp"
+#include "facet/layers/dense.hpp"
+#include "facet/layers/dropout.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/optim/clip.hpp"
 #include "facet/optim/optimizer.hpp"
@@ -344,8 +347,8 @@ class Sequential {
     /// Layer i's output of the last forward pass (its storage is reused by the next one).
     const Tensor<T>& activation(std::size_t i) const {
         check(activation_kept(i), "Sequential: layer ", i, " (", layers_[i]->describe(),
-              ") ran fused with the ReLU after it, so its output was not kept; call "
-              "set_fusion(false) before forward() to keep every layer's output");
+              ") ran fused with the layer after it (or, in predict(), as the identity), so its "
+              "output was not kept; call set_fusion(false) first to keep every layer's output");
         return activations_[i];
     }
 
@@ -412,10 +415,22 @@ class Sequential {
 
     /// Class probabilities (softmax of the logits) for the batch x, computed in inference mode; the
     /// model's mode is restored afterwards. The result lives until the next predict().
+    ///
+    /// With fusion on (the default) it runs inference_plan()'s steps: a convolution or dense
+    /// layer applies the eval-mode batch norm (and ReLU) after it to its own output, and dropout,
+    /// the identity in inference, is skipped. Each value goes through the same float expressions
+    /// as in forward() in Mode::Eval (the test finds the same bits in a default build).
     const Tensor<T>& predict(const Tensor<T>& x) {
         const Mode previous = mode_;
         set_mode(Mode::Eval);
-        const Tensor<T>& logits = forward(x);
+        const Tensor<T>* out = nullptr;
+        try {
+            out = &forward_inference(x);
+        } catch (...) {
+            set_mode(previous);
+            throw;
+        }
+        const Tensor<T>& logits = *out;
         set_mode(previous);
         check(logits.rank() == 2, "Sequential::predict: the last layer gives ",
               logits.shape().str(), " per batch; predict needs (N, classes)");
@@ -435,6 +450,83 @@ class Sequential {
         return probabilities_;
     }
 
+    /// One step of predict()'s pass: layers [first, first + count) run as one.
+    struct InferenceStep {
+        enum class Kind {
+            Layer,           ///< one layer's own forward()
+            AffineEpilogue,  ///< Conv2d or Dense applying the BatchNorm (and ReLU) after it
+            BatchNormRelu,   ///< BatchNorm::forward_relu
+            Identity,        ///< eval-mode dropout: the input passes through, nothing is written
+        };
+        std::size_t first = 0, count = 1;
+        Kind kind = Kind::Layer;
+    };
+
+    /// How predict() runs the layers in Mode::Eval: with fusion on, a Conv2d followed by a
+    /// BatchNorm2d, or a Dense followed by a BatchNorm1d, is one step (with the ReLU after them,
+    /// if there is one), a batch norm followed by a ReLU another, and a Dropout an identity;
+    /// every other layer (and, with fusion off, every layer) a step of its own. Only the exact
+    /// classes are fused: a subclass may change what forward() does.
+    std::vector<InferenceStep> inference_plan() const {
+        using Kind = typename InferenceStep::Kind;
+        std::vector<InferenceStep> plan;
+        for (std::size_t i = 0; i < layers_.size();) {
+            InferenceStep step{i, 1, Kind::Layer};
+            if (fuse_) {
+                const Layer<T>& layer = *layers_[i];
+                const std::type_info& type = typeid(layer);
+                const bool producer = type == typeid(Conv2d<T>) || type == typeid(Dense<T>);
+                const std::type_info& norm =
+                    type == typeid(Conv2d<T>) ? typeid(BatchNorm2d<T>) : typeid(BatchNorm1d<T>);
+                if (producer && i + 1 < layers_.size() && typeid(next_layer(i)) == norm) {
+                    step.kind = Kind::AffineEpilogue;
+                    step.count = batch_norm_before_relu(i + 1) ? 3 : 2;
+                } else if (batch_norm_before_relu(i)) {
+                    step.kind = Kind::BatchNormRelu;
+                    step.count = 2;
+                } else if (type == typeid(Dropout<T>)) {
+                    step.kind = Kind::Identity;
+                }
+            }
+            plan.push_back(step);
+            i += step.count;
+        }
+        return plan;
+    }
+
+    /// Runs one step of inference_plan() on `in` (the output of the step before it), writing
+    /// into `out`, and returns the step's result: `out`, or `in` itself for an identity step.
+    /// The model must be in Mode::Eval (predict() sets it; fer bench times the steps this way).
+    const Tensor<T>& run_inference_step(const InferenceStep& step, const Tensor<T>& in,
+                                        Tensor<T>& out) {
+        using Kind = typename InferenceStep::Kind;
+        check(mode_ == Mode::Eval, "Sequential::run_inference_step: set_mode(Mode::Eval) first");
+        check(step.first < layers_.size() && step.count >= 1 &&
+                  step.count <= layers_.size() - step.first,
+              "Sequential::run_inference_step: step [", step.first, ", +", step.count,
+              ") outside the ", layers_.size(), " layers");
+        Layer<T>& layer = *layers_[step.first];
+        switch (step.kind) {
+            case Kind::Identity:
+                return in;
+            case Kind::BatchNormRelu:
+                static_cast<BatchNorm<T>&>(layer).forward_relu(in, out);
+                return out;
+            case Kind::AffineEpilogue: {
+                const auto& norm = static_cast<const BatchNorm<T>&>(*layers_[step.first + 1]);
+                const ChannelAffine<T> affine = norm.inference_affine(step.count == 3);
+                if (typeid(layer) == typeid(Conv2d<T>))
+                    static_cast<Conv2d<T>&>(layer).forward_affine(in, out, &affine);
+                else
+                    static_cast<Dense<T>&>(layer).forward_affine(in, out, &affine);
+                return out;
+            }
+            default:
+                layer.forward(in, out);
+                return out;
+        }
+    }
+
     /// The fraction of rows of `logits` (N, classes) whose largest entry is at labels[i].
     template <typename Labels>
     static double accuracy(const Tensor<T>& logits, const Labels& labels) {
@@ -451,6 +543,35 @@ class Sequential {
     }
 
   private:
+    const Layer<T>& next_layer(std::size_t i) const { return *layers_[i + 1]; }
+
+    /// predict()'s pass: the steps of inference_plan(), each step's result kept in the
+    /// activation of its last layer; the outputs of the layers inside a step are never formed.
+    const Tensor<T>& forward_inference(const Tensor<T>& x) {
+        check(!layers_.empty(), "Sequential::predict: the model has no layers");
+        check(x.rank() == input_shape_.rank() + 1 && x.dim(0) > 0 &&
+                  sample_shape(x.shape()) == input_shape_,
+              "Sequential::predict: input ", x.shape().str(),
+              " does not match the model's input (N, ", input_shape_.str().substr(1));
+        has_forward_ = false;  // no backward() may follow: not every activation is formed
+        fused_.assign(layers_.size(), 0);
+        const Tensor<T>* in = &x;
+        for (const InferenceStep& step : inference_plan()) {
+            const std::size_t last = step.first + step.count - 1;
+            for (std::size_t i = step.first; i < last; ++i) {
+                activations_[i] = Tensor<T>();
+                fused_[i] = 1;
+            }
+            const Tensor<T>& result = run_inference_step(step, *in, activations_[last]);
+            if (&result != &activations_[last]) {  // an identity: this layer's output not formed
+                activations_[last] = Tensor<T>();
+                fused_[last] = 1;
+            }
+            in = &result;
+        }
+        return *in;
+    }
+
     /// Layer i as a batch norm when it is exactly a BatchNorm2d or BatchNorm1d and layer i + 1
     /// exactly a ReLU (a subclass may change forward or backward, so it is left alone), else null.
     BatchNorm<T>* batch_norm_before_relu(std::size_t i) const {
