@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <numeric>
 
 #include <sys/resource.h>
 #include <facet/kernels/gemm.hpp>
@@ -23,6 +24,10 @@ inline Cli bench_cli() {
         .option("batch", "N", "batch size", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
         .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")
+        .flag("eval",
+              "instead of the training table: predict()'s inference pass, one row per step of "
+              "its plan (a conv or dense layer with the batch norm and ReLU it applies, eval "
+              "dropout skipped); works at --batch 1")
         .flag("throughput",
               "instead of the per-layer table: training-step images/s (forward + backward + "
               "AdamW), inference images/s at --batch, batch-1 latency, peak memory and the conv "
@@ -89,6 +94,99 @@ inline LayerTimes time_layers(facet::Sequential<float>& model, std::size_t batch
     for (std::size_t i = 0; i < L; ++i)
         t.forward_ms.push_back(median(fwd[i])), t.backward_ms.push_back(median(bwd[i]));
     return t;
+}
+
+/// Median time of each step of predict()'s inference plan, `repeats` passes after one warm-up.
+inline std::vector<double> time_inference_steps(facet::Sequential<float>& model, std::size_t batch,
+                                                int repeats) {
+    using clock = std::chrono::steady_clock;
+    facet::Rng rng(3);
+    facet::Tensor<float> x(facet::batch_shape(batch, model.input_shape()));
+    x.fill_normal(rng, 0, 1);
+    const auto plan = model.inference_plan();
+    std::vector<facet::Tensor<float>> outs(plan.size());
+    std::vector<std::vector<double>> ms(plan.size());
+    model.set_mode(facet::Mode::Eval);
+    for (int rep = 0; rep <= repeats; ++rep) {
+        const facet::Tensor<float>* in = &x;
+        for (std::size_t s = 0; s < plan.size(); ++s) {
+            const auto t0 = clock::now();
+            in = &model.run_inference_step(plan[s], *in, outs[s]);
+            if (rep) ms[s].push_back(seconds_since(t0) * 1e3);
+        }
+    }
+    model.set_mode(facet::Mode::Train);
+    std::vector<double> median;
+    for (auto& v : ms) {
+        std::sort(v.begin(), v.end());
+        median.push_back(v[v.size() / 2]);
+    }
+    return median;
+}
+
+/// `fer bench --eval`: the inference table.
+inline int run_eval_table(facet::Sequential<float>& model, const std::string& name,
+                          std::size_t batch, int repeats) {
+    std::vector<std::pair<std::string, std::vector<double>>> runs;
+    runs.emplace_back("facet", time_inference_steps(model, batch, repeats));
+#if defined(FACET_HAVE_EIGEN)
+    facet::set_gemm_backend(facet::GemmBackend::Eigen);
+    runs.emplace_back("eigen", time_inference_steps(model, batch, repeats));
+    facet::set_gemm_backend(facet::GemmBackend::Facet);
+#endif
+    model.set_fusion(false);  // the same pass layer by layer, for comparison
+    const std::vector<double> unfused = time_inference_steps(model, batch, repeats);
+    model.set_fusion(true);
+    const auto plan = model.inference_plan();
+    std::printf(
+        "fer bench --eval: %s, batch %zu, %d threads, GEMM micro-kernel %s; median of %d passes\n",
+        name.c_str(), batch, facet::num_threads(), facet::gemm_isa_name(facet::gemm_isa()),
+        repeats);
+    std::printf("%-7s %-44s %9s", "layers", "step", "MFLOP/img");
+    for (const auto& [backend, _] : runs) std::printf(" | %6s ms  GFLOP/s  share", backend.c_str());
+    std::printf("\n");
+    std::vector<double> totals;
+    for (const auto& [_, ms] : runs) totals.push_back(std::accumulate(ms.begin(), ms.end(), 0.0));
+    double total_flops = 0;
+    for (std::size_t s = 0; s < plan.size(); ++s) {
+        double f = 0;
+        std::string what;
+        for (std::size_t i = plan[s].first; i < plan[s].first + plan[s].count; ++i) {
+            f += static_cast<double>(
+                model.layer(i).flops(i == 0 ? model.input_shape() : model.output_shape(i - 1)));
+            what += (what.empty() ? "" : " + ") + model.layer(i).type();
+        }
+        if (plan[s].kind == facet::Sequential<float>::InferenceStep::Kind::Identity)
+            what += " (skipped: the identity)";
+        else if (plan[s].first < model.size() && model.layer(plan[s].first).type() != "ReLU")
+            what = model.layer(plan[s].first).describe().substr(0, 24) +
+                   (plan[s].count > 1 ? what.substr(what.find(' ')) : "");
+        total_flops += f;
+        const std::string range = plan[s].count == 1
+                                      ? std::to_string(plan[s].first)
+                                      : std::to_string(plan[s].first) + "-" +
+                                            std::to_string(plan[s].first + plan[s].count - 1);
+        std::printf("%-7s %-44.44s %9.2f", range.c_str(), what.c_str(), f / 1e6);
+        const bool skipped =
+            plan[s].kind == facet::Sequential<float>::InferenceStep::Kind::Identity;
+        for (std::size_t r = 0; r < runs.size(); ++r) {
+            const double ms = runs[r].second[s];
+            if (skipped)
+                std::printf(" | %9.3f %8s %5.1f%%", ms, "-", 100 * ms / totals[r]);
+            else
+                std::printf(" | %9.3f %8.1f %5.1f%%", ms,
+                            ms > 0 ? f * static_cast<double>(batch) / (ms * 1e6) : 0.0,
+                            100 * ms / totals[r]);
+        }
+        std::printf("\n");
+    }
+    std::printf("%-52s %9.2f", "total", total_flops / 1e6);
+    for (double t : totals)
+        std::printf(" | %9.3f ms %6.0f img/s", t, 1e3 * static_cast<double>(batch) / t);
+    const double plain = std::accumulate(unfused.begin(), unfused.end(), 0.0);
+    std::printf("\nlayer by layer (set_fusion(false)), facet: %.3f ms, %.0f img/s\n", plain,
+                1e3 * static_cast<double>(batch) / plain);
+    return 0;
 }
 
 /// Median time of forward + backward (data and weights) of every Conv2d of the model, each on a
@@ -188,6 +286,7 @@ inline int run_bench(const Cli& cli) {
     facet::Sequential<float> model = build_model(name, 1);
     const std::size_t B = static_cast<std::size_t>(batch);
     if (cli.has("throughput")) return run_throughput(model, B, static_cast<int>(repeats));
+    if (cli.has("eval")) return run_eval_table(model, name, B, static_cast<int>(repeats));
 
     std::vector<std::pair<std::string, LayerTimes>> runs;
     runs.emplace_back("facet", time_layers(model, B, static_cast<int>(repeats)));
