@@ -302,11 +302,7 @@ class Sequential {
     /// Runs the batch x, shape (N, input shape...), through every layer and returns the last output
     /// (the logits). Keeps every activation, and a view of x, for backward().
     const Tensor<T>& forward(const Tensor<T>& x) {
-        check(!layers_.empty(), "Sequential::forward: the model has no layers");
-        check(x.rank() == input_shape_.rank() + 1 && x.dim(0) > 0 &&
-                  sample_shape(x.shape()) == input_shape_,
-              "Sequential::forward: input ", x.shape().str(),
-              " does not match the model's input (N, ", input_shape_.str().substr(1));
+        check_input(x, "forward");
         input_ = x.view();
         fused_.assign(layers_.size(), 0);
         const Tensor<T>* in = &x;
@@ -543,16 +539,21 @@ class Sequential {
     }
 
   private:
+    /// Throws unless x is a non-empty batch of the model's input shape; `who` names the caller.
+    void check_input(const Tensor<T>& x, const char* who) const {
+        check(!layers_.empty(), "Sequential::", who, ": the model has no layers");
+        check(x.rank() == input_shape_.rank() + 1 && x.dim(0) > 0 &&
+                  sample_shape(x.shape()) == input_shape_,
+              "Sequential::", who, ": input ", x.shape().str(),
+              " does not match the model's input (N, ", input_shape_.str().substr(1));
+    }
+
     const Layer<T>& next_layer(std::size_t i) const { return *layers_[i + 1]; }
 
     /// predict()'s pass: the steps of inference_plan(), each step's result kept in the
     /// activation of its last layer; the outputs of the layers inside a step are never formed.
     const Tensor<T>& forward_inference(const Tensor<T>& x) {
-        check(!layers_.empty(), "Sequential::predict: the model has no layers");
-        check(x.rank() == input_shape_.rank() + 1 && x.dim(0) > 0 &&
-                  sample_shape(x.shape()) == input_shape_,
-              "Sequential::predict: input ", x.shape().str(),
-              " does not match the model's input (N, ", input_shape_.str().substr(1));
+        check_input(x, "predict");
         has_forward_ = false;  // no backward() may follow: not every activation is formed
         fused_.assign(layers_.size(), 0);
         const Tensor<T>* in = &x;
