@@ -88,6 +88,39 @@ TEST_CASE_TEMPLATE("im2col_batch + gemm equals the direct convolution", T, float
     }
 }
 
+TEST_CASE("im2col_rows writes exactly im2col's columns for those output rows") {
+    facet::Rng rng(29);
+    for (const facet::ConvGeometry& g : geometries) {
+        INFO(describe(g));
+        const std::size_t R = g.col_rows(), P = g.col_cols(), OH = g.out_h(), OW = g.out_w();
+        const auto x = random_vector<float>(g.image_size(), rng);
+        std::vector<float> full(R * P);
+        facet::im2col(x.data(), g, full.data(), P);
+        for (std::size_t r0 = 0; r0 <= OH; ++r0)
+            for (std::size_t r1 = r0; r1 <= OH; ++r1) {
+                const std::size_t cols = (r1 - r0) * OW, ld = cols + 3;  // a padded row stride
+                std::vector<float> part(R * ld + 1, std::numeric_limits<float>::quiet_NaN());
+                facet::im2col_rows(x.data(), g, r0, r1, part.data(), ld);
+                std::size_t bad = 0, touched = 0;
+                for (std::size_t k = 0; k < R; ++k) {
+                    for (std::size_t p = 0; p < cols; ++p)
+                        bad += !(part[k * ld + p] == full[k * P + r0 * OW + p]);
+                    for (std::size_t p = cols; p < ld; ++p)
+                        touched += !std::isnan(part[k * ld + p]);
+                }
+                CAPTURE(r0);
+                CAPTURE(r1);
+                CHECK(bad == 0);
+                CHECK(touched == 0);  // nothing is written past the rows asked for
+            }
+        std::vector<float> any(R * P);
+        CHECK_THROWS_WITH_AS(facet::im2col_rows(x.data(), g, 0, OH + 1, any.data(), P),
+                             doctest::Contains("outside the"), facet::Error);
+        if (OH > 1)
+            CHECK_THROWS_AS(facet::im2col_rows(x.data(), g, 1, 0, any.data(), P), facet::Error);
+    }
+}
+
 TEST_CASE("col2im is the adjoint of im2col: <im2col(x), y> == <x, col2im(y)>") {
     facet::Rng rng(23);
     for (const facet::ConvGeometry& g : geometries) {

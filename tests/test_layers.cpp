@@ -2,6 +2,7 @@
 // central finite differences (through check_gradients), modes, statistics, the registry, bad input.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
+#include "facet/layers/channel_affine.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/dense.hpp"
 #include "facet/layers/dropout.hpp"
@@ -116,6 +118,51 @@ TEST_CASE("Conv2d forward matches the direct convolution") {
             CHECK(y.shape() == ref.shape());
             CHECK(max_abs_diff(y, ref) < 1e-5);
             CHECK(conv.output_shape(Shape{c.cin, c.h, c.w}) == sample_shape(y.shape()));
+        }
+    }
+    set_num_threads(0);
+}
+
+TEST_CASE("Conv2d with fewer images than threads splits each image's rows: same bits as 1 thread") {
+    // Large enough that the layer splits (OC * P * K >= gemm_parallel_threshold); odd row counts,
+    // stride 2, pointwise, no bias, and more threads than a row split can use.
+    const std::vector<ConvCase> cases = {
+        {16, 16, 3, 3, 1, 1, 33, 20, true},  {16, 24, 3, 3, 2, 1, 37, 30, false},
+        {64, 64, 1, 1, 1, 0, 25, 23, true},  {8, 32, 3, 5, 1, 2, 41, 19, true},
+        {128, 128, 3, 3, 1, 0, 4, 40, true},  // two output rows: 2 parts even with 3 threads
+    };
+    for (const ConvCase& c : cases) {
+        Conv2d<float> conv = make_conv<float>(c);
+        const ConvGeometry g = conv.geometry(Shape{c.cin, c.h, c.w});
+        REQUIRE(double(c.cout) * double(g.col_cols()) * double(g.col_rows()) >=
+                detail::gemm_parallel_threshold);
+        ChannelAffine<float> affine;
+        Rng rng(9);
+        for (std::size_t o = 0; o < c.cout; ++o) {
+            affine.mean.push_back(float(rng.uniform(-1, 1)));
+            affine.scale.push_back(float(rng.uniform(0.5, 2)));
+            affine.shift.push_back(float(rng.uniform(-1, 1)));
+        }
+        affine.relu = true;
+        for (std::size_t batch : {1, 2}) {
+            const auto x = random_tensor<float>(Shape{batch, c.cin, c.h, c.w}, 3);
+            Tensor<float> ref(Shape{batch, c.cout, g.out_h(), g.out_w()});
+            conv2d_direct(x.data(), batch, g, conv.weight().data(), c.cout,
+                          c.bias ? conv.bias().data() : nullptr, ref.data());
+            set_num_threads(1);
+            Tensor<float> y1, a1;
+            conv.forward(x, y1);
+            conv.forward_affine(x, a1, &affine);
+            for (int threads : {2, 3}) {
+                INFO(conv.describe() << " on " << x.shape().str() << ", threads " << threads);
+                set_num_threads(threads);
+                Tensor<float> y, a;
+                conv.forward(x, y);
+                conv.forward_affine(x, a, &affine);
+                CHECK(max_abs_diff(y, ref) < 1e-4);
+                CHECK(std::equal(y.begin(), y.end(), y1.begin(), y1.end()));
+                CHECK(std::equal(a.begin(), a.end(), a1.begin(), a1.end()));
+            }
         }
     }
     set_num_threads(0);
@@ -322,8 +369,13 @@ TEST_CASE("BatchNorm rejects bad shapes, bad settings and single-value training 
 
 TEST_CASE("MaxPool2d forward matches a naive loop; gradients go to the first maximum") {
     for (auto [k, s, h, w] : std::vector<std::array<std::size_t, 4>>{
-             {2, 2, 6, 4}, {2, 2, 5, 7}, {3, 2, 7, 6}, {3, 1, 4, 5}, {1, 1, 2, 3},
-             {2, 2, 4, 17}, {2, 2, 5, 20}}) {  // the last two: rows of >= 8 outputs, fast path
+             {2, 2, 6, 4},
+             {2, 2, 5, 7},
+             {3, 2, 7, 6},
+             {3, 1, 4, 5},
+             {1, 1, 2, 3},
+             {2, 2, 4, 17},
+             {2, 2, 5, 20}}) {  // the last two: rows of >= 8 outputs, fast path
         MaxPool2d<double> pool(k, s);
         const auto x = random_tensor<double>(Shape{2, 3, h, w}, 30 + k);
         Tensor<double> y;
@@ -345,7 +397,8 @@ TEST_CASE("MaxPool2d forward matches a naive loop; gradients go to the first max
     }
 }
 
-TEST_CASE("MaxPool2d 2x2 fast path routes gradients like the scan-order definition, ties included") {
+TEST_CASE(
+    "MaxPool2d 2x2 fast path routes gradients like the scan-order definition, ties included") {
     // Values from {0, 1, 2}: most windows hold ties. Rows of 10 outputs take the fast path.
     const std::size_t H = 6, W = 20;
     Tensor<float> x(Shape{2, 3, H, W});

@@ -39,10 +39,13 @@ struct ConvGeometry {
         check(stride_h > 0 && stride_w > 0, "ConvGeometry: stride must be positive");
         check(dilation_h > 0 && dilation_w > 0, "ConvGeometry: dilation must be positive");
         // Huge dilations or paddings must not wrap around and pass the size test below.
-        checked_add(checked_mul(dilation_h, kernel_h - 1, "ConvGeometry: dilated kernel height"), 1);
+        checked_add(checked_mul(dilation_h, kernel_h - 1, "ConvGeometry: dilated kernel height"),
+                    1);
         checked_add(checked_mul(dilation_w, kernel_w - 1, "ConvGeometry: dilated kernel width"), 1);
-        checked_add(height, checked_mul(2, pad_h, "ConvGeometry: padding"), "ConvGeometry: padded height");
-        checked_add(width, checked_mul(2, pad_w, "ConvGeometry: padding"), "ConvGeometry: padded width");
+        checked_add(height, checked_mul(2, pad_h, "ConvGeometry: padding"),
+                    "ConvGeometry: padded height");
+        checked_add(width, checked_mul(2, pad_w, "ConvGeometry: padding"),
+                    "ConvGeometry: padded width");
         check(extent_h() <= height + 2 * pad_h && extent_w() <= width + 2 * pad_w,
               "ConvGeometry: kernel ", extent_h(), "x", extent_w(), " larger than padded input ",
               height + 2 * pad_h, "x", width + 2 * pad_w);
@@ -52,12 +55,16 @@ struct ConvGeometry {
     }
 };
 
-/// Unrolls one C x H x W image into the col_rows() x col_cols() matrix `col` (row stride ldcol):
-/// col[(c, ki, kj), (oh, ow)] = image[c, oh*stride - pad + ki*dil, ow*stride - pad + kj*dil],
-/// and 0 where that index falls in the padding. Then conv = weights (OC x C*kh*kw) * col.
+/// Unrolls the output rows [oh_begin, oh_end) of one C x H x W image into the col_rows() x
+/// ((oh_end - oh_begin) * out_w()) matrix `col` (row stride ldcol): the columns of im2col() for
+/// those output pixels only. Threads that share one image each unroll the rows they compute, so
+/// the matrix each one multiplies stays in its own core's cache.
 template <typename T>
-void im2col(const T* image, const ConvGeometry& g, T* col, std::size_t ldcol) {
-    const std::size_t oh_n = g.out_h(), ow_n = g.out_w();
+void im2col_rows(const T* image, const ConvGeometry& g, std::size_t oh_begin, std::size_t oh_end,
+                 T* col, std::size_t ldcol) {
+    check(oh_begin <= oh_end && oh_end <= g.out_h(), "im2col_rows: rows [", oh_begin, ", ", oh_end,
+          ") outside the ", g.out_h(), " output rows");
+    const std::size_t ow_n = g.out_w();
     const auto H = static_cast<std::ptrdiff_t>(g.height), W = static_cast<std::ptrdiff_t>(g.width);
     std::size_t row = 0;
     for (std::size_t c = 0; c < g.channels; ++c) {
@@ -67,15 +74,17 @@ void im2col(const T* image, const ConvGeometry& g, T* col, std::size_t ldcol) {
                 T* out = col + row * ldcol;
                 // Output columns ow whose input column iw = ow*s - pad + kj*dil lies inside [0, W):
                 // computed once per row so the inner loop has no bounds test.
-                const auto off_w = static_cast<std::ptrdiff_t>(kj * g.dilation_w) - static_cast<std::ptrdiff_t>(g.pad_w);
+                const auto off_w = static_cast<std::ptrdiff_t>(kj * g.dilation_w) -
+                                   static_cast<std::ptrdiff_t>(g.pad_w);
                 const auto sw = static_cast<std::ptrdiff_t>(g.stride_w);
                 std::ptrdiff_t lo = off_w >= 0 ? 0 : (-off_w + sw - 1) / sw;
                 std::ptrdiff_t hi = W - off_w <= 0 ? 0 : (W - off_w + sw - 1) / sw;
                 lo = std::min<std::ptrdiff_t>(lo, static_cast<std::ptrdiff_t>(ow_n));
                 hi = std::clamp<std::ptrdiff_t>(hi, lo, static_cast<std::ptrdiff_t>(ow_n));
-                for (std::size_t oh = 0; oh < oh_n; ++oh, out += ow_n) {
-                    const auto ih = static_cast<std::ptrdiff_t>(oh * g.stride_h + ki * g.dilation_h) -
-                                    static_cast<std::ptrdiff_t>(g.pad_h);
+                for (std::size_t oh = oh_begin; oh < oh_end; ++oh, out += ow_n) {
+                    const auto ih =
+                        static_cast<std::ptrdiff_t>(oh * g.stride_h + ki * g.dilation_h) -
+                        static_cast<std::ptrdiff_t>(g.pad_h);
                     if (ih < 0 || ih >= H) {  // the whole output row reads padding
                         std::fill(out, out + ow_n, T(0));
                         continue;
@@ -83,7 +92,8 @@ void im2col(const T* image, const ConvGeometry& g, T* col, std::size_t ldcol) {
                     const T* in = plane + ih * W + off_w;
                     std::fill(out, out + lo, T(0));
                     if (sw == 1) {
-                        std::memcpy(out + lo, in + lo, static_cast<std::size_t>(hi - lo) * sizeof(T));
+                        std::memcpy(out + lo, in + lo,
+                                    static_cast<std::size_t>(hi - lo) * sizeof(T));
                     } else {
                         for (std::ptrdiff_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * sw];
                     }
@@ -92,6 +102,14 @@ void im2col(const T* image, const ConvGeometry& g, T* col, std::size_t ldcol) {
             }
         }
     }
+}
+
+/// Unrolls one C x H x W image into the col_rows() x col_cols() matrix `col` (row stride ldcol):
+/// col[(c, ki, kj), (oh, ow)] = image[c, oh*stride - pad + ki*dil, ow*stride - pad + kj*dil],
+/// and 0 where that index falls in the padding. Then conv = weights (OC x C*kh*kw) * col.
+template <typename T>
+void im2col(const T* image, const ConvGeometry& g, T* col, std::size_t ldcol) {
+    im2col_rows(image, g, 0, g.out_h(), col, ldcol);
 }
 
 /// The adjoint of im2col: adds every entry of `col` back to the image pixel it was read from
@@ -108,15 +126,17 @@ void col2im(const T* col, std::size_t ldcol, const ConvGeometry& g, T* image) {
         for (std::size_t ki = 0; ki < g.kernel_h; ++ki) {
             for (std::size_t kj = 0; kj < g.kernel_w; ++kj, ++row) {
                 const T* in = col + row * ldcol;
-                const auto off_w = static_cast<std::ptrdiff_t>(kj * g.dilation_w) - static_cast<std::ptrdiff_t>(g.pad_w);
+                const auto off_w = static_cast<std::ptrdiff_t>(kj * g.dilation_w) -
+                                   static_cast<std::ptrdiff_t>(g.pad_w);
                 const auto sw = static_cast<std::ptrdiff_t>(g.stride_w);
                 std::ptrdiff_t lo = off_w >= 0 ? 0 : (-off_w + sw - 1) / sw;
                 std::ptrdiff_t hi = W - off_w <= 0 ? 0 : (W - off_w + sw - 1) / sw;
                 lo = std::min<std::ptrdiff_t>(lo, static_cast<std::ptrdiff_t>(ow_n));
                 hi = std::clamp<std::ptrdiff_t>(hi, lo, static_cast<std::ptrdiff_t>(ow_n));
                 for (std::size_t oh = 0; oh < oh_n; ++oh, in += ow_n) {
-                    const auto ih = static_cast<std::ptrdiff_t>(oh * g.stride_h + ki * g.dilation_h) -
-                                    static_cast<std::ptrdiff_t>(g.pad_h);
+                    const auto ih =
+                        static_cast<std::ptrdiff_t>(oh * g.stride_h + ki * g.dilation_h) -
+                        static_cast<std::ptrdiff_t>(g.pad_h);
                     if (ih < 0 || ih >= H) continue;
                     T* out = plane + ih * W + off_w;
                     for (std::ptrdiff_t ow = lo; ow < hi; ++ow) out[ow * sw] += in[ow];

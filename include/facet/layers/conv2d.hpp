@@ -103,18 +103,19 @@ class Conv2d : public Layer<T> {
         const std::size_t batch = x.dim(0), OC = opt_.out_channels;
         const std::size_t K = g.col_rows(), P = g.col_cols();
         y.resize(Shape{batch, OC, g.out_h(), g.out_w()});
+        const std::size_t threads = in_parallel() ? 1 : std::size_t(num_threads());
+        if (batch < threads && g.out_h() > 1 &&
+            static_cast<double>(OC) * static_cast<double>(P) * static_cast<double>(K) >=
+                detail::gemm_parallel_threshold) {
+            forward_split_rows(x, y, affine, g, std::min(threads, g.out_h()));
+            return;
+        }
         const std::size_t chunks = prepare_workspace(batch, K, P, false);
         for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
             const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
             T* yn = y.data() + n * OC * P;
             gemm(Trans::No, Trans::No, OC, P, K, T(1), weight_.data(), K, col, P, T(0), yn, P);
-            if (opt_.bias)
-                for (std::size_t o = 0; o < OC; ++o) {
-                    const T b = bias_[o];
-                    for (std::size_t p = 0; p < P; ++p) yn[o * P + p] += b;
-                }
-            if (affine)
-                for (std::size_t o = 0; o < OC; ++o) affine->apply_plane(o, yn + o * P, P);
+            finish_output(yn, P, P, affine);
         });
     }
 
@@ -219,6 +220,53 @@ class Conv2d : public Layer<T> {
     }
 
   private:
+    /// Fewer images than threads (batch-1 inference): the threads split each image's output rows
+    /// instead, each unrolling only the rows it multiplies. Splitting the one GEMM by columns
+    /// instead had every thread read its slice of a col matrix another core had just written,
+    /// and on this project's 2-core host that made a batch-1 conv slower on 2 threads than on 1.
+    /// Each output value is the same K-long sum either way, so the results are the same bits.
+    void forward_split_rows(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine,
+                            const ConvGeometry& g, std::size_t parts) {
+        const std::size_t batch = x.dim(0), OC = opt_.out_channels;
+        const std::size_t K = g.col_rows(), P = g.col_cols(), OH = g.out_h(), OW = g.out_w();
+        const std::size_t max_rows = (OH + parts - 1) / parts;
+        if (col_ws_.size() < parts) col_ws_.resize(parts);
+        for (std::size_t c = 0; c < parts; ++c) col_ws_[c].resize(Shape{K, max_rows * OW});
+        for (std::size_t n = 0; n < batch; ++n) {
+            const T* image = x.data() + n * g.image_size();
+            parallel_for(parts, [&](std::size_t cb, std::size_t ce) {
+                for (std::size_t c = cb; c < ce; ++c) {
+                    const std::size_t r0 = OH * c / parts, r1 = OH * (c + 1) / parts;
+                    const std::size_t cols = (r1 - r0) * OW;
+                    const T* col = image + r0 * OW;  // a pointwise conv reads the image itself
+                    std::size_t ld = P;
+                    if (!is_pointwise(g)) {
+                        im2col_rows(image, g, r0, r1, col_ws_[c].data(), cols);
+                        col = col_ws_[c].data();
+                        ld = cols;
+                    }
+                    T* yn = y.data() + n * OC * P + r0 * OW;
+                    gemm(Trans::No, Trans::No, OC, cols, K, T(1), weight_.data(), K, col, ld, T(0),
+                         yn, P);
+                    finish_output(yn, P, cols, affine);
+                }
+            });
+        }
+    }
+
+    /// Adds the bias, then applies `affine` (when given), to `cols` columns of each of the
+    /// OC output rows starting at y, rows `ld` apart.
+    void finish_output(T* y, std::size_t ld, std::size_t cols, const ChannelAffine<T>* affine) {
+        const std::size_t OC = opt_.out_channels;
+        if (opt_.bias)
+            for (std::size_t o = 0; o < OC; ++o) {
+                const T b = bias_[o];
+                for (std::size_t p = 0; p < cols; ++p) y[o * ld + p] += b;
+            }
+        if (affine)
+            for (std::size_t o = 0; o < OC; ++o) affine->apply_plane(o, y + o * ld, cols);
+    }
+
     /// A 1x1 convolution with stride 1 and no padding: im2col would copy the image unchanged.
     static bool is_pointwise(const ConvGeometry& g) {
         return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
