@@ -95,6 +95,16 @@ struct Problem {
         return C;
     }
 
+    /// The same product through GemmPackedA: A packed first, then multiplied.
+    std::vector<T> run_packed() const {
+        facet::GemmPackedA<T> packed;
+        packed.pack(c.ta, c.M, c.K, A.data(), lda);
+        std::vector<T> C = C0;
+        packed.multiply(c.tb, c.N, static_cast<T>(c.alpha), B.data(), ldb, static_cast<T>(c.beta),
+                        C.data(), ldc);
+        return C;
+    }
+
     /// Checks C against Eigen's double-precision product, entry by entry, relative to the
     /// magnitude |alpha| sum_k |a b| + |beta c|: a wrong or missing term shows up as ~1/K of it,
     /// far above the rounding allowance 8 sqrt(K + 2) eps. The padding of C must be untouched.
@@ -223,7 +233,12 @@ void check_all_cases(GemmIsa isa) {
         for (int threads : {1, 2}) {
             CAPTURE(threads);
             facet::set_num_threads(threads);
-            problem.verify(problem.run());
+            const std::vector<T> C = problem.run();
+            problem.verify(C);
+            // A packed once (GemmPackedA) must give exactly gemm()'s result.
+            const std::vector<T> packed = problem.run_packed();
+            INFO(describe(c), " through GemmPackedA");
+            CHECK(std::memcmp(C.data(), packed.data(), C.size() * sizeof(T)) == 0);
         }
     }
 }
@@ -296,6 +311,52 @@ TEST_CASE_TEMPLATE("gemm is deterministic: repeated calls and 1 vs 2 threads agr
             CHECK(std::memcmp(two.data(), again.data(), two.size() * sizeof(T)) == 0);
         }
     }
+}
+
+TEST_CASE("GemmPackedA: one packing, many right-hand sides; a changed ISA or backend falls back") {
+    GemmSettingsGuard guard;
+    facet::Rng rng(8);
+    // 130 rows (a partial micro-panel) and K = 800: several k-slices of the packed A.
+    const Case c{130, 70, 800, Trans::Yes, Trans::No, 3, 1, 2, 1.0, 0.0};
+    const Problem<float> first(c, rng), second(c, rng);
+    facet::GemmPackedA<float> packed;
+    packed.pack(c.ta, c.M, c.K, first.A.data(), first.lda);
+    CHECK(packed.rows() == 130);
+    CHECK(packed.depth() == 800);
+    for (int threads : {1, 2}) {
+        facet::set_num_threads(threads);
+        for (const auto* rhs : {&first, &second}) {  // A of `first` times each B
+            std::vector<float> C = rhs->C0;
+            packed.multiply(Trans::No, c.N, 1.0f, rhs->B.data(), rhs->ldb, 0.0f, C.data(), c.N + 2);
+            Problem<float> expected = *rhs;
+            expected.A = first.A;
+            expected.verify(C);
+        }
+    }
+    // Packed for one kernel, used after another was selected: the product is still right.
+    for (GemmIsa isa : runnable_isas()) {
+        facet::set_gemm_isa(isa);
+        std::vector<float> C = first.C0;
+        packed.multiply(Trans::No, c.N, 1.0f, first.B.data(), first.ldb, 0.0f, C.data(), c.N + 2);
+        CAPTURE(facet::gemm_isa_name(isa));
+        first.verify(C);
+    }
+    facet::set_gemm_isa(GemmIsa::Auto);
+#if defined(FACET_HAVE_EIGEN)
+    facet::set_gemm_backend(facet::GemmBackend::Eigen);
+    std::vector<float> C = first.C0;
+    packed.multiply(Trans::No, c.N, 1.0f, first.B.data(), first.ldb, 0.0f, C.data(), c.N + 2);
+    first.verify(C);
+    facet::set_gemm_backend(facet::GemmBackend::Facet);
+#endif
+    // Bad operands are named, as by gemm().
+    std::vector<float> out(130 * 70);
+    CHECK_THROWS_WITH_AS(
+        packed.multiply(Trans::No, 70, 1.0f, first.B.data(), 60, 0.0f, out.data(), 70),
+        doctest::Contains("ldb"), facet::Error);
+    CHECK_THROWS_WITH_AS(packed.pack(Trans::No, 10, 20, first.A.data(), 5),
+                         doctest::Contains("lda"), facet::Error);
+    CHECK_THROWS_AS(packed.pack(Trans::No, 10, 20, nullptr, 20), facet::Error);
 }
 
 TEST_CASE_TEMPLATE("gemm degenerate sizes and alpha == 0", T, float, double) {

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <exception>
 #include <type_traits>
+#include <vector>
 
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
@@ -166,18 +167,49 @@ void gemm_scale(std::size_t M, std::size_t N, T beta, T* C, std::size_t ldc) {
     }
 }
 
+/// Where gemm_blocked finds the packed (i0, p0) block of A in a whole packed A (see
+/// GemmPackedA): blocks of MC rows one after another, each holding its k-slices in turn.
+/// mc_max is a multiple of MR, so the blocks before row i0 hold exactly i0 rows.
+template <std::size_t MR>
+std::size_t packed_a_offset(std::size_t i0, std::size_t mc, std::size_t p0, std::size_t K) {
+    return i0 * K + round_up(mc, MR) * p0;
+}
+
+/// Elements of the whole of op(A) (M x K) packed for Kernel.
+template <typename Kernel>
+std::size_t packed_a_size(std::size_t M, std::size_t K) {
+    return round_up(M, Kernel::MR) * K;
+}
+
+/// Packs the whole of op(A) (M x K) in gemm_blocked's block order, for Kernel.
+template <typename Kernel, typename T>
+void pack_whole_a(Trans transA, std::size_t M, std::size_t K, const T* A, std::size_t lda,
+                  T* packed) {
+    constexpr std::size_t MR = Kernel::MR;
+    const std::size_t mc_max = even_block(M, GemmBlocking<T>::MC, MR);
+    const std::size_t kc_max = even_block(K, GemmBlocking<T>::KC, 1);
+    for (std::size_t i0 = 0; i0 < M; i0 += mc_max) {
+        const std::size_t mc = std::min(mc_max, M - i0);
+        for (std::size_t p0 = 0; p0 < K; p0 += kc_max)
+            pack_a<MR>(Kernel::simd_packing, transA, mc, std::min(kc_max, K - p0),
+                       transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda,
+                       packed + packed_a_offset<MR>(i0, mc, p0, K));
+    }
+}
+
 /// One thread's share: the whole blocked algorithm on an M x N rectangle of C (A, B and C
-/// already point at the rectangle's first row / column).
+/// already point at the rectangle's first row / column). With `prepacked_a` (all of op(A),
+/// packed by pack_whole_a) A is neither read nor packed.
 template <typename Kernel, typename T>
 void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
                   const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
-                  std::size_t ldc) {
+                  std::size_t ldc, const T* prepacked_a = nullptr) {
     constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
     using Blocking = GemmBlocking<T>;
     const std::size_t mc_max = even_block(M, Blocking::MC, MR);
     const std::size_t kc_max = even_block(K, Blocking::KC, 1);
     const std::size_t nc_max = even_block(N, Blocking::NC, NR);
-    T* packed_a = gemm_workspace<T>(0, round_up(mc_max, MR) * kc_max);
+    T* a_workspace = prepacked_a ? nullptr : gemm_workspace<T>(0, round_up(mc_max, MR) * kc_max);
     T* packed_b = gemm_workspace<T>(1, kc_max * round_up(nc_max, NR));
     alignas(64) T edge[MR * NR];  // a partial tile is computed here, then copied to C
 
@@ -186,8 +218,13 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
         for (std::size_t p0 = 0; p0 < K; p0 += kc_max) {
             const std::size_t kc = std::min(kc_max, K - p0);
             const T beta_slice = p0 == 0 ? beta : T(1);  // later k-slices add to the first
-            pack_a<MR>(Kernel::simd_packing, transA, mc, kc,
-                       transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda, packed_a);
+            const T* packed_a = a_workspace;
+            if (prepacked_a)
+                packed_a = prepacked_a + packed_a_offset<MR>(i0, mc, p0, K);
+            else
+                pack_a<MR>(Kernel::simd_packing, transA, mc, kc,
+                           transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda,
+                           a_workspace);
             for (std::size_t j0 = 0; j0 < N; j0 += nc_max) {
                 const std::size_t nc = std::min(nc_max, N - j0);
                 pack_b<NR>(Kernel::simd_packing, transB, kc, nc,
@@ -268,12 +305,13 @@ void gemm_single_row(std::size_t N, std::size_t K, T alpha, const T* a, const T*
         small ? 1 : 0);
 }
 
-/// Runs gemm_blocked on each thread's rectangle of C.
+/// Runs gemm_blocked on each thread's rectangle of C. With `prepacked_a` the threads split
+/// only the columns, since each rectangle must span all of A's packed rows.
 template <typename Kernel, typename T>
 void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
                    const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
-                   std::size_t ldc) {
-    if (M == 1 && transB == Trans::Yes) {
+                   std::size_t ldc, const T* prepacked_a = nullptr) {
+    if (M == 1 && transB == Trans::Yes && !prepacked_a) {
         // A's one row is contiguous unless A is stored transposed (a K x 1 column).
         const T* a = A;
         if (transA == Trans::Yes && lda != 1) {
@@ -289,10 +327,11 @@ void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std
         2.0 * gemm_parallel_threshold)
         threads = 1;
     if (threads <= 1) {
-        gemm_blocked<Kernel>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_blocked<Kernel>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                             prepacked_a);
         return;
     }
-    const int row_parts = gemm_row_parts<Kernel, T>(M, N, K, threads);
+    const int row_parts = prepacked_a ? 1 : gemm_row_parts<Kernel, T>(M, N, K, threads);
     const int col_parts = threads / row_parts;
     const std::size_t row_panels = (M + Kernel::MR - 1) / Kernel::MR;
     const std::size_t col_panels = (N + Kernel::NR - 1) / Kernel::NR;
@@ -321,7 +360,7 @@ void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std
                 gemm_blocked<Kernel>(transA, transB, i_end - i_begin, j_end - j_begin, K, alpha,
                                      transA == Trans::No ? A + i_begin * lda : A + i_begin, lda,
                                      transB == Trans::No ? B + j_begin : B + j_begin * ldb, ldb,
-                                     beta, C + i_begin * ldc + j_begin, ldc);
+                                     beta, C + i_begin * ldc + j_begin, ldc, prepacked_a);
             } catch (...) {
 #if defined(_OPENMP)
 #pragma omp critical(facet_gemm_failure)
@@ -331,6 +370,28 @@ void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std
         }
     }
     if (failure) std::rethrow_exception(failure);
+}
+
+/// facet's own product with the kernels of `isa` (checks done by the caller).
+template <typename T>
+void gemm_facet(GemmIsa isa, Trans transA, Trans transB, std::size_t M, std::size_t N,
+                std::size_t K, T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb,
+                T beta, T* C, std::size_t ldc, const T* prepacked_a = nullptr) {
+    switch (isa) {
+#if FACET_GEMM_HAVE_X86_KERNELS
+        case GemmIsa::Avx512:
+            gemm_parallel<GemmKernelAvx512<T>>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                                               C, ldc, prepacked_a);
+            return;
+        case GemmIsa::Avx2:
+            gemm_parallel<GemmKernelAvx2<T>>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta,
+                                             C, ldc, prepacked_a);
+            return;
+#endif
+        default:
+            gemm_parallel<GemmKernelPortable<T>>(transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                                                 beta, C, ldc, prepacked_a);
+    }
 }
 
 /// Checks one operand: non-null when non-empty, leading dimension at least its column count,
@@ -377,21 +438,76 @@ void gemm(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t 
         throw Error("gemm: Eigen backend selected but FACET_HAVE_EIGEN is not defined here");
 #endif
     }
-    switch (gemm_isa()) {
-#if FACET_GEMM_HAVE_X86_KERNELS
-        case GemmIsa::Avx512:
-            detail::gemm_parallel<GemmKernelAvx512<T>>(transA, transB, M, N, K, alpha, A, lda, B,
-                                                       ldb, beta, C, ldc);
-            return;
-        case GemmIsa::Avx2:
-            detail::gemm_parallel<GemmKernelAvx2<T>>(transA, transB, M, N, K, alpha, A, lda, B, ldb,
-                                                     beta, C, ldc);
-            return;
-#endif
-        default:
-            detail::gemm_parallel<GemmKernelPortable<T>>(transA, transB, M, N, K, alpha, A, lda, B,
-                                                         ldb, beta, C, ldc);
-    }
+    detail::gemm_facet(gemm_isa(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+/// op(A) packed once for many products with different right-hand sides: a convolution's
+/// weights, multiplied by every image of a batch. gemm() re-packs A on every call, which for
+/// the late fer-cnn-s layers (128 x 1152 weights against 144 output pixels per image) is about
+/// as much data as it packs of B; multiply() skips that, and gives gemm()'s bits.
+/// The packing is for the ISA selected when pack() ran. The source A must stay alive and
+/// unchanged while the packing is used: when the ISA or the backend has changed since,
+/// multiply() computes the plain gemm() with the source.
+template <typename T>
+class GemmPackedA {
+  public:
+    /// Packs op(A) (M x K; A stored K x M when transA == Yes), with the checks of gemm().
+    void pack(Trans transA, std::size_t M, std::size_t K, const T* A, std::size_t lda) {
+        const bool ta = transA == Trans::Yes;
+        detail::gemm_check_operand("A", A == nullptr, ta ? K : M, ta ? M : K, lda, "lda");
+        trans_ = transA, M_ = M, K_ = K, A_ = A, lda_ = lda, isa_ = gemm_isa();
+        panels_.clear();
+        if (M == 0 || K == 0 || gemm_backend() == GemmBackend::Eigen) return;
+        switch (isa_) {
+#if FACET_GEMM_HAVE_X86_KERNELS
+            case GemmIsa::Avx512:
+                return pack_for<GemmKernelAvx512<T>>();
+            case GemmIsa::Avx2:
+                return pack_for<GemmKernelAvx2<T>>();
+#endif
+            default:
+                return pack_for<GemmKernelPortable<T>>();
+        }
+    }
+
+    std::size_t rows() const {
+        return M_;
+    }
+    std::size_t depth() const {
+        return K_;
+    }
+
+    /// C (M x N) = alpha * op(A) * op(B) + beta * C, with op(A) as packed; see gemm().
+    void multiply(Trans transB, std::size_t N, T alpha, const T* B, std::size_t ldb, T beta, T* C,
+                  std::size_t ldc) const {
+        // A one-row product with B transposed takes gemm()'s dot-product path, not the packed one.
+        const bool usable = !panels_.empty() && isa_ == gemm_isa() &&
+                            gemm_backend() == GemmBackend::Facet && alpha != T(0) &&
+                            !(M_ == 1 && transB == Trans::Yes);
+        if (!usable) {
+            gemm(trans_, transB, M_, N, K_, alpha, A_, lda_, B, ldb, beta, C, ldc);
+            return;
+        }
+        const bool tb = transB == Trans::Yes;
+        detail::gemm_check_operand("C", C == nullptr, M_, N, ldc, "ldc");
+        detail::gemm_check_operand("B", B == nullptr, tb ? N : K_, tb ? K_ : N, ldb, "ldb");
+        if (N == 0) return;
+        detail::gemm_facet(isa_, trans_, transB, M_, N, K_, alpha, A_, lda_, B, ldb, beta, C, ldc,
+                           panels_.data());
+    }
+
+  private:
+    template <typename Kernel>
+    void pack_for() {
+        panels_.resize(detail::packed_a_size<Kernel>(M_, K_));
+        detail::pack_whole_a<Kernel>(trans_, M_, K_, A_, lda_, panels_.data());
+    }
+
+    Trans trans_ = Trans::No;
+    std::size_t M_ = 0, K_ = 0, lda_ = 0;
+    const T* A_ = nullptr;
+    GemmIsa isa_ = GemmIsa::Portable;
+    std::vector<T> panels_;
+};
 
 }  // namespace facet

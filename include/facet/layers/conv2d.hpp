@@ -107,14 +107,16 @@ class Conv2d : public Layer<T> {
         if (batch < threads && g.out_h() > 1 &&
             static_cast<double>(OC) * static_cast<double>(P) * static_cast<double>(K) >=
                 detail::gemm_parallel_threshold) {
+            packed_weight_.pack(Trans::No, OC, K, weight_.data(), K);
             forward_split_rows(x, y, affine, g, std::min(threads, g.out_h()));
             return;
         }
+        packed_weight_.pack(Trans::No, OC, K, weight_.data(), K);  // once for the whole batch
         const std::size_t chunks = prepare_workspace(batch, K, P, false);
         for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
             const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
             T* yn = y.data() + n * OC * P;
-            gemm(Trans::No, Trans::No, OC, P, K, T(1), weight_.data(), K, col, P, T(0), yn, P);
+            packed_weight_.multiply(Trans::No, P, T(1), col, P, T(0), yn, P);
             finish_output(yn, P, P, affine);
         });
     }
@@ -136,6 +138,7 @@ class Conv2d : public Layer<T> {
         dx.resize(x.shape());
         const std::size_t chunks = prepare_workspace(batch, K, P, true);
         const bool input_gradient = this->input_gradient();
+        if (input_gradient) packed_weight_t_.pack(Trans::Yes, K, OC, weight_.data(), K);
         for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
             const bool first = n == batch * chunk / chunks;
             const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
@@ -154,12 +157,10 @@ class Conv2d : public Layer<T> {
             if (!input_gradient) {  // nobody reads dx (the network's first layer): skip its GEMM
                 std::fill(dxn, dxn + g.image_size(), T(0));
             } else if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
-                gemm(Trans::Yes, Trans::No, K, P, OC, T(1), weight_.data(), K, dyn, P, T(0), dxn,
-                     P);
+                packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dxn, P);
             } else {
                 T* dcol = dcol_ws_[chunk].data();
-                gemm(Trans::Yes, Trans::No, K, P, OC, T(1), weight_.data(), K, dyn, P, T(0), dcol,
-                     P);
+                packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dcol, P);
                 col2im(dcol, P, g, dxn);
             }
         });
@@ -246,8 +247,7 @@ class Conv2d : public Layer<T> {
                         ld = cols;
                     }
                     T* yn = y.data() + n * OC * P + r0 * OW;
-                    gemm(Trans::No, Trans::No, OC, cols, K, T(1), weight_.data(), K, col, ld, T(0),
-                         yn, P);
+                    packed_weight_.multiply(Trans::No, cols, T(1), col, ld, T(0), yn, P);
                     finish_output(yn, P, cols, affine);
                 }
             });
@@ -317,6 +317,7 @@ class Conv2d : public Layer<T> {
     Conv2dOptions opt_;
     Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
     std::vector<Tensor<T>> col_ws_, dcol_ws_, dw_part_, db_part_;
+    GemmPackedA<T> packed_weight_, packed_weight_t_;  // W and W^T, packed once per call
 };
 
 }  // namespace facet
