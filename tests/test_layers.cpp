@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "facet/core/parallel.hpp"
 #include "facet/kernels/conv_reference.hpp"
+#include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
 #include "facet/layers/channel_affine.hpp"
@@ -326,6 +328,77 @@ TEST_CASE("BatchNorm running statistics converge to the data's") {
     for (int i = 0; i < 60; ++i) bn.forward(x, y);
     CHECK(bn.running_mean()[1] == doctest::Approx(mu[1]).epsilon(1e-9));
     CHECK(bn.running_var()[0] == doctest::Approx(var[0] * 10 / 9).epsilon(1e-9));
+}
+
+TEST_CASE("the element-wise loops give the same bits compiled for AVX-512 and for the build") {
+    if (!cpu_features().avx512f) {
+        MESSAGE("skipped: this CPU has no AVX-512, so run_vectorized has one version only");
+        return;
+    }
+    // Every layer whose loops run through run_vectorized, on planes of several widths (the
+    // 2x2 pool's fast path and its generic loop, sums with and without a tail), forward and
+    // backward, train and eval, with and without the fused ReLU.
+    struct Outputs {
+        std::vector<Tensor<float>> tensors;
+    };
+    auto run_all = [](bool avx512) {
+        set_avx512_loops(avx512);
+        Outputs out;
+        auto keep = [&](const Tensor<float>& t) { out.tensors.push_back(t); };
+        for (const Shape& s : {Shape{3, 5, 16, 16}, Shape{2, 3, 12, 7}, Shape{4, 2, 48, 48}}) {
+            const auto x = random_tensor<float>(s, 21), dy = random_tensor<float>(s, 22);
+            BatchNorm2d<float> bn(s[1]);
+            Rng rng(3);
+            bn.gamma().fill_uniform(rng, 0.5, 1.5);
+            for (Mode mode : {Mode::Train, Mode::Eval}) {
+                bn.set_mode(mode);
+                Tensor<float> y, z, dx, dxr;
+                bn.forward(x, y);
+                bn.backward(x, y, dy, dx);
+                bn.forward_relu(x, z);
+                bn.backward_relu(x, dy, dxr);
+                for (const auto* t : {&y, &dx, &z, &dxr, &bn.running_mean(), &bn.running_var(),
+                                      &*bn.parameters()[0].grad, &*bn.parameters()[1].grad})
+                    keep(*t);
+            }
+            MaxPool2d<float> pool(2);
+            Tensor<float> py, pdx;
+            pool.forward(x, py);
+            pool.backward(x, py, random_tensor<float>(py.shape(), 23), pdx);
+            keep(py);
+            keep(pdx);
+            ChannelAffine<float> affine = bn.inference_affine(true);
+            Conv2d<float> conv(s[1], s[1], 3, 1, 1);
+            Tensor<float> cy;
+            conv.forward_affine(x, cy, &affine);
+            keep(cy);
+        }
+        BatchNorm1d<float> bn1(37);
+        bn1.set_mode(Mode::Eval);
+        Rng rng(4);
+        bn1.running_mean().fill_uniform(rng, -1, 1);
+        ChannelAffine<float> affine = bn1.inference_affine(true);
+        Dense<float> dense(20, 37);
+        Tensor<float> dy;
+        dense.forward_affine(random_tensor<float>(Shape{5, 20}, 24), dy, &affine);
+        keep(dy);
+        set_avx512_loops(true);
+        return out;
+    };
+    const Outputs wide = run_all(true), plain = run_all(false);
+    REQUIRE(wide.tensors.size() == plain.tensors.size());
+    for (std::size_t i = 0; i < wide.tensors.size(); ++i) {
+        CAPTURE(i);
+        const Tensor<float>&a = wide.tensors[i], &b = plain.tensors[i];
+        REQUIRE(a.shape() == b.shape());
+#if defined(__clang__)
+        // Clang fuses a * b + c into FMAs in the AVX-512 version (GCC's fp-contract=off has no
+        // per-function equivalent there), so the two agree to rounding, not to the bit.
+        CHECK(max_abs_diff(a, b) <= 1e-5 * (1 + max_abs_diff(b, Tensor<float>(b.shape()))));
+#else
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+#endif
+    }
 }
 
 TEST_CASE("BatchNorm gradients match finite differences in train and eval, affine on and off") {

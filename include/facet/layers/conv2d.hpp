@@ -15,6 +15,7 @@
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
+#include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/channel_affine.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
@@ -258,13 +259,15 @@ class Conv2d : public Layer<T> {
     /// OC output rows starting at y, rows `ld` apart.
     void finish_output(T* y, std::size_t ld, std::size_t cols, const ChannelAffine<T>* affine) {
         const std::size_t OC = opt_.out_channels;
-        if (opt_.bias)
-            for (std::size_t o = 0; o < OC; ++o) {
-                const T b = bias_[o];
-                for (std::size_t p = 0; p < cols; ++p) y[o * ld + p] += b;
-            }
-        if (affine)
-            for (std::size_t o = 0; o < OC; ++o) affine->apply_plane(o, y + o * ld, cols);
+        run_vectorized([&] {
+            if (opt_.bias)
+                for (std::size_t o = 0; o < OC; ++o) {
+                    const T b = bias_[o];
+                    for (std::size_t p = 0; p < cols; ++p) y[o * ld + p] += b;
+                }
+            if (affine)
+                for (std::size_t o = 0; o < OC; ++o) affine->apply_plane(o, y + o * ld, cols);
+        });
     }
 
     /// A 1x1 convolution with stride 1 and no padding: im2col would copy the image unchanged.

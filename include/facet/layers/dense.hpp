@@ -12,6 +12,7 @@
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/gemm.hpp"
+#include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/channel_affine.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
@@ -77,7 +78,9 @@ class Dense : public Layer<T> {
                 for (std::size_t o = 0; o < out_; ++o) row[o] += bias_[o];
             }
         if (affine)
-            for (std::size_t i = 0; i < n; ++i) affine->apply_row(y.data() + i * out_);
+            run_vectorized([&] {
+                for (std::size_t i = 0; i < n; ++i) affine->apply_row(y.data() + i * out_);
+            });
     }
 
     // dx = dy W,  dW = dy^T x,  db = sum over the batch of dy.

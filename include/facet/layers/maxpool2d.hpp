@@ -11,6 +11,7 @@
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/layer.hpp"
 
 namespace facet {
@@ -50,27 +51,33 @@ class MaxPool2d : public Layer<T> {
         y.resize(Shape{x.dim(0), out[0], OH, OW});
         argmax_.resize(y.size());
         parallel_for(planes, [&](std::size_t pb, std::size_t pe) {
-            for (std::size_t p = pb; p < pe; ++p) {
-                const T* in = x.data() + p * H * W;
-                T* outp = y.data() + p * OH * OW;
-                std::uint32_t* arg = argmax_.data() + p * OH * OW;
-                if (kernel_ == 2 && stride_ == 2 && OW >= 8) {
-                    pool_2x2(in, W, OH, OW, outp, arg);
-                    continue;
-                }
-                for (std::size_t oh = 0; oh < OH; ++oh)
-                    for (std::size_t ow = 0; ow < OW; ++ow) {
-                        std::size_t best = oh * stride_ * W + ow * stride_;
-                        for (std::size_t i = 0; i < kernel_; ++i)
-                            for (std::size_t j = 0; j < kernel_; ++j) {
-                                const std::size_t at = (oh * stride_ + i) * W + ow * stride_ + j;
-                                if (in[at] > in[best]) best = at;
-                            }
-                        outp[oh * OW + ow] = in[best];
-                        arg[oh * OW + ow] = static_cast<std::uint32_t>(best);
-                    }
-            }
+            run_vectorized([&] { forward_planes(x, y, pb, pe); });
         });
+    }
+
+    /// forward's work on planes [pb, pe) (one thread's share).
+    void forward_planes(const Tensor<T>& x, Tensor<T>& y, std::size_t pb, std::size_t pe) {
+        const std::size_t H = x.dim(2), W = x.dim(3), OH = y.dim(2), OW = y.dim(3);
+        for (std::size_t p = pb; p < pe; ++p) {
+            const T* in = x.data() + p * H * W;
+            T* outp = y.data() + p * OH * OW;
+            std::uint32_t* arg = argmax_.data() + p * OH * OW;
+            if (kernel_ == 2 && stride_ == 2 && OW >= 8) {
+                pool_2x2(in, W, OH, OW, outp, arg);
+                continue;
+            }
+            for (std::size_t oh = 0; oh < OH; ++oh)
+                for (std::size_t ow = 0; ow < OW; ++ow) {
+                    std::size_t best = oh * stride_ * W + ow * stride_;
+                    for (std::size_t i = 0; i < kernel_; ++i)
+                        for (std::size_t j = 0; j < kernel_; ++j) {
+                            const std::size_t at = (oh * stride_ + i) * W + ow * stride_ + j;
+                            if (in[at] > in[best]) best = at;
+                        }
+                    outp[oh * OW + ow] = in[best];
+                    arg[oh * OW + ow] = static_cast<std::uint32_t>(best);
+                }
+        }
     }
 
     // dx[argmax] += dy: the maximum passes its gradient on, every other input gets 0. (+= because
