@@ -8,11 +8,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "facet/core/parallel.hpp"
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/kernels/vector_loops.hpp"
+#include "facet/kernels/winograd.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
 #include "facet/layers/channel_affine.hpp"
@@ -168,6 +170,59 @@ TEST_CASE("Conv2d with fewer images than threads splits each image's rows: same 
         }
     }
     set_num_threads(0);
+}
+
+TEST_CASE_TEMPLATE("Conv2d by Winograd F(2x2, 3x3) matches the direct convolution and im2col", T,
+                   float, double) {
+    // 3x3, stride 1, at least 8 input channels: odd and even output sizes (a last tile row or
+    // column half outside), pads 0-2, outputs of one row or column, bias on and off.
+    const std::vector<ConvCase> cases = {
+        {8, 5, 3, 3, 1, 1, 7, 9, true},   {16, 3, 3, 3, 1, 0, 6, 6, false},
+        {12, 7, 3, 3, 1, 2, 5, 11, true}, {8, 8, 3, 3, 1, 1, 3, 3, true},
+        {9, 4, 3, 3, 1, 0, 3, 8, true},   {32, 32, 3, 3, 1, 1, 48, 48, false},
+    };
+    const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-12;
+    for (const ConvCase& c : cases) {
+        Conv2d<T> conv = make_conv<T>(c);
+        const ConvGeometry g = conv.geometry(Shape{c.cin, c.h, c.w});
+        REQUIRE(winograd_applies(g));
+        for (std::size_t batch : {1, 3}) {
+            const auto x = random_tensor<T>(Shape{batch, c.cin, c.h, c.w}, 31);
+            Tensor<T> ref(Shape{batch, c.cout, g.out_h(), g.out_w()}), by_winograd, by_im2col;
+            conv2d_direct(x.data(), batch, g, conv.weight().data(), c.cout,
+                          c.bias ? conv.bias().data() : nullptr, ref.data());
+            conv.forward(x, by_winograd);
+            set_winograd(false);
+            conv.forward(x, by_im2col);
+            set_winograd(true);
+            INFO(conv.describe() << " on " << x.shape().str());
+            CHECK(max_abs_diff(by_winograd, ref) < tol * (1 + c.cin));
+            CHECK(max_abs_diff(by_im2col, ref) < tol * (1 + c.cin));
+            // A different order of summation: equal to rounding, but not to the bit.
+            if (c.cin * c.h * c.w >= 1000) CHECK(max_abs_diff(by_winograd, by_im2col) > 0);
+        }
+    }
+    // Fewer than 8 input channels (fer-cnn-s's first layer) stays with im2col: the same bits
+    // with Winograd switched on or off.
+    Conv2d<T> first = make_conv<T>({1, 32, 3, 3, 1, 1, 12, 12, true});
+    const auto x = random_tensor<T>(Shape{2, 1, 12, 12}, 32);
+    Tensor<T> on, off;
+    first.forward(x, on);
+    set_winograd(false);
+    first.forward(x, off);
+    set_winograd(true);
+    CHECK(std::equal(on.begin(), on.end(), off.begin(), off.end()));
+}
+
+TEST_CASE("Winograd workspaces: 16 matrices an odd number of cache lines apart") {
+    for (std::size_t n : {1, 15, 16, 17, 32 * 576, 64 * 144, 1000}) {
+        const std::size_t f = winograd_stride<float>(n), d = winograd_stride<double>(n);
+        CHECK(f >= n);
+        CHECK(f % 16 == 0);
+        CHECK((f / 16) % 2 == 1);
+        CHECK(d >= n);
+        CHECK((d / 8) % 2 == 1);
+    }
 }
 
 TEST_CASE("Conv2d gradients match finite differences") {

@@ -13,6 +13,7 @@
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/vector_loops.hpp"
+#include "facet/kernels/winograd.hpp"
 
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
