@@ -214,6 +214,36 @@ TEST_CASE_TEMPLATE("Conv2d by Winograd F(2x2, 3x3) matches the direct convolutio
     CHECK(std::equal(on.begin(), on.end(), off.begin(), off.end()));
 }
 
+TEST_CASE("Conv2d's input gradient by Winograd (the adjoint convolution) matches im2col's") {
+    // At least 8 output channels (the adjoint's inputs), pads 0-2, odd and even sizes, a
+    // non-square image; few input channels are fine (the adjoint's outputs).
+    const std::vector<ConvCase> cases = {
+        {3, 8, 3, 3, 1, 1, 7, 6, true},
+        {8, 12, 3, 3, 1, 0, 6, 9, false},
+        {5, 9, 3, 3, 1, 2, 5, 5, true},
+        {16, 16, 3, 3, 1, 1, 24, 24, false},
+    };
+    for (const ConvCase& c : cases) {
+        Conv2d<double> conv = make_conv<double>(c);
+        const auto x = random_tensor<double>(Shape{2, c.cin, c.h, c.w}, 41);
+        Tensor<double> y, dx_w, dx_i;
+        conv.forward(x, y);
+        const auto dy = random_tensor<double>(y.shape(), 42);
+        conv.backward(x, y, dy, dx_w);
+        const Tensor<double> dw = *conv.parameters()[0].grad;
+        set_winograd(false);
+        conv.backward(x, y, dy, dx_i);
+        const Tensor<double> dw_i = *conv.parameters()[0].grad;
+        set_winograd(true);
+        INFO(conv.describe() << " on " << x.shape().str());
+        CHECK(max_abs_diff(dx_w, dx_i) < 1e-12 * (1 + c.cout));
+        CHECK(max_abs_diff(dw, dw_i) == 0);  // the weight gradient does not change its method
+    }
+    // And against finite differences, through the whole layer.
+    Conv2d<double> conv = make_conv<double>(cases[1]);
+    require_gradients(conv, random_tensor<double>(Shape{2, 8, 6, 9}, 43));
+}
+
 TEST_CASE("Winograd workspaces: 16 matrices an odd number of cache lines apart") {
     for (std::size_t n : {1, 15, 16, 17, 32 * 576, 64 * 144, 1000}) {
         const std::size_t f = winograd_stride<float>(n), d = winograd_stride<double>(n);

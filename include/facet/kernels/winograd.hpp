@@ -19,8 +19,11 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <vector>
 
+#include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
+#include "facet/kernels/vector_loops.hpp"
 
 namespace facet {
 
@@ -178,6 +181,79 @@ void winograd_transform_output(const T* m, std::size_t stride, std::size_t OC,
                 }
             }
     }
+}
+
+/// The 16 transformed filter matrices of one F(2x2, 3x3) convolution, packed for gemm; remade
+/// only when the weights they come from change (comparing the weights with a copy costs far
+/// less than transforming and packing them again, which at batch 1 took as long as the products).
+template <typename T>
+class WinogradFilters {
+  public:
+    /// For weights w (OC x C x 3 x 3): the convolution itself (C channels in, OC out), or with
+    /// `adjoint` the convolution that gives its input gradient (OC in, C out, each 3x3 kernel
+    /// turned by 180 degrees: dx = sum_o dy_o correlated with rot180(w_oc)).
+    void update(const T* w, std::size_t OC, std::size_t C, bool adjoint) {
+        const std::size_t n = OC * C * 9;
+        if (adjoint == adjoint_ && OC == OC_ && C == C_ && source_.size() == n &&
+            std::equal(w, w + n, source_.begin()))
+            return;
+        source_.assign(w, w + n);
+        adjoint_ = adjoint, OC_ = OC, C_ = C;
+        in_ = adjoint ? OC : C;
+        out_ = adjoint ? C : OC;
+        std::vector<T> turned;
+        const T* kernels = w;
+        if (adjoint) {  // turned[c][o] = rot180(w[o][c])
+            turned.resize(n);
+            for (std::size_t o = 0; o < OC; ++o)
+                for (std::size_t c = 0; c < C; ++c)
+                    for (std::size_t k = 0; k < 9; ++k)
+                        turned[(c * OC + o) * 9 + k] = w[(o * C + c) * 9 + (8 - k)];
+            kernels = turned.data();
+        }
+        filters_.resize(16 * out_ * in_);
+        winograd_transform_weights(kernels, out_, in_, filters_.data());
+        packed_.resize(16);
+        for (std::size_t xi = 0; xi < 16; ++xi)
+            packed_[xi].pack(Trans::No, out_, in_, filters_.data() + xi * out_ * in_, in_);
+    }
+
+    std::size_t in_channels() const { return in_; }
+    std::size_t out_channels() const { return out_; }
+    const GemmPackedA<T>& matrix(std::size_t xi) const { return packed_[xi]; }
+
+  private:
+    std::vector<T> source_, filters_;
+    std::vector<GemmPackedA<T>> packed_;
+    bool adjoint_ = false;
+    std::size_t OC_ = 0, C_ = 0, in_ = 0, out_ = 0;
+};
+
+/// Elements of workspace winograd_convolve_rows needs for `rows` tile rows.
+template <typename T>
+std::size_t winograd_workspace_size(const ConvGeometry& g, std::size_t out_channels,
+                                    std::size_t rows) {
+    const std::size_t tiles = rows * winograd_tiling(g).tiles_w;
+    return 16 * (winograd_stride<T>(g.channels * tiles) + winograd_stride<T>(out_channels * tiles));
+}
+
+/// One image's convolution by F(2x2, 3x3), the outputs of tile rows [r0, r1) only: image is
+/// g.channels x height x width, out the whole output image (f.out_channels() x out_h x out_w).
+/// Each tile's values do not depend on which rows are asked for, so threads may share an image.
+template <typename T>
+void winograd_convolve_rows(const T* image, const ConvGeometry& g, const WinogradFilters<T>& f,
+                            std::size_t r0, std::size_t r1, T* out, T* workspace) {
+    const WinogradTiling tiling = winograd_tiling(g);
+    const std::size_t tiles = (r1 - r0) * tiling.tiles_w, OC = f.out_channels();
+    const std::size_t v_stride = winograd_stride<T>(g.channels * tiles),
+                      m_stride = winograd_stride<T>(OC * tiles);
+    T* v = workspace;
+    T* m = v + 16 * v_stride;
+    run_vectorized([&] { winograd_transform_input(image, g, tiling, r0, r1, v, v_stride); });
+    for (std::size_t xi = 0; xi < 16; ++xi)
+        f.matrix(xi).multiply(Trans::No, tiles, T(1), v + xi * v_stride, tiles, T(0),
+                              m + xi * m_stride, tiles);
+    run_vectorized([&] { winograd_transform_output(m, m_stride, OC, g, tiling, r0, r1, out); });
 }
 
 }  // namespace facet

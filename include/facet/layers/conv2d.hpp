@@ -116,7 +116,8 @@ class Conv2d : public Layer<T> {
             return;
         }
         if (winograd) {
-            const std::size_t chunks = prepare_winograd(batch, g, tile_rows);
+            const std::size_t chunks = std::max<std::size_t>(1, std::min(batch, threads));
+            prepare_winograd(g, tile_rows, chunks);
             for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
                 winograd_rows(x, y, affine, g, n, 0, tile_rows, chunk);
             });
@@ -149,7 +150,16 @@ class Conv2d : public Layer<T> {
         dx.resize(x.shape());
         const std::size_t chunks = prepare_workspace(batch, K, P, true);
         const bool input_gradient = this->input_gradient();
-        if (input_gradient) packed_weight_t_.pack(Trans::Yes, K, OC, weight_.data(), K);
+        ConvGeometry adjoint;
+        const bool winograd = input_gradient && winograd_adjoint(g, adjoint);
+        if (winograd) {
+            winograd_backward_.update(weight_.data(), OC, opt_.in_channels, true);
+            size_winograd_workspaces(chunks,
+                                     winograd_workspace_size<T>(adjoint, opt_.in_channels,
+                                                                winograd_tiling(adjoint).tiles_h));
+        } else if (input_gradient) {
+            packed_weight_t_.pack(Trans::Yes, K, OC, weight_.data(), K);
+        }
         for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
             const bool first = n == batch * chunk / chunks;
             const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
@@ -167,6 +177,10 @@ class Conv2d : public Layer<T> {
             T* dxn = dx.data() + n * g.image_size();
             if (!input_gradient) {  // nobody reads dx (the network's first layer): skip its GEMM
                 std::fill(dxn, dxn + g.image_size(), T(0));
+            } else if (winograd) {  // dx as the adjoint convolution of dy
+                winograd_convolve_rows(dyn, adjoint, winograd_backward_, 0,
+                                       winograd_tiling(adjoint).tiles_h, dxn,
+                                       winograd_ws_[chunk].data());
             } else if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
                 packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dxn, P);
             } else {
@@ -248,55 +262,43 @@ class Conv2d : public Layer<T> {
     // differ from it by rounding (about 1e-6 relative); they do not depend on how the tiles are
     // shared out among threads.
 
-    /// Transforms and packs the filters, unless the weights are those of the last call, and
-    /// sizes `parts` workspaces (one per chunk of the batch when 0), each for at most `max_rows`
-    /// tile rows; returns their number. (Comparing the weights with a copy costs far less than
-    /// transforming and packing them again, which at batch 1 took as long as the products.)
-    std::size_t prepare_winograd(std::size_t batch, const ConvGeometry& g, std::size_t max_rows,
-                                 std::size_t parts = 0) {
-        const std::size_t C = opt_.in_channels, OC = opt_.out_channels;
-        if (!(winograd_weights_.shape() == weight_.shape() &&
-              std::equal(weight_.begin(), weight_.end(), winograd_weights_.begin()))) {
-            winograd_weights_ = weight_;
-            winograd_filters_.resize(Shape{16, OC, C});
-            winograd_transform_weights(weight_.data(), OC, C, winograd_filters_.data());
-            winograd_packed_.resize(16);
-            for (std::size_t xi = 0; xi < 16; ++xi)
-                winograd_packed_[xi].pack(Trans::No, OC, C, winograd_filters_.data() + xi * OC * C,
-                                          C);
-        }
-        if (parts == 0)
-            parts = std::max<std::size_t>(
-                1, std::min<std::size_t>(batch, static_cast<std::size_t>(num_threads())));
-        const std::size_t tiles = max_rows * winograd_tiling(g).tiles_w;
+    /// Updates the forward filters and sizes `parts` workspaces, each for at most `max_rows` tile
+    /// rows.
+    void prepare_winograd(const ConvGeometry& g, std::size_t max_rows, std::size_t parts) {
+        winograd_forward_.update(weight_.data(), opt_.out_channels, opt_.in_channels, false);
+        size_winograd_workspaces(parts, winograd_workspace_size<T>(g, opt_.out_channels, max_rows));
+    }
+    void size_winograd_workspaces(std::size_t parts, std::size_t elements) {
         if (winograd_ws_.size() < parts) winograd_ws_.resize(parts);
-        for (std::size_t c = 0; c < parts; ++c)
-            winograd_ws_[c].resize(
-                Shape{16 * (winograd_stride<T>(C * tiles) + winograd_stride<T>(OC * tiles))});
-        return parts;
+        for (std::size_t c = 0; c < parts; ++c) winograd_ws_[c].resize(Shape{elements});
     }
 
     /// Image n's outputs of the tile rows [r0, r1), in workspace `part`.
     void winograd_rows(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine,
                        const ConvGeometry& g, std::size_t n, std::size_t r0, std::size_t r1,
                        std::size_t part) {
-        const std::size_t C = opt_.in_channels, OC = opt_.out_channels, P = g.col_cols();
-        const WinogradTiling tiling = winograd_tiling(g);
-        const std::size_t tiles = (r1 - r0) * tiling.tiles_w;
-        const std::size_t v_stride = winograd_stride<T>(C * tiles),
-                          m_stride = winograd_stride<T>(OC * tiles);
-        T* v = winograd_ws_[part].data();
-        T* m = v + 16 * v_stride;
-        T* yn = y.data() + n * OC * P;
-        run_vectorized([&] {
-            winograd_transform_input(x.data() + n * g.image_size(), g, tiling, r0, r1, v, v_stride);
-        });
-        for (std::size_t xi = 0; xi < 16; ++xi)
-            winograd_packed_[xi].multiply(Trans::No, tiles, T(1), v + xi * v_stride, tiles, T(0),
-                                          m + xi * m_stride, tiles);
-        run_vectorized([&] { winograd_transform_output(m, m_stride, OC, g, tiling, r0, r1, yn); });
+        const std::size_t P = g.col_cols();
+        T* yn = y.data() + n * opt_.out_channels * P;
+        winograd_convolve_rows(x.data() + n * g.image_size(), g, winograd_forward_, r0, r1, yn,
+                               winograd_ws_[part].data());
         const std::size_t first = std::min(g.out_h(), 2 * r0), last = std::min(g.out_h(), 2 * r1);
         finish_output(yn + first * g.out_w(), P, (last - first) * g.out_w(), affine);
+    }
+
+    /// The geometry of the input gradient's convolution (dy in, dx out) when Winograd computes
+    /// it: a 3x3 stride-1 convolution with padding p is adjoint to one over dy with padding
+    /// 2 - p and the kernels turned by 180 degrees, so p may be 0, 1 or 2.
+    bool winograd_adjoint(const ConvGeometry& g, ConvGeometry& adjoint) const {
+        if (!winograd_enabled() || !winograd_applies(g) ||
+            opt_.out_channels < winograd_min_channels || g.pad_h > 2 || g.pad_w > 2)
+            return false;
+        adjoint = g;
+        adjoint.channels = opt_.out_channels;
+        adjoint.height = g.out_h();
+        adjoint.width = g.out_w();
+        adjoint.pad_h = 2 - g.pad_h;
+        adjoint.pad_w = 2 - g.pad_w;
+        return true;
     }
 
     /// Fewer images than threads (batch-1 inference): the threads split each image's output rows
@@ -310,7 +312,7 @@ class Conv2d : public Layer<T> {
         const std::size_t K = g.col_rows(), P = g.col_cols(), OH = g.out_h(), OW = g.out_w();
         if (winograd) {  // the same split, over rows of 2x2 tiles
             const std::size_t rows = winograd_tiling(g).tiles_h;
-            prepare_winograd(batch, g, (rows + parts - 1) / parts, parts);
+            prepare_winograd(g, (rows + parts - 1) / parts, parts);
             for (std::size_t n = 0; n < batch; ++n)
                 parallel_for(parts, [&](std::size_t cb, std::size_t ce) {
                     for (std::size_t c = cb; c < ce; ++c)
@@ -409,11 +411,9 @@ class Conv2d : public Layer<T> {
     Conv2dOptions opt_;
     Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
     std::vector<Tensor<T>> col_ws_, dcol_ws_, dw_part_, db_part_;
-    GemmPackedA<T> packed_weight_, packed_weight_t_;  // W and W^T, packed once per call
-    Tensor<T> winograd_weights_;                   // the weights winograd_filters_ were made from
-    Tensor<T> winograd_filters_;                   // G g G^T of every filter, 16 x OC x C
-    std::vector<GemmPackedA<T>> winograd_packed_;  // its 16 matrices, packed
-    std::vector<Tensor<T>> winograd_ws_;           // per chunk: V and M of one image
+    GemmPackedA<T> packed_weight_, packed_weight_t_;           // W and W^T, packed once per call
+    WinogradFilters<T> winograd_forward_, winograd_backward_;  // for y, and for dx
+    std::vector<Tensor<T>> winograd_ws_;                       // per chunk: V and M of one image
 };
 
 }  // namespace facet
