@@ -244,6 +244,22 @@ TEST_CASE("Conv2d's input gradient by Winograd (the adjoint convolution) matches
     require_gradients(conv, random_tensor<double>(Shape{2, 8, 6, 9}, 43));
 }
 
+TEST_CASE("a copied Conv2d makes its own Winograd filters (the original may be gone)") {
+    const ConvCase c{8, 8, 3, 3, 1, 1, 6, 6, true};
+    auto original = std::make_unique<Conv2d<float>>(make_conv<float>(c));
+    const auto x = random_tensor<float>(Shape{2, 8, 6, 6}, 51);
+    Tensor<float> before, after;
+    original->forward(x, before);  // makes and packs the filters
+    Conv2d<float> copy = *original;
+    original.reset();
+    // With another kernel selected the packed filters cannot be used and the product falls back
+    // to the source filters: they must be the copy's own.
+    if (gemm_isa_supported(GemmIsa::Portable)) set_gemm_isa(GemmIsa::Portable);
+    copy.forward(x, after);
+    set_gemm_isa(GemmIsa::Auto);
+    CHECK(max_abs_diff(before, after) < 1e-5);
+}
+
 TEST_CASE("Winograd workspaces: 16 matrices an odd number of cache lines apart") {
     for (std::size_t n : {1, 15, 16, 17, 32 * 576, 64 * 144, 1000}) {
         const std::size_t f = winograd_stride<float>(n), d = winograd_stride<double>(n);

@@ -28,6 +28,9 @@ inline Cli bench_cli() {
               "instead of the training table: predict()'s inference pass, one row per step of "
               "its plan (a conv or dense layer with the batch norm and ReLU it applies, eval "
               "dropout skipped); works at --batch 1")
+        .flag("im2col",
+              "compute the 3x3 stride-1 convolutions by im2col + GEMM, as every other one, "
+              "instead of Winograd's F(2x2, 3x3) (for comparison)")
         .flag("throughput",
               "instead of the per-layer table: training-step images/s (forward + backward + "
               "AdamW), inference images/s at --batch, batch-1 latency, peak memory and the conv "
@@ -139,9 +142,10 @@ inline int run_eval_table(facet::Sequential<float>& model, const std::string& na
     model.set_fusion(true);
     const auto plan = model.inference_plan();
     std::printf(
-        "fer bench --eval: %s, batch %zu, %d threads, GEMM micro-kernel %s; median of %d passes\n",
+        "fer bench --eval: %s, batch %zu, %d threads, GEMM micro-kernel %s, 3x3 convolutions by "
+        "%s; median of %d passes\n",
         name.c_str(), batch, facet::num_threads(), facet::gemm_isa_name(facet::gemm_isa()),
-        repeats);
+        facet::winograd_enabled() ? "Winograd F(2x2, 3x3)" : "im2col", repeats);
     std::printf("%-7s %-44s %9s", "layers", "step", "MFLOP/img");
     for (const auto& [backend, _] : runs) std::printf(" | %6s ms  GFLOP/s  share", backend.c_str());
     std::printf("\n");
@@ -283,6 +287,7 @@ inline int run_bench(const Cli& cli) {
     facet::check(batch > 0 && repeats > 0 && threads >= 0,
                  "bench: --batch and --repeats must be positive");
     facet::set_num_threads(static_cast<int>(threads));
+    facet::set_winograd(!cli.has("im2col"));
     facet::Sequential<float> model = build_model(name, 1);
     const std::size_t B = static_cast<std::size_t>(batch);
     if (cli.has("throughput")) return run_throughput(model, B, static_cast<int>(repeats));
@@ -296,8 +301,10 @@ inline int run_bench(const Cli& cli) {
     facet::set_gemm_backend(facet::GemmBackend::Facet);
 #endif
     std::printf(
-        "fer bench: %s, batch %zu, %d threads, GEMM micro-kernel %s; median of %lld steps\n",
-        name.c_str(), B, facet::num_threads(), facet::gemm_isa_name(facet::gemm_isa()), repeats);
+        "fer bench: %s, batch %zu, %d threads, GEMM micro-kernel %s, 3x3 convolutions by %s; "
+        "median of %lld steps\n",
+        name.c_str(), B, facet::num_threads(), facet::gemm_isa_name(facet::gemm_isa()),
+        facet::winograd_enabled() ? "Winograd F(2x2, 3x3)" : "im2col", repeats);
     std::printf("%-3s %-34s %9s", "#", "layer", "MFLOP/img");
     for (const auto& [backend, _] : runs)
         std::printf(" | %6s fwd ms  bwd ms  GFLOP/s  share", backend.c_str());

@@ -189,6 +189,18 @@ void winograd_transform_output(const T* m, std::size_t stride, std::size_t OC,
 template <typename T>
 class WinogradFilters {
   public:
+    WinogradFilters() = default;
+    // A copy starts empty and makes its own filters on first use: the packed matrices keep a
+    // pointer to the filters they were packed from, which are the original's.
+    WinogradFilters(const WinogradFilters&) {}
+    WinogradFilters& operator=(const WinogradFilters&) {
+        source_.clear();  // the next update() remakes everything
+        return *this;
+    }
+    // A move takes the storage along, so the packed matrices' pointers stay valid.
+    WinogradFilters(WinogradFilters&&) noexcept = default;
+    WinogradFilters& operator=(WinogradFilters&&) noexcept = default;
+
     /// For weights w (OC x C x 3 x 3): the convolution itself (C channels in, OC out), or with
     /// `adjoint` the convolution that gives its input gradient (OC in, C out, each 3x3 kernel
     /// turned by 180 degrees: dx = sum_o dy_o correlated with rot180(w_oc)).

@@ -1,6 +1,7 @@
 // facet/layers/conv2d.hpp — Conv2d: the 2-D convolution layer, computed as im2col + GEMM per
-// image, images split over threads. Read layers/dense.hpp first (the same product without patches),
-// kernels/im2col.hpp for the unrolling. Read next: layers/batchnorm.hpp.
+// image (3x3 stride-1 layers by Winograd's F(2x2, 3x3)), images split over threads. Read
+// layers/dense.hpp first (the same product without patches), kernels/im2col.hpp for the
+// unrolling, kernels/winograd.hpp for the tiles. Read next: layers/batchnorm.hpp.
 #pragma once
 
 #include <algorithm>
@@ -41,6 +42,11 @@ struct Conv2dOptions {
 /// y_n = W * col_n is one GEMM that writes straight into NCHW. The batch is split into one
 /// contiguous chunk of images per thread, each with its own workspace, so a thread's GEMMs run
 /// single-threaded on cache-sized operands and no transpose of the output is needed.
+///
+/// A 3x3 kernel with stride 1 (and at least 8 input channels) takes Winograd's F(2x2, 3x3) for
+/// the forward pass instead, and, with at least 8 output channels and padding <= 2, for the
+/// input gradient: 2.25x fewer multiplications, results equal to im2col's up to rounding
+/// (docs/internals/convolution.md derives both). set_winograd(false) turns it off.
 template <typename T>
 class Conv2d : public Layer<T> {
   public:
