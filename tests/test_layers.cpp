@@ -542,7 +542,7 @@ TEST_CASE("BatchNorm rejects bad shapes, bad settings and single-value training 
 }
 
 TEST_CASE("MaxPool2d forward matches a naive loop; gradients go to the first maximum") {
-    for (auto [k, s, h, w] : std::vector<std::array<std::size_t, 4>>{
+    for (const auto& sizes : std::vector<std::array<std::size_t, 4>>{
              {2, 2, 6, 4},
              {2, 2, 5, 7},
              {3, 2, 7, 6},
@@ -550,6 +550,9 @@ TEST_CASE("MaxPool2d forward matches a naive loop; gradients go to the first max
              {1, 1, 2, 3},
              {2, 2, 4, 17},
              {2, 2, 5, 20}}) {  // the last two: rows of >= 8 outputs, fast path
+        // Plain variables, not a structured binding: clang 14 (the ThreadSanitizer pass) cannot
+        // capture those in INFO's lambda.
+        const std::size_t k = sizes[0], s = sizes[1], h = sizes[2], w = sizes[3];
         MaxPool2d<double> pool(k, s);
         const auto x = random_tensor<double>(Shape{2, 3, h, w}, 30 + k);
         Tensor<double> y;
