@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <numeric>
+#include <string>
 
 #include <sys/resource.h>
 #include <facet/kernels/gemm.hpp>
@@ -36,6 +37,13 @@ inline Cli bench_cli() {
               "AdamW), inference images/s at --batch, batch-1 latency, peak memory and the conv "
               "layers' forward + backward time, as JSON");
     return cli;
+}
+
+/// "N threads, GEMM micro-kernel ISA, 3x3 convolutions by ALGORITHM": what the tables ran on.
+inline std::string kernels_in_use() {
+    return std::to_string(facet::num_threads()) + " threads, GEMM micro-kernel " +
+           facet::gemm_isa_name(facet::gemm_isa()) + ", 3x3 convolutions by " +
+           (facet::winograd_enabled() ? "Winograd F(2x2, 3x3)" : "im2col");
 }
 
 struct LayerTimes {
@@ -141,11 +149,8 @@ inline int run_eval_table(facet::Sequential<float>& model, const std::string& na
     const std::vector<double> unfused = time_inference_steps(model, batch, repeats);
     model.set_fusion(true);
     const auto plan = model.inference_plan();
-    std::printf(
-        "fer bench --eval: %s, batch %zu, %d threads, GEMM micro-kernel %s, 3x3 convolutions by "
-        "%s; median of %d passes\n",
-        name.c_str(), batch, facet::num_threads(), facet::gemm_isa_name(facet::gemm_isa()),
-        facet::winograd_enabled() ? "Winograd F(2x2, 3x3)" : "im2col", repeats);
+    std::printf("fer bench --eval: %s, batch %zu, %s; median of %d passes\n", name.c_str(), batch,
+                kernels_in_use().c_str(), repeats);
     std::printf("%-7s %-44s %9s", "layers", "step", "MFLOP/img");
     for (const auto& [backend, _] : runs) std::printf(" | %6s ms  GFLOP/s  share", backend.c_str());
     std::printf("\n");
@@ -300,11 +305,8 @@ inline int run_bench(const Cli& cli) {
     runs.emplace_back("eigen", time_layers(model, B, static_cast<int>(repeats)));
     facet::set_gemm_backend(facet::GemmBackend::Facet);
 #endif
-    std::printf(
-        "fer bench: %s, batch %zu, %d threads, GEMM micro-kernel %s, 3x3 convolutions by %s; "
-        "median of %lld steps\n",
-        name.c_str(), B, facet::num_threads(), facet::gemm_isa_name(facet::gemm_isa()),
-        facet::winograd_enabled() ? "Winograd F(2x2, 3x3)" : "im2col", repeats);
+    std::printf("fer bench: %s, batch %zu, %s; median of %lld steps\n", name.c_str(), B,
+                kernels_in_use().c_str(), repeats);
     std::printf("%-3s %-34s %9s", "#", "layer", "MFLOP/img");
     for (const auto& [backend, _] : runs)
         std::printf(" | %6s fwd ms  bwd ms  GFLOP/s  share", backend.c_str());

@@ -128,7 +128,7 @@ class Conv2d : public Layer<T> {
             return;
         }
         if (winograd) {
-            const std::size_t chunks = std::max<std::size_t>(1, std::min(batch, threads));
+            const std::size_t chunks = chunk_count(batch);
             prepare_winograd(g, tile_rows, chunks);
             for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
                 winograd_rows(x, y, affine, g, n, 0, tile_rows, chunk);
@@ -383,11 +383,15 @@ class Conv2d : public Layer<T> {
         return workspace;
     }
 
+    /// Chunks of a batch: one per thread, at most one per image, at least one.
+    static std::size_t chunk_count(std::size_t batch) {
+        return std::max<std::size_t>(1, std::min<std::size_t>(batch, std::size_t(num_threads())));
+    }
+
     /// Sizes the per-chunk buffers (kept between calls, so steady state allocates nothing) and
     /// returns the number of chunks: one per thread, at most one per image.
     std::size_t prepare_workspace(std::size_t batch, std::size_t K, std::size_t P, bool backward) {
-        const std::size_t chunks =
-            std::max<std::size_t>(1, std::min<std::size_t>(batch, std::size_t(num_threads())));
+        const std::size_t chunks = chunk_count(batch);
         if (col_ws_.size() < chunks) col_ws_.resize(chunks);
         for (std::size_t c = 0; c < chunks; ++c) col_ws_[c].resize(Shape{K, P});
         if (backward) {
