@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "facet/kernels/gemm.hpp"
@@ -99,62 +100,126 @@ void winograd_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u)
     }
 }
 
+namespace detail {
+/// Calls f(width, tj) on blocks of neighbouring tiles that cover tiles [0, n): as many blocks of
+/// 16 as fit, then one each of 8, 4, 2 and 1 as needed. `width` is a std::integral_constant, so
+/// every per-tile formula inside f is a loop of fixed length, which the compiler turns into
+/// vector instructions (16 floats is one AVX-512 register) whatever the image's width.
+template <typename F>
+void for_each_tile_block(std::size_t n, F&& f) {
+    std::size_t tj = 0;
+    for (; tj + 16 <= n; tj += 16) f(std::integral_constant<std::size_t, 16>{}, tj);
+    if (tj + 8 <= n) f(std::integral_constant<std::size_t, 8>{}, tj), tj += 8;
+    if (tj + 4 <= n) f(std::integral_constant<std::size_t, 4>{}, tj), tj += 4;
+    if (tj + 2 <= n) f(std::integral_constant<std::size_t, 2>{}, tj), tj += 2;
+    if (tj < n) f(std::integral_constant<std::size_t, 1>{}, tj);
+}
+
+/// Row r of a plane of `width` columns as the padded image holds it (shifted right by `pad`,
+/// zeros where it has no column, and everywhere when r lies outside [0, height)), split into its
+/// even columns 0, 2, .., 2n - 2 and odd columns 1, 3, .., 2n - 1: a tile's four columns are then
+/// even[tj], odd[tj], even[tj + 1], odd[tj + 1], and a block of tiles reads each with unit stride.
+template <typename T>
+void winograd_split_row(const T* plane, std::ptrdiff_t r, std::size_t height, std::size_t width,
+                        std::size_t pad, std::size_t n, T* __restrict even, T* __restrict odd) {
+    if (r < 0 || r >= static_cast<std::ptrdiff_t>(height)) {
+        for (std::size_t j = 0; j < n; ++j) even[j] = odd[j] = T(0);
+        return;
+    }
+    const T* __restrict row = plane + static_cast<std::size_t>(r) * width;
+    const auto W = static_cast<std::ptrdiff_t>(width), P = static_cast<std::ptrdiff_t>(pad);
+    const auto at = [&](std::ptrdiff_t s) { return s >= 0 && s < W ? row[s] : T(0); };
+    // Columns 2j - pad and 2j + 1 - pad both inside the row for j in [lo, hi).
+    const std::size_t lo = std::min(n, (pad + 1) / 2);
+    const std::size_t hi = std::max(lo, std::min<std::size_t>(n, (width + pad) / 2));
+    for (std::size_t j = 0; j < lo; ++j)
+        even[j] = at(2 * std::ptrdiff_t(j) - P), odd[j] = at(2 * std::ptrdiff_t(j) + 1 - P);
+    const T* inside = row + 2 * lo - pad;
+    for (std::size_t j = lo; j < hi; ++j) {
+        even[j] = inside[2 * (j - lo)];
+        odd[j] = inside[2 * (j - lo) + 1];
+    }
+    for (std::size_t j = hi; j < n; ++j)
+        even[j] = at(2 * std::ptrdiff_t(j) - P), odd[j] = at(2 * std::ptrdiff_t(j) + 1 - P);
+}
+
+/// d B for one padded row split into even and odd columns: tile tj's columns 2tj .. 2tj + 3 are
+/// even[tj], odd[tj], even[tj + 1], odd[tj + 1], and x_b[tj] = sum_j d_j B[j][b].
+template <typename T>
+void winograd_combine_columns(const T* __restrict even, const T* __restrict odd, std::size_t n,
+                              T* __restrict x0, T* __restrict x1, T* __restrict x2,
+                              T* __restrict x3) {
+    for (std::size_t j = 0; j < n; ++j) {
+        x0[j] = even[j] - even[j + 1];
+        x1[j] = odd[j] + even[j + 1];
+        x2[j] = even[j + 1] - odd[j];
+        x3[j] = odd[j] - odd[j + 1];
+    }
+}
+
+/// B^T X for n tiles at once, given each tile's rows 0..3 of X in r0..r3: the same four
+/// combinations as the columns, v_a = sum_i B^T[a][i] r_i.
+template <typename T>
+void winograd_combine_rows(const T* __restrict r0, const T* __restrict r1, const T* __restrict r2,
+                           const T* __restrict r3, std::size_t n, T* __restrict v0,
+                           T* __restrict v1, T* __restrict v2, T* __restrict v3) {
+    for (std::size_t t = 0; t < n; ++t) {
+        v0[t] = r0[t] - r2[t];
+        v1[t] = r1[t] + r2[t];
+        v2[t] = r2[t] - r1[t];
+        v3[t] = r1[t] - r3[t];
+    }
+}
+}  // namespace detail
+
 /// V_xi = (B^T d B)_xi of every 4x4 input tile d of one C x H x W image (zero outside the image,
 /// as the padding): v holds 16 matrices `stride` elements apart (see winograd_stride), the xi-th
 /// being the xi-th product's right operand, row-major C x tiles, tile t = ti * tiles_w + tj.
 /// Only the tile rows [row_begin, row_end) are transformed, tile (ti, tj) going to column
 /// (ti - row_begin) * tiles_w + tj: threads sharing one image each take some rows.
+///
+/// Separably, columns first: X = d B combines the columns 2tj .. 2tj + 3 of each padded image row
+/// once (a row belongs to two tile rows); B^T X then combines the rows 2ti .. 2ti + 3. X is kept
+/// in two halves, the even padded rows 2q in one and the odd rows 2q + 1 in the other, q * tiles_w
+/// + tj apart: tile t = (ti - row_begin) * tiles_w + tj then finds its four rows at t and
+/// t + tiles_w of the two halves, so the row pass is one unit-stride loop over all the tiles.
 template <typename T>
 void winograd_transform_input(const T* image, const ConvGeometry& g, const WinogradTiling& tl,
                               std::size_t row_begin, std::size_t row_end, T* v,
                               std::size_t stride) {
-    const auto H = static_cast<std::ptrdiff_t>(g.height), W = static_cast<std::ptrdiff_t>(g.width);
-    const std::size_t tiles = (row_end - row_begin) * tl.tiles_w;
+    const std::size_t tw = tl.tiles_w, rows = row_end - row_begin, tiles = rows * tw;
+    const std::size_t half = (rows + 1) * tw;  // X of padded rows 2q (or 2q + 1), q in the range
+    std::vector<T> buffer(2 * (tw + 1) + 8 * half);
+    T* even = buffer.data();
+    T* odd = even + (tw + 1);
+    T* x[2][4];  // x[parity][b]: column b of d B, for the padded rows of that parity
+    for (std::size_t b = 0; b < 4; ++b) {
+        x[0][b] = odd + (tw + 1) + b * half;
+        x[1][b] = odd + (tw + 1) + (4 + b) * half;
+    }
     for (std::size_t c = 0; c < g.channels; ++c) {
         const T* plane = image + c * g.height * g.width;
-        T* vc = v + c * tiles;
-        for (std::size_t ti = row_begin; ti < row_end; ++ti) {
-            const std::ptrdiff_t r0 =
-                static_cast<std::ptrdiff_t>(2 * ti) - static_cast<std::ptrdiff_t>(g.pad_h);
-            for (std::size_t tj = 0; tj < tl.tiles_w; ++tj) {
-                const std::ptrdiff_t s0 =
-                    static_cast<std::ptrdiff_t>(2 * tj) - static_cast<std::ptrdiff_t>(g.pad_w);
-                T d[4][4];
-                if (r0 >= 0 && s0 >= 0 && r0 + 4 <= H && s0 + 4 <= W) {
-                    for (std::size_t a = 0; a < 4; ++a)
-                        for (std::size_t b = 0; b < 4; ++b)
-                            d[a][b] = plane[(r0 + std::ptrdiff_t(a)) * W + s0 + std::ptrdiff_t(b)];
-                } else {  // a border tile: what lies outside the image is padding
-                    for (std::size_t a = 0; a < 4; ++a)
-                        for (std::size_t b = 0; b < 4; ++b) {
-                            const std::ptrdiff_t r = r0 + std::ptrdiff_t(a),
-                                                 s = s0 + std::ptrdiff_t(b);
-                            d[a][b] = r >= 0 && r < H && s >= 0 && s < W ? plane[r * W + s] : T(0);
-                        }
-                }
-                T t[4][4];  // B^T d, column by column
-                for (std::size_t b = 0; b < 4; ++b) {
-                    t[0][b] = d[0][b] - d[2][b];
-                    t[1][b] = d[1][b] + d[2][b];
-                    t[2][b] = d[2][b] - d[1][b];
-                    t[3][b] = d[1][b] - d[3][b];
-                }
-                const std::size_t at = (ti - row_begin) * tl.tiles_w + tj;
-                for (std::size_t a = 0; a < 4; ++a) {  // (B^T d) B, row by row
-                    T* out = vc + (a * 4) * stride + at;
-                    out[0 * stride] = t[a][0] - t[a][2];
-                    out[1 * stride] = t[a][1] + t[a][2];
-                    out[2 * stride] = t[a][2] - t[a][1];
-                    out[3 * stride] = t[a][1] - t[a][3];
-                }
-            }
+        for (std::size_t pr = 2 * row_begin; pr < 2 * row_end + 2; ++pr) {  // d B, row by row
+            detail::winograd_split_row(
+                plane, static_cast<std::ptrdiff_t>(pr) - static_cast<std::ptrdiff_t>(g.pad_h),
+                g.height, g.width, g.pad_w, tw + 1, even, odd);
+            const std::size_t at = (pr / 2 - row_begin) * tw;
+            T* const* out = x[pr % 2];
+            detail::winograd_combine_columns(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,
+                                             out[3] + at);
         }
+        T* vc = v + c * tiles;
+        for (std::size_t b = 0; b < 4; ++b)  // B^T (d B), every tile at once
+            detail::winograd_combine_rows(x[0][b], x[1][b], x[0][b] + tw, x[1][b] + tw, tiles,
+                                          vc + b * stride, vc + (4 + b) * stride,
+                                          vc + (8 + b) * stride, vc + (12 + b) * stride);
     }
 }
 
 /// Y = A^T M A of every tile of the rows [row_begin, row_end): m holds the 16 products' results
 /// (OC x tiles each, `stride` elements apart, columns as winograd_transform_input placed them),
 /// y is one image's whole output, OC x out_h x out_w; outputs past the image's edge are dropped.
+/// A block of neighbouring tiles at a time, as the input transform.
 template <typename T>
 void winograd_transform_output(const T* m, std::size_t stride, std::size_t OC,
                                const ConvGeometry& g, const WinogradTiling& tl,
@@ -164,22 +229,32 @@ void winograd_transform_output(const T* m, std::size_t stride, std::size_t OC,
         const T* mo = m + o * tiles;
         T* yo = y + o * OH * OW;
         for (std::size_t ti = row_begin; ti < row_end; ++ti)
-            for (std::size_t tj = 0; tj < tl.tiles_w; ++tj) {
+            detail::for_each_tile_block(tl.tiles_w, [&](auto width, std::size_t tj) {
+                constexpr std::size_t B = decltype(width)::value;
                 const T* p = mo + (ti - row_begin) * tl.tiles_w + tj;
-                T q[4][4];
-                for (std::size_t xi = 0; xi < 16; ++xi) q[xi / 4][xi % 4] = p[xi * stride];
-                T t[2][4];  // A^T M
-                for (std::size_t b = 0; b < 4; ++b) {
-                    t[0][b] = q[0][b] + q[1][b] + q[2][b];
-                    t[1][b] = q[1][b] - q[2][b] - q[3][b];
+                T pair[2][2 * B];  // the block's two output rows
+                for (std::size_t l = 0; l < B; ++l) {
+                    T t[2][4];  // A^T M
+                    for (std::size_t b = 0; b < 4; ++b) {
+                        t[0][b] =
+                            p[b * stride + l] + p[(4 + b) * stride + l] + p[(8 + b) * stride + l];
+                        t[1][b] = p[(4 + b) * stride + l] - p[(8 + b) * stride + l] -
+                                  p[(12 + b) * stride + l];
+                    }
+                    for (std::size_t a = 0; a < 2; ++a) {  // (A^T M) A
+                        pair[a][2 * l] = t[a][0] + t[a][1] + t[a][2];
+                        pair[a][2 * l + 1] = t[a][1] - t[a][2] - t[a][3];
+                    }
                 }
                 const std::size_t oh = 2 * ti, ow = 2 * tj;
-                for (std::size_t a = 0; a < 2 && oh + a < OH; ++a) {  // (A^T M) A
+                for (std::size_t a = 0; a < 2 && oh + a < OH; ++a) {
                     T* row = yo + (oh + a) * OW + ow;
-                    row[0] = t[a][0] + t[a][1] + t[a][2];
-                    if (ow + 1 < OW) row[1] = t[a][1] - t[a][2] - t[a][3];
+                    if (ow + 2 * B <= OW)
+                        for (std::size_t k = 0; k < 2 * B; ++k) row[k] = pair[a][k];
+                    else  // the last tile reaches one column past the output
+                        for (std::size_t k = 0; k < OW - ow; ++k) row[k] = pair[a][k];
                 }
-            }
+            });
     }
 }
 
