@@ -241,11 +241,75 @@ TEST_CASE("Conv2d's input gradient by Winograd (the adjoint convolution) matches
         INFO(conv.describe() << " on " << x.shape().str());
         CHECK(max_abs_diff(dx_w, dx_i) < 1e-12 * (1 + c.cout));
         CHECK(max_abs_diff(dx_w, dx_i) > 0);  // Winograd ran: another order of summation
-        CHECK(max_abs_diff(dw, dw_i) == 0);   // the weight gradient does not change its method
+        // Fewer than 64 channels: the weight gradient stays with im2col, to the bit.
+        CHECK(max_abs_diff(dw, dw_i) == 0);
     }
     // And against finite differences, through the whole layer.
     Conv2d<double> conv = make_conv<double>(cases[1]);
     require_gradients(conv, random_tensor<double>(Shape{2, 8, 6, 9}, 43));
+}
+
+TEST_CASE_TEMPLATE("Conv2d's weight gradient by Winograd (G^T dU G) matches im2col's", T, float,
+                   double) {
+    // At least 64 input and 64 output channels; pads 0-2, odd output sizes (a last tile row or
+    // column half outside, whose dy must count as zero), a single row, bias on and off.
+    REQUIRE(Conv2d<T>::winograd_weights_min_channels == 64);
+    const std::vector<ConvCase> cases = {
+        {64, 64, 3, 3, 1, 1, 7, 9, true},  {64, 70, 3, 3, 1, 0, 6, 6, false},
+        {70, 64, 3, 3, 1, 2, 5, 11, true}, {65, 64, 3, 3, 1, 0, 3, 8, true},
+        {64, 64, 3, 3, 1, 1, 1, 5, false}, {64, 64, 3, 3, 1, 1, 24, 24, false},
+    };
+    const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-12;
+    for (const ConvCase& c : cases)
+        for (std::size_t batch : {1, 3})
+            for (int threads : {1, 2}) {
+                set_num_threads(threads);
+                Conv2d<T> conv = make_conv<T>(c);
+                const auto x = random_tensor<T>(Shape{batch, c.cin, c.h, c.w}, 61);
+                Tensor<T> y, dx;
+                conv.forward(x, y);
+                const auto dy = random_tensor<T>(y.shape(), 62);
+                conv.backward(x, y, dy, dx);
+                const Tensor<T> dw = *conv.parameters()[0].grad;
+                conv.backward(x, y, dy, dx);  // the same bits again
+                const Tensor<T> again = *conv.parameters()[0].grad;
+                set_winograd(false);
+                conv.backward(x, y, dy, dx);
+                const Tensor<T> dw_i = *conv.parameters()[0].grad;
+                set_winograd(true);
+                INFO(conv.describe() << " on " << x.shape().str() << ", threads " << threads);
+                // The gradient's size grows with the number of terms summed: scale by their
+                // count's square root, as for a sum of random terms.
+                const double terms = double(batch * y.dim(2) * y.dim(3));
+                CHECK(max_abs_diff(dw, dw_i) < tol * (1 + std::sqrt(terms)));
+                CHECK(max_abs_diff(dw, dw_i) > 0);  // Winograd ran: another order of summation
+                CHECK(std::equal(dw.begin(), dw.end(), again.begin(), again.end()));
+            }
+    set_num_threads(0);
+    // Against finite differences, through the whole layer (x, W and the bias; 400 entries of
+    // each, at random).
+    if constexpr (std::is_same_v<T, double>) {
+        Conv2d<double> conv = make_conv<double>({64, 64, 3, 3, 1, 1, 3, 5, true});
+        GradientCheckOptions opt;
+        opt.max_entries = 400;
+        const GradientCheckReport r =
+            check_gradients(conv, random_tensor<double>(Shape{2, 64, 3, 5}, 63), opt);
+        INFO(r.str());
+        CHECK(r.passed);
+    }
+    // Fewer channels (fer-cnn-s's 32->32 and 32->64) stay with im2col, to the bit.
+    Conv2d<T> narrow = make_conv<T>({32, 64, 3, 3, 1, 1, 6, 6, false});
+    const auto x = random_tensor<T>(Shape{2, 32, 6, 6}, 64);
+    Tensor<T> y, dx;
+    narrow.forward(x, y);
+    const auto dy = random_tensor<T>(y.shape(), 65);
+    narrow.backward(x, y, dy, dx);
+    const Tensor<T> on = *narrow.parameters()[0].grad;
+    set_winograd(false);
+    narrow.backward(x, y, dy, dx);
+    set_winograd(true);
+    const Tensor<T>& off = *narrow.parameters()[0].grad;
+    CHECK(std::equal(on.begin(), on.end(), off.begin(), off.end()));
 }
 
 TEST_CASE("a copied Conv2d makes its own Winograd filters (the original may be gone)") {

@@ -170,6 +170,19 @@ void winograd_combine_rows(const T* __restrict r0, const T* __restrict r1, const
         v3[t] = r1[t] - r3[t];
     }
 }
+
+/// (y0, y1) A^T = (y0, y0 + y1, y0 - y1, -y1) for n pairs at once: the one step of the output
+/// gradient's transform, on the columns of a tile and then on its rows.
+template <typename T>
+void winograd_spread_pairs(const T* __restrict y0, const T* __restrict y1, std::size_t n,
+                           T* __restrict z0, T* __restrict z1, T* __restrict z2, T* __restrict z3) {
+    for (std::size_t i = 0; i < n; ++i) {
+        z0[i] = y0[i];
+        z1[i] = y0[i] + y1[i];
+        z2[i] = y0[i] - y1[i];
+        z3[i] = -y1[i];
+    }
+}
 }  // namespace detail
 
 /// V_xi = (B^T d B)_xi of every 4x4 input tile d of one C x H x W image (zero outside the image,
@@ -256,6 +269,93 @@ void winograd_transform_output(const T* m, std::size_t stride, std::size_t OC,
                 }
             });
     }
+}
+
+// The weight gradient. With M = sum_c U_c .* V_c and Y = A^T M A for every tile, the chain rule
+// gives dM = A dY A^T per tile, dU_oc = sum over tiles of dM_o .* V_c — for each position xi one
+// product dU_xi (OC x C) = dM_xi (OC x tiles) * V_xi^T — and, from U = G g G^T, dg = G^T dU G.
+// The same 2.25x fewer multiplications as the forward pass, and V is the forward pass's own input
+// transform.
+
+/// dM_xi = (A dY A^T)_xi of every 2x2 tile of one image's output gradient dy (OC x out_h x out_w;
+/// zero past the output's edge, where the forward pass dropped its values): m holds 16 matrices
+/// `stride` elements apart, row-major OC x tiles, tile t = ti * tiles_w + tj, as
+/// winograd_transform_input places V. Separably, as the input transform: Z = dY A^T on each output
+/// row (kept in halves for the even and the odd rows), then A Z on every tile at once.
+template <typename T>
+void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvGeometry& g,
+                                        const WinogradTiling& tl, T* m, std::size_t stride) {
+    const std::size_t OH = g.out_h(), OW = g.out_w(), tw = tl.tiles_w, tiles = tl.tiles();
+    std::vector<T> buffer(2 * tw + 8 * tiles);
+    T* even = buffer.data();
+    T* odd = even + tw;
+    T* z[2][4];  // z[parity][j]: column j of dY A^T, for the output rows of that parity
+    for (std::size_t j = 0; j < 4; ++j) {
+        z[0][j] = odd + tw + j * tiles;
+        z[1][j] = odd + tw + (4 + j) * tiles;
+    }
+    for (std::size_t o = 0; o < OC; ++o) {
+        const T* plane = dy + o * OH * OW;
+        for (std::size_t r = 0; r < 2 * tl.tiles_h; ++r) {  // dY A^T, row by row
+            const auto row = static_cast<std::ptrdiff_t>(r);
+            detail::winograd_split_row(plane, row, OH, OW, 0, tw, even, odd);
+            T* const* out = z[r % 2];
+            const std::size_t at = (r / 2) * tw;  // columns (y0, y1) A^T
+            detail::winograd_spread_pairs(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,
+                                          out[3] + at);
+        }
+        T* mo = m + o * tiles;
+        for (std::size_t j = 0; j < 4; ++j)  // A Z: rows z0 (output row 2ti) and z1 (2ti + 1)
+            detail::winograd_spread_pairs(z[0][j], z[1][j], tiles, mo + j * stride,
+                                          mo + (4 + j) * stride, mo + (8 + j) * stride,
+                                          mo + (12 + j) * stride);
+    }
+}
+
+/// dw (OC x C x 3 x 3) = G^T dU G for every filter, from du laid out as winograd_transform_weights
+/// lays out U (16 x OC x C): the adjoint of that transform.
+template <typename T>
+void winograd_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw) {
+    const std::size_t plane = OC * C;
+    for (std::size_t f = 0; f < plane; ++f) {
+        T x[4][4];
+        for (std::size_t xi = 0; xi < 16; ++xi) x[xi / 4][xi % 4] = du[xi * plane + f];
+        T t[3][4];  // G^T dU: rows x0 + (x1 + x2) / 2, (x1 - x2) / 2, (x1 + x2) / 2 + x3
+        for (std::size_t j = 0; j < 4; ++j) {
+            const T half_sum = T(0.5) * (x[1][j] + x[2][j]);
+            t[0][j] = x[0][j] + half_sum;
+            t[1][j] = T(0.5) * (x[1][j] - x[2][j]);
+            t[2][j] = half_sum + x[3][j];
+        }
+        T* out = dw + f * 9;
+        for (std::size_t a = 0; a < 3; ++a) {  // (G^T dU) G, the same on each row
+            const T half_sum = T(0.5) * (t[a][1] + t[a][2]);
+            out[a * 3 + 0] = t[a][0] + half_sum;
+            out[a * 3 + 1] = T(0.5) * (t[a][1] - t[a][2]);
+            out[a * 3 + 2] = half_sum + t[a][3];
+        }
+    }
+}
+
+/// Adds one image's share of dU to du (16 x OC x C), or stores it when `first`: x is the image
+/// (g.channels x height x width), dy its output gradient (OC x out_h x out_w). The workspace
+/// holds winograd_workspace_size(g, OC, tiles_h) elements, as the forward pass's.
+template <typename T>
+void winograd_accumulate_weight_gradient(const T* x, const T* dy, const ConvGeometry& g,
+                                         std::size_t OC, bool first, T* du, T* workspace) {
+    const WinogradTiling tiling = winograd_tiling(g);
+    const std::size_t tiles = tiling.tiles(), C = g.channels;
+    const std::size_t v_stride = winograd_stride<T>(C * tiles),
+                      m_stride = winograd_stride<T>(OC * tiles);
+    T* v = workspace;
+    T* m = v + 16 * v_stride;
+    run_vectorized([&] {
+        winograd_transform_input(x, g, tiling, 0, tiling.tiles_h, v, v_stride);
+        winograd_transform_output_gradient(dy, OC, g, tiling, m, m_stride);
+    });
+    for (std::size_t xi = 0; xi < 16; ++xi)
+        gemm(Trans::No, Trans::Yes, OC, C, tiles, T(1), m + xi * m_stride, tiles, v + xi * v_stride,
+             tiles, first ? T(0) : T(1), du + xi * OC * C, C);
 }
 
 /// The 16 transformed filter matrices of one F(2x2, 3x3) convolution, packed for gemm; remade

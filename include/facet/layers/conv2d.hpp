@@ -44,9 +44,10 @@ struct Conv2dOptions {
 /// single-threaded on cache-sized operands and no transpose of the output is needed.
 ///
 /// A 3x3 kernel with stride 1 (and at least 16 input channels) takes Winograd's F(2x2, 3x3) for
-/// the forward pass instead, and, with at least 16 output channels and padding <= 2, for the
-/// input gradient: 2.25x fewer multiplications, results equal to im2col's up to rounding
-/// (docs/internals/convolution.md derives both). set_winograd(false) turns it off.
+/// the forward pass instead; with at least 16 output channels and padding <= 2, for the input
+/// gradient; with at least 64 input and output channels, for the weight gradient: 2.25x fewer
+/// multiplications, results equal to im2col's up to rounding (docs/internals/convolution.md
+/// derives all three). set_winograd(false) turns it off.
 template <typename T>
 class Conv2d : public Layer<T> {
   public:
@@ -55,6 +56,12 @@ class Conv2d : public Layer<T> {
     /// on 48 x 48 with 32 outputs, 1 thread, Winograd against im2col took 0.097 / 0.064 ms for
     /// C = 8, 0.134 / 0.129 ms for C = 16 and 0.176 / 0.195 ms for C = 24.
     static constexpr std::size_t winograd_min_channels = 16;
+    /// The weight gradient by Winograd needs this many input and output channels. Its 16
+    /// products are OC x C x tiles, and with C or OC at 32 the GEMM's 48-column tiles are mostly
+    /// partial: measured per image, 1 thread, Winograd against im2col took 0.298 / 0.266 ms for
+    /// 32->32 on 48 x 48, 0.131 / 0.117 for 32->64 on 24 x 24, 0.186 / 0.234 for 64->64 on
+    /// 24 x 24, 0.096 / 0.110 for 64->128 and 0.142 / 0.220 for 128->128 on 12 x 12.
+    static constexpr std::size_t winograd_weights_min_channels = 64;
 
     /// A square convolution: `kernel` x `kernel`, the same stride and zero padding on both axes.
     Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
@@ -164,20 +171,34 @@ class Conv2d : public Layer<T> {
         const bool input_gradient = this->input_gradient();
         ConvGeometry adjoint;
         const bool winograd = input_gradient && winograd_adjoint(g, adjoint);
+        const bool winograd_weights = use_winograd_for_weights(g);
+        std::size_t workspace = 0;
         if (winograd) {
             winograd_backward_.update(weight_.data(), OC, opt_.in_channels, true);
-            size_winograd_workspaces(chunks,
-                                     winograd_workspace_size<T>(adjoint, opt_.in_channels,
-                                                                winograd_tiling(adjoint).tiles_h));
+            workspace = winograd_workspace_size<T>(adjoint, opt_.in_channels,
+                                                   winograd_tiling(adjoint).tiles_h);
         } else if (input_gradient) {
             packed_weight_t_.pack(Trans::Yes, K, OC, weight_.data(), K);
         }
+        if (winograd_weights) {  // each chunk sums dU (16 x OC x C) instead of dW
+            workspace =
+                std::max(workspace, winograd_workspace_size<T>(g, OC, winograd_tiling(g).tiles_h));
+            for (std::size_t c = 0; c < chunks; ++c)
+                dw_part_[c].resize(Shape{16, OC, opt_.in_channels});
+        }
+        if (workspace > 0) size_winograd_workspaces(chunks, workspace);
         for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
             const bool first = n == batch * chunk / chunks;
-            const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
+            const T* xn = x.data() + n * g.image_size();
             const T* dyn = dy.data() + n * OC * P;
-            gemm(Trans::No, Trans::Yes, OC, K, P, T(1), dyn, P, col, P, first ? T(0) : T(1),
-                 dw_part_[chunk].data(), K);
+            if (winograd_weights) {
+                winograd_accumulate_weight_gradient(xn, dyn, g, OC, first, dw_part_[chunk].data(),
+                                                    winograd_ws_[chunk].data());
+            } else {
+                const T* col = unroll(xn, g, col_ws_[chunk].data());
+                gemm(Trans::No, Trans::Yes, OC, K, P, T(1), dyn, P, col, P, first ? T(0) : T(1),
+                     dw_part_[chunk].data(), K);
+            }
             if (opt_.bias) {
                 T* db = db_part_[chunk].data();
                 for (std::size_t o = 0; o < OC; ++o) {
@@ -204,12 +225,22 @@ class Conv2d : public Layer<T> {
         const std::size_t used = batch == 0 ? 0 : chunks;  // an empty batch has zero gradients
         weight_grad_.zero();
         bias_grad_.zero();
-        for (std::size_t c = 0; c < used; ++c) {
-            const T* part = dw_part_[c].data();
-            for (std::size_t i = 0; i < weight_grad_.size(); ++i) weight_grad_[i] += part[i];
-            if (opt_.bias)
-                for (std::size_t o = 0; o < OC; ++o) bias_grad_[o] += db_part_[c][o];
+        if (winograd_weights && used > 0) {  // the chunks' dU in a fixed order, then G^T dU G
+            T* total = dw_part_[0].data();
+            for (std::size_t c = 1; c < used; ++c) {
+                const T* part = dw_part_[c].data();
+                for (std::size_t i = 0; i < dw_part_[0].size(); ++i) total[i] += part[i];
+            }
+            winograd_weight_gradient(total, OC, opt_.in_channels, weight_grad_.data());
+        } else {
+            for (std::size_t c = 0; c < used; ++c) {
+                const T* part = dw_part_[c].data();
+                for (std::size_t i = 0; i < weight_grad_.size(); ++i) weight_grad_[i] += part[i];
+            }
         }
+        if (opt_.bias)
+            for (std::size_t c = 0; c < used; ++c)
+                for (std::size_t o = 0; o < OC; ++o) bias_grad_[o] += db_part_[c][o];
     }
 
     std::vector<Parameter<T>> parameters() override {
@@ -291,6 +322,13 @@ class Conv2d : public Layer<T> {
                                winograd_ws_[part].data());
         const std::size_t first = std::min(g.out_h(), 2 * r0), last = std::min(g.out_h(), 2 * r1);
         finish_output(yn + first * g.out_w(), P, (last - first) * g.out_w(), affine);
+    }
+
+    /// Whether the weight gradient is summed as dU over Winograd tiles
+    /// (winograd_accumulate_weight_gradient) rather than as dy * im2col(x)^T.
+    bool use_winograd_for_weights(const ConvGeometry& g) const {
+        return winograd_enabled() && winograd_applies(g) &&
+               std::min(opt_.in_channels, opt_.out_channels) >= winograd_weights_min_channels;
     }
 
     /// The geometry of the input gradient's convolution (dy in, dx out) when Winograd computes
