@@ -241,6 +241,11 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
                             Kernel::run(kc, a_panel, b_panel, c_tile, ldc, alpha, beta_slice);
                             continue;
                         }
+                        if constexpr (requires { &Kernel::run_edge; }) {
+                            Kernel::run_edge(kc, a_panel, b_panel, c_tile, ldc, alpha, beta_slice,
+                                             rows, cols);
+                            continue;
+                        }
                         Kernel::run(kc, a_panel, b_panel, edge, NR, T(1), T(0));
                         for (std::size_t i = 0; i < rows; ++i)
                             for (std::size_t j = 0; j < cols; ++j) {

@@ -76,6 +76,60 @@ struct GemmKernelAvx512<float> {
             }
         }
     }
+    /// A partial tile, straight into C: rows x cols (rows <= MR, cols <= NR) of
+    /// alpha * A_panel * B_panel + beta * C. Only the ceil(cols / 16) vectors of B that hold
+    /// columns are multiplied, and the last is stored through a mask, so a thin product (N = 32
+    /// or 36, a 48-wide tile's edge) neither computes the unused columns nor goes through a
+    /// scalar copy. Per element the same FMAs in the same order as run(), so the same bits.
+    __attribute__((target("avx512f,avx2,fma"))) static void run_edge(std::size_t kc, const float* a,
+                                                                     const float* b, float* c,
+                                                                     std::size_t ldc, float alpha,
+                                                                     float beta, std::size_t rows,
+                                                                     std::size_t cols) {
+        if (cols > 32)
+            edge<3>(kc, a, b, c, ldc, alpha, beta, rows, cols);
+        else if (cols > 16)
+            edge<2>(kc, a, b, c, ldc, alpha, beta, rows, cols);
+        else
+            edge<1>(kc, a, b, c, ldc, alpha, beta, rows, cols);
+    }
+    template <std::size_t V>
+    __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline void edge(
+        std::size_t kc, const float* a, const float* b, float* c, std::size_t ldc, float alpha,
+        float beta, std::size_t rows, std::size_t cols) {
+        __m512 acc[MR][V];
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < MR; ++i)
+#pragma GCC unroll 3
+            for (std::size_t j = 0; j < V; ++j) acc[i][j] = _mm512_setzero_ps();
+        for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
+            __m512 bv[V];
+#pragma GCC unroll 3
+            for (std::size_t j = 0; j < V; ++j) bv[j] = _mm512_load_ps(b + 16 * j);
+#pragma GCC unroll 8
+            for (std::size_t i = 0; i < MR; ++i) {
+                const __m512 ai = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 3
+                for (std::size_t j = 0; j < V; ++j)
+                    acc[i][j] = _mm512_fmadd_ps(ai, bv[j], acc[i][j]);
+            }
+        }
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+        const auto last = static_cast<__mmask16>((1u << (cols - 16 * (V - 1))) - 1);
+        for (std::size_t i = 0; i < rows; ++i) {
+            float* ci = c + i * ldc;
+#pragma GCC unroll 3
+            for (std::size_t j = 0; j < V; ++j) {
+                const __mmask16 m = j + 1 < V ? __mmask16(0xFFFF) : last;
+                const __m512 scaled = _mm512_mul_ps(va, acc[i][j]);
+                _mm512_mask_storeu_ps(
+                    ci + 16 * j, m,
+                    beta == 0.0f
+                        ? scaled
+                        : _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, ci + 16 * j), scaled));
+            }
+        }
+    }
     /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row). Four accumulators
     /// hide the FMA latency; the last partial vector is read through a mask.
     __attribute__((target("avx512f,avx2,fma"))) static float dot(std::size_t n, const float* a,
