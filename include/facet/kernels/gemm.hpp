@@ -310,6 +310,62 @@ void gemm_single_row(std::size_t N, std::size_t K, T alpha, const T* a, const T*
         small ? 1 : 0);
 }
 
+/// Whether C = alpha * A * B^T + beta * C goes by dot products of rows (gemm_dot_rows) rather
+/// than packing: A and B both stored with K along their rows, M and N at most 64, K at least 128,
+/// and A and B together within half of a 1 MiB L2, where each row is read again for every 4 x 4
+/// tile. Packing copies every element once for few multiply-adds per element in such shapes
+/// (2 * 64 at most), and a 48-wide micro-tile computes columns N does not have. Measured on
+/// this project's AVX-512 host, 1 thread, GFLOP/s packed / dot: 32 x 32 x 576 (Winograd's weight
+/// gradient on 48 x 48) 90 / 230, 32 x 9 x 2304 (a one-channel conv's weight gradient) 23 / 136,
+/// 64 x 64 x 144 149 / 166; 128 x 128 x 36 211 / 63 and 32 x 288 x 2304 208 / 134 stay packed.
+template <typename T>
+bool gemm_dot_rows_applies(Trans transA, Trans transB, std::size_t M, std::size_t N,
+                           std::size_t K) {
+    return transA == Trans::No && transB == Trans::Yes && M <= 64 && N <= 64 && K >= 128 &&
+           static_cast<double>(M + N) * static_cast<double>(K) * sizeof(T) <= 512.0 * 1024.0;
+}
+
+/// Whether gemm() with the kernels of `isa` takes gemm_dot_rows for this product (only kernels
+/// with a dot_tile have that path).
+template <typename T>
+bool gemm_takes_dot_rows(GemmIsa isa, Trans transA, Trans transB, std::size_t M, std::size_t N,
+                         std::size_t K) {
+#if FACET_GEMM_HAVE_X86_KERNELS
+    if constexpr (requires { &GemmKernelAvx512<T>::dot_tile; })
+        if (isa == GemmIsa::Avx512) return gemm_dot_rows_applies<T>(transA, transB, M, N, K);
+#endif
+    (void)isa, (void)transA, (void)transB, (void)M, (void)N, (void)K;
+    return false;
+}
+
+/// C (M x N) = alpha * A * B^T + beta * C, A stored M x K and B stored N x K: each 4 x 4 tile of
+/// C by Kernel::dot_tile, straight from the rows, nothing packed. Threads take ranges of tile
+/// rows; every tile is summed the same way whatever the range, so every thread count gives the
+/// same bits.
+template <typename Kernel, typename T>
+void gemm_dot_rows(std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                   std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    const bool small = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) <
+                       gemm_parallel_threshold;
+    parallel_for(
+        (M + 3) / 4,
+        [&](std::size_t begin, std::size_t end) {
+            for (std::size_t i0 = 4 * begin; i0 < std::min(M, 4 * end); i0 += 4) {
+                const std::size_t rows = std::min<std::size_t>(4, M - i0);
+                const T* a[4];
+                for (std::size_t i = 0; i < 4; ++i) a[i] = A + (i0 + std::min(i, rows - 1)) * lda;
+                for (std::size_t j0 = 0; j0 < N; j0 += 4) {
+                    const std::size_t cols = std::min<std::size_t>(4, N - j0);
+                    const T* b[4];  // a missing row repeats the last; its sums are not stored
+                    for (std::size_t j = 0; j < 4; ++j)
+                        b[j] = B + (j0 + std::min(j, cols - 1)) * ldb;
+                    Kernel::dot_tile(K, a, b, C + i0 * ldc + j0, ldc, alpha, beta, rows, cols);
+                }
+            }
+        },
+        small ? 1 : 0);
+}
+
 /// Runs gemm_blocked on each thread's rectangle of C. With `prepacked_a` the threads split
 /// only the columns, since each rectangle must span all of A's packed rows.
 template <typename Kernel, typename T>
@@ -326,6 +382,12 @@ void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std
         }
         gemm_single_row<Kernel>(N, K, alpha, a, B, ldb, beta, C);
         return;
+    }
+    if constexpr (requires { &Kernel::dot_tile; }) {
+        if (!prepacked_a && gemm_dot_rows_applies<T>(transA, transB, M, N, K)) {
+            gemm_dot_rows<Kernel>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            return;
+        }
     }
     int threads = in_parallel() ? 1 : num_threads();
     if (2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) <
@@ -485,10 +547,12 @@ class GemmPackedA {
     /// C (M x N) = alpha * op(A) * op(B) + beta * C, with op(A) as packed; see gemm().
     void multiply(Trans transB, std::size_t N, T alpha, const T* B, std::size_t ldb, T beta, T* C,
                   std::size_t ldc) const {
-        // A one-row product with B transposed takes gemm()'s dot-product path, not the packed one.
+        // A one-row product with B transposed, or a thin one with long rows, takes one of gemm()'s
+        // dot-product paths, not the packed one.
         const bool usable = !panels_.empty() && isa_ == gemm_isa() &&
                             gemm_backend() == GemmBackend::Facet && alpha != T(0) &&
-                            !(M_ == 1 && transB == Trans::Yes);
+                            !(M_ == 1 && transB == Trans::Yes) &&
+                            !detail::gemm_takes_dot_rows<T>(isa_, trans_, transB, M_, N, K_);
         if (!usable) {
             gemm(trans_, transB, M_, N, K_, alpha, A_, lda_, B, ldb, beta, C, ldc);
             return;

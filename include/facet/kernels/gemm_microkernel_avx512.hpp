@@ -130,6 +130,61 @@ struct GemmKernelAvx512<float> {
             }
         }
     }
+    /// A 4 x 4 tile of C = alpha * A * B^T + beta * C as 16 dot products of rows, for products
+    /// whose M and N are small and K long (gemm_dot_rows): a0..a3 and b0..b3 are rows of A and
+    /// B, K long (a missing row repeats another; only rows x cols of C are stored). No packing:
+    /// the 8 rows stream through 16 accumulators, one FMA per pair of rows and 16 k, and a
+    /// transpose-and-add tree reduces the 16 vectors to the 16 sums at the end.
+    __attribute__((target("avx512f,avx2,fma"))) static void dot_tile(
+        std::size_t K, const float* const* a, const float* const* b, float* c, std::size_t ldc,
+        float alpha, float beta, std::size_t rows, std::size_t cols) {
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (std::size_t i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+        for (std::size_t k = 0; k < K; k += 16) {  // the last 16 k read through a mask
+            const auto m =
+                K - k >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (K - k)) - 1);
+            __m512 av[4], bv[4];
+#pragma GCC unroll 4
+            for (std::size_t i = 0; i < 4; ++i) {
+                av[i] = _mm512_maskz_loadu_ps(m, a[i] + k);
+                bv[i] = _mm512_maskz_loadu_ps(m, b[i] + k);
+            }
+#pragma GCC unroll 4
+            for (std::size_t i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+                for (std::size_t j = 0; j < 4; ++j)
+                    acc[4 * i + j] = _mm512_fmadd_ps(av[i], bv[j], acc[4 * i + j]);
+        }
+        // Pairs x, y: per 128-bit block [x0 + x2, x1 + x3, y0 + y2, y1 + y3]. (Shuffles rather
+        // than unpacks: GCC 12's unpack intrinsics warn about their own undefined vectors.)
+        __m512 pair[8];
+#pragma GCC unroll 8
+        for (std::size_t i = 0; i < 8; ++i)
+            pair[i] = _mm512_add_ps(_mm512_shuffle_ps(acc[2 * i], acc[2 * i + 1], 0x44),
+                                    _mm512_shuffle_ps(acc[2 * i], acc[2 * i + 1], 0xEE));
+        // Quads: per 128-bit block the four accumulators' partial sums, in order.
+        __m512 quad[4];
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < 4; ++i)
+            quad[i] = _mm512_add_ps(_mm512_shuffle_ps(pair[2 * i], pair[2 * i + 1], 0x88),
+                                    _mm512_shuffle_ps(pair[2 * i], pair[2 * i + 1], 0xDD));
+        // Across the four 128-bit blocks: block q of the result holds row q's four sums. (The
+        // masked form with every lane selected, as the unmasked one warns like the unpacks.)
+        const __m512 h01 = _mm512_add_ps(_mm512_mask_shuffle_f32x4(quad[0], 0xFFFF, quad[0], quad[1], 0x44),
+                                         _mm512_mask_shuffle_f32x4(quad[0], 0xFFFF, quad[0], quad[1], 0xEE));
+        const __m512 h23 = _mm512_add_ps(_mm512_mask_shuffle_f32x4(quad[2], 0xFFFF, quad[2], quad[3], 0x44),
+                                         _mm512_mask_shuffle_f32x4(quad[2], 0xFFFF, quad[2], quad[3], 0xEE));
+        const __m512 sums = _mm512_add_ps(_mm512_mask_shuffle_f32x4(h01, 0xFFFF, h01, h23, 0x88),
+                                          _mm512_mask_shuffle_f32x4(h01, 0xFFFF, h01, h23, 0xDD));
+        alignas(64) float out[16];
+        _mm512_store_ps(out, sums);
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t j = 0; j < cols; ++j) {
+                float& cij = c[i * ldc + j];
+                cij = beta == 0.0f ? alpha * out[4 * i + j] : alpha * out[4 * i + j] + beta * cij;
+            }
+    }
     /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row). Four accumulators
     /// hide the FMA latency; the last partial vector is read through a mask.
     __attribute__((target("avx512f,avx2,fma"))) static float dot(std::size_t n, const float* a,
