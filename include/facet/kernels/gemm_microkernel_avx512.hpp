@@ -171,10 +171,12 @@ struct GemmKernelAvx512<float> {
                                     _mm512_shuffle_ps(pair[2 * i], pair[2 * i + 1], 0xDD));
         // Across the four 128-bit blocks: block q of the result holds row q's four sums. (The
         // masked form with every lane selected, as the unmasked one warns like the unpacks.)
-        const __m512 h01 = _mm512_add_ps(_mm512_mask_shuffle_f32x4(quad[0], 0xFFFF, quad[0], quad[1], 0x44),
-                                         _mm512_mask_shuffle_f32x4(quad[0], 0xFFFF, quad[0], quad[1], 0xEE));
-        const __m512 h23 = _mm512_add_ps(_mm512_mask_shuffle_f32x4(quad[2], 0xFFFF, quad[2], quad[3], 0x44),
-                                         _mm512_mask_shuffle_f32x4(quad[2], 0xFFFF, quad[2], quad[3], 0xEE));
+        const __m512 h01 =
+            _mm512_add_ps(_mm512_mask_shuffle_f32x4(quad[0], 0xFFFF, quad[0], quad[1], 0x44),
+                          _mm512_mask_shuffle_f32x4(quad[0], 0xFFFF, quad[0], quad[1], 0xEE));
+        const __m512 h23 =
+            _mm512_add_ps(_mm512_mask_shuffle_f32x4(quad[2], 0xFFFF, quad[2], quad[3], 0x44),
+                          _mm512_mask_shuffle_f32x4(quad[2], 0xFFFF, quad[2], quad[3], 0xEE));
         const __m512 sums = _mm512_add_ps(_mm512_mask_shuffle_f32x4(h01, 0xFFFF, h01, h23, 0x88),
                                           _mm512_mask_shuffle_f32x4(h01, 0xFFFF, h01, h23, 0xDD));
         alignas(64) float out[16];

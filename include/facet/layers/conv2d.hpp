@@ -45,7 +45,7 @@ struct Conv2dOptions {
 ///
 /// A 3x3 kernel with stride 1 (and at least 16 input channels) takes Winograd's F(2x2, 3x3) for
 /// the forward pass instead; with at least 16 output channels and padding <= 2, for the input
-/// gradient; with at least 64 input and output channels, for the weight gradient: 2.25x fewer
+/// gradient; with at least 32 input and output channels, for the weight gradient: 2.25x fewer
 /// multiplications, results equal to im2col's up to rounding (docs/internals/convolution.md
 /// derives all three). set_winograd(false) turns it off.
 template <typename T>
@@ -56,12 +56,12 @@ class Conv2d : public Layer<T> {
     /// on 48 x 48 with 32 outputs, 1 thread, Winograd against im2col took 0.097 / 0.064 ms for
     /// C = 8, 0.134 / 0.129 ms for C = 16 and 0.176 / 0.195 ms for C = 24.
     static constexpr std::size_t winograd_min_channels = 16;
-    /// The weight gradient by Winograd needs this many input and output channels. Its 16
-    /// products are OC x C x tiles, and with C or OC at 32 the GEMM's 48-column tiles are mostly
-    /// partial: measured per image, 1 thread, Winograd against im2col took 0.298 / 0.266 ms for
-    /// 32->32 on 48 x 48, 0.131 / 0.117 for 32->64 on 24 x 24, 0.186 / 0.234 for 64->64 on
-    /// 24 x 24, 0.096 / 0.110 for 64->128 and 0.142 / 0.220 for 128->128 on 12 x 12.
-    static constexpr std::size_t winograd_weights_min_channels = 64;
+    /// The weight gradient by Winograd needs this many input and output channels: its 16
+    /// products are OC x C x tiles (gemm's dot-product path for C, OC <= 64). Measured per image,
+    /// 1 thread, Winograd against im2col: 0.173 / 0.268 ms for 32->32 on 48 x 48, 0.108 / 0.119
+    /// for 32->64 and 0.176 / 0.236 for 64->64 on 24 x 24, 0.078 / 0.114 for 64->128 and
+    /// 0.128 / 0.228 for 128->128 on 12 x 12.
+    static constexpr std::size_t winograd_weights_min_channels = 32;
 
     /// A square convolution: `kernel` x `kernel`, the same stride and zero padding on both axes.
     Conv2d(std::size_t in_channels, std::size_t out_channels, std::size_t kernel,
