@@ -9,8 +9,9 @@
 
 namespace facet {
 
-/// y[n, o, oh, ow] = bias[o] + sum_{c, ki, kj} w[o, c, ki, kj] * x[n, c, oh*s - p + ki*d, ow*s - p
-/// + kj*d] x: N x C x H x W, w: OC x C x kh x kw, bias: OC or nullptr, y: N x OC x out_h x out_w.
+/// y[n, o, oh, ow] = bias[o]
+///     + sum_{c, ki, kj} w[o, c, ki, kj] * x[n, c, oh*s - p + ki*d, ow*s - p + kj*d]
+/// x: N x C x H x W, w: OC x C x kh x kw, bias: OC or nullptr, y: N x OC x out_h x out_w.
 /// Accumulates in double whatever T is.
 template <typename T>
 void conv2d_direct(const T* x, std::size_t batch, const ConvGeometry& g, const T* w,
