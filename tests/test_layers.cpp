@@ -721,6 +721,18 @@ TEST_CASE("Dropout: inverted scaling, mask statistics, eval identity, reproducib
     // 1e5 Bernoulli draws: the standard deviation of the fraction is 0.0014; allow 5 sigma.
     CHECK(double(zeros) / double(y.size()) == doctest::Approx(p).epsilon(0.0075 / p));
     CHECK(mean == doctest::Approx(1.0).epsilon(0.01));
+    // Draws independent of their neighbours (within a sample, and the same element of the next
+    // sample): both of a pair dropped with probability p^2 = 0.09 (sd 0.0009; 5 sigma).
+    std::size_t both_next = 0, both_below = 0, pairs_next = 0, pairs_below = 0;
+    for (std::size_t n = 0; n < 100; ++n)
+        for (std::size_t i = 0; i < 1000; ++i) {
+            const bool dropped = y(n, i) == 0;
+            if (i + 1 < 1000) ++pairs_next, both_next += dropped && y(n, i + 1) == 0;
+            if (n + 1 < 100) ++pairs_below, both_below += dropped && y(n + 1, i) == 0;
+        }
+    CHECK(double(both_next) / double(pairs_next) == doctest::Approx(p * p).epsilon(0.0045 / p / p));
+    CHECK(double(both_below) / double(pairs_below) ==
+          doctest::Approx(p * p).epsilon(0.0045 / p / p));
 
     Tensor<float> dx, dy(y.shape(), 2.0f);
     drop.backward(x, y, dy, dx);
