@@ -313,6 +313,46 @@ TEST_CASE_TEMPLATE("Conv2d's weight gradient by Winograd (G^T dU G) matches im2c
     CHECK(std::equal(on.begin(), on.end(), off.begin(), off.end()));
 }
 
+TEST_CASE("Conv2d takes small images a few at a time through Winograd: each one's bits unchanged") {
+    // A 12 x 12 image has 36 tiles, so winograd_group_size puts 4 in one product; 5 x 7 has 12
+    // (12 at once). Batches of 5 and 13 leave partial groups, on 1 and 2 threads (chunks of
+    // 2 + 3 images). y and dx of every image must be the bits of that image run alone; dW sums
+    // in another grouping, so it only matches to rounding.
+    const ConvGeometry g12 =
+        make_conv<float>({32, 32, 3, 3, 1, 1, 12, 12, false}).geometry(Shape{32, 12, 12});
+    CHECK(winograd_group_size(g12) == 4);
+    for (const ConvCase& c :
+         {ConvCase{32, 32, 3, 3, 1, 1, 12, 12, false}, ConvCase{32, 40, 3, 3, 1, 0, 7, 9, true}})
+        for (std::size_t batch : {5, 13})
+            for (int threads : {1, 2}) {
+                Conv2d<float> conv = make_conv<float>(c);
+                const auto x = random_tensor<float>(Shape{batch, c.cin, c.h, c.w}, 71);
+                set_num_threads(threads);
+                Tensor<float> y, dx;
+                conv.forward(x, y);
+                const auto dy = random_tensor<float>(y.shape(), 72);
+                conv.backward(x, y, dy, dx);
+                const Tensor<float> dw = *conv.parameters()[0].grad;
+                set_num_threads(1);
+                Tensor<float> dw_sum(dw.shape());
+                INFO(conv.describe() << " on " << x.shape().str() << ", threads " << threads);
+                for (std::size_t n = 0; n < batch; ++n) {
+                    Tensor<float> xn(Shape{1, c.cin, c.h, c.w}), yn,
+                        dyn(Shape{1, y.dim(1), y.dim(2), y.dim(3)}), dxn;
+                    std::copy_n(x.data() + n * xn.size(), xn.size(), xn.data());
+                    std::copy_n(dy.data() + n * dyn.size(), dyn.size(), dyn.data());
+                    conv.forward(xn, yn);
+                    conv.backward(xn, yn, dyn, dxn);
+                    CHECK(std::equal(yn.begin(), yn.end(), y.data() + n * yn.size()));
+                    CHECK(std::equal(dxn.begin(), dxn.end(), dx.data() + n * dxn.size()));
+                    const Tensor<float>& dwn = *conv.parameters()[0].grad;
+                    for (std::size_t i = 0; i < dw_sum.size(); ++i) dw_sum[i] += dwn[i];
+                }
+                CHECK(max_abs_diff(dw, dw_sum) < 1e-4);
+            }
+    set_num_threads(0);
+}
+
 TEST_CASE("a copied Conv2d makes its own Winograd filters (the original may be gone)") {
     const ConvCase c{16, 16, 3, 3, 1, 1, 6, 6, true};
     auto original = std::make_unique<Conv2d<float>>(make_conv<float>(c));

@@ -189,7 +189,9 @@ void winograd_spread_pairs(const T* __restrict y0, const T* __restrict y1, std::
 /// as the padding): v holds 16 matrices `stride` elements apart (see winograd_stride), the xi-th
 /// being the xi-th product's right operand, row-major C x tiles, tile t = ti * tiles_w + tj.
 /// Only the tile rows [row_begin, row_end) are transformed, tile (ti, tj) going to column
-/// (ti - row_begin) * tiles_w + tj: threads sharing one image each take some rows.
+/// (ti - row_begin) * tiles_w + tj: threads sharing one image each take some rows. The rows of
+/// the 16 matrices are `ld` elements long (0: just this range's tiles), so that several images
+/// can sit side by side in one product (see winograd_convolve_images).
 ///
 /// Separably, columns first: X = d B combines the columns 2tj .. 2tj + 3 of each padded image row
 /// once (a row belongs to two tile rows); B^T X then combines the rows 2ti .. 2ti + 3. X is kept
@@ -198,9 +200,10 @@ void winograd_spread_pairs(const T* __restrict y0, const T* __restrict y1, std::
 /// t + tiles_w of the two halves, so the row pass is one unit-stride loop over all the tiles.
 template <typename T>
 void winograd_transform_input(const T* image, const ConvGeometry& g, const WinogradTiling& tl,
-                              std::size_t row_begin, std::size_t row_end, T* v,
-                              std::size_t stride) {
+                              std::size_t row_begin, std::size_t row_end, T* v, std::size_t stride,
+                              std::size_t ld = 0) {
     const std::size_t tw = tl.tiles_w, rows = row_end - row_begin, tiles = rows * tw;
+    if (ld == 0) ld = tiles;
     const std::size_t half = (rows + 1) * tw;  // X of padded rows 2q (or 2q + 1), q in the range
     std::vector<T> buffer(2 * (tw + 1) + 8 * half);
     T* even = buffer.data();
@@ -221,7 +224,7 @@ void winograd_transform_input(const T* image, const ConvGeometry& g, const Winog
             detail::winograd_combine_columns(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,
                                              out[3] + at);
         }
-        T* vc = v + c * tiles;
+        T* vc = v + c * ld;
         for (std::size_t b = 0; b < 4; ++b)  // B^T (d B), every tile at once
             detail::winograd_combine_rows(x[0][b], x[1][b], x[0][b] + tw, x[1][b] + tw, tiles,
                                           vc + b * stride, vc + (4 + b) * stride,
@@ -232,14 +235,17 @@ void winograd_transform_input(const T* image, const ConvGeometry& g, const Winog
 /// Y = A^T M A of every tile of the rows [row_begin, row_end): m holds the 16 products' results
 /// (OC x tiles each, `stride` elements apart, columns as winograd_transform_input placed them),
 /// y is one image's whole output, OC x out_h x out_w; outputs past the image's edge are dropped.
-/// A block of neighbouring tiles at a time, as the input transform.
+/// Rows of m are `ld` long (0: the range's tiles). A block of neighbouring tiles at a time, as
+/// the input transform.
 template <typename T>
 void winograd_transform_output(const T* m, std::size_t stride, std::size_t OC,
                                const ConvGeometry& g, const WinogradTiling& tl,
-                               std::size_t row_begin, std::size_t row_end, T* y) {
-    const std::size_t OH = g.out_h(), OW = g.out_w(), tiles = (row_end - row_begin) * tl.tiles_w;
+                               std::size_t row_begin, std::size_t row_end, T* y,
+                               std::size_t ld = 0) {
+    const std::size_t OH = g.out_h(), OW = g.out_w();
+    if (ld == 0) ld = (row_end - row_begin) * tl.tiles_w;
     for (std::size_t o = 0; o < OC; ++o) {
-        const T* mo = m + o * tiles;
+        const T* mo = m + o * ld;
         T* yo = y + o * OH * OW;
         for (std::size_t ti = row_begin; ti < row_end; ++ti)
             detail::for_each_tile_block(tl.tiles_w, [&](auto width, std::size_t tj) {
@@ -280,11 +286,13 @@ void winograd_transform_output(const T* m, std::size_t stride, std::size_t OC,
 /// dM_xi = (A dY A^T)_xi of every 2x2 tile of one image's output gradient dy (OC x out_h x out_w;
 /// zero past the output's edge, where the forward pass dropped its values): m holds 16 matrices
 /// `stride` elements apart, row-major OC x tiles, tile t = ti * tiles_w + tj, as
-/// winograd_transform_input places V. Separably, as the input transform: Z = dY A^T on each output
-/// row (kept in halves for the even and the odd rows), then A Z on every tile at once.
+/// winograd_transform_input places V, rows `ld` long (0: the image's tiles). Separably, as the
+/// input transform: Z = dY A^T on each output row (kept in halves for the even and the odd rows),
+/// then A Z on every tile at once.
 template <typename T>
 void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvGeometry& g,
-                                        const WinogradTiling& tl, T* m, std::size_t stride) {
+                                        const WinogradTiling& tl, T* m, std::size_t stride,
+                                        std::size_t ld = 0) {
     const std::size_t OH = g.out_h(), OW = g.out_w(), tw = tl.tiles_w, tiles = tl.tiles();
     std::vector<T> buffer(2 * tw + 8 * tiles);
     T* even = buffer.data();
@@ -304,7 +312,7 @@ void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvG
             detail::winograd_spread_pairs(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,
                                           out[3] + at);
         }
-        T* mo = m + o * tiles;
+        T* mo = m + o * (ld == 0 ? tiles : ld);
         for (std::size_t j = 0; j < 4; ++j)  // A Z: rows z0 (output row 2ti) and z1 (2ti + 1)
             detail::winograd_spread_pairs(z[0][j], z[1][j], tiles, mo + j * stride,
                                           mo + (4 + j) * stride, mo + (8 + j) * stride,
@@ -337,25 +345,31 @@ void winograd_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw)
     }
 }
 
-/// Adds one image's share of dU to du (16 x OC x C), or stores it when `first`: x is the image
-/// (g.channels x height x width), dy its output gradient (OC x out_h x out_w). The workspace
-/// holds winograd_workspace_size(g, OC, tiles_h) elements, as the forward pass's.
+/// Adds the share of dU of `count` consecutive images to du (16 x OC x C), or stores it when
+/// `first`: x holds the images (each g.channels x height x width), dy their output gradients
+/// (each OC x out_h x out_w). The images' tiles sit side by side in one product per position,
+/// so its sum runs over count * tiles. The workspace holds
+/// winograd_workspace_size(g, OC, count * tiles_h) elements, as winograd_convolve_images's.
 template <typename T>
-void winograd_accumulate_weight_gradient(const T* x, const T* dy, const ConvGeometry& g,
-                                         std::size_t OC, bool first, T* du, T* workspace) {
+void winograd_accumulate_weight_gradient(const T* x, const T* dy, std::size_t count,
+                                         const ConvGeometry& g, std::size_t OC, bool first, T* du,
+                                         T* workspace) {
     const WinogradTiling tiling = winograd_tiling(g);
-    const std::size_t tiles = tiling.tiles(), C = g.channels;
-    const std::size_t v_stride = winograd_stride<T>(C * tiles),
-                      m_stride = winograd_stride<T>(OC * tiles);
+    const std::size_t tiles = tiling.tiles(), n = count * tiles, C = g.channels;
+    const std::size_t v_stride = winograd_stride<T>(C * n), m_stride = winograd_stride<T>(OC * n);
     T* v = workspace;
     T* m = v + 16 * v_stride;
     run_vectorized([&] {
-        winograd_transform_input(x, g, tiling, 0, tiling.tiles_h, v, v_stride);
-        winograd_transform_output_gradient(dy, OC, g, tiling, m, m_stride);
+        for (std::size_t i = 0; i < count; ++i) {
+            winograd_transform_input(x + i * g.image_size(), g, tiling, 0, tiling.tiles_h,
+                                     v + i * tiles, v_stride, n);
+            winograd_transform_output_gradient(dy + i * OC * g.col_cols(), OC, g, tiling,
+                                               m + i * tiles, m_stride, n);
+        }
     });
     for (std::size_t xi = 0; xi < 16; ++xi)
-        gemm(Trans::No, Trans::Yes, OC, C, tiles, T(1), m + xi * m_stride, tiles, v + xi * v_stride,
-             tiles, first ? T(0) : T(1), du + xi * OC * C, C);
+        gemm(Trans::No, Trans::Yes, OC, C, n, T(1), m + xi * m_stride, n, v + xi * v_stride, n,
+             first ? T(0) : T(1), du + xi * OC * C, C);
 }
 
 /// The 16 transformed filter matrices of one F(2x2, 3x3) convolution, packed for gemm; remade
@@ -416,7 +430,17 @@ class WinogradFilters {
     std::size_t OC_ = 0, C_ = 0, in_ = 0, out_ = 0;
 };
 
-/// Elements of workspace winograd_convolve_rows needs for `rows` tile rows.
+/// How many images winograd_convolve_images and winograd_accumulate_weight_gradient take at
+/// once: enough for about 144 tiles (three of the AVX-512 kernel's 48-column tiles), at most 16.
+/// A 12 x 12 image has 36 tiles: its products alone are 36 columns wide (or, for the weight
+/// gradient, 36 long), and the GEMM computes a 48-wide tile and loads and stores C for them.
+inline std::size_t winograd_group_size(const ConvGeometry& g) {
+    const std::size_t tiles = winograd_tiling(g).tiles();
+    return std::clamp<std::size_t>((144 + tiles - 1) / tiles, 1, 16);
+}
+
+/// Elements of workspace winograd_convolve_rows needs for `rows` tile rows (count * tiles_h for
+/// winograd_convolve_images and winograd_accumulate_weight_gradient).
 template <typename T>
 std::size_t winograd_workspace_size(const ConvGeometry& g, std::size_t out_channels,
                                     std::size_t rows) {
@@ -441,6 +465,32 @@ void winograd_convolve_rows(const T* image, const ConvGeometry& g, const Winogra
         f.matrix(xi).multiply(Trans::No, tiles, T(1), v + xi * v_stride, tiles, T(0),
                               m + xi * m_stride, tiles);
     run_vectorized([&] { winograd_transform_output(m, m_stride, OC, g, tiling, r0, r1, out); });
+}
+
+/// The convolutions of `count` consecutive images (each g.channels x height x width; out: each
+/// f.out_channels() x out_h x out_w) with their tiles side by side in each of the 16 products.
+/// Every output is the same sum as winograd_convolve_rows's, so the same bits.
+template <typename T>
+void winograd_convolve_images(const T* images, std::size_t count, const ConvGeometry& g,
+                              const WinogradFilters<T>& f, T* out, T* workspace) {
+    const WinogradTiling tiling = winograd_tiling(g);
+    const std::size_t tiles = tiling.tiles(), n = count * tiles, OC = f.out_channels();
+    const std::size_t v_stride = winograd_stride<T>(g.channels * n),
+                      m_stride = winograd_stride<T>(OC * n);
+    T* v = workspace;
+    T* m = v + 16 * v_stride;
+    run_vectorized([&] {
+        for (std::size_t i = 0; i < count; ++i)
+            winograd_transform_input(images + i * g.image_size(), g, tiling, 0, tiling.tiles_h,
+                                     v + i * tiles, v_stride, n);
+    });
+    for (std::size_t xi = 0; xi < 16; ++xi)
+        f.matrix(xi).multiply(Trans::No, n, T(1), v + xi * v_stride, n, T(0), m + xi * m_stride, n);
+    run_vectorized([&] {
+        for (std::size_t i = 0; i < count; ++i)
+            winograd_transform_output(m + i * tiles, m_stride, OC, g, tiling, 0, tiling.tiles_h,
+                                      out + i * OC * g.col_cols(), n);
+    });
 }
 
 }  // namespace facet

@@ -134,12 +134,13 @@ class Conv2d : public Layer<T> {
             forward_split_rows(x, y, affine, g, std::min(threads, rows), winograd);
             return;
         }
-        if (winograd) {
-            const std::size_t chunks = chunk_count(batch);
-            prepare_winograd(g, tile_rows, chunks);
-            for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
-                winograd_rows(x, y, affine, g, n, 0, tile_rows, chunk);
-            });
+        if (winograd) {  // small images a few at a time (winograd_group_size)
+            const std::size_t chunks = chunk_count(batch), group = winograd_group_size(g);
+            prepare_winograd(g, group * tile_rows, chunks);
+            for_each_chunk_group(batch, chunks, group,
+                                 [&](std::size_t chunk, std::size_t n0, std::size_t n1) {
+                                     winograd_images(x, y, affine, g, n0, n1, chunk);
+                                 });
             return;
         }
         packed_weight_.pack(Trans::No, OC, K, weight_.data(), K);  // once for the whole batch
@@ -172,56 +173,38 @@ class Conv2d : public Layer<T> {
         ConvGeometry adjoint;
         const bool winograd = input_gradient && winograd_adjoint(g, adjoint);
         const bool winograd_weights = use_winograd_for_weights(g);
+        // Small images go a few at a time through the Winograd products (winograd_group_size).
+        const std::size_t group = winograd || winograd_weights ? winograd_group_size(g) : 1;
         std::size_t workspace = 0;
         if (winograd) {
             winograd_backward_.update(weight_.data(), OC, opt_.in_channels, true);
             workspace = winograd_workspace_size<T>(adjoint, opt_.in_channels,
-                                                   winograd_tiling(adjoint).tiles_h);
+                                                   group * winograd_tiling(adjoint).tiles_h);
         } else if (input_gradient) {
             packed_weight_t_.pack(Trans::Yes, K, OC, weight_.data(), K);
         }
         if (winograd_weights) {  // each chunk sums dU (16 x OC x C) instead of dW
-            workspace =
-                std::max(workspace, winograd_workspace_size<T>(g, OC, winograd_tiling(g).tiles_h));
+            workspace = std::max(
+                workspace, winograd_workspace_size<T>(g, OC, group * winograd_tiling(g).tiles_h));
             for (std::size_t c = 0; c < chunks; ++c)
                 dw_part_[c].resize(Shape{16, OC, opt_.in_channels});
         }
         if (workspace > 0) size_winograd_workspaces(chunks, workspace);
-        for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
-            const bool first = n == batch * chunk / chunks;
-            const T* xn = x.data() + n * g.image_size();
-            const T* dyn = dy.data() + n * OC * P;
-            if (winograd_weights) {
-                winograd_accumulate_weight_gradient(xn, dyn, g, OC, first, dw_part_[chunk].data(),
-                                                    winograd_ws_[chunk].data());
-            } else {
-                const T* col = unroll(xn, g, col_ws_[chunk].data());
-                gemm(Trans::No, Trans::Yes, OC, K, P, T(1), dyn, P, col, P, first ? T(0) : T(1),
-                     dw_part_[chunk].data(), K);
-            }
-            if (opt_.bias) {
-                T* db = db_part_[chunk].data();
-                for (std::size_t o = 0; o < OC; ++o) {
-                    T sum = 0;
-                    for (std::size_t p = 0; p < P; ++p) sum += dyn[o * P + p];
-                    db[o] = first ? sum : db[o] + sum;
-                }
-            }
-            T* dxn = dx.data() + n * g.image_size();
-            if (!input_gradient) {  // nobody reads dx (the network's first layer): skip its GEMM
-                std::fill(dxn, dxn + g.image_size(), T(0));
-            } else if (winograd) {  // dx as the adjoint convolution of dy
-                winograd_convolve_rows(dyn, adjoint, winograd_backward_, 0,
-                                       winograd_tiling(adjoint).tiles_h, dxn,
-                                       winograd_ws_[chunk].data());
-            } else if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
-                packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dxn, P);
-            } else {
-                T* dcol = dcol_ws_[chunk].data();
-                packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dcol, P);
-                col2im(dcol, P, g, dxn);
-            }
-        });
+        for_each_chunk_group(
+            batch, chunks, group, [&](std::size_t chunk, std::size_t n0, std::size_t n1) {
+                const bool first = n0 == batch * chunk / chunks;
+                if (winograd_weights)
+                    winograd_accumulate_weight_gradient(
+                        x.data() + n0 * g.image_size(), dy.data() + n0 * OC * P, n1 - n0, g, OC,
+                        first, dw_part_[chunk].data(), winograd_ws_[chunk].data());
+                if (winograd)  // dx as the adjoint convolution of dy
+                    winograd_convolve_images(dy.data() + n0 * OC * P, n1 - n0, adjoint,
+                                             winograd_backward_, dx.data() + n0 * g.image_size(),
+                                             winograd_ws_[chunk].data());
+                for (std::size_t n = n0; n < n1; ++n)
+                    backward_image(x, dy, dx, g, n, chunk, first && n == n0, !winograd_weights,
+                                   input_gradient && !winograd);
+            });
         const std::size_t used = batch == 0 ? 0 : chunks;  // an empty batch has zero gradients
         weight_grad_.zero();
         bias_grad_.zero();
@@ -289,6 +272,41 @@ class Conv2d : public Layer<T> {
     }
 
   private:
+    /// Image n's share of the backward pass that the Winograd paths did not do: dW += dy * col^T
+    /// by im2col + GEMM when `weights_by_im2col`, db, and dx = col2im(W^T dy) when
+    /// `dx_by_im2col` — or zeros when nobody reads dx.
+    void backward_image(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& dx,
+                        const ConvGeometry& g, std::size_t n, std::size_t chunk, bool first,
+                        bool weights_by_im2col, bool dx_by_im2col) {
+        const std::size_t OC = opt_.out_channels, K = g.col_rows(), P = g.col_cols();
+        const T* dyn = dy.data() + n * OC * P;
+        if (weights_by_im2col) {
+            const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
+            gemm(Trans::No, Trans::Yes, OC, K, P, T(1), dyn, P, col, P, first ? T(0) : T(1),
+                 dw_part_[chunk].data(), K);
+        }
+        if (opt_.bias) {
+            T* db = db_part_[chunk].data();
+            for (std::size_t o = 0; o < OC; ++o) {
+                T sum = 0;
+                for (std::size_t p = 0; p < P; ++p) sum += dyn[o * P + p];
+                db[o] = first ? sum : db[o] + sum;
+            }
+        }
+        T* dxn = dx.data() + n * g.image_size();
+        if (!this->input_gradient()) {  // nobody reads dx (the first layer): skip its GEMM
+            std::fill(dxn, dxn + g.image_size(), T(0));
+        } else if (!dx_by_im2col) {
+            return;                    // Winograd computed it
+        } else if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
+            packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dxn, P);
+        } else {
+            T* dcol = dcol_ws_[chunk].data();
+            packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dcol, P);
+            col2im(dcol, P, g, dxn);
+        }
+    }
+
     bool use_winograd(const ConvGeometry& g) const {
         return winograd_enabled() && winograd_applies(g) &&
                opt_.in_channels >= winograd_min_channels;
@@ -329,6 +347,16 @@ class Conv2d : public Layer<T> {
     bool use_winograd_for_weights(const ConvGeometry& g) const {
         return winograd_enabled() && winograd_applies(g) &&
                std::min(opt_.in_channels, opt_.out_channels) >= winograd_weights_min_channels;
+    }
+
+    /// Images [n0, n1) through winograd_convolve_images in workspace `part`, then the bias and
+    /// `affine` on each.
+    void winograd_images(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine,
+                         const ConvGeometry& g, std::size_t n0, std::size_t n1, std::size_t part) {
+        const std::size_t P = g.col_cols(), OC = opt_.out_channels;
+        winograd_convolve_images(x.data() + n0 * g.image_size(), n1 - n0, g, winograd_forward_,
+                                 y.data() + n0 * OC * P, winograd_ws_[part].data());
+        for (std::size_t n = n0; n < n1; ++n) finish_output(y.data() + n * OC * P, P, P, affine);
     }
 
     /// The geometry of the input gradient's convolution (dy in, dx out) when Winograd computes
@@ -455,6 +483,20 @@ class Conv2d : public Layer<T> {
             for (std::size_t c = cb; c < ce; ++c)
                 for (std::size_t n = batch * c / chunks; n < batch * (c + 1) / chunks; ++n)
                     body(c, n);
+        });
+    }
+
+    /// Calls body(chunk, n0, n1) for consecutive groups of at most `group` images, chunk c owning
+    /// images [N*c/chunks, N*(c+1)/chunks) as in for_each_chunk, in increasing order.
+    template <typename Body>
+    static void for_each_chunk_group(std::size_t batch, std::size_t chunks, std::size_t group,
+                                     Body&& body) {
+        parallel_for(chunks, [&](std::size_t cb, std::size_t ce) {
+            for (std::size_t c = cb; c < ce; ++c) {
+                const std::size_t end = batch * (c + 1) / chunks;
+                for (std::size_t n = batch * c / chunks; n < end; n += group)
+                    body(c, n, std::min(end, n + group));
+            }
         });
     }
 
