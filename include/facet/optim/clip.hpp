@@ -5,18 +5,33 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <vector>
 
 #include "facet/core/error.hpp"
+#include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/layer.hpp"
 
 namespace facet {
 
-/// The sum of squares of one gradient tensor, in double.
+/// The sum of squares of one gradient tensor, in double: 16 partial sums in a fixed order, then
+/// those. One running sum was one chain of dependent additions, an addition's latency per element:
+/// 1.5 ms of every fer-cnn-s training step (1.47 M gradients), on one core whatever the threads.
 template <typename T>
 double squared_norm(const Tensor<T>& grad) {
+    constexpr std::size_t lanes = 16;
+    double partial[lanes] = {};
+    const T* g = grad.data();
+    const std::size_t n = grad.size(), whole = n - n % lanes;
+    run_vectorized([&] {
+        for (std::size_t i = 0; i < whole; i += lanes)
+            for (std::size_t l = 0; l < lanes; ++l)
+                partial[l] += static_cast<double>(g[i + l]) * static_cast<double>(g[i + l]);
+    });
+    for (std::size_t i = whole; i < n; ++i)
+        partial[i - whole] += static_cast<double>(g[i]) * static_cast<double>(g[i]);
     double sum = 0;
-    for (const T g : grad) sum += static_cast<double>(g) * static_cast<double>(g);
+    for (const double part : partial) sum += part;
     return sum;
 }
 
