@@ -3,9 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
+#include "facet/core/parallel.hpp"
+#include "facet/core/random.hpp"
 #include "facet/optim/adam.hpp"
 #include "facet/optim/clip.hpp"
 #include "facet/optim/schedule.hpp"
@@ -76,6 +80,49 @@ TEST_CASE("Adam follows the bias-corrected update") {
         p.grads(grads[t], 0);
         adam.step();
         CHECK(p.w[0] == doctest::Approx(expected[t]).epsilon(1e-13));
+    }
+}
+
+TEST_CASE("Adam and AdamW in float: the AVX-512 update gives the scalar loop's bits") {
+    if (!cpu_features().avx512f) {
+        MESSAGE("skipped: this CPU has no AVX-512, so the update has one version only");
+        return;
+    }
+    // Sizes with a partial last vector, one below and one above for_elements' parallel
+    // threshold (2 threads then split the range at an arbitrary element), L2 and decoupled
+    // decay, a parameter without decay, three steps with fresh gradients.
+    auto run = [](bool avx512, bool decoupled) {
+        set_avx512_loops(avx512);
+        set_num_threads(2);
+        Rng rng(8);
+        std::vector<Tensor<float>> values, grads;
+        for (std::size_t n : {37, 1000, 40001}) {
+            values.emplace_back(Shape{n});
+            grads.emplace_back(Shape{n});
+            values.back().fill_uniform(rng, -1, 1);
+        }
+        std::vector<Parameter<float>> params;
+        for (std::size_t i = 0; i < values.size(); ++i)
+            params.push_back({std::string(1, char('a' + i)), &values[i], &grads[i], i != 1});
+        const AdamOptions options{.learning_rate = 0.01, .weight_decay = 0.1};
+        Adam<float> adam(params, options);
+        AdamW<float> adamw(params, options);
+        for (int step = 0; step < 3; ++step) {
+            for (auto& g : grads) g.fill_uniform(rng, -1, 1);
+            decoupled ? adamw.step() : adam.step();
+        }
+        set_avx512_loops(true);
+        set_num_threads(0);
+        return values;
+    };
+    for (bool decoupled : {false, true}) {
+        CAPTURE(decoupled);
+        const auto wide = run(true, decoupled), plain = run(false, decoupled);
+        for (std::size_t i = 0; i < wide.size(); ++i) {
+            CAPTURE(i);
+            CHECK(std::memcmp(wide[i].data(), plain[i].data(), wide[i].size() * sizeof(float)) ==
+                  0);
+        }
     }
 }
 

@@ -5,12 +5,86 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "facet/kernels/cpu_features.hpp"
+#include "facet/kernels/vector_loops.hpp"
 #include "facet/optim/optimizer.hpp"
 
+#if FACET_GEMM_HAVE_X86_KERNELS
+#include <immintrin.h>
+#endif
+
 namespace facet {
+
+namespace detail {
+/// The constants of one Adam step for one parameter tensor (see Adam::step).
+template <typename T>
+struct AdamStep {
+    T l2, beta1, beta2, shrink, step_size, inv_sqrt_correction2, eps;
+};
+
+/// Adam's update of elements [begin, end), element by element.
+template <typename T>
+void adam_update(const AdamStep<T>& s, T* w, const T* grad, T* m, T* v, std::size_t begin,
+                 std::size_t end) {
+    for (std::size_t k = begin; k < end; ++k) {
+        const T g = grad[k] + s.l2 * w[k];
+        m[k] = s.beta1 * m[k] + (T(1) - s.beta1) * g;
+        v[k] = s.beta2 * v[k] + (T(1) - s.beta2) * g * g;
+        w[k] = w[k] * s.shrink -
+               s.step_size * m[k] / (std::sqrt(v[k]) * s.inv_sqrt_correction2 + s.eps);
+    }
+}
+
+#if FACET_GEMM_HAVE_X86_KERNELS
+// (The square root is the masked form with every lane selected: GCC 12's plain one warns about its
+// own undefined vector.)
+// GCC treats the intrinsics' products and sums as plain vector arithmetic and would fuse them
+// into FMAs; fp-contract=off keeps each one rounded on its own, as in the scalar loop. (Clang
+// contracts only within one expression, which an intrinsic's body is not.)
+#if defined(__clang__)
+#define FACET_ADAM_AVX512_ATTRIBUTES __attribute__((target("avx512f")))
+#else
+#define FACET_ADAM_AVX512_ATTRIBUTES __attribute__((target("avx512f"), optimize("fp-contract=off")))
+#endif
+/// The same in float, 16 elements at a time. The compiler leaves adam_update's loop scalar
+/// (std::sqrt keeps a branch for errno), where the square root and the division then set the
+/// pace: 3.1 ms per step for fer-cnn-s's 1.47 M parameters. Each operation here is the scalar
+/// one, in the same order, correctly rounded and not fused, so the results are the same bits.
+FACET_ADAM_AVX512_ATTRIBUTES inline void adam_update_avx512(const AdamStep<float>& s, float* w,
+                                                            const float* grad, float* m, float* v,
+                                                            std::size_t begin, std::size_t end) {
+    const __m512 l2 = _mm512_set1_ps(s.l2), beta1 = _mm512_set1_ps(s.beta1),
+                 rest1 = _mm512_set1_ps(1.0f - s.beta1), beta2 = _mm512_set1_ps(s.beta2),
+                 rest2 = _mm512_set1_ps(1.0f - s.beta2), shrink = _mm512_set1_ps(s.shrink),
+                 step = _mm512_set1_ps(s.step_size),
+                 correction = _mm512_set1_ps(s.inv_sqrt_correction2), eps = _mm512_set1_ps(s.eps);
+    for (std::size_t k = begin; k < end; k += 16) {
+        const auto mask =
+            end - k >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (end - k)) - 1);
+        const __m512 wk = _mm512_maskz_loadu_ps(mask, w + k);
+        const __m512 g =
+            _mm512_add_ps(_mm512_maskz_loadu_ps(mask, grad + k), _mm512_mul_ps(l2, wk));
+        const __m512 mk = _mm512_add_ps(_mm512_mul_ps(beta1, _mm512_maskz_loadu_ps(mask, m + k)),
+                                        _mm512_mul_ps(rest1, g));
+        const __m512 vk = _mm512_add_ps(_mm512_mul_ps(beta2, _mm512_maskz_loadu_ps(mask, v + k)),
+                                        _mm512_mul_ps(_mm512_mul_ps(rest2, g), g));
+        const __m512 denominator =
+            _mm512_add_ps(_mm512_mul_ps(_mm512_mask_sqrt_ps(vk, 0xFFFF, vk), correction), eps);
+        const __m512 wn = _mm512_sub_ps(_mm512_mul_ps(wk, shrink),
+                                        _mm512_div_ps(_mm512_mul_ps(step, mk), denominator));
+        _mm512_mask_storeu_ps(m + k, mask, mk);
+        _mm512_mask_storeu_ps(v + k, mask, vk);
+        _mm512_mask_storeu_ps(w + k, mask, wn);
+    }
+}
+#undef FACET_ADAM_AVX512_ATTRIBUTES
+#endif
+}  // namespace detail
 
 /// Hyper-parameters of Adam and AdamW.
 struct AdamOptions {
@@ -22,9 +96,10 @@ struct AdamOptions {
 };
 
 /// Adam with L2 weight decay. At step t (from 1), for every parameter w with gradient g:
-///   g <- g + weight_decay * w                     (if the parameter decays; AdamW does not do
-///   this) m <- beta1 * m + (1 - beta1) * g v <- beta2 * v + (1 - beta2) * g^2 w <- w - lr / (1 -
-///   beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + epsilon)
+///   g <- g + weight_decay * w        (if the parameter decays; AdamW does not do this)
+///   m <- beta1 * m + (1 - beta1) * g
+///   v <- beta2 * v + (1 - beta2) * g^2
+///   w <- w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + epsilon)
 /// The two (1 - beta^t) factors undo the bias of m and v towards their zero start.
 template <typename T>
 class Adam : public Optimizer<T> {
@@ -61,14 +136,15 @@ class Adam : public Optimizer<T> {
             // AdamW shrinks the weight directly, by lr * weight_decay, before the Adam step.
             const T shrink = decoupled ? T(1) - static_cast<T>(this->learning_rate_) * decay : T(1);
             const T l2 = decoupled ? T(0) : decay;
+            const detail::AdamStep<T> constants{
+                l2, beta1, beta2, shrink, step_size, inv_sqrt_correction2, eps};
             this->for_elements(p.value->size(), [&](std::size_t begin, std::size_t end) {
-                for (std::size_t k = begin; k < end; ++k) {
-                    const T g = grad[k] + l2 * w[k];
-                    m[k] = beta1 * m[k] + (T(1) - beta1) * g;
-                    v[k] = beta2 * v[k] + (T(1) - beta2) * g * g;
-                    w[k] = w[k] * shrink -
-                           step_size * m[k] / (std::sqrt(v[k]) * inv_sqrt_correction2 + eps);
-                }
+#if FACET_GEMM_HAVE_X86_KERNELS
+                if constexpr (std::is_same_v<T, float>)
+                    if (avx512_loops_active())
+                        return detail::adam_update_avx512(constants, w, grad, m, v, begin, end);
+#endif
+                detail::adam_update(constants, w, grad, m, v, begin, end);
             });
         }
     }
@@ -115,7 +191,9 @@ class Adam : public Optimizer<T> {
 
   protected:
     /// True for AdamW: weight decay shrinks the weights instead of entering the moments.
-    virtual bool decoupled_decay() const { return false; }
+    virtual bool decoupled_decay() const {
+        return false;
+    }
 
   private:
     void validate(const AdamOptions& o) const {
