@@ -13,7 +13,8 @@
 // for each of the 16 positions xi of a tile, M_xi (OC x tiles) = U_xi (OC x C) * V_xi (C x tiles),
 // with U = G g G^T of every filter and V = B^T d B of every input tile. Conv2d runs those 16
 // products through gemm, so the multiplications keep the GEMM's micro-kernels; the transforms
-// are additions only.
+// are additions only. The input gradient is the same algorithm on dy (the adjoint convolution),
+// and the weight gradient runs the three steps backwards (see "The weight gradient" below).
 // Read next: layers/conv2d.hpp.
 #pragma once
 
