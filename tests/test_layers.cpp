@@ -744,6 +744,39 @@ TEST_CASE("MaxPool2d routes tied maxima to the first in scan order") {
     }
 }
 
+TEST_CASE("MaxPool2d 2x2 backward: each window's dy at its first maximum, bit for bit") {
+    // Rows of 8 and more outputs take the direct (non-scattering) backward: odd sizes leave a
+    // last row and column in no window; ties, and dy values of -0, must come out as the scatter
+    // dx[argmax] += dy gives them (0 + dy).
+    for (const Shape& s : {Shape{2, 3, 17, 19}, Shape{1, 2, 16, 32}, Shape{1, 1, 5, 40}})
+        for (bool avx512 : {false, true}) {
+            set_avx512_loops(avx512);
+            Tensor<float> x(s), y, dx;
+            Rng rng(31);
+            for (auto& v : x) v = float(rng.below(3));  // many ties
+            MaxPool2d<float> pool(2);
+            pool.forward(x, y);
+            Tensor<float> dy(y.shape());
+            for (std::size_t i = 0; i < dy.size(); ++i)
+                dy[i] = i % 5 == 0 ? -0.0f : float(rng.uniform(-1, 1));
+            pool.backward(x, y, dy, dx);
+            Tensor<float> expected(s);  // zeros
+            const std::size_t H = s[2], W = s[3], OH = y.dim(2), OW = y.dim(3);
+            for (std::size_t p = 0; p < s[0] * s[1]; ++p)
+                for (std::size_t oh = 0; oh < OH; ++oh)
+                    for (std::size_t ow = 0; ow < OW; ++ow) {
+                        const float* in = x.data() + p * H * W;
+                        std::size_t best = 2 * oh * W + 2 * ow;
+                        for (std::size_t at : {best + 1, best + W, best + W + 1})
+                            if (in[at] > in[best]) best = at;
+                        expected.data()[p * H * W + best] += dy.data()[(p * OH + oh) * OW + ow];
+                    }
+            INFO(s.str() << ", AVX-512 loops " << avx512);
+            CHECK(std::memcmp(dx.data(), expected.data(), dx.size() * sizeof(float)) == 0);
+        }
+    set_avx512_loops(true);
+}
+
 TEST_CASE("Dropout: inverted scaling, mask statistics, eval identity, reproducible masks") {
     const double p = 0.3;
     Dropout<float> drop(p, 123);
