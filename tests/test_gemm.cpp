@@ -243,6 +243,31 @@ void check_all_cases(GemmIsa isa) {
     }
 }
 
+/// Every case with every kernel this CPU runs: on 1 thread against Eigen, on 2 threads the same
+/// bits, and (with `packed`) through GemmPackedA the same bits too.
+template <typename T>
+void check_each_kernel_one_and_two_threads(const std::vector<Case>& cases, facet::Rng& rng,
+                                           bool packed) {
+    for (GemmIsa isa : runnable_isas()) {
+        facet::set_gemm_isa(isa);
+        CAPTURE(facet::gemm_isa_name(isa));
+        for (const Case& c : cases) {
+            const Problem<T> problem(c, rng);
+            facet::set_num_threads(1);
+            const std::vector<T> one = problem.run();
+            problem.verify(one);
+            facet::set_num_threads(2);
+            const std::vector<T> two = problem.run();
+            INFO(describe(c));
+            CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)) == 0);
+            if (packed) {
+                const std::vector<T> by_packed = problem.run_packed();
+                CHECK(std::memcmp(one.data(), by_packed.data(), one.size() * sizeof(T)) == 0);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("gemm matches Eigen for every kernel, shape class, transpose and thread count",
@@ -275,20 +300,7 @@ TEST_CASE_TEMPLATE("one-row products (a dense layer at batch 1) match Eigen for 
             cases.push_back(c);
             ++n;
         }
-    for (GemmIsa isa : runnable_isas()) {
-        facet::set_gemm_isa(isa);
-        CAPTURE(facet::gemm_isa_name(isa));
-        for (const Case& c : cases) {
-            const Problem<T> problem(c, rng);
-            facet::set_num_threads(1);
-            const std::vector<T> one = problem.run();
-            problem.verify(one);
-            facet::set_num_threads(2);
-            const std::vector<T> two = problem.run();
-            INFO(describe(c));
-            CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)) == 0);
-        }
-    }
+    check_each_kernel_one_and_two_threads<T>(cases, rng, false);
 }
 
 TEST_CASE_TEMPLATE("thin products with long rows (dot products of rows) match Eigen", T, float,
@@ -318,21 +330,7 @@ TEST_CASE_TEMPLATE("thin products with long rows (dot products of rows) match Ei
     for (const Case& c : cases)
         dot_cases += facet::detail::gemm_dot_rows_applies<T>(c.ta, c.tb, c.M, c.N, c.K);
     CHECK(dot_cases > 20);
-    for (GemmIsa isa : runnable_isas()) {
-        facet::set_gemm_isa(isa);
-        CAPTURE(facet::gemm_isa_name(isa));
-        for (const Case& c : cases) {
-            const Problem<T> problem(c, rng);
-            facet::set_num_threads(1);
-            const std::vector<T> one = problem.run();
-            problem.verify(one);
-            facet::set_num_threads(2);
-            const std::vector<T> two = problem.run(), packed = problem.run_packed();
-            INFO(describe(c));
-            CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)) == 0);
-            CHECK(std::memcmp(one.data(), packed.data(), one.size() * sizeof(T)) == 0);
-        }
-    }
+    check_each_kernel_one_and_two_threads<T>(cases, rng, true);
 }
 
 TEST_CASE_TEMPLATE("gemm is deterministic: repeated calls and 1 vs 2 threads agree bit for bit", T,

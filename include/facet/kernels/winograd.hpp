@@ -192,7 +192,7 @@ void winograd_spread_pairs(const T* __restrict y0, const T* __restrict y1, std::
 /// Only the tile rows [row_begin, row_end) are transformed, tile (ti, tj) going to column
 /// (ti - row_begin) * tiles_w + tj: threads sharing one image each take some rows. The rows of
 /// the 16 matrices are `ld` elements long (0: just this range's tiles), so that several images
-/// can sit side by side in one product (see winograd_convolve_images).
+/// can sit side by side in one product (see winograd_convolve).
 ///
 /// Separably, columns first: X = d B combines the columns 2tj .. 2tj + 3 of each padded image row
 /// once (a row belongs to two tile rows); B^T X then combines the rows 2ti .. 2ti + 3. X is kept
@@ -350,7 +350,7 @@ void winograd_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw)
 /// `first`: x holds the images (each g.channels x height x width), dy their output gradients
 /// (each OC x out_h x out_w). The images' tiles sit side by side in one product per position,
 /// so its sum runs over count * tiles. The workspace holds
-/// winograd_workspace_size(g, OC, count * tiles_h) elements, as winograd_convolve_images's.
+/// winograd_workspace_size(g, OC, count * tiles_h) elements, as winograd_convolve's.
 template <typename T>
 void winograd_accumulate_weight_gradient(const T* x, const T* dy, std::size_t count,
                                          const ConvGeometry& g, std::size_t OC, bool first, T* du,
@@ -431,7 +431,7 @@ class WinogradFilters {
     std::size_t OC_ = 0, C_ = 0, in_ = 0, out_ = 0;
 };
 
-/// How many images winograd_convolve_images and winograd_accumulate_weight_gradient take at
+/// How many images winograd_convolve and winograd_accumulate_weight_gradient take at
 /// once: enough for about 144 tiles (three of the AVX-512 kernel's 48-column tiles), at most 16.
 /// A 12 x 12 image has 36 tiles: its products alone are 36 columns wide (or, for the weight
 /// gradient, 36 long), and the GEMM computes a 48-wide tile and loads and stores C for them.
@@ -440,8 +440,8 @@ inline std::size_t winograd_group_size(const ConvGeometry& g) {
     return std::clamp<std::size_t>((144 + tiles - 1) / tiles, 1, 16);
 }
 
-/// Elements of workspace winograd_convolve_rows needs for `rows` tile rows (count * tiles_h for
-/// winograd_convolve_images and winograd_accumulate_weight_gradient).
+/// Elements of workspace winograd_convolve needs for `rows` tile rows of all its images together
+/// (count * (r1 - r0); count * tiles_h for winograd_accumulate_weight_gradient).
 template <typename T>
 std::size_t winograd_workspace_size(const ConvGeometry& g, std::size_t out_channels,
                                     std::size_t rows) {
@@ -449,47 +449,31 @@ std::size_t winograd_workspace_size(const ConvGeometry& g, std::size_t out_chann
     return 16 * (winograd_stride<T>(g.channels * tiles) + winograd_stride<T>(out_channels * tiles));
 }
 
-/// One image's convolution by F(2x2, 3x3), the outputs of tile rows [r0, r1) only: image is
-/// g.channels x height x width, out the whole output image (f.out_channels() x out_h x out_w).
-/// Each tile's values do not depend on which rows are asked for, so threads may share an image.
+/// The convolutions by F(2x2, 3x3) of `count` consecutive images (each g.channels x height x
+/// width; out: each f.out_channels() x out_h x out_w), the outputs of tile rows [r0, r1) only,
+/// with the images' tiles side by side in each of the 16 products. Each tile's values depend
+/// neither on which rows are asked for nor on its neighbours in the product, so threads may share
+/// an image and small images may share a product, all with the same bits.
 template <typename T>
-void winograd_convolve_rows(const T* image, const ConvGeometry& g, const WinogradFilters<T>& f,
-                            std::size_t r0, std::size_t r1, T* out, T* workspace) {
+void winograd_convolve(const T* images, std::size_t count, const ConvGeometry& g,
+                       const WinogradFilters<T>& f, std::size_t r0, std::size_t r1, T* out,
+                       T* workspace) {
     const WinogradTiling tiling = winograd_tiling(g);
-    const std::size_t tiles = (r1 - r0) * tiling.tiles_w, OC = f.out_channels();
-    const std::size_t v_stride = winograd_stride<T>(g.channels * tiles),
-                      m_stride = winograd_stride<T>(OC * tiles);
-    T* v = workspace;
-    T* m = v + 16 * v_stride;
-    run_vectorized([&] { winograd_transform_input(image, g, tiling, r0, r1, v, v_stride); });
-    for (std::size_t xi = 0; xi < 16; ++xi)
-        f.matrix(xi).multiply(Trans::No, tiles, T(1), v + xi * v_stride, tiles, T(0),
-                              m + xi * m_stride, tiles);
-    run_vectorized([&] { winograd_transform_output(m, m_stride, OC, g, tiling, r0, r1, out); });
-}
-
-/// The convolutions of `count` consecutive images (each g.channels x height x width; out: each
-/// f.out_channels() x out_h x out_w) with their tiles side by side in each of the 16 products.
-/// Every output is the same sum as winograd_convolve_rows's, so the same bits.
-template <typename T>
-void winograd_convolve_images(const T* images, std::size_t count, const ConvGeometry& g,
-                              const WinogradFilters<T>& f, T* out, T* workspace) {
-    const WinogradTiling tiling = winograd_tiling(g);
-    const std::size_t tiles = tiling.tiles(), n = count * tiles, OC = f.out_channels();
+    const std::size_t tiles = (r1 - r0) * tiling.tiles_w, n = count * tiles, OC = f.out_channels();
     const std::size_t v_stride = winograd_stride<T>(g.channels * n),
                       m_stride = winograd_stride<T>(OC * n);
     T* v = workspace;
     T* m = v + 16 * v_stride;
     run_vectorized([&] {
         for (std::size_t i = 0; i < count; ++i)
-            winograd_transform_input(images + i * g.image_size(), g, tiling, 0, tiling.tiles_h,
-                                     v + i * tiles, v_stride, n);
+            winograd_transform_input(images + i * g.image_size(), g, tiling, r0, r1, v + i * tiles,
+                                     v_stride, n);
     });
     for (std::size_t xi = 0; xi < 16; ++xi)
         f.matrix(xi).multiply(Trans::No, n, T(1), v + xi * v_stride, n, T(0), m + xi * m_stride, n);
     run_vectorized([&] {
         for (std::size_t i = 0; i < count; ++i)
-            winograd_transform_output(m + i * tiles, m_stride, OC, g, tiling, 0, tiling.tiles_h,
+            winograd_transform_output(m + i * tiles, m_stride, OC, g, tiling, r0, r1,
                                       out + i * OC * g.col_cols(), n);
     });
 }

@@ -198,9 +198,9 @@ class Conv2d : public Layer<T> {
                         x.data() + n0 * g.image_size(), dy.data() + n0 * OC * P, n1 - n0, g, OC,
                         first, dw_part_[chunk].data(), winograd_ws_[chunk].data());
                 if (winograd)  // dx as the adjoint convolution of dy
-                    winograd_convolve_images(dy.data() + n0 * OC * P, n1 - n0, adjoint,
-                                             winograd_backward_, dx.data() + n0 * g.image_size(),
-                                             winograd_ws_[chunk].data());
+                    winograd_convolve(dy.data() + n0 * OC * P, n1 - n0, adjoint, winograd_backward_,
+                                      0, winograd_tiling(adjoint).tiles_h,
+                                      dx.data() + n0 * g.image_size(), winograd_ws_[chunk].data());
                 for (std::size_t n = n0; n < n1; ++n)
                     backward_image(x, dy, dx, g, n, chunk, first && n == n0, !winograd_weights,
                                    input_gradient && !winograd);
@@ -336,8 +336,8 @@ class Conv2d : public Layer<T> {
                        std::size_t part) {
         const std::size_t P = g.col_cols();
         T* yn = y.data() + n * opt_.out_channels * P;
-        winograd_convolve_rows(x.data() + n * g.image_size(), g, winograd_forward_, r0, r1, yn,
-                               winograd_ws_[part].data());
+        winograd_convolve(x.data() + n * g.image_size(), 1, g, winograd_forward_, r0, r1, yn,
+                          winograd_ws_[part].data());
         const std::size_t first = std::min(g.out_h(), 2 * r0), last = std::min(g.out_h(), 2 * r1);
         finish_output(yn + first * g.out_w(), P, (last - first) * g.out_w(), affine);
     }
@@ -349,13 +349,14 @@ class Conv2d : public Layer<T> {
                std::min(opt_.in_channels, opt_.out_channels) >= winograd_weights_min_channels;
     }
 
-    /// Images [n0, n1) through winograd_convolve_images in workspace `part`, then the bias and
+    /// Images [n0, n1) through winograd_convolve in workspace `part`, then the bias and
     /// `affine` on each.
     void winograd_images(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine,
                          const ConvGeometry& g, std::size_t n0, std::size_t n1, std::size_t part) {
         const std::size_t P = g.col_cols(), OC = opt_.out_channels;
-        winograd_convolve_images(x.data() + n0 * g.image_size(), n1 - n0, g, winograd_forward_,
-                                 y.data() + n0 * OC * P, winograd_ws_[part].data());
+        winograd_convolve(x.data() + n0 * g.image_size(), n1 - n0, g, winograd_forward_, 0,
+                          winograd_tiling(g).tiles_h, y.data() + n0 * OC * P,
+                          winograd_ws_[part].data());
         for (std::size_t n = n0; n < n1; ++n) finish_output(y.data() + n * OC * P, P, P, affine);
     }
 
