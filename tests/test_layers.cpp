@@ -172,39 +172,49 @@ TEST_CASE("Conv2d with fewer images than threads splits each image's rows: same 
     set_num_threads(0);
 }
 
-TEST_CASE_TEMPLATE("Conv2d by Winograd F(2x2, 3x3) matches the direct convolution and im2col", T,
-                   float, double) {
-    // 3x3, stride 1, at least winograd_min_channels (16) input channels: odd and even output
-    // sizes (a last tile row or column half outside), pads 0-2, outputs of one row or column,
-    // bias on and off.
+TEST_CASE_TEMPLATE(
+    "Conv2d by Winograd F(4x4, 3x3) and F(2x2, 3x3) matches the direct "
+    "convolution and im2col",
+    T, float, double) {
+    // 3x3, stride 1, at least winograd_min_channels (16) input channels: output sizes that are
+    // not multiples of the tile (a last tile row or column partly outside), pads 0-2, outputs
+    // of one row or column, bias on and off; both output tiles.
     REQUIRE(Conv2d<T>::winograd_min_channels == 16);
+    REQUIRE(winograd_tile() == 4);  // the default
     const std::vector<ConvCase> cases = {
         {16, 5, 3, 3, 1, 1, 7, 9, true},  {16, 3, 3, 3, 1, 0, 6, 6, false},
         {20, 7, 3, 3, 1, 2, 5, 11, true}, {16, 8, 3, 3, 1, 1, 3, 3, true},
         {17, 4, 3, 3, 1, 0, 3, 8, true},  {32, 32, 3, 3, 1, 1, 48, 48, false},
     };
-    const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-12;
-    for (const ConvCase& c : cases) {
-        Conv2d<T> conv = make_conv<T>(c);
-        const ConvGeometry g = conv.geometry(Shape{c.cin, c.h, c.w});
-        REQUIRE(winograd_applies(g));
-        for (std::size_t batch : {1, 3}) {
-            const auto x = random_tensor<T>(Shape{batch, c.cin, c.h, c.w}, 31);
-            Tensor<T> ref(Shape{batch, c.cout, g.out_h(), g.out_w()}), by_winograd, by_im2col;
-            conv2d_direct(x.data(), batch, g, conv.weight().data(), c.cout,
-                          c.bias ? conv.bias().data() : nullptr, ref.data());
-            conv.forward(x, by_winograd);
-            set_winograd(false);
-            conv.forward(x, by_im2col);
-            set_winograd(true);
-            INFO(conv.describe() << " on " << x.shape().str());
-            CHECK(max_abs_diff(by_winograd, ref) < tol * (1 + c.cin));
-            CHECK(max_abs_diff(by_im2col, ref) < tol * (1 + c.cin));
-            // A different order of summation: equal to rounding, but not to the bit (which also
-            // shows that Winograd ran).
-            CHECK(max_abs_diff(by_winograd, by_im2col) > 0);
+    for (std::size_t tile : {4, 2})
+        for (const ConvCase& c : cases) {
+            set_winograd_tile(tile);
+            // F(4x4, 3x3)'s larger coefficients round more (in float, 10-17x F(2x2, 3x3)'s
+            // error: about 1e-5 of the largest output on 32->32 48 x 48), still inside this bound.
+            const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-12;
+            Conv2d<T> conv = make_conv<T>(c);
+            const ConvGeometry g = conv.geometry(Shape{c.cin, c.h, c.w});
+            REQUIRE(winograd_applies(g));
+            for (std::size_t batch : {1, 3}) {
+                const auto x = random_tensor<T>(Shape{batch, c.cin, c.h, c.w}, 31);
+                Tensor<T> ref(Shape{batch, c.cout, g.out_h(), g.out_w()}), by_winograd, by_im2col;
+                conv2d_direct(x.data(), batch, g, conv.weight().data(), c.cout,
+                              c.bias ? conv.bias().data() : nullptr, ref.data());
+                conv.forward(x, by_winograd);
+                set_winograd(false);
+                conv.forward(x, by_im2col);
+                set_winograd(true);
+                INFO(conv.describe() << " on " << x.shape().str() << ", tile " << tile);
+                CHECK(max_abs_diff(by_winograd, ref) < tol * (1 + c.cin));
+                CHECK(max_abs_diff(by_im2col, ref) < tol * (1 + c.cin));
+                // A different order of summation: equal to rounding, but not to the bit (which also
+                // shows that Winograd ran).
+                CHECK(max_abs_diff(by_winograd, by_im2col) > 0);
+            }
         }
-    }
+    set_winograd_tile(4);
+    CHECK_THROWS_WITH_AS(set_winograd_tile(3),
+                         "set_winograd_tile: the output tile is 2 or 4, got 3", Error);
     // Fewer input channels (fer-cnn-s's first layer has 1) stay with im2col: the same bits with
     // Winograd switched on or off.
     Conv2d<T> first = make_conv<T>({15, 32, 3, 3, 1, 1, 12, 12, true});
@@ -226,24 +236,27 @@ TEST_CASE("Conv2d's input gradient by Winograd (the adjoint convolution) matches
         {5, 17, 3, 3, 1, 2, 5, 5, true},
         {16, 16, 3, 3, 1, 1, 24, 24, false},
     };
-    for (const ConvCase& c : cases) {
-        Conv2d<double> conv = make_conv<double>(c);
-        const auto x = random_tensor<double>(Shape{2, c.cin, c.h, c.w}, 41);
-        Tensor<double> y, dx_w, dx_i;
-        conv.forward(x, y);
-        const auto dy = random_tensor<double>(y.shape(), 42);
-        conv.backward(x, y, dy, dx_w);
-        const Tensor<double> dw = *conv.parameters()[0].grad;
-        set_winograd(false);
-        conv.backward(x, y, dy, dx_i);
-        const Tensor<double> dw_i = *conv.parameters()[0].grad;
-        set_winograd(true);
-        INFO(conv.describe() << " on " << x.shape().str());
-        CHECK(max_abs_diff(dx_w, dx_i) < 1e-12 * (1 + c.cout));
-        CHECK(max_abs_diff(dx_w, dx_i) > 0);  // Winograd ran: another order of summation
-        // Fewer than 32 channels: the weight gradient stays with im2col, to the bit.
-        CHECK(max_abs_diff(dw, dw_i) == 0);
-    }
+    for (std::size_t tile : {4, 2})
+        for (const ConvCase& c : cases) {
+            set_winograd_tile(tile);
+            Conv2d<double> conv = make_conv<double>(c);
+            const auto x = random_tensor<double>(Shape{2, c.cin, c.h, c.w}, 41);
+            Tensor<double> y, dx_w, dx_i;
+            conv.forward(x, y);
+            const auto dy = random_tensor<double>(y.shape(), 42);
+            conv.backward(x, y, dy, dx_w);
+            const Tensor<double> dw = *conv.parameters()[0].grad;
+            set_winograd(false);
+            conv.backward(x, y, dy, dx_i);
+            const Tensor<double> dw_i = *conv.parameters()[0].grad;
+            set_winograd(true);
+            INFO(conv.describe() << " on " << x.shape().str() << ", tile " << tile);
+            CHECK(max_abs_diff(dx_w, dx_i) < 1e-12 * (1 + c.cout));
+            CHECK(max_abs_diff(dx_w, dx_i) > 0);  // Winograd ran: another order of summation
+            // Fewer than 32 channels: the weight gradient stays with im2col, to the bit.
+            CHECK(max_abs_diff(dw, dw_i) == 0);
+        }
+    set_winograd_tile(4);
     // And against finite differences, through the whole layer.
     Conv2d<double> conv = make_conv<double>(cases[1]);
     require_gradients(conv, random_tensor<double>(Shape{2, 8, 6, 9}, 43));

@@ -29,9 +29,13 @@ inline Cli bench_cli() {
               "instead of the training table: predict()'s inference pass, one row per step of "
               "its plan (a conv or dense layer with the batch norm and ReLU it applies, eval "
               "dropout skipped); works at --batch 1")
+        .option("winograd-tile", "M",
+                "output tile of the Winograd forward pass and input gradient: 4 for "
+                "F(4x4, 3x3), 2 for F(2x2, 3x3) (the weight gradient always uses 2)",
+                "4")
         .flag("im2col",
               "compute the 3x3 stride-1 convolutions by im2col + GEMM, as every other one, "
-              "instead of Winograd's F(2x2, 3x3) (for comparison)")
+              "instead of Winograd (for comparison)")
         .flag("throughput",
               "instead of the per-layer table: training-step images/s (forward + backward + "
               "AdamW), inference images/s at --batch, batch-1 latency, peak memory and the conv "
@@ -43,7 +47,10 @@ inline Cli bench_cli() {
 inline std::string kernels_in_use() {
     return std::to_string(facet::num_threads()) + " threads, GEMM micro-kernel " +
            facet::gemm_isa_name(facet::gemm_isa()) + ", 3x3 convolutions by " +
-           (facet::winograd_enabled() ? "Winograd F(2x2, 3x3)" : "im2col");
+           (!facet::winograd_enabled() ? std::string("im2col")
+            : facet::winograd_tile() == 4
+                ? std::string("Winograd F(4x4, 3x3), weight gradient F(2x2, 3x3)")
+                : std::string("Winograd F(2x2, 3x3)"));
 }
 
 struct LayerTimes {
@@ -293,6 +300,9 @@ inline int run_bench(const Cli& cli) {
                  "bench: --batch and --repeats must be positive");
     facet::set_num_threads(static_cast<int>(threads));
     facet::set_winograd(!cli.has("im2col"));
+    const long long tile = cli.integer("winograd-tile");
+    facet::check(tile == 2 || tile == 4, "bench: --winograd-tile must be 2 or 4, got ", tile);
+    facet::set_winograd_tile(static_cast<std::size_t>(tile));
     facet::Sequential<float> model = build_model(name, 1);
     const std::size_t B = static_cast<std::size_t>(batch);
     if (cli.has("throughput")) return run_throughput(model, B, static_cast<int>(repeats));

@@ -15,7 +15,8 @@
 // products through gemm, so the multiplications keep the GEMM's micro-kernels; the transforms
 // are additions only. The input gradient is the same algorithm on dy (the adjoint convolution),
 // and the weight gradient runs the three steps backwards (see "The weight gradient" below).
-// Read next: layers/conv2d.hpp.
+// F(4x4, 3x3) (kernels/winograd_f4.hpp) has the same structure with 36 products; Conv2d uses it
+// for the forward pass and the input gradient. Read next: layers/conv2d.hpp.
 #pragma once
 
 #include <algorithm>
@@ -26,54 +27,10 @@
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/vector_loops.hpp"
+#include "facet/kernels/winograd_f4.hpp"
+#include "facet/kernels/winograd_tiles.hpp"
 
 namespace facet {
-
-/// Tiling of one image for F(2x2, 3x3): tiles_h x tiles_w tiles of 2x2 outputs; the last row or
-/// column of tiles may reach past the output (those values are computed and dropped).
-struct WinogradTiling {
-    std::size_t tiles_h = 0, tiles_w = 0;
-    std::size_t tiles() const { return tiles_h * tiles_w; }
-};
-
-namespace detail {
-inline bool& winograd_setting() {
-    static bool enabled = true;
-    return enabled;
-}
-}  // namespace detail
-
-/// Whether Conv2d computes its 3x3, stride-1 forward passes by F(2x2, 3x3) (the default) or by
-/// im2col + GEMM like every other convolution. Tests and benchmarks compare the two.
-/// Not synchronised: call it while no layer is running.
-inline void set_winograd(bool enabled) {
-    detail::winograd_setting() = enabled;
-}
-inline bool winograd_enabled() {
-    return detail::winograd_setting();
-}
-
-/// Whether F(2x2, 3x3) applies to a geometry: a 3x3 kernel, stride 1 and no dilation.
-inline bool winograd_applies(const ConvGeometry& g) {
-    return g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 1 && g.stride_w == 1 &&
-           g.dilation_h == 1 && g.dilation_w == 1;
-}
-
-inline WinogradTiling winograd_tiling(const ConvGeometry& g) {
-    return {(g.out_h() + 1) / 2, (g.out_w() + 1) / 2};
-}
-
-/// Distance, in elements, between the 16 matrices of one transform holding n elements each: n
-/// rounded up to an odd number of cache lines. The transforms touch all 16 at once, and at a
-/// distance of a multiple of 4 KiB (32 x 576 floats for a 48x48 image is 18 x 4 KiB) those 16
-/// streams fall into the same cache sets: the input transform ran 7x slower.
-template <typename T>
-std::size_t winograd_stride(std::size_t n) {
-    constexpr std::size_t line = 64 / sizeof(T);
-    std::size_t lines = (n + line - 1) / line;
-    if (lines % 2 == 0) ++lines;
-    return lines * line;
-}
 
 /// U_xi = (G g G^T)_xi of every filter: w is OC x C x 3 x 3, u is 16 x OC x C (position-major, so
 /// that u + xi * OC * C is the xi-th product's left operand, row-major OC x C). Made once per
@@ -102,48 +59,6 @@ void winograd_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u)
 }
 
 namespace detail {
-/// Calls f(width, tj) on blocks of neighbouring tiles that cover tiles [0, n): as many blocks of
-/// 16 as fit, then one each of 8, 4, 2 and 1 as needed. `width` is a std::integral_constant, so
-/// every per-tile formula inside f is a loop of fixed length, which the compiler turns into
-/// vector instructions (16 floats is one AVX-512 register) whatever the image's width.
-template <typename F>
-void for_each_tile_block(std::size_t n, F&& f) {
-    std::size_t tj = 0;
-    for (; tj + 16 <= n; tj += 16) f(std::integral_constant<std::size_t, 16>{}, tj);
-    if (tj + 8 <= n) f(std::integral_constant<std::size_t, 8>{}, tj), tj += 8;
-    if (tj + 4 <= n) f(std::integral_constant<std::size_t, 4>{}, tj), tj += 4;
-    if (tj + 2 <= n) f(std::integral_constant<std::size_t, 2>{}, tj), tj += 2;
-    if (tj < n) f(std::integral_constant<std::size_t, 1>{}, tj);
-}
-
-/// Row r of a plane of `width` columns as the padded image holds it (shifted right by `pad`,
-/// zeros where it has no column, and everywhere when r lies outside [0, height)), split into its
-/// even columns 0, 2, .., 2n - 2 and odd columns 1, 3, .., 2n - 1: a tile's four columns are then
-/// even[tj], odd[tj], even[tj + 1], odd[tj + 1], and a block of tiles reads each with unit stride.
-template <typename T>
-void winograd_split_row(const T* plane, std::ptrdiff_t r, std::size_t height, std::size_t width,
-                        std::size_t pad, std::size_t n, T* __restrict even, T* __restrict odd) {
-    if (r < 0 || r >= static_cast<std::ptrdiff_t>(height)) {
-        for (std::size_t j = 0; j < n; ++j) even[j] = odd[j] = T(0);
-        return;
-    }
-    const T* __restrict row = plane + static_cast<std::size_t>(r) * width;
-    const auto W = static_cast<std::ptrdiff_t>(width), P = static_cast<std::ptrdiff_t>(pad);
-    const auto at = [&](std::ptrdiff_t s) { return s >= 0 && s < W ? row[s] : T(0); };
-    // Columns 2j - pad and 2j + 1 - pad both inside the row for j in [lo, hi).
-    const std::size_t lo = std::min(n, (pad + 1) / 2);
-    const std::size_t hi = std::max(lo, std::min<std::size_t>(n, (width + pad) / 2));
-    for (std::size_t j = 0; j < lo; ++j)
-        even[j] = at(2 * std::ptrdiff_t(j) - P), odd[j] = at(2 * std::ptrdiff_t(j) + 1 - P);
-    const T* inside = row + 2 * lo - pad;
-    for (std::size_t j = lo; j < hi; ++j) {
-        even[j] = inside[2 * (j - lo)];
-        odd[j] = inside[2 * (j - lo) + 1];
-    }
-    for (std::size_t j = hi; j < n; ++j)
-        even[j] = at(2 * std::ptrdiff_t(j) - P), odd[j] = at(2 * std::ptrdiff_t(j) + 1 - P);
-}
-
 /// d B for one padded row split into even and odd columns: tile tj's columns 2tj .. 2tj + 3 are
 /// even[tj], odd[tj], even[tj + 1], odd[tj + 1], and x_b[tj] = sum_j d_j B[j][b].
 template <typename T>
@@ -209,6 +124,7 @@ void winograd_transform_input(const T* image, const ConvGeometry& g, const Winog
     std::vector<T> buffer(2 * (tw + 1) + 8 * half);
     T* even = buffer.data();
     T* odd = even + (tw + 1);
+    T* const columns[2] = {even, odd};
     T* x[2][4];  // x[parity][b]: column b of d B, for the padded rows of that parity
     for (std::size_t b = 0; b < 4; ++b) {
         x[0][b] = odd + (tw + 1) + b * half;
@@ -217,9 +133,9 @@ void winograd_transform_input(const T* image, const ConvGeometry& g, const Winog
     for (std::size_t c = 0; c < g.channels; ++c) {
         const T* plane = image + c * g.height * g.width;
         for (std::size_t pr = 2 * row_begin; pr < 2 * row_end + 2; ++pr) {  // d B, row by row
-            detail::winograd_split_row(
+            detail::winograd_split_row<2>(
                 plane, static_cast<std::ptrdiff_t>(pr) - static_cast<std::ptrdiff_t>(g.pad_h),
-                g.height, g.width, g.pad_w, tw + 1, even, odd);
+                g.height, g.width, g.pad_w, tw + 1, columns);
             const std::size_t at = (pr / 2 - row_begin) * tw;
             T* const* out = x[pr % 2];
             detail::winograd_combine_columns(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,
@@ -298,6 +214,7 @@ void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvG
     std::vector<T> buffer(2 * tw + 8 * tiles);
     T* even = buffer.data();
     T* odd = even + tw;
+    T* const columns[2] = {even, odd};
     T* z[2][4];  // z[parity][j]: column j of dY A^T, for the output rows of that parity
     for (std::size_t j = 0; j < 4; ++j) {
         z[0][j] = odd + tw + j * tiles;
@@ -307,7 +224,7 @@ void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvG
         const T* plane = dy + o * OH * OW;
         for (std::size_t r = 0; r < 2 * tl.tiles_h; ++r) {  // dY A^T, row by row
             const auto row = static_cast<std::ptrdiff_t>(r);
-            detail::winograd_split_row(plane, row, OH, OW, 0, tw, even, odd);
+            detail::winograd_split_row<2>(plane, row, OH, OW, 0, tw, columns);
             T* const* out = z[r % 2];
             const std::size_t at = (r / 2) * tw;  // columns (y0, y1) A^T
             detail::winograd_spread_pairs(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,
@@ -373,9 +290,10 @@ void winograd_accumulate_weight_gradient(const T* x, const T* dy, std::size_t co
              first ? T(0) : T(1), du + xi * OC * C, C);
 }
 
-/// The 16 transformed filter matrices of one F(2x2, 3x3) convolution, packed for gemm; remade
-/// only when the weights they come from change (comparing the weights with a copy costs far
-/// less than transforming and packing them again, which at batch 1 took as long as the products).
+/// The transformed filter matrices of one Winograd convolution (16 for F(2x2, 3x3), 36 for
+/// F(4x4, 3x3)), packed for gemm; remade only when the weights they come from (or the tile)
+/// change (comparing the weights with a copy costs far less than transforming and packing them
+/// again, which at batch 1 took as long as the products).
 template <typename T>
 class WinogradFilters {
   public:
@@ -391,16 +309,17 @@ class WinogradFilters {
     WinogradFilters(WinogradFilters&&) noexcept = default;
     WinogradFilters& operator=(WinogradFilters&&) noexcept = default;
 
-    /// For weights w (OC x C x 3 x 3): the convolution itself (C channels in, OC out), or with
-    /// `adjoint` the convolution that gives its input gradient (OC in, C out, each 3x3 kernel
-    /// turned by 180 degrees: dx = sum_o dy_o correlated with rot180(w_oc)).
-    void update(const T* w, std::size_t OC, std::size_t C, bool adjoint) {
+    /// For weights w (OC x C x 3 x 3) and output tiles of `tile` x `tile` (2 or 4): the
+    /// convolution itself (C channels in, OC out), or with `adjoint` the convolution that gives
+    /// its input gradient (OC in, C out, each 3x3 kernel turned by 180 degrees:
+    /// dx = sum_o dy_o correlated with rot180(w_oc)).
+    void update(const T* w, std::size_t OC, std::size_t C, bool adjoint, std::size_t tile = 2) {
         const std::size_t n = OC * C * 9;
-        if (adjoint == adjoint_ && OC == OC_ && C == C_ && source_.size() == n &&
+        if (adjoint == adjoint_ && tile == tile_ && OC == OC_ && C == C_ && source_.size() == n &&
             std::equal(w, w + n, source_.begin()))
             return;
         source_.assign(w, w + n);
-        adjoint_ = adjoint, OC_ = OC, C_ = C;
+        adjoint_ = adjoint, tile_ = tile, OC_ = OC, C_ = C;
         in_ = adjoint ? OC : C;
         out_ = adjoint ? C : OC;
         std::vector<T> turned;
@@ -413,65 +332,83 @@ class WinogradFilters {
                         turned[(c * OC + o) * 9 + k] = w[(o * C + c) * 9 + (8 - k)];
             kernels = turned.data();
         }
-        filters_.resize(16 * out_ * in_);
-        winograd_transform_weights(kernels, out_, in_, filters_.data());
-        packed_.resize(16);
-        for (std::size_t xi = 0; xi < 16; ++xi)
+        const std::size_t positions = (tile + 2) * (tile + 2);
+        filters_.resize(positions * out_ * in_);
+        if (tile == 4)
+            winograd4_transform_weights(kernels, out_, in_, filters_.data());
+        else
+            winograd_transform_weights(kernels, out_, in_, filters_.data());
+        packed_.resize(positions);
+        for (std::size_t xi = 0; xi < positions; ++xi)
             packed_[xi].pack(Trans::No, out_, in_, filters_.data() + xi * out_ * in_, in_);
     }
 
     std::size_t in_channels() const { return in_; }
     std::size_t out_channels() const { return out_; }
+    std::size_t tile() const { return tile_; }
     const GemmPackedA<T>& matrix(std::size_t xi) const { return packed_[xi]; }
 
   private:
     std::vector<T> source_, filters_;
     std::vector<GemmPackedA<T>> packed_;
     bool adjoint_ = false;
-    std::size_t OC_ = 0, C_ = 0, in_ = 0, out_ = 0;
+    std::size_t tile_ = 2, OC_ = 0, C_ = 0, in_ = 0, out_ = 0;
 };
 
-/// How many images winograd_convolve and winograd_accumulate_weight_gradient take at
-/// once: enough for about 144 tiles (three of the AVX-512 kernel's 48-column tiles), at most 16.
-/// A 12 x 12 image has 36 tiles: its products alone are 36 columns wide (or, for the weight
-/// gradient, 36 long), and the GEMM computes a 48-wide tile and loads and stores C for them.
-inline std::size_t winograd_group_size(const ConvGeometry& g) {
-    const std::size_t tiles = winograd_tiling(g).tiles();
+/// How many images winograd_convolve (with `tile` x `tile` output tiles) and
+/// winograd_accumulate_weight_gradient (tile 2) take at once: enough for about 144 tiles (three
+/// of the AVX-512 kernel's 48-column tiles), at most 16. A 12 x 12 image has 36 tiles of 2x2: its
+/// products alone are 36 columns wide (or, for the weight gradient, 36 long), and the GEMM
+/// computes a 48-wide tile and loads and stores C for them.
+inline std::size_t winograd_group_size(const ConvGeometry& g, std::size_t tile = 2) {
+    const std::size_t tiles = winograd_tiling(g, tile).tiles();
     return std::clamp<std::size_t>((144 + tiles - 1) / tiles, 1, 16);
 }
 
 /// Elements of workspace winograd_convolve needs for `rows` tile rows of all its images together
-/// (count * (r1 - r0); count * tiles_h for winograd_accumulate_weight_gradient).
+/// (count * (r1 - r0); count * tiles_h for winograd_accumulate_weight_gradient, tile 2).
 template <typename T>
 std::size_t winograd_workspace_size(const ConvGeometry& g, std::size_t out_channels,
-                                    std::size_t rows) {
-    const std::size_t tiles = rows * winograd_tiling(g).tiles_w;
-    return 16 * (winograd_stride<T>(g.channels * tiles) + winograd_stride<T>(out_channels * tiles));
+                                    std::size_t rows, std::size_t tile = 2) {
+    const WinogradTiling tiling = winograd_tiling(g, tile);
+    const std::size_t tiles = rows * tiling.tiles_w;
+    return tiling.positions() *
+           (winograd_stride<T>(g.channels * tiles) + winograd_stride<T>(out_channels * tiles));
 }
 
-/// The convolutions by F(2x2, 3x3) of `count` consecutive images (each g.channels x height x
-/// width; out: each f.out_channels() x out_h x out_w), the outputs of tile rows [r0, r1) only,
-/// with the images' tiles side by side in each of the 16 products. Each tile's values depend
-/// neither on which rows are asked for nor on its neighbours in the product, so threads may share
-/// an image and small images may share a product, all with the same bits.
+/// The convolutions by F(m x m, 3x3), m = f.tile(), of `count` consecutive images (each
+/// g.channels x height x width; out: each f.out_channels() x out_h x out_w), the outputs of tile
+/// rows [r0, r1) only, with the images' tiles side by side in each of the 16 (or 36) products.
+/// Each tile's values depend neither on which rows are asked for nor on its neighbours in the
+/// product, so threads may share an image and small images may share a product, all with the
+/// same bits.
 template <typename T>
 void winograd_convolve(const T* images, std::size_t count, const ConvGeometry& g,
                        const WinogradFilters<T>& f, std::size_t r0, std::size_t r1, T* out,
                        T* workspace) {
-    const WinogradTiling tiling = winograd_tiling(g);
+    const WinogradTiling tiling = winograd_tiling(g, f.tile());
     const std::size_t tiles = (r1 - r0) * tiling.tiles_w, n = count * tiles, OC = f.out_channels();
     const std::size_t v_stride = winograd_stride<T>(g.channels * n),
                       m_stride = winograd_stride<T>(OC * n);
+    const bool f4 = f.tile() == 4;
     T* v = workspace;
-    T* m = v + 16 * v_stride;
+    T* m = v + tiling.positions() * v_stride;
     run_vectorized([&] {
-        for (std::size_t i = 0; i < count; ++i)
-            winograd_transform_input(images + i * g.image_size(), g, tiling, r0, r1, v + i * tiles,
-                                     v_stride, n);
+        for (std::size_t i = 0; i < count; ++i) {
+            const T* image = images + i * g.image_size();
+            if (f4)
+                winograd4_transform_input(image, g, tiling, r0, r1, v + i * tiles, v_stride, n);
+            else
+                winograd_transform_input(image, g, tiling, r0, r1, v + i * tiles, v_stride, n);
+        }
     });
-    for (std::size_t xi = 0; xi < 16; ++xi)
+    for (std::size_t xi = 0; xi < tiling.positions(); ++xi)
         f.matrix(xi).multiply(Trans::No, n, T(1), v + xi * v_stride, n, T(0), m + xi * m_stride, n);
     run_vectorized([&] {
+        if (f4) {
+            winograd4_transform_output(m, m_stride, OC, g, tiling, r0, r1, out, count);
+            return;
+        }
         for (std::size_t i = 0; i < count; ++i)
             winograd_transform_output(m + i * tiles, m_stride, OC, g, tiling, r0, r1,
                                       out + i * OC * g.col_cols(), n);

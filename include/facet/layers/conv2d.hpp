@@ -1,7 +1,7 @@
 // facet/layers/conv2d.hpp — Conv2d: the 2-D convolution layer, computed as im2col + GEMM per
-// image (3x3 stride-1 layers by Winograd's F(2x2, 3x3)), images split over threads. Read
-// layers/dense.hpp first (the same product without patches), kernels/im2col.hpp for the
-// unrolling, kernels/winograd.hpp for the tiles. Read next: layers/batchnorm.hpp.
+// image (3x3 stride-1 layers by Winograd's F(4x4, 3x3) and F(2x2, 3x3)), images split over
+// threads. Read layers/dense.hpp first (the same product without patches), kernels/im2col.hpp
+// for the unrolling, kernels/winograd.hpp for the tiles. Read next: layers/batchnorm.hpp.
 #pragma once
 
 #include <algorithm>
@@ -43,11 +43,12 @@ struct Conv2dOptions {
 /// contiguous chunk of images per thread, each with its own workspace, so a thread's GEMMs run
 /// single-threaded on cache-sized operands and no transpose of the output is needed.
 ///
-/// A 3x3 kernel with stride 1 (and at least 16 input channels) takes Winograd's F(2x2, 3x3) for
-/// the forward pass instead; with at least 16 output channels and padding <= 2, for the input
-/// gradient; with at least 32 input and output channels, for the weight gradient: 2.25x fewer
-/// multiplications, results equal to im2col's up to rounding (docs/internals/convolution.md
-/// derives all three). set_winograd(false) turns it off.
+/// A 3x3 kernel with stride 1 (and at least 16 input channels) takes Winograd's F(4x4, 3x3) for
+/// the forward pass instead (4x fewer multiplications; F(2x2, 3x3), 2.25x, after
+/// set_winograd_tile(2)); with at least 16 output channels and padding <= 2, the same for the
+/// input gradient; with at least 32 input and output channels, F(2x2, 3x3) for the weight
+/// gradient. The results equal im2col's up to rounding (docs/internals/convolution.md derives
+/// all of them). set_winograd(false) turns Winograd off.
 template <typename T>
 class Conv2d : public Layer<T> {
   public:
@@ -126,20 +127,20 @@ class Conv2d : public Layer<T> {
         y.resize(Shape{batch, OC, g.out_h(), g.out_w()});
         const std::size_t threads = in_parallel() ? 1 : std::size_t(num_threads());
         const bool winograd = use_winograd(g);
-        const std::size_t tile_rows = winograd_tiling(g).tiles_h;
+        const std::size_t tile = winograd_tile(), tile_rows = winograd_tiling(g, tile).tiles_h;
         const std::size_t rows = winograd ? tile_rows : g.out_h();
         if (batch < threads && rows > 1 &&
             static_cast<double>(OC) * static_cast<double>(P) * static_cast<double>(K) >=
                 detail::gemm_parallel_threshold) {
-            forward_split_rows(x, y, affine, g, std::min(threads, rows), winograd);
+            forward_split_rows(x, y, affine, g, std::min(threads, rows), winograd, tile);
             return;
         }
         if (winograd) {  // small images a few at a time (winograd_group_size)
-            const std::size_t chunks = chunk_count(batch), group = winograd_group_size(g);
-            prepare_winograd(g, group * tile_rows, chunks);
+            const std::size_t chunks = chunk_count(batch), group = winograd_group_size(g, tile);
+            prepare_winograd(g, group * tile_rows, chunks, tile);
             for_each_chunk_group(batch, chunks, group,
                                  [&](std::size_t chunk, std::size_t n0, std::size_t n1) {
-                                     winograd_images(x, y, affine, g, n0, n1, chunk);
+                                     winograd_images(x, y, affine, g, n0, n1, chunk, tile);
                                  });
             return;
         }
@@ -173,34 +174,44 @@ class Conv2d : public Layer<T> {
         ConvGeometry adjoint;
         const bool winograd = input_gradient && winograd_adjoint(g, adjoint);
         const bool winograd_weights = use_winograd_for_weights(g);
-        // Small images go a few at a time through the Winograd products (winograd_group_size).
-        const std::size_t group = winograd || winograd_weights ? winograd_group_size(g) : 1;
+        // Small images go a few at a time through the Winograd products (winograd_group_size):
+        // the input gradient's with its own tile, the weight gradient's (always F(2x2, 3x3))
+        // in steps of their own inside the same groups.
+        const std::size_t tile = winograd_tile();
+        const std::size_t group_dx = winograd ? winograd_group_size(adjoint, tile) : 1;
+        const std::size_t group_dw = winograd_weights ? winograd_group_size(g) : 1;
         std::size_t workspace = 0;
         if (winograd) {
-            winograd_backward_.update(weight_.data(), OC, opt_.in_channels, true);
-            workspace = winograd_workspace_size<T>(adjoint, opt_.in_channels,
-                                                   group * winograd_tiling(adjoint).tiles_h);
+            winograd_backward_.update(weight_.data(), OC, opt_.in_channels, true, tile);
+            workspace = winograd_workspace_size<T>(
+                adjoint, opt_.in_channels, group_dx * winograd_tiling(adjoint, tile).tiles_h, tile);
         } else if (input_gradient) {
             packed_weight_t_.pack(Trans::Yes, K, OC, weight_.data(), K);
         }
         if (winograd_weights) {  // each chunk sums dU (16 x OC x C) instead of dW
-            workspace = std::max(
-                workspace, winograd_workspace_size<T>(g, OC, group * winograd_tiling(g).tiles_h));
+            workspace = std::max(workspace, winograd_workspace_size<T>(
+                                                g, OC, group_dw * winograd_tiling(g).tiles_h));
             for (std::size_t c = 0; c < chunks; ++c)
                 dw_part_[c].resize(Shape{16, OC, opt_.in_channels});
         }
         if (workspace > 0) size_winograd_workspaces(chunks, workspace);
         for_each_chunk_group(
-            batch, chunks, group, [&](std::size_t chunk, std::size_t n0, std::size_t n1) {
+            batch, chunks, std::max(group_dx, group_dw),
+            [&](std::size_t chunk, std::size_t n0, std::size_t n1) {
                 const bool first = n0 == batch * chunk / chunks;
+                T* ws = winograd_ws_.empty() ? nullptr : winograd_ws_[chunk].data();
                 if (winograd_weights)
-                    winograd_accumulate_weight_gradient(
-                        x.data() + n0 * g.image_size(), dy.data() + n0 * OC * P, n1 - n0, g, OC,
-                        first, dw_part_[chunk].data(), winograd_ws_[chunk].data());
+                    for (std::size_t i = n0; i < n1; i += group_dw)
+                        winograd_accumulate_weight_gradient(
+                            x.data() + i * g.image_size(), dy.data() + i * OC * P,
+                            std::min(n1, i + group_dw) - i, g, OC, first && i == n0,
+                            dw_part_[chunk].data(), ws);
                 if (winograd)  // dx as the adjoint convolution of dy
-                    winograd_convolve(dy.data() + n0 * OC * P, n1 - n0, adjoint, winograd_backward_,
-                                      0, winograd_tiling(adjoint).tiles_h,
-                                      dx.data() + n0 * g.image_size(), winograd_ws_[chunk].data());
+                    for (std::size_t i = n0; i < n1; i += group_dx)
+                        winograd_convolve(dy.data() + i * OC * P, std::min(n1, i + group_dx) - i,
+                                          adjoint, winograd_backward_, 0,
+                                          winograd_tiling(adjoint, tile).tiles_h,
+                                          dx.data() + i * g.image_size(), ws);
                 for (std::size_t n = n0; n < n1; ++n)
                     backward_image(x, dy, dx, g, n, chunk, first && n == n0, !winograd_weights,
                                    input_gradient && !winograd);
@@ -312,18 +323,20 @@ class Conv2d : public Layer<T> {
                opt_.in_channels >= winograd_min_channels;
     }
 
-    // The forward pass by Winograd's F(2x2, 3x3) (kernels/winograd.hpp): per image (or per band
-    // of tile rows), the input tiles' transform, 16 products with the transformed filters, and
-    // the output transform; then the bias and `affine` as in the im2col path. 2.25x fewer
-    // multiplications. The sums are formed in another order than im2col's, so the results
-    // differ from it by rounding (about 1e-6 relative); they do not depend on how the tiles are
-    // shared out among threads.
+    // The forward pass by Winograd's F(m x m, 3x3), m = winograd_tile() (kernels/winograd.hpp):
+    // per group of images (or per band of tile rows), the input tiles' transform, 16 or 36
+    // products with the transformed filters, and the output transform; then the bias and
+    // `affine` as in the im2col path. The sums are formed in another order than im2col's, so the
+    // results differ from it by rounding (about 1e-6 relative for m = 2, 1e-5 for m = 4); they
+    // do not depend on how the tiles are shared out among threads.
 
     /// Updates the forward filters and sizes `parts` workspaces, each for at most `max_rows` tile
     /// rows.
-    void prepare_winograd(const ConvGeometry& g, std::size_t max_rows, std::size_t parts) {
-        winograd_forward_.update(weight_.data(), opt_.out_channels, opt_.in_channels, false);
-        size_winograd_workspaces(parts, winograd_workspace_size<T>(g, opt_.out_channels, max_rows));
+    void prepare_winograd(const ConvGeometry& g, std::size_t max_rows, std::size_t parts,
+                          std::size_t tile) {
+        winograd_forward_.update(weight_.data(), opt_.out_channels, opt_.in_channels, false, tile);
+        size_winograd_workspaces(parts,
+                                 winograd_workspace_size<T>(g, opt_.out_channels, max_rows, tile));
     }
     void size_winograd_workspaces(std::size_t parts, std::size_t elements) {
         if (winograd_ws_.size() < parts) winograd_ws_.resize(parts);
@@ -338,7 +351,9 @@ class Conv2d : public Layer<T> {
         T* yn = y.data() + n * opt_.out_channels * P;
         winograd_convolve(x.data() + n * g.image_size(), 1, g, winograd_forward_, r0, r1, yn,
                           winograd_ws_[part].data());
-        const std::size_t first = std::min(g.out_h(), 2 * r0), last = std::min(g.out_h(), 2 * r1);
+        const std::size_t tile = winograd_forward_.tile();
+        const std::size_t first = std::min(g.out_h(), tile * r0),
+                          last = std::min(g.out_h(), tile * r1);
         finish_output(yn + first * g.out_w(), P, (last - first) * g.out_w(), affine);
     }
 
@@ -352,10 +367,11 @@ class Conv2d : public Layer<T> {
     /// Images [n0, n1) through winograd_convolve in workspace `part`, then the bias and
     /// `affine` on each.
     void winograd_images(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine,
-                         const ConvGeometry& g, std::size_t n0, std::size_t n1, std::size_t part) {
+                         const ConvGeometry& g, std::size_t n0, std::size_t n1, std::size_t part,
+                         std::size_t tile) {
         const std::size_t P = g.col_cols(), OC = opt_.out_channels;
         winograd_convolve(x.data() + n0 * g.image_size(), n1 - n0, g, winograd_forward_, 0,
-                          winograd_tiling(g).tiles_h, y.data() + n0 * OC * P,
+                          winograd_tiling(g, tile).tiles_h, y.data() + n0 * OC * P,
                           winograd_ws_[part].data());
         for (std::size_t n = n0; n < n1; ++n) finish_output(y.data() + n * OC * P, P, P, affine);
     }
@@ -382,12 +398,13 @@ class Conv2d : public Layer<T> {
     /// and on this project's 2-core host that made a batch-1 conv slower on 2 threads than on 1.
     /// Each output value is the same K-long sum either way, so the results are the same bits.
     void forward_split_rows(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine,
-                            const ConvGeometry& g, std::size_t parts, bool winograd) {
+                            const ConvGeometry& g, std::size_t parts, bool winograd,
+                            std::size_t tile) {
         const std::size_t batch = x.dim(0), OC = opt_.out_channels;
         const std::size_t K = g.col_rows(), P = g.col_cols(), OH = g.out_h(), OW = g.out_w();
         if (winograd) {  // the same split, over rows of 2x2 tiles
-            const std::size_t rows = winograd_tiling(g).tiles_h;
-            prepare_winograd(g, (rows + parts - 1) / parts, parts);
+            const std::size_t rows = winograd_tiling(g, tile).tiles_h;
+            prepare_winograd(g, (rows + parts - 1) / parts, parts, tile);
             for (std::size_t n = 0; n < batch; ++n)
                 parallel_for(parts, [&](std::size_t cb, std::size_t ce) {
                     for (std::size_t c = cb; c < ce; ++c)

@@ -1,0 +1,264 @@
+// facet/kernels/winograd_f4.hpp — the transforms of Winograd's F(4x4, 3x3): 4x4 output tiles
+// from 6x6 input tiles, 36 multiplications per tile and channel pair instead of the 144 of a
+// direct convolution (F(2x2, 3x3) needs 16 for a quarter of the outputs, so 64 for the same 16).
+// The interpolation points are 0, 1, -1, 2, -2 and infinity (Lavin & Gray 2016):
+//
+//   B^T = [4  0 -5  0  1  0]    G = [ 1/4     0     0  ]    A^T = [1 1  1 1  1 0]
+//         [0 -4 -4  1  1  0]        [-1/6  -1/6  -1/6 ]          [0 1 -1 2 -2 0]
+//         [0  4 -4 -1  1  0]        [-1/6   1/6  -1/6 ]          [0 1  1 4  4 0]
+//         [0 -2 -1  2  1  0]        [1/24  1/12  1/6  ]          [0 1 -1 8 -8 1]
+//         [0  2 -1 -2  1  0]        [1/24 -1/12  1/6  ]
+//         [0  4  0 -5  0  1]        [  0     0     1  ]
+//
+// Y = A^T [ (G g G^T) .* (B^T d B) ] A, and as for F(2x2, 3x3) the element-wise products summed
+// over channels become one matrix product per position, here 36 of them (winograd_convolve).
+// The larger coefficients (up to 8 in A^T, 5 in B^T) cost accuracy: in float the results differ
+// from a direct convolution by about 1e-5 of the largest output, 10-17x F(2x2, 3x3)'s error
+// (measured on 16- to 128-channel layers; the tests bound both). The layout follows
+// kernels/winograd.hpp's F(2x2, 3x3) transforms, with tiles 4 apart instead of 2: read those first.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "facet/kernels/winograd_tiles.hpp"
+
+namespace facet {
+
+/// U_xi = (G g G^T)_xi of every filter for F(4x4, 3x3): w is OC x C x 3 x 3, u is 36 x OC x C
+/// (position xi = 6a + b major, as winograd_transform_weights lays out its 16). The fractions are
+/// formed in double whatever T is, so each element of U is rounded once.
+template <typename T>
+void winograd4_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u) {
+    const std::size_t plane = OC * C;
+    // G q for a column (or row) q of three taps.
+    const auto apply_g = [](double q0, double q1, double q2, double* r) {
+        r[0] = q0 / 4;
+        r[1] = -(q0 + q1 + q2) / 6;
+        r[2] = -(q0 - q1 + q2) / 6;
+        r[3] = (q0 + 2 * q1 + 4 * q2) / 24;
+        r[4] = (q0 - 2 * q1 + 4 * q2) / 24;
+        r[5] = q2;
+    };
+    for (std::size_t f = 0; f < plane; ++f) {
+        const T* g = w + f * 9;
+        double t[3][6];  // t[j] = G times column j of g
+        for (std::size_t j = 0; j < 3; ++j) apply_g(g[j], g[3 + j], g[6 + j], t[j]);
+        for (std::size_t a = 0; a < 6; ++a) {  // (G g) G^T: G on each row of G g
+            double r[6];
+            apply_g(t[0][a], t[1][a], t[2][a], r);
+            for (std::size_t b = 0; b < 6; ++b) u[(a * 6 + b) * plane + f] = static_cast<T>(r[b]);
+        }
+    }
+}
+
+namespace detail {
+/// v_a = sum_i B^T[a][i] d_i for n tiles at once, each tile's six inputs d_0..d_5 in six arrays;
+/// the same combination serves the columns and the rows of a tile. Shared terms: with
+/// p = d4 - 4 d2, q = d3 - 4 d1, v1 = p + q and v2 = p - q; with e = d4 - d2, f = 2 (d3 - d1),
+/// v3 = e + f and v4 = e - f.
+template <typename T>
+void winograd4_combine(const T* d0, const T* d1, const T* d2, const T* d3, const T* d4, const T* d5,
+                       std::size_t n, T* const* v, std::size_t v_step) {
+    const T* const in[6] = {d0, d1, d2, d3, d4, d5};
+    // Blocks of fixed width, through local arrays (which cannot alias the outputs): a row has
+    // few tiles (12 for 48 x 48), too few for a vector loop with a scalar remainder.
+    for_each_tile_block(n, [&](auto width, std::size_t j0) {
+        constexpr std::size_t B = decltype(width)::value;
+        T d[6][B], r[6][B];
+        for (std::size_t i = 0; i < 6; ++i)
+            for (std::size_t l = 0; l < B; ++l) d[i][l] = in[i][j0 + l];
+        for (std::size_t l = 0; l < B; ++l) {
+            const T p = d[4][l] - T(4) * d[2][l], q = d[3][l] - T(4) * d[1][l];
+            const T e = d[4][l] - d[2][l], f = T(2) * (d[3][l] - d[1][l]);
+            r[0][l] = T(4) * d[0][l] - T(5) * d[2][l] + d[4][l];
+            r[1][l] = p + q;
+            r[2][l] = p - q;
+            r[3][l] = e + f;
+            r[4][l] = e - f;
+            r[5][l] = T(4) * d[1][l] - T(5) * d[3][l] + d[5][l];
+        }
+        for (std::size_t a = 0; a < 6; ++a)
+            for (std::size_t l = 0; l < B; ++l) v[a * v_step][j0 + l] = r[a][l];
+    });
+}
+}  // namespace detail
+
+/// V_xi = (B^T d B)_xi of every 6x6 input tile d of one C x H x W image for F(4x4, 3x3), tiles
+/// 4 apart; arguments and layout as winograd_transform_input's (36 matrices instead of 16).
+///
+/// A row of a 48 x 48 image has only 12 tiles, too few for vector loops row by row, so each
+/// channel goes through three flat passes over all its padded rows at once:
+///  1. the padded rows the range needs are copied into `plane`, 4 tiles_w columns each (the
+///     two columns past those, which only the last tile reads, go to `last0` and `last1`), the
+///     rows in the order 4q + k for k = 0..3, then q: padded row 4 (row_begin + q) + k lands at
+///     row k Q + q (Q = rows + 1);
+///  2. X = d B: each row is split into its four column phases, so that tile tj's six columns are
+///     phase 0..3 at tj and phase 0, 1 at tj + 1 (at the end of a row: last0, last1), and
+///     combined, for every tile of every row in one loop;
+///  3. B^T X: tile t = (ti - row_begin) tiles_w + tj finds its rows 0..3 at t in the blocks
+///     k = 0..3 of X, and its rows 4 and 5 at t + tiles_w in blocks 0 and 1: one loop over all
+///     the tiles.
+template <typename T>
+void winograd4_transform_input(const T* image, const ConvGeometry& g, const WinogradTiling& tl,
+                               std::size_t row_begin, std::size_t row_end, T* v, std::size_t stride,
+                               std::size_t ld = 0) {
+    const std::size_t tw = tl.tiles_w, rows = row_end - row_begin, tiles = rows * tw;
+    if (ld == 0) ld = tiles;
+    const std::size_t Q = rows + 1, span = 4 * Q * tw;  // span: tiles of all the rows
+    const std::size_t width = 4 * tw;                   // columns of a row of `plane`
+    std::vector<T> buffer(4 * Q * width + 2 * 4 * Q + 10 * span + 4, T(0));
+    T* plane = buffer.data();
+    T* last0 = plane + 4 * Q * width;
+    T* last1 = last0 + 4 * Q;
+    T* phase[4];  // phase[k][i] = column 4j + k of row r, i = r tiles_w + j
+    for (std::size_t k = 0; k < 4; ++k) phase[k] = last1 + 4 * Q + k * (span + 1);
+    T* x[6];  // x[b][i]: column b of d B for tile j of row r, i = r tiles_w + j
+    for (std::size_t b = 0; b < 6; ++b) x[b] = phase[3] + (span + 1) + b * span;
+    const auto H = static_cast<std::ptrdiff_t>(g.height), W = static_cast<std::ptrdiff_t>(g.width);
+    const auto pad_w = static_cast<std::ptrdiff_t>(g.pad_w);
+    // The columns of `plane` that hold image columns: [first, first + count).
+    const std::size_t first = std::min(width, g.pad_w);
+    const std::size_t count =
+        std::size_t(std::clamp<std::ptrdiff_t>(W + pad_w, 0, std::ptrdiff_t(width))) - first;
+    for (std::size_t c = 0; c < g.channels; ++c) {
+        const T* image_plane = image + c * g.height * g.width;
+        for (std::size_t k = 0; k < 4; ++k)  // 1. the padded rows, zero outside the image
+            for (std::size_t q = 0; q < Q; ++q) {
+                const std::size_t at = k * Q + q;
+                const std::ptrdiff_t r =
+                    std::ptrdiff_t(4 * (row_begin + q) + k) - std::ptrdiff_t(g.pad_h);
+                if (r < 0 || r >= H) {  // stays zero: no channel writes it
+                    last0[at] = last1[at] = T(0);
+                    continue;
+                }
+                const T* row = image_plane + std::size_t(r) * g.width;
+                const T* __restrict from = row + (first - g.pad_w);
+                T* __restrict to = plane + at * width + first;
+                for (std::size_t j = 0; j < count; ++j) to[j] = from[j];
+                const auto column = [&](std::ptrdiff_t s) {
+                    return s >= 0 && s < W ? row[s] : T(0);
+                };
+                last0[at] = column(std::ptrdiff_t(width) - pad_w);
+                last1[at] = column(std::ptrdiff_t(width) + 1 - pad_w);
+            }
+        {  // 2. the column phases of every row, then d B of every tile
+            T* __restrict p0 = phase[0];
+            T* __restrict p1 = phase[1];
+            T* __restrict p2 = phase[2];
+            T* __restrict p3 = phase[3];
+            const T* __restrict src = plane;
+            for (std::size_t i = 0; i < span; ++i) {
+                p0[i] = src[4 * i];
+                p1[i] = src[4 * i + 1];
+                p2[i] = src[4 * i + 2];
+                p3[i] = src[4 * i + 3];
+            }
+        }
+        // Phases 4 and 5 are phases 0 and 1 one tile on, except at the end of a row, where the
+        // next row's first tile was read instead of last0, last1: those tiles are redone.
+        detail::winograd4_combine(phase[0], phase[1], phase[2], phase[3], phase[0] + 1,
+                                  phase[1] + 1, span, x, 1);
+        for (std::size_t r = 0; r < 4 * Q; ++r) {
+            const std::size_t i = r * tw + tw - 1;
+            const T d[6] = {phase[0][i], phase[1][i], phase[2][i], phase[3][i], last0[r], last1[r]};
+            T* out[6];
+            for (std::size_t b = 0; b < 6; ++b) out[b] = x[b] + i;
+            detail::winograd4_combine(d, d + 1, d + 2, d + 3, d + 4, d + 5, 1, out, 1);
+        }
+        T* vc = v + c * ld;
+        const std::size_t block = Q * tw;      // rows 4q + k of X, for one k
+        for (std::size_t b = 0; b < 6; ++b) {  // 3. B^T (d B), every tile at once
+            T* out[36];
+            for (std::size_t a = 0; a < 6; ++a) out[a * 6] = vc + (a * 6 + b) * stride;
+            const T* xb = x[b];
+            detail::winograd4_combine(xb, xb + block, xb + 2 * block, xb + 3 * block, xb + tw,
+                                      xb + block + tw, tiles, out, 6);
+        }
+    }
+}
+
+/// Y = A^T M A of every 4x4 tile of the rows [row_begin, row_end) of `count` images side by
+/// side for F(4x4, 3x3): m holds the 36 products' results (OC x count * tiles each, `stride`
+/// elements apart, image i's tiles from column i * tiles), y the images' whole outputs, each
+/// OC x out_h x out_w; outputs past the image's edge are dropped. With s = m1 + m2, d = m1 - m2,
+/// S = m3 + m4 and D = m3 - m4, A^T m is (m0 + s + S, d + 2D, s + 4S, d + 8D + m5).
+///
+/// As the input transform, in flat passes over all the tiles of all the images, one output
+/// channel at a time: A^T M into 24 rows of tiles, then (A^T M) A, each tile's four values of
+/// output row a stored next to each other, so that a band of tiles is four whole output rows,
+/// which are then copied into place.
+template <typename T>
+void winograd4_transform_output(const T* m, std::size_t stride, std::size_t OC,
+                                const ConvGeometry& g, const WinogradTiling& tl,
+                                std::size_t row_begin, std::size_t row_end, T* y,
+                                std::size_t count = 1) {
+    const std::size_t OH = g.out_h(), OW = g.out_w(), tw = tl.tiles_w;
+    const std::size_t tiles = (row_end - row_begin) * tw, n = count * tiles;
+    std::vector<T> buffer(24 * n + 16 * n);
+    T* t = buffer.data();  // t[(a * 6 + b) * n + i]: (A^T M)[a][b] of tile i
+    T* out = t + 24 * n;   // out[a * 4n + 4i + j]: output (4 ti + a, 4 tj + j) of tile i
+    // A^T on B columns of six values at once: out[a][l] = sum_k A^T[a][k] in[k][l].
+    const auto apply_at = [](const auto& in, auto& r) {
+        constexpr std::size_t B = std::extent_v<std::remove_reference_t<decltype(in)>, 1>;
+        for (std::size_t l = 0; l < B; ++l) {
+            const T s = in[1][l] + in[2][l], d = in[1][l] - in[2][l];
+            const T S = in[3][l] + in[4][l], D = in[3][l] - in[4][l];
+            r[0][l] = in[0][l] + s + S;
+            r[1][l] = d + T(2) * D;
+            r[2][l] = s + T(4) * S;
+            r[3][l] = d + T(8) * D + in[5][l];
+        }
+    };
+    for (std::size_t o = 0; o < OC; ++o) {
+        const T* mo = m + o * n;
+        for (std::size_t b = 0; b < 6; ++b)  // A^T M
+            detail::for_each_tile_block(n, [&](auto width, std::size_t i0) {
+                constexpr std::size_t B = decltype(width)::value;
+                T column[6][B], r[4][B];
+                for (std::size_t a = 0; a < 6; ++a)
+                    for (std::size_t l = 0; l < B; ++l)
+                        column[a][l] = mo[(a * 6 + b) * stride + i0 + l];
+                apply_at(column, r);
+                for (std::size_t a = 0; a < 4; ++a)
+                    for (std::size_t l = 0; l < B; ++l) t[(a * 6 + b) * n + i0 + l] = r[a][l];
+            });
+        for (std::size_t a = 0; a < 4; ++a)  // (A^T M) A, four neighbours per tile
+            detail::for_each_tile_block(n, [&](auto width, std::size_t i0) {
+                constexpr std::size_t B = decltype(width)::value;
+                T row[6][B], r[4][B];
+                for (std::size_t b = 0; b < 6; ++b)
+                    for (std::size_t l = 0; l < B; ++l) row[b][l] = t[(a * 6 + b) * n + i0 + l];
+                apply_at(row, r);
+                // Interleaved four ways as two rounds of two ways, which compile to a few
+                // permutations (one round of four came out as scalar stores).
+                T even[2 * B], odd[2 * B];
+                for (std::size_t l = 0; l < B; ++l) {
+                    even[2 * l] = r[0][l];
+                    even[2 * l + 1] = r[2][l];
+                    odd[2 * l] = r[1][l];
+                    odd[2 * l + 1] = r[3][l];
+                }
+                T* __restrict to = out + a * 4 * n + 4 * i0;
+                for (std::size_t k = 0; k < 2 * B; ++k) {
+                    to[2 * k] = even[k];
+                    to[2 * k + 1] = odd[k];
+                }
+            });
+        const std::size_t cols = std::min(4 * tw, OW);  // the last tile may reach past the edge
+        for (std::size_t image = 0; image < count; ++image) {
+            T* yo = y + (image * OC + o) * OH * OW;
+            for (std::size_t ti = row_begin; ti < row_end; ++ti)
+                for (std::size_t a = 0; a < 4 && 4 * ti + a < OH; ++a) {
+                    const T* __restrict from =
+                        out + a * 4 * n + 4 * (image * tiles + (ti - row_begin) * tw);
+                    T* __restrict to = yo + (4 * ti + a) * OW;
+                    for (std::size_t k = 0; k < cols; ++k) to[k] = from[k];
+                }
+        }
+    }
+}
+
+}  // namespace facet
