@@ -30,8 +30,8 @@ inline Cli bench_cli() {
               "its plan (a conv or dense layer with the batch norm and ReLU it applies, eval "
               "dropout skipped); works at --batch 1")
         .option("winograd-tile", "M",
-                "output tile of the Winograd forward pass and input gradient: 4 for "
-                "F(4x4, 3x3), 2 for F(2x2, 3x3) (the weight gradient always uses 2)",
+                "output tile of the Winograd convolutions: 4 for F(4x4, 3x3), 2 for "
+                "F(2x2, 3x3)",
                 "4")
         .flag("im2col",
               "compute the 3x3 stride-1 convolutions by im2col + GEMM, as every other one, "
@@ -47,10 +47,9 @@ inline Cli bench_cli() {
 inline std::string kernels_in_use() {
     return std::to_string(facet::num_threads()) + " threads, GEMM micro-kernel " +
            facet::gemm_isa_name(facet::gemm_isa()) + ", 3x3 convolutions by " +
-           (!facet::winograd_enabled() ? std::string("im2col")
-            : facet::winograd_tile() == 4
-                ? std::string("Winograd F(4x4, 3x3), weight gradient F(2x2, 3x3)")
-                : std::string("Winograd F(2x2, 3x3)"));
+           (!facet::winograd_enabled()    ? std::string("im2col")
+            : facet::winograd_tile() == 4 ? std::string("Winograd F(4x4, 3x3)")
+                                          : std::string("Winograd F(2x2, 3x3)"));
 }
 
 struct LayerTimes {

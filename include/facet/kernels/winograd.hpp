@@ -263,29 +263,39 @@ void winograd_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw)
     }
 }
 
-/// Adds the share of dU of `count` consecutive images to du (16 x OC x C), or stores it when
-/// `first`: x holds the images (each g.channels x height x width), dy their output gradients
-/// (each OC x out_h x out_w). The images' tiles sit side by side in one product per position,
-/// so its sum runs over count * tiles. The workspace holds
-/// winograd_workspace_size(g, OC, count * tiles_h) elements, as winograd_convolve's.
+/// Adds the share of dU of `count` consecutive images to du (16 x OC x C for `tile` 2, 36 x OC x C
+/// for 4), or stores it when `first`: x holds the images (each g.channels x height x width), dy
+/// their output gradients (each OC x out_h x out_w). The images' tiles sit side by side in one
+/// product per position, so its sum runs over count * tiles. The workspace holds
+/// winograd_workspace_size(g, OC, count * tiles_h, tile) elements, as winograd_convolve's.
+/// winograd_weight_gradient (or winograd4_weight_gradient) then makes dW of the sum.
 template <typename T>
 void winograd_accumulate_weight_gradient(const T* x, const T* dy, std::size_t count,
                                          const ConvGeometry& g, std::size_t OC, bool first, T* du,
-                                         T* workspace) {
-    const WinogradTiling tiling = winograd_tiling(g);
+                                         T* workspace, std::size_t tile = 2) {
+    const WinogradTiling tiling = winograd_tiling(g, tile);
     const std::size_t tiles = tiling.tiles(), n = count * tiles, C = g.channels;
     const std::size_t v_stride = winograd_stride<T>(C * n), m_stride = winograd_stride<T>(OC * n);
     T* v = workspace;
-    T* m = v + 16 * v_stride;
+    T* m = v + tiling.positions() * v_stride;
     run_vectorized([&] {
         for (std::size_t i = 0; i < count; ++i) {
-            winograd_transform_input(x + i * g.image_size(), g, tiling, 0, tiling.tiles_h,
-                                     v + i * tiles, v_stride, n);
-            winograd_transform_output_gradient(dy + i * OC * g.col_cols(), OC, g, tiling,
-                                               m + i * tiles, m_stride, n);
+            const T* image = x + i * g.image_size();
+            const T* gradient = dy + i * OC * g.col_cols();
+            if (tile == 4) {
+                winograd4_transform_input(image, g, tiling, 0, tiling.tiles_h, v + i * tiles,
+                                          v_stride, n);
+                winograd4_transform_output_gradient(gradient, OC, g, tiling, m + i * tiles,
+                                                    m_stride, n);
+            } else {
+                winograd_transform_input(image, g, tiling, 0, tiling.tiles_h, v + i * tiles,
+                                         v_stride, n);
+                winograd_transform_output_gradient(gradient, OC, g, tiling, m + i * tiles, m_stride,
+                                                   n);
+            }
         }
     });
-    for (std::size_t xi = 0; xi < 16; ++xi)
+    for (std::size_t xi = 0; xi < tiling.positions(); ++xi)
         gemm(Trans::No, Trans::Yes, OC, C, n, T(1), m + xi * m_stride, n, v + xi * v_stride, n,
              first ? T(0) : T(1), du + xi * OC * C, C);
 }
@@ -355,8 +365,8 @@ class WinogradFilters {
     std::size_t tile_ = 2, OC_ = 0, C_ = 0, in_ = 0, out_ = 0;
 };
 
-/// How many images winograd_convolve (with `tile` x `tile` output tiles) and
-/// winograd_accumulate_weight_gradient (tile 2) take at once: enough for about 144 tiles (three
+/// How many images winograd_convolve and winograd_accumulate_weight_gradient (with `tile` x
+/// `tile` output tiles) take at once: enough for about 144 tiles (three
 /// of the AVX-512 kernel's 48-column tiles), at most 16. A 12 x 12 image has 36 tiles of 2x2: its
 /// products alone are 36 columns wide (or, for the weight gradient, 36 long), and the GEMM
 /// computes a 48-wide tile and loads and stores C for them.
@@ -366,7 +376,7 @@ inline std::size_t winograd_group_size(const ConvGeometry& g, std::size_t tile =
 }
 
 /// Elements of workspace winograd_convolve needs for `rows` tile rows of all its images together
-/// (count * (r1 - r0); count * tiles_h for winograd_accumulate_weight_gradient, tile 2).
+/// (count * (r1 - r0); count * tiles_h for winograd_accumulate_weight_gradient).
 template <typename T>
 std::size_t winograd_workspace_size(const ConvGeometry& g, std::size_t out_channels,
                                     std::size_t rows, std::size_t tile = 2) {

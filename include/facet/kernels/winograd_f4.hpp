@@ -261,4 +261,113 @@ void winograd4_transform_output(const T* m, std::size_t stride, std::size_t OC,
     }
 }
 
+// The weight gradient, as for F(2x2, 3x3) (kernels/winograd.hpp): dM = A dY A^T per 4x4 tile of
+// the output gradient, dU_xi = dM_xi * V_xi^T summed over the tiles, dg = G^T dU G.
+
+/// dM_xi = (A dY A^T)_xi of every 4x4 tile of one image's output gradient dy (OC x out_h x
+/// out_w; zero past the output's edge, where the forward pass dropped its values), for
+/// F(4x4, 3x3); arguments and layout as winograd_transform_output_gradient's (36 matrices). A
+/// applied to a tile's four values d0..d3 of a column (or row) gives (d0, d0 + d1 + d2 + d3,
+/// d0 - d1 + d2 - d3, d0 + 2 d1 + 4 d2 + 8 d3, d0 - 2 d1 + 4 d2 - 8 d3, d3). Tiles do not
+/// overlap, so the passes are those of winograd4_transform_input without the row ends: the rows
+/// copied into a plane (4 tiles_w columns, the rows 4q + k in the order k, then q), split into
+/// their four column phases, dY A^T for every tile of every row, then A Z for every tile.
+template <typename T>
+void winograd4_transform_output_gradient(const T* dy, std::size_t OC, const ConvGeometry& g,
+                                         const WinogradTiling& tl, T* m, std::size_t stride,
+                                         std::size_t ld = 0) {
+    const std::size_t OH = g.out_h(), OW = g.out_w(), tw = tl.tiles_w, th = tl.tiles_h;
+    const std::size_t tiles = tl.tiles(), span = 4 * tiles, width = 4 * tw;
+    if (ld == 0) ld = tiles;
+    std::vector<T> buffer(4 * th * width + 10 * span, T(0));
+    T* plane = buffer.data();
+    T* phase[4];
+    for (std::size_t k = 0; k < 4; ++k) phase[k] = plane + 4 * th * width + k * span;
+    T* z[6];  // z[b][i]: column b of dY A^T for tile j of plane row r, i = r tiles_w + j
+    for (std::size_t b = 0; b < 6; ++b) z[b] = phase[3] + span + b * span;
+    // A on four values of n tiles at once, in four arrays: e_a = sum_j A[a][j] d_j.
+    const auto apply_a = [](const T* d0, const T* d1, const T* d2, const T* d3, std::size_t n,
+                            T* const* e, std::size_t e_step) {
+        detail::for_each_tile_block(n, [&](auto width_, std::size_t j0) {
+            constexpr std::size_t B = decltype(width_)::value;
+            T d[4][B], r[6][B];
+            for (std::size_t l = 0; l < B; ++l) {
+                d[0][l] = d0[j0 + l], d[1][l] = d1[j0 + l];
+                d[2][l] = d2[j0 + l], d[3][l] = d3[j0 + l];
+            }
+            for (std::size_t l = 0; l < B; ++l) {
+                const T s02 = d[0][l] + d[2][l], s13 = d[1][l] + d[3][l];
+                const T p = d[0][l] + T(4) * d[2][l], q = T(2) * d[1][l] + T(8) * d[3][l];
+                r[0][l] = d[0][l];
+                r[1][l] = s02 + s13;
+                r[2][l] = s02 - s13;
+                r[3][l] = p + q;
+                r[4][l] = p - q;
+                r[5][l] = d[3][l];
+            }
+            for (std::size_t a = 0; a < 6; ++a)
+                for (std::size_t l = 0; l < B; ++l) e[a * e_step][j0 + l] = r[a][l];
+        });
+    };
+    const std::size_t count = std::min(OW, width);
+    for (std::size_t o = 0; o < OC; ++o) {
+        const T* dy_plane = dy + o * OH * OW;
+        for (std::size_t k = 0; k < 4; ++k)  // the rows, zero past the output's edge
+            for (std::size_t q = 0; q < th && 4 * q + k < OH; ++q) {
+                const T* __restrict from = dy_plane + (4 * q + k) * OW;
+                T* __restrict to = plane + (k * th + q) * width;
+                for (std::size_t j = 0; j < count; ++j) to[j] = from[j];
+            }
+        {
+            T* __restrict p0 = phase[0];
+            T* __restrict p1 = phase[1];
+            T* __restrict p2 = phase[2];
+            T* __restrict p3 = phase[3];
+            const T* __restrict src = plane;
+            for (std::size_t i = 0; i < span; ++i) {
+                p0[i] = src[4 * i];
+                p1[i] = src[4 * i + 1];
+                p2[i] = src[4 * i + 2];
+                p3[i] = src[4 * i + 3];
+            }
+        }
+        apply_a(phase[0], phase[1], phase[2], phase[3], span, z, 1);  // dY A^T
+        T* mo = m + o * ld;
+        for (std::size_t b = 0; b < 6; ++b) {  // A (dY A^T), every tile at once
+            T* out[36];
+            for (std::size_t a = 0; a < 6; ++a) out[a * 6] = mo + (a * 6 + b) * stride;
+            apply_a(z[b], z[b] + tiles, z[b] + 2 * tiles, z[b] + 3 * tiles, tiles, out, 6);
+        }
+    }
+}
+
+/// dw (OC x C x 3 x 3) = G^T dU G for every filter, from du laid out as
+/// winograd4_transform_weights lays out U (36 x OC x C): the adjoint of that transform, formed in
+/// double whatever T is.
+template <typename T>
+void winograd4_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw) {
+    const std::size_t plane = OC * C;
+    // G^T x for six values x: the three taps' shares.
+    const auto apply_gt = [](const double* x, double* r) {
+        r[0] = x[0] / 4 - (x[1] + x[2]) / 6 + (x[3] + x[4]) / 24;
+        r[1] = (x[2] - x[1]) / 6 + (x[3] - x[4]) / 12;
+        r[2] = -(x[1] + x[2]) / 6 + (x[3] + x[4]) / 6 + x[5];
+    };
+    for (std::size_t f = 0; f < plane; ++f) {
+        double t[6][3];  // t[b] = G^T times column b of dU
+        for (std::size_t b = 0; b < 6; ++b) {
+            double column[6];
+            for (std::size_t a = 0; a < 6; ++a) column[a] = du[(a * 6 + b) * plane + f];
+            apply_gt(column, t[b]);
+        }
+        T* out = dw + f * 9;
+        for (std::size_t j = 0; j < 3; ++j) {  // (G^T dU) G: G^T on each row of G^T dU
+            const double row[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]};
+            double r[3];
+            apply_gt(row, r);
+            for (std::size_t k = 0; k < 3; ++k) out[j * 3 + k] = static_cast<T>(r[k]);
+        }
+    }
+}
+
 }  // namespace facet

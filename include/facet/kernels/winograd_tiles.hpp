@@ -45,9 +45,10 @@ inline bool winograd_enabled() {
     return detail::winograd_setting();
 }
 
-/// The output tile of Conv2d's forward pass and input gradient: 4 for F(4x4, 3x3) (the default,
-/// 36 multiplications per 16 outputs), 2 for F(2x2, 3x3) (16 per 4: more multiplications, less
-/// rounding). The weight gradient always uses F(2x2, 3x3). Not synchronised, as set_winograd.
+/// The output tile of Conv2d's Winograd convolutions (forward pass, input and weight
+/// gradients): 4 for F(4x4, 3x3) (the default, 36 multiplications per 16 outputs), 2 for
+/// F(2x2, 3x3) (16 per 4: more multiplications, less rounding). Not synchronised, as
+/// set_winograd.
 inline void set_winograd_tile(std::size_t tile) {
     check(tile == 2 || tile == 4, "set_winograd_tile: the output tile is 2 or 4, got ", tile);
     detail::winograd_tile_setting() = tile;

@@ -46,7 +46,7 @@ struct Conv2dOptions {
 /// A 3x3 kernel with stride 1 (and at least 16 input channels) takes Winograd's F(4x4, 3x3) for
 /// the forward pass instead (4x fewer multiplications; F(2x2, 3x3), 2.25x, after
 /// set_winograd_tile(2)); with at least 16 output channels and padding <= 2, the same for the
-/// input gradient; with at least 32 input and output channels, F(2x2, 3x3) for the weight
+/// input gradient; with at least 32 input and output channels, the same for the weight
 /// gradient. The results equal im2col's up to rounding (docs/internals/convolution.md derives
 /// all of them). set_winograd(false) turns Winograd off.
 template <typename T>
@@ -57,11 +57,11 @@ class Conv2d : public Layer<T> {
     /// on 48 x 48 with 32 outputs, 1 thread, Winograd against im2col took 0.097 / 0.064 ms for
     /// C = 8, 0.134 / 0.129 ms for C = 16 and 0.176 / 0.195 ms for C = 24.
     static constexpr std::size_t winograd_min_channels = 16;
-    /// The weight gradient by Winograd needs this many input and output channels: its 16
-    /// products are OC x C x tiles (gemm's dot-product path for C, OC <= 64). Measured per image,
-    /// 1 thread, Winograd against im2col: 0.173 / 0.268 ms for 32->32 on 48 x 48, 0.108 / 0.119
-    /// for 32->64 and 0.176 / 0.236 for 64->64 on 24 x 24, 0.078 / 0.114 for 64->128 and
-    /// 0.128 / 0.228 for 128->128 on 12 x 12.
+    /// The weight gradient by Winograd needs this many input and output channels: its 16 (or
+    /// 36) products are OC x C x tiles (gemm's dot-product path for C, OC <= 64). Measured per
+    /// image, 1 thread, F(2x2, 3x3) against im2col: 0.173 / 0.268 ms for 32->32 on 48 x 48,
+    /// 0.108 / 0.119 for 32->64 and 0.176 / 0.236 for 64->64 on 24 x 24, 0.078 / 0.114 for
+    /// 64->128 and 0.128 / 0.228 for 128->128 on 12 x 12; F(4x4, 3x3) is 25-30 % faster still.
     static constexpr std::size_t winograd_weights_min_channels = 32;
 
     /// A square convolution: `kernel` x `kernel`, the same stride and zero padding on both axes.
@@ -174,12 +174,12 @@ class Conv2d : public Layer<T> {
         ConvGeometry adjoint;
         const bool winograd = input_gradient && winograd_adjoint(g, adjoint);
         const bool winograd_weights = use_winograd_for_weights(g);
-        // Small images go a few at a time through the Winograd products (winograd_group_size):
-        // the input gradient's with its own tile, the weight gradient's (always F(2x2, 3x3))
-        // in steps of their own inside the same groups.
-        const std::size_t tile = winograd_tile();
+        // Small images go a few at a time through the Winograd products (winograd_group_size),
+        // the weight gradient's and the input gradient's each in steps of their own inside the
+        // same groups (the geometries differ when the padding is not 1).
+        const std::size_t tile = winograd_tile(), positions = (tile + 2) * (tile + 2);
         const std::size_t group_dx = winograd ? winograd_group_size(adjoint, tile) : 1;
-        const std::size_t group_dw = winograd_weights ? winograd_group_size(g) : 1;
+        const std::size_t group_dw = winograd_weights ? winograd_group_size(g, tile) : 1;
         std::size_t workspace = 0;
         if (winograd) {
             winograd_backward_.update(weight_.data(), OC, opt_.in_channels, true, tile);
@@ -188,11 +188,12 @@ class Conv2d : public Layer<T> {
         } else if (input_gradient) {
             packed_weight_t_.pack(Trans::Yes, K, OC, weight_.data(), K);
         }
-        if (winograd_weights) {  // each chunk sums dU (16 x OC x C) instead of dW
-            workspace = std::max(workspace, winograd_workspace_size<T>(
-                                                g, OC, group_dw * winograd_tiling(g).tiles_h));
+        if (winograd_weights) {  // each chunk sums dU (16 or 36 x OC x C) instead of dW
+            workspace =
+                std::max(workspace, winograd_workspace_size<T>(
+                                        g, OC, group_dw * winograd_tiling(g, tile).tiles_h, tile));
             for (std::size_t c = 0; c < chunks; ++c)
-                dw_part_[c].resize(Shape{16, OC, opt_.in_channels});
+                dw_part_[c].resize(Shape{positions, OC, opt_.in_channels});
         }
         if (workspace > 0) size_winograd_workspaces(chunks, workspace);
         for_each_chunk_group(
@@ -205,7 +206,7 @@ class Conv2d : public Layer<T> {
                         winograd_accumulate_weight_gradient(
                             x.data() + i * g.image_size(), dy.data() + i * OC * P,
                             std::min(n1, i + group_dw) - i, g, OC, first && i == n0,
-                            dw_part_[chunk].data(), ws);
+                            dw_part_[chunk].data(), ws, tile);
                 if (winograd)  // dx as the adjoint convolution of dy
                     for (std::size_t i = n0; i < n1; i += group_dx)
                         winograd_convolve(dy.data() + i * OC * P, std::min(n1, i + group_dx) - i,
@@ -225,7 +226,10 @@ class Conv2d : public Layer<T> {
                 const T* part = dw_part_[c].data();
                 for (std::size_t i = 0; i < dw_part_[0].size(); ++i) total[i] += part[i];
             }
-            winograd_weight_gradient(total, OC, opt_.in_channels, weight_grad_.data());
+            if (tile == 4)
+                winograd4_weight_gradient(total, OC, opt_.in_channels, weight_grad_.data());
+            else
+                winograd_weight_gradient(total, OC, opt_.in_channels, weight_grad_.data());
         } else {
             for (std::size_t c = 0; c < used; ++c) {
                 const T* part = dw_part_[c].data();
