@@ -604,6 +604,19 @@ TEST_CASE("the element-wise loops give the same bits compiled for AVX-512 and fo
             conv.forward_affine(x, cy, &affine);
             keep(cy);
         }
+        // The Winograd transforms (both tiles; forward, input and weight gradients).
+        for (std::size_t tile : {4, 2}) {
+            set_winograd_tile(tile);
+            Conv2d<float> conv(32, 32, 3, 1, 1);
+            const auto x = random_tensor<float>(Shape{2, 32, 13, 11}, 25);
+            Tensor<float> y, dx;
+            conv.forward(x, y);
+            conv.backward(x, y, random_tensor<float>(y.shape(), 26), dx);
+            keep(y);
+            keep(dx);
+            keep(*conv.parameters()[0].grad);
+        }
+        set_winograd_tile(4);
         BatchNorm1d<float> bn1(37);
         bn1.set_mode(Mode::Eval);
         Rng rng(4);

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -83,6 +84,45 @@ void winograd4_combine(const T* d0, const T* d1, const T* d2, const T* d3, const
         for (std::size_t a = 0; a < 6; ++a)
             for (std::size_t l = 0; l < B; ++l) v[a * v_step][j0 + l] = r[a][l];
     });
+}
+/// to[4l + j] = r[j][l]: four rows of B values interleaved, each tile's four outputs side by
+/// side. The compiler turns the plain loop into scalar inserts and spills; for a full block of
+/// 16 floats it is written as two rounds of two-way interleaving with generic vector shuffles,
+/// which become a few permutations whatever the instruction set.
+template <typename T, std::size_t B>
+void interleave4(const T (&r)[4][B], T* to) {
+#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12)
+    if constexpr (std::is_same_v<T, float> && B == 16) {
+        using V = float __attribute__((vector_size(64)));
+        V r0, r1, r2, r3;
+        std::memcpy(&r0, r[0], sizeof(V));
+        std::memcpy(&r1, r[1], sizeof(V));
+        std::memcpy(&r2, r[2], sizeof(V));
+        std::memcpy(&r3, r[3], sizeof(V));
+        // e = (r0[0], r2[0], r0[1], r2[1], ..), f = (r1[0], r3[0], ..), in halves lo and hi.
+        const V e_lo =
+            __builtin_shufflevector(r0, r2, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const V e_hi = __builtin_shufflevector(r0, r2, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29,
+                                               14, 30, 15, 31);
+        const V f_lo =
+            __builtin_shufflevector(r1, r3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const V f_hi = __builtin_shufflevector(r1, r3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29,
+                                               14, 30, 15, 31);
+        // to = (e[0], f[0], e[1], f[1], ..) = (r0[0], r1[0], r2[0], r3[0], r0[1], ..)
+        const V o[4] = {__builtin_shufflevector(e_lo, f_lo, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
+                                                21, 6, 22, 7, 23),
+                        __builtin_shufflevector(e_lo, f_lo, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28,
+                                                13, 29, 14, 30, 15, 31),
+                        __builtin_shufflevector(e_hi, f_hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
+                                                21, 6, 22, 7, 23),
+                        __builtin_shufflevector(e_hi, f_hi, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28,
+                                                13, 29, 14, 30, 15, 31)};
+        std::memcpy(to, o, sizeof(o));
+        return;
+    }
+#endif
+    for (std::size_t l = 0; l < B; ++l)
+        for (std::size_t j = 0; j < 4; ++j) to[4 * l + j] = r[j][l];
 }
 }  // namespace detail
 
@@ -232,20 +272,7 @@ void winograd4_transform_output(const T* m, std::size_t stride, std::size_t OC,
                 for (std::size_t b = 0; b < 6; ++b)
                     for (std::size_t l = 0; l < B; ++l) row[b][l] = t[(a * 6 + b) * n + i0 + l];
                 apply_at(row, r);
-                // Interleaved four ways as two rounds of two ways, which compile to a few
-                // permutations (one round of four came out as scalar stores).
-                T even[2 * B], odd[2 * B];
-                for (std::size_t l = 0; l < B; ++l) {
-                    even[2 * l] = r[0][l];
-                    even[2 * l + 1] = r[2][l];
-                    odd[2 * l] = r[1][l];
-                    odd[2 * l + 1] = r[3][l];
-                }
-                T* __restrict to = out + a * 4 * n + 4 * i0;
-                for (std::size_t k = 0; k < 2 * B; ++k) {
-                    to[2 * k] = even[k];
-                    to[2 * k + 1] = odd[k];
-                }
+                detail::interleave4(r, out + a * 4 * n + 4 * i0);
             });
         const std::size_t cols = std::min(4 * tw, OW);  // the last tile may reach past the edge
         for (std::size_t image = 0; image < count; ++image) {
