@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "facet/core/parallel.hpp"
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/vector_loops.hpp"
@@ -36,9 +37,10 @@ namespace facet {
 /// that u + xi * OC * C is the xi-th product's left operand, row-major OC x C). Made once per
 /// batch and packed, so its 16 streams need no padding.
 template <typename T>
-void winograd_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u) {
-    const std::size_t plane = OC * C;
-    for (std::size_t f = 0; f < plane; ++f) {
+void winograd_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u,
+                                std::size_t plane = 0) {
+    if (plane == 0) plane = OC * C;  // as winograd4_transform_weights: matrices `plane` apart
+    for (std::size_t f = 0; f < OC * C; ++f) {
         const T* g = w + f * 9;
         T t[4][3];  // G g: rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2
         for (std::size_t j = 0; j < 3; ++j) {
@@ -342,15 +344,23 @@ class WinogradFilters {
                         turned[(c * OC + o) * 9 + k] = w[(o * C + c) * 9 + (8 - k)];
             kernels = turned.data();
         }
-        const std::size_t positions = (tile + 2) * (tile + 2);
-        filters_.resize(positions * out_ * in_);
-        if (tile == 4)
-            winograd4_transform_weights(kernels, out_, in_, filters_.data());
-        else
-            winograd_transform_weights(kernels, out_, in_, filters_.data());
+        const std::size_t positions = (tile + 2) * (tile + 2), plane = out_ * in_;
+        filters_.resize(positions * plane);
         packed_.resize(positions);
-        for (std::size_t xi = 0; xi < positions; ++xi)
-            packed_[xi].pack(Trans::No, out_, in_, filters_.data() + xi * out_ * in_, in_);
+        // Twice per training step for every layer: the threads share the rows of filters, then
+        // the matrices to pack.
+        parallel_for(out_, [&](std::size_t o0, std::size_t o1) {
+            const T* from = kernels + o0 * in_ * 9;
+            T* to = filters_.data() + o0 * in_;
+            if (tile == 4)
+                winograd4_transform_weights(from, o1 - o0, in_, to, plane);
+            else
+                winograd_transform_weights(from, o1 - o0, in_, to, plane);
+        });
+        parallel_for(positions, [&](std::size_t x0, std::size_t x1) {
+            for (std::size_t xi = x0; xi < x1; ++xi)
+                packed_[xi].pack(Trans::No, out_, in_, filters_.data() + xi * plane, in_);
+        });
     }
 
     std::size_t in_channels() const { return in_; }

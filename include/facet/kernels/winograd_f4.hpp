@@ -34,9 +34,13 @@ namespace facet {
 /// step (for the forward pass and, turned, for the input gradient), for every filter: 8 filters
 /// at a time, so that the compiler vectorises across them, and with the divisions by 4, 6 and 24
 /// as multiplications (a chain of scalar divisions made this 8 % of a training step).
+/// The 36 matrices are `plane` elements apart (0: OC * C), so that threads can each transform
+/// some rows of filters into one U.
 template <typename T>
-void winograd4_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u) {
-    const std::size_t plane = OC * C;
+void winograd4_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u,
+                                 std::size_t plane = 0) {
+    const std::size_t filters = OC * C;
+    if (plane == 0) plane = filters;
     constexpr std::size_t B = 8;
     constexpr double sixth = 1.0 / 6, twelfth = 1.0 / 12, twenty_fourth = 1.0 / 24;
     // r = G q for B columns (or rows) q of three taps at once.
@@ -51,8 +55,8 @@ void winograd4_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u
             r[5][l] = q2[l];
         }
     };
-    for (std::size_t f0 = 0; f0 < plane; f0 += B) {
-        const std::size_t nb = std::min(B, plane - f0);
+    for (std::size_t f0 = 0; f0 < filters; f0 += B) {
+        const std::size_t nb = std::min(B, filters - f0);
         double g[9][B] = {};  // tap k of filter f0 + l
         for (std::size_t l = 0; l < nb; ++l)
             for (std::size_t k = 0; k < 9; ++k) g[k][l] = double(w[(f0 + l) * 9 + k]);
