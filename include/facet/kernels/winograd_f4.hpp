@@ -73,35 +73,41 @@ void winograd4_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u
 }
 
 namespace detail {
-/// v_a = sum_i B^T[a][i] d_i for n tiles at once, each tile's six inputs d_0..d_5 in six arrays;
-/// the same combination serves the columns and the rows of a tile. Shared terms: with
-/// p = d4 - 4 d2, q = d3 - 4 d1, v1 = p + q and v2 = p - q; with e = d4 - d2, f = 2 (d3 - d1),
-/// v3 = e + f and v4 = e - f.
+/// v_a = sum_i B^T[a][i] d_i for B tiles, B a compile-time width (so a vector loop without a
+/// remainder). Shared terms: with p = d4 - 4 d2, q = d3 - 4 d1, v1 = p + q and v2 = p - q; with
+/// e = d4 - d2, f = 2 (d3 - d1), v3 = e + f and v4 = e - f. The restrict-qualified parameters
+/// tell the compiler that the outputs alias no input, which it could not prove.
+template <std::size_t B, typename T>
+void winograd4_combine_block(const T* __restrict d0, const T* __restrict d1, const T* __restrict d2,
+                             const T* __restrict d3, const T* __restrict d4, const T* __restrict d5,
+                             T* __restrict v0, T* __restrict v1, T* __restrict v2, T* __restrict v3,
+                             T* __restrict v4, T* __restrict v5) {
+    for (std::size_t l = 0; l < B; ++l) {
+        const T p = d4[l] - T(4) * d2[l], q = d3[l] - T(4) * d1[l];
+        const T e = d4[l] - d2[l], f = T(2) * (d3[l] - d1[l]);
+        v0[l] = T(4) * d0[l] - T(5) * d2[l] + d4[l];
+        v1[l] = p + q;
+        v2[l] = p - q;
+        v3[l] = e + f;
+        v4[l] = e - f;
+        v5[l] = T(4) * d1[l] - T(5) * d3[l] + d5[l];
+    }
+}
+
+/// winograd4_combine_block over n tiles, each tile's six inputs d_0..d_5 in six arrays and the
+/// outputs v_a at v[a * v_step]; the same combination serves the columns and the rows of a tile.
+/// Blocks of 16, 8, .. tiles: a row has few tiles (12 for 48 x 48), too few for a vector loop
+/// with a scalar remainder.
 template <typename T>
 void winograd4_combine(const T* d0, const T* d1, const T* d2, const T* d3, const T* d4, const T* d5,
                        std::size_t n, T* const* v, std::size_t v_step) {
-    const T* const in[6] = {d0, d1, d2, d3, d4, d5};
-    // Blocks of fixed width, through local arrays (which cannot alias the outputs): a row has
-    // few tiles (12 for 48 x 48), too few for a vector loop with a scalar remainder.
-    for_each_tile_block(n, [&](auto width, std::size_t j0) {
-        constexpr std::size_t B = decltype(width)::value;
-        T d[6][B], r[6][B];
-        for (std::size_t i = 0; i < 6; ++i)
-            for (std::size_t l = 0; l < B; ++l) d[i][l] = in[i][j0 + l];
-        for (std::size_t l = 0; l < B; ++l) {
-            const T p = d[4][l] - T(4) * d[2][l], q = d[3][l] - T(4) * d[1][l];
-            const T e = d[4][l] - d[2][l], f = T(2) * (d[3][l] - d[1][l]);
-            r[0][l] = T(4) * d[0][l] - T(5) * d[2][l] + d[4][l];
-            r[1][l] = p + q;
-            r[2][l] = p - q;
-            r[3][l] = e + f;
-            r[4][l] = e - f;
-            r[5][l] = T(4) * d[1][l] - T(5) * d[3][l] + d[5][l];
-        }
-        for (std::size_t a = 0; a < 6; ++a)
-            for (std::size_t l = 0; l < B; ++l) v[a * v_step][j0 + l] = r[a][l];
+    for_each_tile_block(n, [&](auto width, std::size_t j) {
+        winograd4_combine_block<decltype(width)::value>(
+            d0 + j, d1 + j, d2 + j, d3 + j, d4 + j, d5 + j, v[0] + j, v[v_step] + j,
+            v[2 * v_step] + j, v[3 * v_step] + j, v[4 * v_step] + j, v[5 * v_step] + j);
     });
 }
+
 /// to[4l + j] = r[j][l]: four rows of B values interleaved, each tile's four outputs side by
 /// side. The compiler turns the plain loop into scalar inserts and spills; for a full block of
 /// 16 floats it is written as two rounds of two-way interleaving with generic vector shuffles,
@@ -237,6 +243,25 @@ void winograd4_transform_input(const T* image, const ConvGeometry& g, const Wino
     }
 }
 
+namespace detail {
+/// r_a = sum_k A^T[a][k] m_k for B tiles: with s = m1 + m2, d = m1 - m2, S = m3 + m4 and
+/// D = m3 - m4, (m0 + s + S, d + 2D, s + 4S, d + 8D + m5); restrict-qualified as
+/// winograd4_combine_block.
+template <std::size_t B, typename T>
+void winograd4_apply_at_block(const T* __restrict m0, const T* __restrict m1,
+                              const T* __restrict m2, const T* __restrict m3,
+                              const T* __restrict m4, const T* __restrict m5, T* __restrict r0,
+                              T* __restrict r1, T* __restrict r2, T* __restrict r3) {
+    for (std::size_t l = 0; l < B; ++l) {
+        const T s = m1[l] + m2[l], d = m1[l] - m2[l], S = m3[l] + m4[l], D = m3[l] - m4[l];
+        r0[l] = m0[l] + s + S;
+        r1[l] = d + T(2) * D;
+        r2[l] = s + T(4) * S;
+        r3[l] = d + T(8) * D + m5[l];
+    }
+}
+}  // namespace detail
+
 /// Y = A^T M A of every 4x4 tile of the rows [row_begin, row_end) of `count` images side by
 /// side for F(4x4, 3x3): m holds the 36 products' results (OC x count * tiles each, `stride`
 /// elements apart, image i's tiles from column i * tiles), y the images' whole outputs, each
@@ -257,38 +282,25 @@ void winograd4_transform_output(const T* m, std::size_t stride, std::size_t OC,
     std::vector<T> buffer(24 * n + 16 * n);
     T* t = buffer.data();  // t[(a * 6 + b) * n + i]: (A^T M)[a][b] of tile i
     T* out = t + 24 * n;   // out[a * 4n + 4i + j]: output (4 ti + a, 4 tj + j) of tile i
-    // A^T on B columns of six values at once: out[a][l] = sum_k A^T[a][k] in[k][l].
-    const auto apply_at = [](const auto& in, auto& r) {
-        constexpr std::size_t B = std::extent_v<std::remove_reference_t<decltype(in)>, 1>;
-        for (std::size_t l = 0; l < B; ++l) {
-            const T s = in[1][l] + in[2][l], d = in[1][l] - in[2][l];
-            const T S = in[3][l] + in[4][l], D = in[3][l] - in[4][l];
-            r[0][l] = in[0][l] + s + S;
-            r[1][l] = d + T(2) * D;
-            r[2][l] = s + T(4) * S;
-            r[3][l] = d + T(8) * D + in[5][l];
-        }
-    };
     for (std::size_t o = 0; o < OC; ++o) {
         const T* mo = m + o * n;
         for (std::size_t b = 0; b < 6; ++b)  // A^T M
-            detail::for_each_tile_block(n, [&](auto width, std::size_t i0) {
-                constexpr std::size_t B = decltype(width)::value;
-                T column[6][B], r[4][B];
-                for (std::size_t a = 0; a < 6; ++a)
-                    for (std::size_t l = 0; l < B; ++l)
-                        column[a][l] = mo[(a * 6 + b) * stride + i0 + l];
-                apply_at(column, r);
-                for (std::size_t a = 0; a < 4; ++a)
-                    for (std::size_t l = 0; l < B; ++l) t[(a * 6 + b) * n + i0 + l] = r[a][l];
+            detail::for_each_tile_block(n, [&](auto width, std::size_t i) {
+                const T* column = mo + b * stride + i;  // position (a, b) at a * 6 * stride
+                T* to = t + b * n + i;                  // (a, b) at a * 6 n
+                detail::winograd4_apply_at_block<decltype(width)::value>(
+                    column, column + 6 * stride, column + 12 * stride, column + 18 * stride,
+                    column + 24 * stride, column + 30 * stride, to, to + 6 * n, to + 12 * n,
+                    to + 18 * n);
             });
         for (std::size_t a = 0; a < 4; ++a)  // (A^T M) A, four neighbours per tile
             detail::for_each_tile_block(n, [&](auto width, std::size_t i0) {
                 constexpr std::size_t B = decltype(width)::value;
-                T row[6][B], r[4][B];
-                for (std::size_t b = 0; b < 6; ++b)
-                    for (std::size_t l = 0; l < B; ++l) row[b][l] = t[(a * 6 + b) * n + i0 + l];
-                apply_at(row, r);
+                const T* row = t + a * 6 * n + i0;  // (a, b) at b * n
+                T r[4][B];
+                detail::winograd4_apply_at_block<B>(row, row + n, row + 2 * n, row + 3 * n,
+                                                    row + 4 * n, row + 5 * n, r[0], r[1], r[2],
+                                                    r[3]);
                 detail::interleave4(r, out + a * 4 * n + 4 * i0);
             });
         const std::size_t cols = std::min(4 * tw, OW);  // the last tile may reach past the edge
@@ -307,6 +319,28 @@ void winograd4_transform_output(const T* m, std::size_t stride, std::size_t OC,
 
 // The weight gradient, as for F(2x2, 3x3) (kernels/winograd.hpp): dM = A dY A^T per 4x4 tile of
 // the output gradient, dU_xi = dM_xi * V_xi^T summed over the tiles, dg = G^T dU G.
+
+namespace detail {
+/// e_a = sum_j A[a][j] d_j for B tiles: (d0, d0 + d1 + d2 + d3, d0 - d1 + d2 - d3,
+/// d0 + 2 d1 + 4 d2 + 8 d3, d0 - 2 d1 + 4 d2 - 8 d3, d3), restrict-qualified as
+/// winograd4_combine_block.
+template <std::size_t B, typename T>
+void winograd4_apply_a_block(const T* __restrict d0, const T* __restrict d1, const T* __restrict d2,
+                             const T* __restrict d3, T* __restrict e0, T* __restrict e1,
+                             T* __restrict e2, T* __restrict e3, T* __restrict e4,
+                             T* __restrict e5) {
+    for (std::size_t l = 0; l < B; ++l) {
+        const T s02 = d0[l] + d2[l], s13 = d1[l] + d3[l];
+        const T p = d0[l] + T(4) * d2[l], q = T(2) * d1[l] + T(8) * d3[l];
+        e0[l] = d0[l];
+        e1[l] = s02 + s13;
+        e2[l] = s02 - s13;
+        e3[l] = p + q;
+        e4[l] = p - q;
+        e5[l] = d3[l];
+    }
+}
+}  // namespace detail
 
 /// dM_xi = (A dY A^T)_xi of every 4x4 tile of one image's output gradient dy (OC x out_h x
 /// out_w; zero past the output's edge, where the forward pass dropped its values), for
@@ -332,25 +366,10 @@ void winograd4_transform_output_gradient(const T* dy, std::size_t OC, const Conv
     // A on four values of n tiles at once, in four arrays: e_a = sum_j A[a][j] d_j.
     const auto apply_a = [](const T* d0, const T* d1, const T* d2, const T* d3, std::size_t n,
                             T* const* e, std::size_t e_step) {
-        detail::for_each_tile_block(n, [&](auto width_, std::size_t j0) {
-            constexpr std::size_t B = decltype(width_)::value;
-            T d[4][B], r[6][B];
-            for (std::size_t l = 0; l < B; ++l) {
-                d[0][l] = d0[j0 + l], d[1][l] = d1[j0 + l];
-                d[2][l] = d2[j0 + l], d[3][l] = d3[j0 + l];
-            }
-            for (std::size_t l = 0; l < B; ++l) {
-                const T s02 = d[0][l] + d[2][l], s13 = d[1][l] + d[3][l];
-                const T p = d[0][l] + T(4) * d[2][l], q = T(2) * d[1][l] + T(8) * d[3][l];
-                r[0][l] = d[0][l];
-                r[1][l] = s02 + s13;
-                r[2][l] = s02 - s13;
-                r[3][l] = p + q;
-                r[4][l] = p - q;
-                r[5][l] = d[3][l];
-            }
-            for (std::size_t a = 0; a < 6; ++a)
-                for (std::size_t l = 0; l < B; ++l) e[a * e_step][j0 + l] = r[a][l];
+        detail::for_each_tile_block(n, [&](auto width_, std::size_t j) {
+            detail::winograd4_apply_a_block<decltype(width_)::value>(
+                d0 + j, d1 + j, d2 + j, d3 + j, e[0] + j, e[e_step] + j, e[2 * e_step] + j,
+                e[3 * e_step] + j, e[4 * e_step] + j, e[5 * e_step] + j);
         });
     };
     const std::size_t count = std::min(OW, width);
