@@ -243,9 +243,10 @@ void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvG
 /// dw (OC x C x 3 x 3) = G^T dU G for every filter, from du laid out as winograd_transform_weights
 /// lays out U (16 x OC x C): the adjoint of that transform.
 template <typename T>
-void winograd_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw) {
-    const std::size_t plane = OC * C;
-    for (std::size_t f = 0; f < plane; ++f) {
+void winograd_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw,
+                              std::size_t plane = 0) {
+    if (plane == 0) plane = OC * C;  // du's matrices `plane` apart, as for the weights
+    for (std::size_t f = 0; f < OC * C; ++f) {
         T x[4][4];
         for (std::size_t xi = 0; xi < 16; ++xi) x[xi / 4][xi % 4] = du[xi * plane + f];
         T t[3][4];  // G^T dU: rows x0 + (x1 + x2) / 2, (x1 - x2) / 2, (x1 + x2) / 2 + x3

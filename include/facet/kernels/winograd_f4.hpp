@@ -408,8 +408,10 @@ void winograd4_transform_output_gradient(const T* dy, std::size_t OC, const Conv
 /// winograd4_transform_weights lays out U (36 x OC x C): the adjoint of that transform, formed in
 /// double whatever T is.
 template <typename T>
-void winograd4_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw) {
-    const std::size_t plane = OC * C;
+void winograd4_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw,
+                               std::size_t plane = 0) {
+    const std::size_t filters = OC * C;
+    if (plane == 0) plane = filters;  // du's matrices `plane` apart, as for the weights
     // G^T x for six values x: the three taps' shares.
     const auto apply_gt = [](const double* x, double* r) {
         constexpr double sixth = 1.0 / 6, twelfth = 1.0 / 12, twenty_fourth = 1.0 / 24;
@@ -417,7 +419,7 @@ void winograd4_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw
         r[1] = (x[2] - x[1]) * sixth + (x[3] - x[4]) * twelfth;
         r[2] = (x[3] + x[4] - x[1] - x[2]) * sixth + x[5];
     };
-    for (std::size_t f = 0; f < plane; ++f) {
+    for (std::size_t f = 0; f < filters; ++f) {
         double t[6][3];  // t[b] = G^T times column b of dU
         for (std::size_t b = 0; b < 6; ++b) {
             double column[6];

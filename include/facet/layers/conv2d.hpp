@@ -220,16 +220,24 @@ class Conv2d : public Layer<T> {
         const std::size_t used = batch == 0 ? 0 : chunks;  // an empty batch has zero gradients
         weight_grad_.zero();
         bias_grad_.zero();
-        if (winograd_weights && used > 0) {  // the chunks' dU in a fixed order, then G^T dU G
-            T* total = dw_part_[0].data();
-            for (std::size_t c = 1; c < used; ++c) {
-                const T* part = dw_part_[c].data();
-                for (std::size_t i = 0; i < dw_part_[0].size(); ++i) total[i] += part[i];
-            }
-            if (tile == 4)
-                winograd4_weight_gradient(total, OC, opt_.in_channels, weight_grad_.data());
-            else
-                winograd_weight_gradient(total, OC, opt_.in_channels, weight_grad_.data());
+        if (winograd_weights && used > 0) {
+            // The chunks' dU added in a fixed order, then G^T dU G, each thread for some rows of
+            // filters (o0 .. o1 of each of the 16 or 36 matrices): the same bits at any split.
+            const std::size_t C = opt_.in_channels, plane = OC * C;
+            parallel_for(OC, [&](std::size_t o0, std::size_t o1) {
+                T* total = dw_part_[0].data();
+                for (std::size_t c = 1; c < used; ++c) {
+                    const T* part = dw_part_[c].data();
+                    for (std::size_t xi = 0; xi < positions; ++xi)
+                        for (std::size_t i = xi * plane + o0 * C; i < xi * plane + o1 * C; ++i)
+                            total[i] += part[i];
+                }
+                T* dw = weight_grad_.data() + o0 * C * 9;
+                if (tile == 4)
+                    winograd4_weight_gradient(total + o0 * C, o1 - o0, C, dw, plane);
+                else
+                    winograd_weight_gradient(total + o0 * C, o1 - o0, C, dw, plane);
+            });
         } else {
             for (std::size_t c = 0; c < used; ++c) {
                 const T* part = dw_part_[c].data();
