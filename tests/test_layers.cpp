@@ -390,6 +390,68 @@ TEST_CASE("a copied Conv2d makes its own Winograd filters (the original may be g
     CHECK(max_abs_diff(before, after) < 1e-5);
 }
 
+TEST_CASE("F(4x4, 3x3)'s transforms are the matrices the header writes down") {
+    // One channel, one tile, in double, against the products with B^T, G and A^T as written in
+    // kernels/winograd_f4.hpp (an independent statement of the algorithm; the layer tests check
+    // that the whole computes a convolution).
+    const double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                             {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+    const double G[6][3] = {{1.0 / 4, 0, 0},
+                            {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                            {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                            {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                            {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                            {0, 0, 1}};
+    const double AT[4][6] = {
+        {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+    Rng rng(81);
+    auto random = [&](std::size_t n) {
+        std::vector<double> v(n);
+        for (double& e : v) e = rng.uniform(-1, 1);
+        return v;
+    };
+    // One 6 x 6 input (no padding) is one tile with a 4 x 4 output.
+    ConvGeometry g;
+    g.channels = 1, g.height = 6, g.width = 6, g.kernel_h = 3, g.kernel_w = 3;
+    const WinogradTiling tl = winograd_tiling(g, 4);
+    REQUIRE(tl.tiles() == 1);
+    REQUIRE(tl.positions() == 36);
+    const std::vector<double> d = random(36), m = random(36), w = random(9), dy = random(16);
+    std::vector<double> v(36), y(16), u(36), dm(36), dw(9);
+    winograd4_transform_input(d.data(), g, tl, 0, 1, v.data(), 1);
+    winograd4_transform_output(m.data(), 1, 1, g, tl, 0, 1, y.data());
+    winograd4_transform_weights(w.data(), 1, 1, u.data());
+    winograd4_transform_output_gradient(dy.data(), 1, g, tl, dm.data(), 1);
+    winograd4_weight_gradient(m.data(), 1, 1, dw.data());
+    for (std::size_t a = 0; a < 6; ++a)
+        for (std::size_t b = 0; b < 6; ++b) {
+            double bdb = 0, ggg = 0, ada = 0;  // B^T d B, G g G^T, A dY A^T
+            for (std::size_t i = 0; i < 6; ++i)
+                for (std::size_t j = 0; j < 6; ++j) bdb += BT[a][i] * d[i * 6 + j] * BT[b][j];
+            for (std::size_t i = 0; i < 3; ++i)
+                for (std::size_t j = 0; j < 3; ++j) ggg += G[a][i] * w[i * 3 + j] * G[b][j];
+            for (std::size_t i = 0; i < 4; ++i)
+                for (std::size_t j = 0; j < 4; ++j) ada += AT[i][a] * dy[i * 4 + j] * AT[j][b];
+            CHECK(v[a * 6 + b] == doctest::Approx(bdb).epsilon(1e-12));
+            CHECK(u[a * 6 + b] == doctest::Approx(ggg).epsilon(1e-12));
+            CHECK(dm[a * 6 + b] == doctest::Approx(ada).epsilon(1e-12));
+        }
+    for (std::size_t i = 0; i < 4; ++i)
+        for (std::size_t j = 0; j < 4; ++j) {
+            double ama = 0;  // A^T M A
+            for (std::size_t a = 0; a < 6; ++a)
+                for (std::size_t b = 0; b < 6; ++b) ama += AT[i][a] * m[a * 6 + b] * AT[j][b];
+            CHECK(y[i * 4 + j] == doctest::Approx(ama).epsilon(1e-12));
+        }
+    for (std::size_t i = 0; i < 3; ++i)
+        for (std::size_t j = 0; j < 3; ++j) {
+            double gmg = 0;  // G^T dU G, with m as dU
+            for (std::size_t a = 0; a < 6; ++a)
+                for (std::size_t b = 0; b < 6; ++b) gmg += G[a][i] * m[a * 6 + b] * G[b][j];
+            CHECK(dw[i * 3 + j] == doctest::Approx(gmg).epsilon(1e-12));
+        }
+}
+
 TEST_CASE("Winograd workspaces: 16 matrices an odd number of cache lines apart") {
     for (std::size_t n : {1, 15, 16, 17, 32 * 576, 64 * 144, 1000}) {
         const std::size_t f = winograd_stride<float>(n), d = winograd_stride<double>(n);
