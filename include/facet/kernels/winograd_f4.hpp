@@ -108,6 +108,19 @@ void winograd4_combine(const T* d0, const T* d1, const T* d2, const T* d3, const
     });
 }
 
+/// p_k[i] = src[4i + k] for i < n: a plane of rows 4 tiles_w long split into its four column
+/// phases in one loop (the compiler de-interleaves whole vectors).
+template <typename T>
+void winograd4_split_phases(const T* __restrict src, std::size_t n, T* __restrict p0,
+                            T* __restrict p1, T* __restrict p2, T* __restrict p3) {
+    for (std::size_t i = 0; i < n; ++i) {
+        p0[i] = src[4 * i];
+        p1[i] = src[4 * i + 1];
+        p2[i] = src[4 * i + 2];
+        p3[i] = src[4 * i + 3];
+    }
+}
+
 /// to[4l + j] = r[j][l]: four rows of B values interleaved, each tile's four outputs side by
 /// side. The compiler turns the plain loop into scalar inserts and spills; for a full block of
 /// 16 floats it is written as two rounds of two-way interleaving with generic vector shuffles,
@@ -207,19 +220,8 @@ void winograd4_transform_input(const T* image, const ConvGeometry& g, const Wino
                 last0[at] = column(std::ptrdiff_t(width) - pad_w);
                 last1[at] = column(std::ptrdiff_t(width) + 1 - pad_w);
             }
-        {  // 2. the column phases of every row, then d B of every tile
-            T* __restrict p0 = phase[0];
-            T* __restrict p1 = phase[1];
-            T* __restrict p2 = phase[2];
-            T* __restrict p3 = phase[3];
-            const T* __restrict src = plane;
-            for (std::size_t i = 0; i < span; ++i) {
-                p0[i] = src[4 * i];
-                p1[i] = src[4 * i + 1];
-                p2[i] = src[4 * i + 2];
-                p3[i] = src[4 * i + 3];
-            }
-        }
+        // 2. the column phases of every row, then d B of every tile
+        detail::winograd4_split_phases(plane, span, phase[0], phase[1], phase[2], phase[3]);
         // Phases 4 and 5 are phases 0 and 1 one tile on, except at the end of a row, where the
         // next row's first tile was read instead of last0, last1: those tiles are redone.
         detail::winograd4_combine(phase[0], phase[1], phase[2], phase[3], phase[0] + 1,
@@ -381,19 +383,7 @@ void winograd4_transform_output_gradient(const T* dy, std::size_t OC, const Conv
                 T* __restrict to = plane + (k * th + q) * width;
                 for (std::size_t j = 0; j < count; ++j) to[j] = from[j];
             }
-        {
-            T* __restrict p0 = phase[0];
-            T* __restrict p1 = phase[1];
-            T* __restrict p2 = phase[2];
-            T* __restrict p3 = phase[3];
-            const T* __restrict src = plane;
-            for (std::size_t i = 0; i < span; ++i) {
-                p0[i] = src[4 * i];
-                p1[i] = src[4 * i + 1];
-                p2[i] = src[4 * i + 2];
-                p3[i] = src[4 * i + 3];
-            }
-        }
+        detail::winograd4_split_phases(plane, span, phase[0], phase[1], phase[2], phase[3]);
         apply_a(phase[0], phase[1], phase[2], phase[3], span, z, 1);  // dY A^T
         T* mo = m + o * ld;
         for (std::size_t b = 0; b < 6; ++b) {  // A (dY A^T), every tile at once
