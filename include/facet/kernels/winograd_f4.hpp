@@ -396,32 +396,41 @@ void winograd4_transform_output_gradient(const T* dy, std::size_t OC, const Conv
 
 /// dw (OC x C x 3 x 3) = G^T dU G for every filter, from du laid out as
 /// winograd4_transform_weights lays out U (36 x OC x C): the adjoint of that transform, formed in
-/// double whatever T is.
+/// double whatever T is, 8 filters at a time as the forward transform.
 template <typename T>
 void winograd4_weight_gradient(const T* du, std::size_t OC, std::size_t C, T* dw,
                                std::size_t plane = 0) {
     const std::size_t filters = OC * C;
     if (plane == 0) plane = filters;  // du's matrices `plane` apart, as for the weights
-    // G^T x for six values x: the three taps' shares.
-    const auto apply_gt = [](const double* x, double* r) {
-        constexpr double sixth = 1.0 / 6, twelfth = 1.0 / 12, twenty_fourth = 1.0 / 24;
-        r[0] = 0.25 * x[0] - (x[1] + x[2]) * sixth + (x[3] + x[4]) * twenty_fourth;
-        r[1] = (x[2] - x[1]) * sixth + (x[3] - x[4]) * twelfth;
-        r[2] = (x[3] + x[4] - x[1] - x[2]) * sixth + x[5];
-    };
-    for (std::size_t f = 0; f < filters; ++f) {
-        double t[6][3];  // t[b] = G^T times column b of dU
-        for (std::size_t b = 0; b < 6; ++b) {
-            double column[6];
-            for (std::size_t a = 0; a < 6; ++a) column[a] = du[(a * 6 + b) * plane + f];
-            apply_gt(column, t[b]);
+    constexpr std::size_t B = 8;
+    constexpr double sixth = 1.0 / 6, twelfth = 1.0 / 12, twenty_fourth = 1.0 / 24;
+    // r = G^T x for B sets of six values x at once: the three taps' shares.
+    const auto apply_gt = [](const double(*x)[B], double(*r)[B]) {
+        for (std::size_t l = 0; l < B; ++l) {
+            const double s12 = x[1][l] + x[2][l], s34 = x[3][l] + x[4][l];
+            r[0][l] = 0.25 * x[0][l] - s12 * sixth + s34 * twenty_fourth;
+            r[1][l] = (x[2][l] - x[1][l]) * sixth + (x[3][l] - x[4][l]) * twelfth;
+            r[2][l] = (s34 - s12) * sixth + x[5][l];
         }
-        T* out = dw + f * 9;
+    };
+    for (std::size_t f0 = 0; f0 < filters; f0 += B) {
+        const std::size_t nb = std::min(B, filters - f0);
+        double t[3][6][B];  // t[j][b] = (G^T times column b of dU)[j]
+        for (std::size_t b = 0; b < 6; ++b) {
+            double column[6][B] = {}, r[3][B];
+            for (std::size_t a = 0; a < 6; ++a)
+                for (std::size_t l = 0; l < nb; ++l)
+                    column[a][l] = double(du[(a * 6 + b) * plane + f0 + l]);
+            apply_gt(column, r);
+            for (std::size_t j = 0; j < 3; ++j)
+                for (std::size_t l = 0; l < B; ++l) t[j][b][l] = r[j][l];
+        }
         for (std::size_t j = 0; j < 3; ++j) {  // (G^T dU) G: G^T on each row of G^T dU
-            const double row[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]};
-            double r[3];
-            apply_gt(row, r);
-            for (std::size_t k = 0; k < 3; ++k) out[j * 3 + k] = static_cast<T>(r[k]);
+            double r[3][B];
+            apply_gt(t[j], r);
+            for (std::size_t l = 0; l < nb; ++l)
+                for (std::size_t k = 0; k < 3; ++k)
+                    dw[(f0 + l) * 9 + j * 3 + k] = static_cast<T>(r[k][l]);
         }
     }
 }
