@@ -61,6 +61,34 @@ void winograd_transform_weights(const T* w, std::size_t OC, std::size_t C, T* u,
 }
 
 namespace detail {
+/// Row r of a plane of `width` columns as the padded image holds it (shifted right by `pad`,
+/// zeros where it has no column, and everywhere when r lies outside [0, height)), split into its
+/// even columns 0, 2, .., 2n - 2 and odd columns 1, 3, .., 2n - 1: a tile's four columns are then
+/// even[tj], odd[tj], even[tj + 1], odd[tj + 1], and a block of tiles reads each with unit stride.
+template <typename T>
+void winograd_split_row(const T* plane, std::ptrdiff_t r, std::size_t height, std::size_t width,
+                        std::size_t pad, std::size_t n, T* __restrict even, T* __restrict odd) {
+    if (r < 0 || r >= static_cast<std::ptrdiff_t>(height)) {
+        for (std::size_t j = 0; j < n; ++j) even[j] = odd[j] = T(0);
+        return;
+    }
+    const T* __restrict row = plane + static_cast<std::size_t>(r) * width;
+    const auto W = static_cast<std::ptrdiff_t>(width), P = static_cast<std::ptrdiff_t>(pad);
+    const auto at = [&](std::ptrdiff_t s) { return s >= 0 && s < W ? row[s] : T(0); };
+    // Columns 2j - pad and 2j + 1 - pad both inside the row for j in [lo, hi).
+    const std::size_t lo = std::min(n, (pad + 1) / 2);
+    const std::size_t hi = std::max(lo, std::min<std::size_t>(n, (width + pad) / 2));
+    for (std::size_t j = 0; j < lo; ++j)
+        even[j] = at(2 * std::ptrdiff_t(j) - P), odd[j] = at(2 * std::ptrdiff_t(j) + 1 - P);
+    const T* inside = row + 2 * lo - pad;
+    for (std::size_t j = lo; j < hi; ++j) {
+        even[j] = inside[2 * (j - lo)];
+        odd[j] = inside[2 * (j - lo) + 1];
+    }
+    for (std::size_t j = hi; j < n; ++j)
+        even[j] = at(2 * std::ptrdiff_t(j) - P), odd[j] = at(2 * std::ptrdiff_t(j) + 1 - P);
+}
+
 /// d B for one padded row split into even and odd columns: tile tj's columns 2tj .. 2tj + 3 are
 /// even[tj], odd[tj], even[tj + 1], odd[tj + 1], and x_b[tj] = sum_j d_j B[j][b].
 template <typename T>
@@ -126,7 +154,6 @@ void winograd_transform_input(const T* image, const ConvGeometry& g, const Winog
     std::vector<T> buffer(2 * (tw + 1) + 8 * half);
     T* even = buffer.data();
     T* odd = even + (tw + 1);
-    T* const columns[2] = {even, odd};
     T* x[2][4];  // x[parity][b]: column b of d B, for the padded rows of that parity
     for (std::size_t b = 0; b < 4; ++b) {
         x[0][b] = odd + (tw + 1) + b * half;
@@ -135,9 +162,9 @@ void winograd_transform_input(const T* image, const ConvGeometry& g, const Winog
     for (std::size_t c = 0; c < g.channels; ++c) {
         const T* plane = image + c * g.height * g.width;
         for (std::size_t pr = 2 * row_begin; pr < 2 * row_end + 2; ++pr) {  // d B, row by row
-            detail::winograd_split_row<2>(
+            detail::winograd_split_row(
                 plane, static_cast<std::ptrdiff_t>(pr) - static_cast<std::ptrdiff_t>(g.pad_h),
-                g.height, g.width, g.pad_w, tw + 1, columns);
+                g.height, g.width, g.pad_w, tw + 1, even, odd);
             const std::size_t at = (pr / 2 - row_begin) * tw;
             T* const* out = x[pr % 2];
             detail::winograd_combine_columns(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,
@@ -216,7 +243,6 @@ void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvG
     std::vector<T> buffer(2 * tw + 8 * tiles);
     T* even = buffer.data();
     T* odd = even + tw;
-    T* const columns[2] = {even, odd};
     T* z[2][4];  // z[parity][j]: column j of dY A^T, for the output rows of that parity
     for (std::size_t j = 0; j < 4; ++j) {
         z[0][j] = odd + tw + j * tiles;
@@ -226,7 +252,7 @@ void winograd_transform_output_gradient(const T* dy, std::size_t OC, const ConvG
         const T* plane = dy + o * OH * OW;
         for (std::size_t r = 0; r < 2 * tl.tiles_h; ++r) {  // dY A^T, row by row
             const auto row = static_cast<std::ptrdiff_t>(r);
-            detail::winograd_split_row<2>(plane, row, OH, OW, 0, tw, columns);
+            detail::winograd_split_row(plane, row, OH, OW, 0, tw, even, odd);
             T* const* out = z[r % 2];
             const std::size_t at = (r / 2) * tw;  // columns (y0, y1) A^T
             detail::winograd_spread_pairs(even, odd, tw, out[0] + at, out[1] + at, out[2] + at,

@@ -1,11 +1,10 @@
 // facet/kernels/winograd_tiles.hpp — what Winograd's F(2x2, 3x3) and F(4x4, 3x3) share: the
 // tiling of an image into m x m output tiles, the switches that choose the algorithm, the spacing
-// of the transformed matrices in memory, and the two loops the transforms are built from (blocks
-// of neighbouring tiles, and a padded row split by column phase). Read next: kernels/winograd.hpp
+// of the transformed matrices in memory, and the loop over blocks of neighbouring tiles the
+// transforms are built from. Read next: kernels/winograd.hpp
 // (F(2x2, 3x3), the weight gradient, the convolution) and kernels/winograd_f4.hpp.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -92,55 +91,6 @@ void for_each_tile_block(std::size_t n, F&& f) {
     if (tj + 4 <= n) f(std::integral_constant<std::size_t, 4>{}, tj), tj += 4;
     if (tj + 2 <= n) f(std::integral_constant<std::size_t, 2>{}, tj), tj += 2;
     if (tj < n) f(std::integral_constant<std::size_t, 1>{}, tj);
-}
-
-/// Row r of a plane of `width` columns as the padded image holds it (shifted right by `pad`,
-/// zeros where it has no column, and everywhere when r lies outside [0, height)), split by
-/// column phase: phase[k][j] = padded column Step * j + k, for j in [0, n). With tiles Step
-/// columns apart, tile tj's columns are then phase[0..Step)[tj] followed by phase[0..)[tj + 1],
-/// and a block of tiles reads each with unit stride. Step is 2 for F(2x2, 3x3) (even and odd
-/// columns), 4 for F(4x4, 3x3).
-template <std::size_t Step, typename T>
-void winograd_split_row(const T* plane, std::ptrdiff_t r, std::size_t height, std::size_t width,
-                        std::size_t pad, std::size_t n, T* const* phase) {
-    if (r < 0 || r >= static_cast<std::ptrdiff_t>(height)) {
-        for (std::size_t k = 0; k < Step; ++k)
-            for (std::size_t j = 0; j < n; ++j) phase[k][j] = T(0);
-        return;
-    }
-    const T* __restrict row = plane + static_cast<std::size_t>(r) * width;
-    const auto W = static_cast<std::ptrdiff_t>(width), P = static_cast<std::ptrdiff_t>(pad);
-    const auto at = [&](std::ptrdiff_t s) { return s >= 0 && s < W ? row[s] : T(0); };
-    const auto one_by_one = [&](std::size_t j) {
-        for (std::size_t k = 0; k < Step; ++k) phase[k][j] = at(std::ptrdiff_t(Step * j + k) - P);
-    };
-    // Columns Step j - pad .. Step j + Step - 1 - pad all inside the row for j in [lo, hi).
-    const std::size_t lo = std::min(n, (pad + Step - 1) / Step);
-    const std::size_t hi = std::max(lo, std::min<std::size_t>(n, (width + pad) / Step));
-    for (std::size_t j = 0; j < lo; ++j) one_by_one(j);
-    const T* inside = row + Step * lo - pad;
-    if constexpr (Step == 2) {
-        T* __restrict even = phase[0];
-        T* __restrict odd = phase[1];
-        for (std::size_t j = lo; j < hi; ++j) {
-            even[j] = inside[2 * (j - lo)];
-            odd[j] = inside[2 * (j - lo) + 1];
-        }
-    } else {
-        static_assert(Step == 4, "winograd_split_row: tiles 2 or 4 columns apart");
-        T* __restrict p0 = phase[0];
-        T* __restrict p1 = phase[1];
-        T* __restrict p2 = phase[2];
-        T* __restrict p3 = phase[3];
-        for (std::size_t j = lo; j < hi; ++j) {
-            const T* q = inside + 4 * (j - lo);
-            p0[j] = q[0];
-            p1[j] = q[1];
-            p2[j] = q[2];
-            p3[j] = q[3];
-        }
-    }
-    for (std::size_t j = hi; j < n; ++j) one_by_one(j);
 }
 }  // namespace detail
 
