@@ -95,16 +95,16 @@ void winograd4_combine_block(const T* __restrict d0, const T* __restrict d1, con
 }
 
 /// winograd4_combine_block over n tiles, each tile's six inputs d_0..d_5 in six arrays and the
-/// outputs v_a at v[a * v_step]; the same combination serves the columns and the rows of a tile.
+/// outputs v_a at v[a]; the same combination serves the columns and the rows of a tile.
 /// Blocks of 16, 8, .. tiles: a row has few tiles (12 for 48 x 48), too few for a vector loop
 /// with a scalar remainder.
 template <typename T>
 void winograd4_combine(const T* d0, const T* d1, const T* d2, const T* d3, const T* d4, const T* d5,
-                       std::size_t n, T* const* v, std::size_t v_step) {
+                       std::size_t n, T* const* v) {
     for_each_tile_block(n, [&](auto width, std::size_t j) {
-        winograd4_combine_block<decltype(width)::value>(
-            d0 + j, d1 + j, d2 + j, d3 + j, d4 + j, d5 + j, v[0] + j, v[v_step] + j,
-            v[2 * v_step] + j, v[3 * v_step] + j, v[4 * v_step] + j, v[5 * v_step] + j);
+        winograd4_combine_block<decltype(width)::value>(d0 + j, d1 + j, d2 + j, d3 + j, d4 + j,
+                                                        d5 + j, v[0] + j, v[1] + j, v[2] + j,
+                                                        v[3] + j, v[4] + j, v[5] + j);
     });
 }
 
@@ -225,22 +225,22 @@ void winograd4_transform_input(const T* image, const ConvGeometry& g, const Wino
         // Phases 4 and 5 are phases 0 and 1 one tile on, except at the end of a row, where the
         // next row's first tile was read instead of last0, last1: those tiles are redone.
         detail::winograd4_combine(phase[0], phase[1], phase[2], phase[3], phase[0] + 1,
-                                  phase[1] + 1, span, x, 1);
+                                  phase[1] + 1, span, x);
         for (std::size_t r = 0; r < 4 * Q; ++r) {
             const std::size_t i = r * tw + tw - 1;
             const T d[6] = {phase[0][i], phase[1][i], phase[2][i], phase[3][i], last0[r], last1[r]};
             T* out[6];
             for (std::size_t b = 0; b < 6; ++b) out[b] = x[b] + i;
-            detail::winograd4_combine(d, d + 1, d + 2, d + 3, d + 4, d + 5, 1, out, 1);
+            detail::winograd4_combine(d, d + 1, d + 2, d + 3, d + 4, d + 5, 1, out);
         }
         T* vc = v + c * ld;
         const std::size_t block = Q * tw;      // rows 4q + k of X, for one k
         for (std::size_t b = 0; b < 6; ++b) {  // 3. B^T (d B), every tile at once
-            T* out[36];
-            for (std::size_t a = 0; a < 6; ++a) out[a * 6] = vc + (a * 6 + b) * stride;
+            T* out[6];
+            for (std::size_t a = 0; a < 6; ++a) out[a] = vc + (a * 6 + b) * stride;
             const T* xb = x[b];
             detail::winograd4_combine(xb, xb + block, xb + 2 * block, xb + 3 * block, xb + tw,
-                                      xb + block + tw, tiles, out, 6);
+                                      xb + block + tw, tiles, out);
         }
     }
 }
@@ -367,11 +367,11 @@ void winograd4_transform_output_gradient(const T* dy, std::size_t OC, const Conv
     for (std::size_t b = 0; b < 6; ++b) z[b] = phase[3] + span + b * span;
     // A on four values of n tiles at once, in four arrays: e_a = sum_j A[a][j] d_j.
     const auto apply_a = [](const T* d0, const T* d1, const T* d2, const T* d3, std::size_t n,
-                            T* const* e, std::size_t e_step) {
+                            T* const* e) {
         detail::for_each_tile_block(n, [&](auto width_, std::size_t j) {
-            detail::winograd4_apply_a_block<decltype(width_)::value>(
-                d0 + j, d1 + j, d2 + j, d3 + j, e[0] + j, e[e_step] + j, e[2 * e_step] + j,
-                e[3 * e_step] + j, e[4 * e_step] + j, e[5 * e_step] + j);
+            detail::winograd4_apply_a_block<decltype(width_)::value>(d0 + j, d1 + j, d2 + j, d3 + j,
+                                                                     e[0] + j, e[1] + j, e[2] + j,
+                                                                     e[3] + j, e[4] + j, e[5] + j);
         });
     };
     const std::size_t count = std::min(OW, width);
@@ -384,12 +384,12 @@ void winograd4_transform_output_gradient(const T* dy, std::size_t OC, const Conv
                 for (std::size_t j = 0; j < count; ++j) to[j] = from[j];
             }
         detail::winograd4_split_phases(plane, span, phase[0], phase[1], phase[2], phase[3]);
-        apply_a(phase[0], phase[1], phase[2], phase[3], span, z, 1);  // dY A^T
+        apply_a(phase[0], phase[1], phase[2], phase[3], span, z);  // dY A^T
         T* mo = m + o * ld;
         for (std::size_t b = 0; b < 6; ++b) {  // A (dY A^T), every tile at once
-            T* out[36];
-            for (std::size_t a = 0; a < 6; ++a) out[a * 6] = mo + (a * 6 + b) * stride;
-            apply_a(z[b], z[b] + tiles, z[b] + 2 * tiles, z[b] + 3 * tiles, tiles, out, 6);
+            T* out[6];
+            for (std::size_t a = 0; a < 6; ++a) out[a] = mo + (a * 6 + b) * stride;
+            apply_a(z[b], z[b] + tiles, z[b] + 2 * tiles, z[b] + 3 * tiles, tiles, out);
         }
     }
 }
