@@ -130,6 +130,23 @@ struct GemmKernelAvx512<float> {
             }
         }
     }
+    /// One step of dot_tile: 16 k of the four rows of A and of B (lanes outside `m` read as 0)
+    /// into the 16 accumulators. The full steps take a constant mask, only the last one a
+    /// computed one.
+    __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline void dot_tile_step(
+        const float* const* a, const float* const* b, std::size_t k, __mmask16 m, __m512* acc) {
+        __m512 av[4], bv[4];
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < 4; ++i) {
+            av[i] = _mm512_maskz_loadu_ps(m, a[i] + k);
+            bv[i] = _mm512_maskz_loadu_ps(m, b[i] + k);
+        }
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+            for (std::size_t j = 0; j < 4; ++j)
+                acc[4 * i + j] = _mm512_fmadd_ps(av[i], bv[j], acc[4 * i + j]);
+    }
     /// A 4 x 4 tile of C = alpha * A * B^T + beta * C as 16 dot products of rows, for products
     /// whose M and N are small and K long (gemm_dot_rows): a0..a3 and b0..b3 are rows of A and
     /// B, K long (a missing row repeats another; only rows x cols of C are stored). No packing:
@@ -141,21 +158,9 @@ struct GemmKernelAvx512<float> {
         __m512 acc[16];
 #pragma GCC unroll 16
         for (std::size_t i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
-        for (std::size_t k = 0; k < K; k += 16) {  // the last 16 k read through a mask
-            const auto m =
-                K - k >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (K - k)) - 1);
-            __m512 av[4], bv[4];
-#pragma GCC unroll 4
-            for (std::size_t i = 0; i < 4; ++i) {
-                av[i] = _mm512_maskz_loadu_ps(m, a[i] + k);
-                bv[i] = _mm512_maskz_loadu_ps(m, b[i] + k);
-            }
-#pragma GCC unroll 4
-            for (std::size_t i = 0; i < 4; ++i)
-#pragma GCC unroll 4
-                for (std::size_t j = 0; j < 4; ++j)
-                    acc[4 * i + j] = _mm512_fmadd_ps(av[i], bv[j], acc[4 * i + j]);
-        }
+        std::size_t k = 0;
+        for (; k + 16 <= K; k += 16) dot_tile_step(a, b, k, __mmask16(0xFFFF), acc);
+        if (k < K) dot_tile_step(a, b, k, static_cast<__mmask16>((1u << (K - k)) - 1), acc);
         // Pairs x, y: per 128-bit block [x0 + x2, x1 + x3, y0 + y2, y1 + y3]. (Shuffles rather
         // than unpacks: GCC 12's unpack intrinsics warn about their own undefined vectors.)
         __m512 pair[8];
@@ -179,13 +184,22 @@ struct GemmKernelAvx512<float> {
                           _mm512_mask_shuffle_f32x4(quad[2], 0xFFFF, quad[2], quad[3], 0xEE));
         const __m512 sums = _mm512_add_ps(_mm512_mask_shuffle_f32x4(h01, 0xFFFF, h01, h23, 0x88),
                                           _mm512_mask_shuffle_f32x4(h01, 0xFFFF, h01, h23, 0xDD));
-        alignas(64) float out[16];
-        _mm512_store_ps(out, sums);
-        for (std::size_t i = 0; i < rows; ++i)
-            for (std::size_t j = 0; j < cols; ++j) {
-                float& cij = c[i * ldc + j];
-                cij = beta == 0.0f ? alpha * out[4 * i + j] : alpha * out[4 * i + j] + beta * cij;
-            }
+        // Row i of the tile is block i of `sums`, moved to the lowest block and stored as a
+        // vector, the columns past `cols` masked off. (A scalar loop over the 16 sums took a
+        // quarter of the tile's time at K = 144; so did reading the rows back from memory.)
+        const __m512 row[4] = {sums, _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 1),
+                               _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 2),
+                               _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 3)};
+        const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1);
+        const __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < 4; ++i) {
+            if (i == rows) break;
+            float* ci = c + i * ldc;
+            __m512 r = _mm512_mul_ps(alpha_v, row[i]);
+            if (beta != 0.0f) r = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(keep, ci), r);
+            _mm512_mask_storeu_ps(ci, keep, r);
+        }
     }
     /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row). Four accumulators
     /// hide the FMA latency; the last partial vector is read through a mask.
