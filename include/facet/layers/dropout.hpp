@@ -83,7 +83,15 @@ class Dropout : public Layer<T> {
             return;
         }
         check(mask_.shape() == x.shape(), "Dropout::backward: x differs from the forward input");
-        for (std::size_t i = 0; i < x.size(); ++i) dx[i] = dy[i] * mask_[i];
+        const std::size_t batch = x.dim(0), per_sample = x.shape().inner_size();
+        parallel_for(batch, [&](std::size_t b, std::size_t e) {
+            const T* g = dy.data() + b * per_sample;
+            const T* m = mask_.data() + b * per_sample;
+            T* out = dx.data() + b * per_sample;
+            run_vectorized([&] {
+                for (std::size_t i = 0; i < (e - b) * per_sample; ++i) out[i] = g[i] * m[i];
+            });
+        });
     }
 
     std::size_t flops(const Shape& input) const override { return input.size(); }
