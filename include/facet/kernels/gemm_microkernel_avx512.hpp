@@ -142,10 +142,11 @@ struct GemmKernelAvx512<float> {
             bv[i] = _mm512_maskz_loadu_ps(m, b[i] + k);
         }
 #pragma GCC unroll 4
-        for (std::size_t i = 0; i < 4; ++i)
+        for (std::size_t i = 0; i < 4; ++i) {
 #pragma GCC unroll 4
             for (std::size_t j = 0; j < 4; ++j)
                 acc[4 * i + j] = _mm512_fmadd_ps(av[i], bv[j], acc[4 * i + j]);
+        }
     }
     /// A 4 x 4 tile of C = alpha * A * B^T + beta * C as 16 dot products of rows, for products
     /// whose M and N are small and K long (gemm_dot_rows): a0..a3 and b0..b3 are rows of A and
@@ -187,9 +188,11 @@ struct GemmKernelAvx512<float> {
         // Row i of the tile is block i of `sums`, moved to the lowest block and stored as a
         // vector, the columns past `cols` masked off. (A scalar loop over the 16 sums took a
         // quarter of the tile's time at K = 144; so did reading the rows back from memory.)
-        const __m512 row[4] = {sums, _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 1),
-                               _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 2),
-                               _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 3)};
+        __m512 row[4];
+        row[0] = sums;
+        row[1] = _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 1);
+        row[2] = _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 2);
+        row[3] = _mm512_mask_shuffle_f32x4(sums, 0xFFFF, sums, sums, 3);
         const __mmask16 keep = static_cast<__mmask16>((1u << cols) - 1);
         const __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
 #pragma GCC unroll 4
