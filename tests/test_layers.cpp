@@ -623,6 +623,122 @@ TEST_CASE("BatchNorm running statistics converge to the data's") {
     CHECK(bn.running_var()[0] == doctest::Approx(var[0] * 10 / 9).epsilon(1e-9));
 }
 
+namespace {
+/// Batch normalisation's backward pass in training, written from the formulas in double: with
+/// xhat = (x - mu) / sqrt(var + eps) per channel and g the incoming gradient,
+/// dx = gamma / sqrt(var + eps) * (g - mean(g) - xhat * mean(g * xhat)), dgamma = sum g * xhat,
+/// dbeta = sum g (means and sums over the channel's N * S values).
+void batchnorm_backward_reference(const Tensor<double>& x, const Tensor<double>& g, std::size_t C,
+                                  const std::vector<double>& mu, const std::vector<double>& var,
+                                  double eps, const Tensor<double>& gamma, Tensor<double>& dx,
+                                  std::vector<double>& dgamma, std::vector<double>& dbeta) {
+    const std::size_t N = x.dim(0), S = x.size() / (N * C);
+    const double M = double(N * S);
+    auto at = [&](std::size_t n, std::size_t c, std::size_t s) { return (n * C + c) * S + s; };
+    dx.resize(x.shape());
+    dgamma.assign(C, 0);
+    dbeta.assign(C, 0);
+    for (std::size_t c = 0; c < C; ++c) {
+        const double invstd = 1 / std::sqrt(var[c] + eps);
+        for (std::size_t n = 0; n < N; ++n)
+            for (std::size_t s = 0; s < S; ++s) {
+                dbeta[c] += g[at(n, c, s)];
+                dgamma[c] += g[at(n, c, s)] * (x[at(n, c, s)] - mu[c]) * invstd;
+            }
+        for (std::size_t n = 0; n < N; ++n)
+            for (std::size_t s = 0; s < S; ++s) {
+                const double xhat = (x[at(n, c, s)] - mu[c]) * invstd;
+                dx[at(n, c, s)] =
+                    gamma[c] * invstd * (g[at(n, c, s)] - dbeta[c] / M - xhat * dgamma[c] / M);
+            }
+    }
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE(
+    "BatchNorm in float matches the formulas for every plane length and for "
+    "feature vectors, at 1 and 2 threads",
+    Layer2, BatchNorm2d<float>, BatchNorm1d<float>) {
+    // The float sums go through 32 lanes, a plane's last partial block included, and feature
+    // vectors (one value per channel and sample) take a loop of their own across the features:
+    // planes shorter than, longer than and a multiple of 32, against the formulas in double,
+    // forward and backward, plain and with the ReLU, and the running statistics.
+    constexpr bool planes = std::is_same_v<Layer2, BatchNorm2d<float>>;
+    std::vector<Shape> shapes;
+    if constexpr (planes)
+        shapes = {Shape{6, 2, 3, 5}, Shape{3, 2, 5, 8}, Shape{2, 3, 12, 12}, Shape{2, 2, 48, 48},
+                  Shape{70, 3, 1, 1}};
+    else
+        shapes = {Shape{70, 37}, Shape{3, 5}, Shape{64, 256}};
+    const double eps = 1e-5;
+    for (const Shape& s : shapes) {
+        CAPTURE(s.str());
+        const std::size_t C = s[1], M = s.size() / C;
+        // Values around 3 with spread 1: the mean must come off before squaring.
+        const auto x = random_tensor<float>(s, 31, 1.5, 4.5);
+        const auto dy = random_tensor<float>(s, 32);
+        Tensor<double> xd(s), dyd(s), gamma(Shape{C}), beta(Shape{C});
+        for (std::size_t i = 0; i < x.size(); ++i) xd[i] = double(x[i]), dyd[i] = double(dy[i]);
+        Rng rng(5);
+        gamma.fill_uniform(rng, 0.5, 2);
+        beta.fill_uniform(rng, -0.5, 0.5);
+        std::vector<double> mu, var;
+        channel_stats(xd, C, mu, var);
+        const Tensor<double> y_ref = batchnorm_reference(xd, C, mu, var, eps, &gamma, &beta);
+        Tensor<double> z_ref(s), dz_masked(s), dx_ref, dxr_ref;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            z_ref[i] = std::max(y_ref[i], 0.0);
+            dz_masked[i] = y_ref[i] > 0 ? dyd[i] : 0.0;
+        }
+        std::vector<double> dgamma, dbeta, dgamma_relu, dbeta_relu;
+        batchnorm_backward_reference(xd, dyd, C, mu, var, eps, gamma, dx_ref, dgamma, dbeta);
+        batchnorm_backward_reference(xd, dz_masked, C, mu, var, eps, gamma, dxr_ref, dgamma_relu,
+                                     dbeta_relu);
+        auto close = [](const Tensor<float>& f, const Tensor<double>& d) {
+            double worst = 0, size = 0;
+            for (std::size_t i = 0; i < f.size(); ++i) {
+                worst = std::max(worst, std::abs(double(f[i]) - d[i]));
+                size = std::max(size, std::abs(d[i]));
+            }
+            return worst <= 2e-6 * (1 + size);
+        };
+        std::vector<Tensor<float>> first;
+        for (int threads : {1, 2}) {
+            set_num_threads(threads);
+            Layer2 bn(C, eps, 0.1);
+            for (std::size_t c = 0; c < C; ++c)
+                bn.gamma()[c] = float(gamma[c]), bn.beta()[c] = float(beta[c]);
+            Tensor<float> y, dx, z, dxr;
+            bn.forward(x, y);
+            for (std::size_t c = 0; c < C; ++c) {
+                CHECK(bn.running_mean()[c] == doctest::Approx(0.1 * mu[c]).epsilon(1e-6));
+                CHECK(
+                    bn.running_var()[c] ==
+                    doctest::Approx(0.9 + 0.1 * var[c] * double(M) / double(M - 1)).epsilon(1e-6));
+            }
+            bn.backward(x, y, dy, dx);
+            for (std::size_t c = 0; c < C; ++c) {
+                CHECK((*bn.parameters()[0].grad)[c] ==
+                      doctest::Approx(dgamma[c]).epsilon(1e-5).scale(1));
+                CHECK((*bn.parameters()[1].grad)[c] ==
+                      doctest::Approx(dbeta[c]).epsilon(1e-5).scale(1));
+            }
+            bn.forward_relu(x, z);
+            bn.backward_relu(x, dy, dxr);
+            CHECK(close(y, y_ref));
+            CHECK(close(dx, dx_ref));
+            CHECK(close(z, z_ref));
+            CHECK(close(dxr, dxr_ref));
+            if (threads == 1)
+                first = {y, dx, z, dxr};
+            else
+                for (std::size_t k = 0; k < first.size(); ++k)
+                    CHECK(max_abs_diff(first[k], std::vector{y, dx, z, dxr}[k]) == 0);
+        }
+        set_num_threads(0);
+    }
+}
+
 TEST_CASE("the element-wise loops give the same bits compiled for AVX-512 and for the build") {
     if (!cpu_features().avx512f) {
         MESSAGE("skipped: this CPU has no AVX-512, so run_vectorized has one version only");
@@ -680,6 +796,18 @@ TEST_CASE("the element-wise loops give the same bits compiled for AVX-512 and fo
         }
         set_winograd_tile(4);
         BatchNorm1d<float> bn1(37);
+        {  // feature vectors in training (forward_features, backward_features)
+            const auto x = random_tensor<float>(Shape{70, 37}, 27),
+                       dz = random_tensor<float>(x.shape(), 28);
+            Tensor<float> y, dx, z, dxr;
+            bn1.forward(x, y);
+            bn1.backward(x, y, dz, dx);
+            bn1.forward_relu(x, z);
+            bn1.backward_relu(x, dz, dxr);
+            for (const auto* t :
+                 {&y, &dx, &z, &dxr, &bn1.running_var(), &*bn1.parameters()[0].grad})
+                keep(*t);
+        }
         bn1.set_mode(Mode::Eval);
         Rng rng(4);
         bn1.running_mean().fill_uniform(rng, -1, 1);

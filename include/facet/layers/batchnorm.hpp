@@ -24,29 +24,38 @@ namespace facet {
 namespace detail {
 // The per-plane sums of batch norm. Each keeps 32 independent partial sums in T, a pattern the
 // compiler turns into vector adds without -ffast-math (one running sum would be a serial chain
-// it may not reorder), and returns the total in double. 32 rather than 16: compiled for AVX-512
-// (run_vectorized), 16 would be a single register and one chain of dependent adds, which made
-// backward 30 % slower than with SSE2; 32 gives two chains there and eight with SSE2.
+// it may not reorder), and adds them to 32 running totals in double that the caller keeps for
+// the whole channel: element i of a plane goes to lane i mod 32, the last partial block
+// included. Nothing is reduced per plane: reducing 32 lanes to one double (a chain of 32
+// dependent additions) and a scalar tail per plane took longer than the sums themselves on
+// fer-cnn-s's 12 x 12 planes. 32 lanes rather than 16: compiled for AVX-512 (run_vectorized), 16
+// would be a single register and one chain of dependent adds, which made backward 30 % slower
+// than with SSE2; 32 gives two chains there and eight with SSE2.
 // Three plain functions rather than one with flags: a loop whose body tests a flag is not
 // vectorised.
 inline constexpr std::size_t bn_lanes = 32;
 
-/// Sum of p[0..n).
+/// The sum of a channel's lane totals (see above), in a fixed order.
+inline double lane_total(const double* lanes) {
+    double total = 0;
+    for (std::size_t l = 0; l < bn_lanes; ++l) total += lanes[l];
+    return total;
+}
+
+/// Adds p[0..n) to the lane totals `sum`.
 template <typename T>
-double plane_sum(const T* p, std::size_t n) {
+void add_plane_sum(const T* p, std::size_t n, double* sum) {
     T acc[bn_lanes] = {};
     std::size_t i = 0;
     for (; i + bn_lanes <= n; i += bn_lanes)
         for (std::size_t l = 0; l < bn_lanes; ++l) acc[l] += p[i + l];
-    double total = 0;
-    for (; i < n; ++i) total += static_cast<double>(p[i]);
-    for (std::size_t l = 0; l < bn_lanes; ++l) total += static_cast<double>(acc[l]);
-    return total;
+    for (std::size_t l = 0; i + l < n; ++l) acc[l] += p[i + l];
+    for (std::size_t l = 0; l < bn_lanes; ++l) sum[l] += static_cast<double>(acc[l]);
 }
 
-/// Sum of (p[i] - mean)^2 over [0, n).
+/// Adds (p[i] - mean)^2 over [0, n) to the lane totals `sq`.
 template <typename T>
-double plane_sum_squared_deviation(const T* p, std::size_t n, T mean) {
+void add_plane_squared_deviation(const T* p, std::size_t n, T mean, double* sq) {
     T acc[bn_lanes] = {};
     std::size_t i = 0;
     for (; i + bn_lanes <= n; i += bn_lanes)
@@ -54,13 +63,11 @@ double plane_sum_squared_deviation(const T* p, std::size_t n, T mean) {
             const T d = p[i + l] - mean;
             acc[l] += d * d;
         }
-    double total = 0;
-    for (; i < n; ++i) {
-        const double d = static_cast<double>(p[i]) - static_cast<double>(mean);
-        total += d * d;
+    for (std::size_t l = 0; i + l < n; ++l) {
+        const T d = p[i + l] - mean;
+        acc[l] += d * d;
     }
-    for (std::size_t l = 0; l < bn_lanes; ++l) total += static_cast<double>(acc[l]);
-    return total;
+    for (std::size_t l = 0; l < bn_lanes; ++l) sq[l] += static_cast<double>(acc[l]);
 }
 
 /// g where v > 0, else +0: ReLU's backward select as bit operations, which the compiler
@@ -85,11 +92,11 @@ T incoming_gradient(const T* x, const T* dy, std::size_t i, T mean, T scale, T s
         return dy[i];
 }
 
-/// Sum of g[i] and sum of g[i] * (x[i] - mean) over [0, n), g = incoming_gradient<Relu>, in one
-/// pass over both arrays.
+/// Adds g[i] and g[i] * (x[i] - mean) over [0, n), g = incoming_gradient<Relu>, to the lane
+/// totals `sum_dy` and `sum_dy_xc`, in one pass over both arrays.
 template <bool Relu, typename T>
-void plane_sum_dy_and_dy_xc(const T* x, const T* dy, std::size_t n, T mean, T scale, T shift,
-                            double& sum_dy, double& sum_dy_xc) {
+void add_plane_dy_and_dy_xc(const T* x, const T* dy, std::size_t n, T mean, T scale, T shift,
+                            double* sum_dy, double* sum_dy_xc) {
     T a[bn_lanes] = {}, b[bn_lanes] = {};
     std::size_t i = 0;
     for (; i + bn_lanes <= n; i += bn_lanes)
@@ -98,14 +105,14 @@ void plane_sum_dy_and_dy_xc(const T* x, const T* dy, std::size_t n, T mean, T sc
             a[l] += g;
             b[l] += g * (x[i + l] - mean);
         }
-    for (; i < n; ++i) {
-        const T g = incoming_gradient<Relu>(x, dy, i, mean, scale, shift);
-        sum_dy += static_cast<double>(g);
-        sum_dy_xc += static_cast<double>(g) * (static_cast<double>(x[i]) - double(mean));
+    for (std::size_t l = 0; i + l < n; ++l) {
+        const T g = incoming_gradient<Relu>(x, dy, i + l, mean, scale, shift);
+        a[l] += g;
+        b[l] += g * (x[i + l] - mean);
     }
     for (std::size_t l = 0; l < bn_lanes; ++l) {
-        sum_dy += static_cast<double>(a[l]);
-        sum_dy_xc += static_cast<double>(b[l]);
+        sum_dy[l] += static_cast<double>(a[l]);
+        sum_dy_xc[l] += static_cast<double>(b[l]);
     }
 }
 }  // namespace detail
@@ -249,8 +256,29 @@ class BatchNorm : public Layer<T> {
             check(M > 1, type_name(),
                   ": training needs more than one value per channel, got input ", x.shape().str());
         parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
-            run_vectorized([&] { forward_channels<Relu>(x, y, cb, ce); });
+            run_vectorized([&] {
+                if (S == 1)
+                    forward_features<Relu>(x, y, cb, ce);
+                else
+                    forward_channels<Relu>(x, y, cb, ce);
+            });
         });
+    }
+
+    /// Sets channel c's mean and inverse standard deviation: from the batch (mean mu, biased
+    /// variance var of its M values), which also moves the running statistics, or in eval mode
+    /// from the running statistics.
+    void set_statistics(std::size_t c, double mu, double var, std::size_t M) {
+        if (used_batch_stats_) {
+            running_mean_[c] = T((1 - momentum_) * running_mean_[c] + momentum_ * mu);
+            running_var_[c] =
+                T((1 - momentum_) * running_var_[c] + momentum_ * var * double(M) / double(M - 1));
+        } else {
+            mu = running_mean_[c];
+            var = running_var_[c];
+        }
+        mean_[c] = mu;
+        invstd_[c] = inverse_std(var, eps_);
     }
 
     /// forward_impl's work on channels [cb, ce) (one thread's share).
@@ -259,33 +287,66 @@ class BatchNorm : public Layer<T> {
         const std::size_t batch = x.dim(0), S = spatial(x.shape());
         const std::size_t M = batch * S;
         for (std::size_t c = cb; c < ce; ++c) {
-            double mu, var;
+            double mu = 0, var = 0;
             if (used_batch_stats_) {
-                double sum = 0, sq = 0;
+                double sum[detail::bn_lanes] = {}, sq[detail::bn_lanes] = {};
                 for (std::size_t n = 0; n < batch; ++n)
-                    sum += detail::plane_sum(plane(x, n, c, S), S);
-                mu = sum / double(M);
+                    detail::add_plane_sum(plane(x, n, c, S), S, sum);
+                mu = detail::lane_total(sum) / double(M);
                 // Two passes (mean first, then squared deviations) avoid the cancellation
                 // of E[x^2] - E[x]^2; the channel (N*S values) is still in L2 for the second.
                 for (std::size_t n = 0; n < batch; ++n)
-                    sq += detail::plane_sum_squared_deviation(plane(x, n, c, S), S, T(mu));
-                var = sq / double(M);
-                running_mean_[c] = T((1 - momentum_) * running_mean_[c] + momentum_ * mu);
-                running_var_[c] = T((1 - momentum_) * running_var_[c] +
-                                    momentum_ * var * double(M) / double(M - 1));
-            } else {
-                mu = running_mean_[c];
-                var = running_var_[c];
+                    detail::add_plane_squared_deviation(plane(x, n, c, S), S, T(mu), sq);
+                var = detail::lane_total(sq) / double(M);
             }
-            mean_[c] = mu;
-            invstd_[c] = inverse_std(var, eps_);
-            const T scale = out_scale(c), shift = out_shift(c), mean = T(mu);
+            set_statistics(c, mu, var, M);
+            const T scale = out_scale(c), shift = out_shift(c), mean = T(mean_[c]);
             for (std::size_t n = 0; n < batch; ++n) {
                 const T* xp = plane(x, n, c, S);
                 T* yp = y.data() + (n * channels_ + c) * S;
                 for (std::size_t s = 0; s < S; ++s)
                     yp[s] = detail::batch_norm_value<Relu>(xp[s], mean, scale, shift);
             }
+        }
+    }
+
+    /// forward_channels for one value per channel and sample (BatchNorm1d, x is N x F): the
+    /// same two passes and the same formulas, but each pass runs along the samples with the
+    /// features [cb, ce) side by side, a vector of features at a time. Per feature, the N values
+    /// are F apart, and the per-channel loop's sums over planes of one value cost 30 times more.
+    template <bool Relu>
+    void forward_features(const Tensor<T>& x, Tensor<T>& y, std::size_t cb, std::size_t ce) {
+        const std::size_t batch = x.dim(0), F = channels_, width = ce - cb;
+        std::vector<T> mean(width), scale(width), shift(width);
+        if (used_batch_stats_) {
+            std::vector<double> sum(width), sq(width);
+            for (std::size_t n = 0; n < batch; ++n) {
+                const T* xr = x.data() + n * F + cb;
+                for (std::size_t f = 0; f < width; ++f) sum[f] += static_cast<double>(xr[f]);
+            }
+            for (std::size_t f = 0; f < width; ++f) mean[f] = T(sum[f] / double(batch));
+            for (std::size_t n = 0; n < batch; ++n) {
+                const T* xr = x.data() + n * F + cb;
+                for (std::size_t f = 0; f < width; ++f) {
+                    const T d = xr[f] - mean[f];
+                    sq[f] += static_cast<double>(d * d);
+                }
+            }
+            for (std::size_t f = 0; f < width; ++f)
+                set_statistics(cb + f, sum[f] / double(batch), sq[f] / double(batch), batch);
+        } else {
+            for (std::size_t f = 0; f < width; ++f) set_statistics(cb + f, 0, 0, batch);
+        }
+        for (std::size_t f = 0; f < width; ++f) {
+            mean[f] = T(mean_[cb + f]);
+            scale[f] = out_scale(cb + f);
+            shift[f] = out_shift(cb + f);
+        }
+        for (std::size_t n = 0; n < batch; ++n) {
+            const T* xr = x.data() + n * F + cb;
+            T* yr = y.data() + n * F + cb;
+            for (std::size_t f = 0; f < width; ++f)
+                yr[f] = detail::batch_norm_value<Relu>(xr[f], mean[f], scale[f], shift[f]);
         }
     }
 
@@ -296,9 +357,35 @@ class BatchNorm : public Layer<T> {
               ", expected ", x.shape().str());
         check(mean_.size() == channels_, type_name(), "::backward called before forward");
         dx.resize(x.shape());
+        const std::size_t S = spatial(x.shape());
         parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
-            run_vectorized([&] { backward_channels<Relu>(x, dy, dx, cb, ce); });
+            run_vectorized([&] {
+                if (S == 1)
+                    backward_features<Relu>(x, dy, dx, cb, ce);
+                else
+                    backward_channels<Relu>(x, dy, dx, cb, ce);
+            });
         });
+    }
+
+    /// dx = a * dy + b * (x - mean) + d for channel c, its M values summing to sum_dy and
+    /// sum_dy_xc = sum dy * (x - mean); also sets the channel's gamma and beta gradients.
+    struct GradientMap {
+        T a, b, d;
+    };
+    GradientMap gradient_map(std::size_t c, double sum_dy, double sum_dy_xc, double M) {
+        const double invstd = invstd_[c], sum_dy_xhat = sum_dy_xc * invstd;
+        if (affine_) {
+            gamma_grad_[c] = T(sum_dy_xhat);
+            beta_grad_[c] = T(sum_dy);
+        }
+        const double g = affine_ ? double(gamma_[c]) : 1.0;
+        GradientMap map{T(g * invstd), T(0), T(0)};
+        if (used_batch_stats_) {
+            map.b = T(-g * invstd * invstd * sum_dy_xhat / M);
+            map.d = T(-g * invstd * sum_dy / M);
+        }
+        return map;
     }
 
     /// backward_impl's work on channels [cb, ce) (one thread's share).
@@ -308,25 +395,16 @@ class BatchNorm : public Layer<T> {
         const std::size_t batch = x.dim(0), S = spatial(x.shape());
         const double M = double(batch * S);
         for (std::size_t c = cb; c < ce; ++c) {
-            const double mu = mean_[c], invstd = invstd_[c];
+            const double mu = mean_[c];
             const T scale = out_scale(c), shift = out_shift(c);
-            double sum_dy = 0, sum_dy_xc = 0;  // sum dy and sum dy * (x - mu)
+            double lanes_dy[detail::bn_lanes] = {}, lanes_dy_xc[detail::bn_lanes] = {};
             for (std::size_t n = 0; n < batch; ++n)
-                detail::plane_sum_dy_and_dy_xc<Relu>(plane(x, n, c, S), plane(dy, n, c, S), S,
-                                                     T(mu), scale, shift, sum_dy, sum_dy_xc);
-            const double sum_dy_xhat = sum_dy_xc * invstd;
-            if (affine_) {
-                gamma_grad_[c] = T(sum_dy_xhat);
-                beta_grad_[c] = T(sum_dy);
-            }
-            const double g = affine_ ? double(gamma_[c]) : 1.0;
+                detail::add_plane_dy_and_dy_xc<Relu>(plane(x, n, c, S), plane(dy, n, c, S), S,
+                                                     T(mu), scale, shift, lanes_dy, lanes_dy_xc);
             // dx = a * dy + b * (x - mu) + d, the constants folded per channel.
-            const T a = T(g * invstd), mean = T(mu);
-            T b = T(0), d = T(0);
-            if (used_batch_stats_) {
-                b = T(-g * invstd * invstd * sum_dy_xhat / M);
-                d = T(-g * invstd * sum_dy / M);
-            }
+            const auto [a, b, d] =
+                gradient_map(c, detail::lane_total(lanes_dy), detail::lane_total(lanes_dy_xc), M);
+            const T mean = T(mu);
             for (std::size_t n = 0; n < batch; ++n) {
                 const T* xp = plane(x, n, c, S);
                 const T* dyp = plane(dy, n, c, S);
@@ -335,6 +413,44 @@ class BatchNorm : public Layer<T> {
                     dxp[s] = a * detail::incoming_gradient<Relu>(xp, dyp, s, mean, scale, shift) +
                              b * (xp[s] - mean) + d;
             }
+        }
+    }
+
+    /// backward_channels for one value per channel and sample, along the samples with the
+    /// features [cb, ce) side by side (see forward_features).
+    template <bool Relu>
+    void backward_features(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& dx, std::size_t cb,
+                           std::size_t ce) {
+        const std::size_t batch = x.dim(0), F = channels_, width = ce - cb;
+        std::vector<T> mean(width), scale(width), shift(width), a(width), b(width), d(width);
+        for (std::size_t f = 0; f < width; ++f) {
+            mean[f] = T(mean_[cb + f]);
+            scale[f] = out_scale(cb + f);
+            shift[f] = out_shift(cb + f);
+        }
+        std::vector<double> sum_dy(width), sum_dy_xc(width);
+        for (std::size_t n = 0; n < batch; ++n) {
+            const T* xr = x.data() + n * F + cb;
+            const T* dyr = dy.data() + n * F + cb;
+            for (std::size_t f = 0; f < width; ++f) {
+                const T g =
+                    detail::incoming_gradient<Relu>(xr, dyr, f, mean[f], scale[f], shift[f]);
+                sum_dy[f] += static_cast<double>(g);
+                sum_dy_xc[f] += static_cast<double>(g * (xr[f] - mean[f]));
+            }
+        }
+        for (std::size_t f = 0; f < width; ++f) {
+            const GradientMap map = gradient_map(cb + f, sum_dy[f], sum_dy_xc[f], double(batch));
+            a[f] = map.a, b[f] = map.b, d[f] = map.d;
+        }
+        for (std::size_t n = 0; n < batch; ++n) {
+            const T* xr = x.data() + n * F + cb;
+            const T* dyr = dy.data() + n * F + cb;
+            T* dxr = dx.data() + n * F + cb;
+            for (std::size_t f = 0; f < width; ++f)
+                dxr[f] = a[f] * detail::incoming_gradient<Relu>(xr, dyr, f, mean[f], scale[f],
+                                                                shift[f]) +
+                         b[f] * (xr[f] - mean[f]) + d[f];
         }
     }
 
