@@ -355,6 +355,53 @@ TEST_CASE_TEMPLATE("gemm is deterministic: repeated calls and 1 vs 2 threads agr
     }
 }
 
+TEST_CASE("B read in place (few rows of A, whole tiles) gives the packed path's bits") {
+    GemmSettingsGuard guard;
+    if (!facet::cpu_features().avx512f) {
+        MESSAGE("skipped: only the AVX-512 kernel reads B in place (run_strided)");
+        return;
+    }
+    facet::set_gemm_isa(GemmIsa::Avx512);
+    // gemm_blocked reads B in place when op(B) is B itself, M <= 128 is a multiple of MR = 8 and
+    // N of NR = 48; with one column more, the same product packs B. Each element is the same
+    // k-ordered sum either way, so the first N columns must agree bit for bit: through gemm()
+    // and GemmPackedA, at 1 and 2 threads, K in one slice and in two (K > KC = 384), beta 0 and
+    // not. The NaN padding of B's rows must not be read.
+    facet::Rng rng(31);
+    for (Case c : {Case{32, 145, 32}, Case{8, 49, 9}, Case{128, 97, 128}, Case{64, 49, 500},
+                   Case{128, 289, 64}}) {
+        c.pad_b = 3;
+        c.pad_c = 2;
+        c.alpha = c.M == 64 ? -0.5 : 1.0;
+        c.beta = c.M == 128 ? 0.75 : 0.0;
+        const Problem<float> wide(c, rng);  // N = 48 k + 1: packed
+        const std::size_t N = c.N - 1;      // in place
+        for (int threads : {1, 2}) {
+            facet::set_num_threads(threads);
+            const std::vector<float> packed = wide.run();
+            std::vector<float> in_place = wide.C0, in_place_a = wide.C0;
+            facet::gemm<float>(Trans::No, Trans::No, c.M, N, c.K, float(c.alpha), wide.A.data(),
+                               wide.lda, wide.B.data(), wide.ldb, float(c.beta), in_place.data(),
+                               wide.ldc);
+            facet::GemmPackedA<float> a;
+            a.pack(Trans::No, c.M, c.K, wide.A.data(), wide.lda);
+            a.multiply(Trans::No, N, float(c.alpha), wide.B.data(), wide.ldb, float(c.beta),
+                       in_place_a.data(), wide.ldc);
+            CAPTURE(threads);
+            INFO(describe(c));
+            std::size_t differ = 0;
+            for (std::size_t i = 0; i < c.M; ++i)
+                for (std::size_t j = 0; j < N; ++j) {
+                    const std::size_t at = i * wide.ldc + j;
+                    differ += std::memcmp(&packed[at], &in_place[at], sizeof(float)) != 0;
+                    differ += std::memcmp(&packed[at], &in_place_a[at], sizeof(float)) != 0;
+                }
+            CHECK(differ == 0);
+            wide.verify(packed);  // and the packed product itself is right
+        }
+    }
+}
+
 TEST_CASE("GemmPackedA: one packing, many right-hand sides; a changed ISA or backend falls back") {
     GemmSettingsGuard guard;
     facet::Rng rng(8);

@@ -197,6 +197,9 @@ void pack_whole_a(Trans transA, std::size_t M, std::size_t K, const T* A, std::s
     }
 }
 
+/// The most rows of A for which gemm_blocked reads B in place (see there).
+inline constexpr std::size_t gemm_b_in_place_max_rows = 128;
+
 /// One thread's share: the whole blocked algorithm on an M x N rectangle of C (A, B and C
 /// already point at the rectangle's first row / column). With `prepacked_a` (all of op(A),
 /// packed by pack_whole_a) A is neither read nor packed.
@@ -210,7 +213,13 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
     const std::size_t kc_max = even_block(K, Blocking::KC, 1);
     const std::size_t nc_max = even_block(N, Blocking::NC, NR);
     T* a_workspace = prepacked_a ? nullptr : gemm_workspace<T>(0, round_up(mc_max, MR) * kc_max);
-    T* packed_b = gemm_workspace<T>(1, kc_max * round_up(nc_max, NR));
+    // B read in place by the kernel (run_strided) rather than packed: when every tile is whole
+    // and A has few rows, so that each packed B element would be used only a few times.
+    bool b_in_place = false;
+    if constexpr (requires { &Kernel::run_strided; })
+        b_in_place =
+            transB == Trans::No && M <= gemm_b_in_place_max_rows && M % MR == 0 && N % NR == 0;
+    T* packed_b = b_in_place ? nullptr : gemm_workspace<T>(1, kc_max * round_up(nc_max, NR));
     alignas(64) T edge[MR * NR];  // a partial tile is computed here, then copied to C
 
     for (std::size_t i0 = 0; i0 < M; i0 += mc_max) {
@@ -225,6 +234,14 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
                 pack_a<MR>(Kernel::simd_packing, transA, mc, kc,
                            transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda,
                            a_workspace);
+            if (b_in_place) {
+                if constexpr (requires { &Kernel::run_strided; })
+                    for (std::size_t ir = 0; ir < mc; ir += MR)
+                        for (std::size_t jr = 0; jr < N; jr += NR)
+                            Kernel::run_strided(kc, packed_a + ir * kc, B + p0 * ldb + jr, ldb,
+                                                C + (i0 + ir) * ldc + jr, ldc, alpha, beta_slice);
+                continue;
+            }
             for (std::size_t j0 = 0; j0 < N; j0 += nc_max) {
                 const std::size_t nc = std::min(nc_max, N - j0);
                 pack_b<NR>(Kernel::simd_packing, transB, kc, nc,

@@ -36,7 +36,21 @@ struct GemmKernelAvx512<float> {
                                                                 const float* b, float* c,
                                                                 std::size_t ldc, float alpha,
                                                                 float beta) {
-        constexpr std::size_t ahead = 8 * NR;  // prefetch distance: 8 k-steps of B
+        tile(kc, a, b, NR, c, ldc, alpha, beta);
+    }
+    /// run() with B read in place: NR columns of a row-major B whose rows are ldb apart, instead
+    /// of a packed panel. The same FMAs in the same order, so the same bits; gemm_blocked takes it
+    /// for products with few rows, where packing B cost a quarter of the product (Winograd's 36
+    /// products of 32 x 32 by 32 x 144).
+    __attribute__((target("avx512f,avx2,fma"))) static void run_strided(
+        std::size_t kc, const float* a, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+        float alpha, float beta) {
+        tile(kc, a, b, ldb, c, ldc, alpha, beta);
+    }
+    __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline void tile(
+        std::size_t kc, const float* a, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+        float alpha, float beta) {
+        const std::size_t ahead = 8 * ldb;  // prefetch distance: 8 k-steps of B
 #pragma GCC unroll 8
         for (std::size_t i = 0; i < MR; ++i) {
             _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
@@ -48,12 +62,12 @@ struct GemmKernelAvx512<float> {
 #pragma GCC unroll 8
         for (std::size_t i = 0; i < MR; ++i)
             acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
-        for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
+        for (std::size_t k = 0; k < kc; ++k, a += MR, b += ldb) {
             _mm_prefetch(reinterpret_cast<const char*>(b + ahead), _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(b + ahead + 16), _MM_HINT_T0);
             _mm_prefetch(reinterpret_cast<const char*>(b + ahead + 32), _MM_HINT_T0);
-            const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16),
-                         b2 = _mm512_load_ps(b + 32);
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16),
+                         b2 = _mm512_loadu_ps(b + 32);
 #pragma GCC unroll 8
             for (std::size_t i = 0; i < MR; ++i) {
                 const __m512 ai = _mm512_set1_ps(a[i]);
