@@ -47,6 +47,7 @@ struct GemmKernelAvx512<float> {
         float alpha, float beta) {
         tile(kc, a, b, ldb, c, ldc, alpha, beta);
     }
+    /// The body of run (ldb = NR, a packed panel) and run_strided.
     __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline void tile(
         std::size_t kc, const float* a, const float* b, std::size_t ldb, float* c, std::size_t ldc,
         float alpha, float beta) {
