@@ -16,12 +16,14 @@ using EigenRowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 template <typename T>
 Eigen::Map<EigenRowMatrix<T>, Eigen::Unaligned> as_eigen(Tensor<T>& t) {
     check(t.rank() >= 1, "as_eigen: rank-0 tensor");
-    return {t.data(), static_cast<Eigen::Index>(t.dim(0)), static_cast<Eigen::Index>(t.shape().inner_size())};
+    return {t.data(), static_cast<Eigen::Index>(t.dim(0)),
+            static_cast<Eigen::Index>(t.shape().inner_size())};
 }
 template <typename T>
 Eigen::Map<const EigenRowMatrix<T>, Eigen::Unaligned> as_eigen(const Tensor<T>& t) {
     check(t.rank() >= 1, "as_eigen: rank-0 tensor");
-    return {t.data(), static_cast<Eigen::Index>(t.dim(0)), static_cast<Eigen::Index>(t.shape().inner_size())};
+    return {t.data(), static_cast<Eigen::Index>(t.dim(0)),
+            static_cast<Eigen::Index>(t.shape().inner_size())};
 }
 
 }  // namespace facet

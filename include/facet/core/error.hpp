@@ -14,7 +14,7 @@ namespace facet {
 /// Every error facet reports is a facet::Error: a std::runtime_error whose message says what was
 /// wrong and where (function, file, line or field), so a caller can print it as it is.
 class Error : public std::runtime_error {
-public:
+  public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 

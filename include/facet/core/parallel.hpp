@@ -52,7 +52,8 @@ template <typename Body>
 void parallel_for(std::size_t n, Body&& body, int threads = 0) {
     int t = threads > 0 ? threads : num_threads();
     if (in_parallel()) t = 1;
-    t = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(std::max(t, 1)), n ? n : 1));
+    t = static_cast<int>(
+        std::min<std::size_t>(static_cast<std::size_t>(std::max(t, 1)), n ? n : 1));
     if (t <= 1) {
         if (n) body(std::size_t{0}, n);
         return;

@@ -10,7 +10,7 @@ namespace facet {
 
 /// xoshiro256** seeded through splitmix64: fast, good statistical quality, fully specified.
 class Rng {
-public:
+  public:
     explicit Rng(std::uint64_t seed = 42) { reseed(seed); }
 
     void reseed(std::uint64_t seed) {
@@ -43,7 +43,8 @@ public:
     /// Uniform integer in [0, n) (n > 0), without modulo bias worth caring about for n << 2^64.
     std::uint64_t below(std::uint64_t n) { return static_cast<std::uint64_t>(uniform() * n) % n; }
 
-    /// Standard normal by the Box–Muller transform (deterministic, unlike std::normal_distribution).
+    /// Standard normal by the Box–Muller transform (deterministic, unlike
+    /// std::normal_distribution).
     double normal() {
         if (has_spare_) {
             has_spare_ = false;
@@ -60,7 +61,7 @@ public:
     }
     double normal(double mean, double stddev) { return mean + stddev * normal(); }
 
-private:
+  private:
     static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
     std::uint64_t state_[4]{};
     double spare_ = 0.0;

@@ -21,7 +21,7 @@ namespace facet {
 
 /// Up to four extents, outermost first: (N, C, H, W) for images, (N, F) for features.
 class Shape {
-public:
+  public:
     static constexpr int max_rank = 4;
 
     Shape() = default;
@@ -39,11 +39,14 @@ public:
     /// Number of elements (1 for rank 0), checked against overflow.
     std::size_t size() const {
         std::size_t n = 1;
-        for (int i = 0; i < rank_; ++i) n = checked_mul(n, dims_[static_cast<std::size_t>(i)], "Shape");
+        for (int i = 0; i < rank_; ++i)
+            n = checked_mul(n, dims_[static_cast<std::size_t>(i)], "Shape");
         return n;
     }
     /// Product of the extents after the first (the per-sample size of a batch).
-    std::size_t inner_size() const { return rank_ == 0 ? 1 : size() / std::max<std::size_t>(dims_[0], 1); }
+    std::size_t inner_size() const {
+        return rank_ == 0 ? 1 : size() / std::max<std::size_t>(dims_[0], 1);
+    }
 
     /// The same shape with the outermost extent replaced (used to re-batch a per-sample shape).
     Shape with_outer(std::size_t n) const {
@@ -56,7 +59,8 @@ public:
     friend bool operator==(const Shape& a, const Shape& b) {
         if (a.rank_ != b.rank_) return false;
         for (int i = 0; i < a.rank_; ++i)
-            if (a.dims_[static_cast<std::size_t>(i)] != b.dims_[static_cast<std::size_t>(i)]) return false;
+            if (a.dims_[static_cast<std::size_t>(i)] != b.dims_[static_cast<std::size_t>(i)])
+                return false;
         return true;
     }
     friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
@@ -70,7 +74,7 @@ public:
         return s + ")";
     }
 
-private:
+  private:
     std::array<std::size_t, max_rank> dims_{};
     int rank_ = 0;
 };
@@ -84,7 +88,8 @@ std::shared_ptr<T[]> allocate_aligned(std::size_t n) {
     if (n == 0) return {};
     checked_mul(n, sizeof(T), "Tensor allocation");
     T* p = static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t{tensor_alignment}));
-    return std::shared_ptr<T[]>(p, [](T* q) { ::operator delete[](q, std::align_val_t{tensor_alignment}); });
+    return std::shared_ptr<T[]>(
+        p, [](T* q) { ::operator delete[](q, std::align_val_t{tensor_alignment}); });
 }
 }  // namespace detail
 
@@ -97,7 +102,7 @@ template <typename T>
 class Tensor {
     static_assert(std::is_floating_point_v<T>, "facet::Tensor holds float or double");
 
-public:
+  public:
     using value_type = T;
 
     Tensor() = default;
@@ -160,8 +165,9 @@ public:
     void resize(const Shape& shape) {
         const std::size_t n = shape.size();
         if (n > capacity_) {
-            check(!storage_ || storage_.use_count() == 1, "Tensor::resize: cannot grow a view or a ",
-                  "tensor with live views from ", size_, " to ", n, " elements");
+            check(!storage_ || storage_.use_count() == 1,
+                  "Tensor::resize: cannot grow a view or a ", "tensor with live views from ", size_,
+                  " to ", n, " elements");
             storage_ = detail::allocate_aligned<T>(n);
             data_ = storage_.get();
             capacity_ = n;
@@ -235,7 +241,7 @@ public:
         for (std::size_t i = 0; i < size_; ++i) data_[i] = static_cast<T>(rng.normal(mean, stddev));
     }
 
-private:
+  private:
     /// True for a default-constructed tensor: rank 0 but no element (a Tensor(Shape{}) holds one).
     bool is_default() const { return shape_.rank() == 0 && size_ == 0; }
 

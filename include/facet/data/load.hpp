@@ -14,8 +14,9 @@
 
 namespace facet {
 
-/// Loads a data set from `path`: a folder is read with read_image_folder (`root/<split>/<class>/*`),
-/// a file with read_fer_csv. Errors name the path; a missing path says so.
+/// Loads a data set from `path`: a folder is read with read_image_folder
+/// (`root/<split>/<class>/*`), a file with read_fer_csv. Errors name the path; a missing path says
+/// so.
 inline DataSplits load_dataset(const std::filesystem::path& path, const ReadOptions& options = {}) {
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);

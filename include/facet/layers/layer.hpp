@@ -34,10 +34,10 @@ enum class Mode { Train, Eval };
 /// A trainable tensor and its gradient, as optimisers see it.
 template <typename T>
 struct Parameter {
-    std::string name;          ///< e.g. "weight", "bias", "gamma", "beta"
+    std::string name;  ///< e.g. "weight", "bias", "gamma", "beta"
     Tensor<T>* value = nullptr;
     Tensor<T>* grad = nullptr;
-    bool decay = true;         ///< whether weight decay applies (not to biases or BN's gamma/beta)
+    bool decay = true;  ///< whether weight decay applies (not to biases or BN's gamma/beta)
 };
 
 /// A layer's architecture: its type name and numeric hyper-parameters, enough to rebuild it.
@@ -61,7 +61,7 @@ struct LayerConfig {
 /// The base of all layers. Scalar type T is float for training, double for gradient checks.
 template <typename T>
 class Layer {
-public:
+  public:
     virtual ~Layer() = default;
 
     /// The registry name, e.g. "Conv2d".
@@ -73,7 +73,8 @@ public:
     virtual Shape output_shape(const Shape& input) const = 0;
 
     virtual void forward(const Tensor<T>& x, Tensor<T>& y) = 0;
-    virtual void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>& dx) = 0;
+    virtual void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
+                          Tensor<T>& dx) = 0;
 
     virtual std::vector<Parameter<T>> parameters() { return {}; }
     virtual std::vector<std::pair<std::string, Tensor<T>*>> buffers() { return {}; }
@@ -103,7 +104,7 @@ public:
     Mode mode() const { return mode_; }
     bool training() const { return mode_ == Mode::Train; }
 
-protected:
+  protected:
     Mode mode_ = Mode::Train;
     bool input_gradient_ = true;
 };
@@ -112,19 +113,26 @@ protected:
 inline Shape sample_shape(const Shape& batch) {
     check(batch.rank() >= 1, "sample_shape: a batch needs a batch extent");
     switch (batch.rank()) {
-        case 1: return Shape{1};
-        case 2: return Shape{batch[1]};
-        case 3: return Shape{batch[1], batch[2]};
-        default: return Shape{batch[1], batch[2], batch[3]};
+        case 1:
+            return Shape{1};
+        case 2:
+            return Shape{batch[1]};
+        case 3:
+            return Shape{batch[1], batch[2]};
+        default:
+            return Shape{batch[1], batch[2], batch[3]};
     }
 }
 
 /// A batch shape: N followed by the per-sample extents.
 inline Shape batch_shape(std::size_t n, const Shape& sample) {
     switch (sample.rank()) {
-        case 0: return Shape{n};
-        case 1: return Shape{n, sample[0]};
-        case 2: return Shape{n, sample[0], sample[1]};
+        case 0:
+            return Shape{n};
+        case 1:
+            return Shape{n, sample[0]};
+        case 2:
+            return Shape{n, sample[0], sample[1]};
         default:
             check(sample.rank() == 3, "batch_shape: per-sample rank ", sample.rank(), " > 3");
             return Shape{n, sample[0], sample[1], sample[2]};
