@@ -18,6 +18,9 @@
 #include <functional>
 #include <sstream>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "fer/evaluate.hpp"
 #include "fer/report.hpp"
 #include "fer/train.hpp"
@@ -434,6 +437,30 @@ TEST_CASE("SIGINT stops after the current step with a checkpoint that resumes ex
     const auto now = std::signal(SIGINT, SIG_DFL);
     std::signal(SIGINT, now);
     CHECK((now == before));  // (a function pointer doctest cannot print)
+}
+
+TEST_CASE("a second SIGINT ends the program at once, without waiting for the step and the save") {
+    // The first SIGINT (or SIGTERM) only asks training to stop after its step (see above); its
+    // handler gives the signal back its default action, so that a user who does not want to wait
+    // can press Ctrl-C again. In a child process, with the handlers train_on installs: the first
+    // raise must leave the process running with the request set, the second must end it by
+    // SIGINT. (Only async-signal-safe calls in the child: it was forked from a threaded process.)
+    for (int signal : {SIGINT, SIGTERM}) {
+        CAPTURE(signal);
+        const pid_t child = fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            fer::detail::StopSignals handlers;
+            std::raise(signal);  // the first: a request
+            if (!fer::detail::stop_requested) _exit(2);
+            std::raise(signal);  // the second: the default action ends the process here
+            _exit(3);
+        }
+        int status = 0;
+        REQUIRE(waitpid(child, &status, 0) == child);
+        CHECK(WIFSIGNALED(status));
+        CHECK(WTERMSIG(status) == signal);
+    }
 }
 
 TEST_CASE("fer train refuses bad --on-nonfinite and --max-consecutive-skips values") {
