@@ -725,15 +725,22 @@ TEST_CASE_TEMPLATE(
             }
             bn.forward_relu(x, z);
             bn.backward_relu(x, dy, dxr);
+            for (std::size_t c = 0; c < C; ++c) {
+                CHECK((*bn.parameters()[0].grad)[c] ==
+                      doctest::Approx(dgamma_relu[c]).epsilon(1e-5).scale(1));
+                CHECK((*bn.parameters()[1].grad)[c] ==
+                      doctest::Approx(dbeta_relu[c]).epsilon(1e-5).scale(1));
+            }
             CHECK(close(y, y_ref));
             CHECK(close(dx, dx_ref));
             CHECK(close(z, z_ref));
             CHECK(close(dxr, dxr_ref));
+            const std::vector<Tensor<float>> outputs{y, dx, z, dxr};
             if (threads == 1)
-                first = {y, dx, z, dxr};
+                first = outputs;
             else
                 for (std::size_t k = 0; k < first.size(); ++k)
-                    CHECK(max_abs_diff(first[k], std::vector{y, dx, z, dxr}[k]) == 0);
+                    CHECK(max_abs_diff(first[k], outputs[k]) == 0);
         }
         set_num_threads(0);
     }

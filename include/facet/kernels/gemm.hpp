@@ -215,10 +215,11 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
     T* a_workspace = prepacked_a ? nullptr : gemm_workspace<T>(0, round_up(mc_max, MR) * kc_max);
     // B read in place by the kernel (run_strided) rather than packed: when every tile is whole
     // and A has few rows, so that each packed B element would be used only a few times.
-    bool b_in_place = false;
-    if constexpr (requires { &Kernel::run_strided; })
-        b_in_place =
-            transB == Trans::No && M <= gemm_b_in_place_max_rows && M % MR == 0 && N % NR == 0;
+    constexpr bool has_strided = requires {
+        &Kernel::run_strided;
+    };
+    const bool b_in_place = has_strided && transB == Trans::No && M <= gemm_b_in_place_max_rows &&
+                            M % MR == 0 && N % NR == 0;
     T* packed_b = b_in_place ? nullptr : gemm_workspace<T>(1, kc_max * round_up(nc_max, NR));
     alignas(64) T edge[MR * NR];  // a partial tile is computed here, then copied to C
 
@@ -235,7 +236,7 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
                            transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda,
                            a_workspace);
             if (b_in_place) {
-                if constexpr (requires { &Kernel::run_strided; })
+                if constexpr (has_strided)
                     for (std::size_t ir = 0; ir < mc; ir += MR)
                         for (std::size_t jr = 0; jr < N; jr += NR)
                             Kernel::run_strided(kc, packed_a + ir * kc, B + p0 * ldb + jr, ldb,
