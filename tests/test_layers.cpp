@@ -127,6 +127,52 @@ TEST_CASE("Conv2d forward matches the direct convolution") {
     set_num_threads(0);
 }
 
+TEST_CASE(
+    "Conv2d's output and input gradient are the same bits at 1, 2 and 3 threads; its "
+    "weight gradient the same bits on every run at a thread count") {
+    // The threads take images as they come free (forward) and the input gradients of images
+    // another thread owns (backward), so who computes an image varies from run to run; the
+    // weight gradient's chunks do not. 9 images: the chunks are uneven at 2 threads.
+    const std::vector<ConvCase> cases = {
+        {32, 32, 3, 3, 1, 1, 6, 7, true},    // Winograd for y, dx and dW
+        {16, 24, 3, 3, 1, 1, 10, 9, false},  // Winograd for y and dx, im2col for dW
+        {3, 4, 3, 3, 2, 1, 7, 6, true},      // im2col throughout, stride 2
+        {4, 3, 1, 1, 1, 0, 3, 5, true},      // pointwise
+    };
+    for (const ConvCase& c : cases)
+        for (bool first_layer : {false, true}) {
+            Conv2d<float> conv = make_conv<float>(c);
+            conv.set_input_gradient(!first_layer);  // the first layer's dx: zeros
+            const std::size_t batch = 9;
+            const auto x = random_tensor<float>(Shape{batch, c.cin, c.h, c.w}, 71);
+            set_num_threads(1);
+            Tensor<float> y1, dx1;
+            conv.forward(x, y1);
+            const auto dy = random_tensor<float>(y1.shape(), 72);
+            conv.backward(x, y1, dy, dx1);
+            for (int threads : {2, 3}) {
+                INFO(conv.describe() << " on " << x.shape().str() << ", threads " << threads
+                                     << (first_layer ? ", first layer" : ""));
+                set_num_threads(threads);
+                Tensor<float> y, dx;
+                conv.forward(x, y);
+                CHECK(std::equal(y.begin(), y.end(), y1.begin(), y1.end()));
+                conv.backward(x, y, dy, dx);
+                const Tensor<float> dw = *conv.parameters()[0].grad;
+                CHECK(std::equal(dx.begin(), dx.end(), dx1.begin(), dx1.end()));
+                for (int run = 0; run < 5; ++run) {
+                    conv.backward(x, y, dy, dx);
+                    const Tensor<float>& again = *conv.parameters()[0].grad;
+                    CHECK(std::equal(dw.begin(), dw.end(), again.begin(), again.end()));
+                    CHECK(std::equal(dx.begin(), dx.end(), dx1.begin(), dx1.end()));
+                }
+                if (first_layer)
+                    CHECK(std::all_of(dx.begin(), dx.end(), [](float v) { return v == 0; }));
+            }
+        }
+    set_num_threads(0);
+}
+
 TEST_CASE("Conv2d with fewer images than threads splits each image's rows: same bits as 1 thread") {
     // Large enough that the layer splits (OC * P * K >= gemm_parallel_threshold); odd row counts,
     // stride 2, pointwise, no bias, and more threads than a row split can use.

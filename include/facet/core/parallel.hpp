@@ -4,7 +4,9 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <memory>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -69,6 +71,82 @@ void parallel_for(std::size_t n, Body&& body, int threads = 0) {
 #else
     body(std::size_t{0}, n);
 #endif
+}
+
+/// Calls body(worker, begin, end) on pieces of [0, n), `grain` items each (the last may be
+/// shorter), handed out in increasing order to whichever thread asks next; `worker` (below the
+/// thread count) names the calling thread, for per-thread workspaces. For work whose items do
+/// not depend on each other or on who computes them (each image of a batch, each channel): then
+/// the results are the same bits whatever the split, and a thread that the host slows down
+/// (these machines are shared) no longer holds the other one up at the end of the region, as
+/// with parallel_for's fixed halves. Anything summed across items belongs in parallel_for.
+template <typename Body>
+void parallel_for_dynamic(std::size_t n, std::size_t grain, Body&& body, int threads = 0) {
+    grain = std::max<std::size_t>(grain, 1);
+    const std::size_t pieces = (n + grain - 1) / grain;
+    int t = threads > 0 ? threads : num_threads();
+    if (in_parallel()) t = 1;
+    t = static_cast<int>(
+        std::min<std::size_t>(static_cast<std::size_t>(std::max(t, 1)), pieces ? pieces : 1));
+    if (t <= 1) {
+        for (std::size_t b = 0; b < n; b += grain) body(std::size_t{0}, b, std::min(n, b + grain));
+        return;
+    }
+#if defined(_OPENMP)
+    std::atomic<std::size_t> next{0};
+#pragma omp parallel num_threads(t)
+    {
+        const auto worker = static_cast<std::size_t>(omp_get_thread_num());
+        for (;;) {
+            const std::size_t b = next.fetch_add(grain, std::memory_order_relaxed);
+            if (b >= n) break;
+            body(worker, b, std::min(n, b + grain));
+        }
+    }
+#else
+    for (std::size_t b = 0; b < n; b += grain) body(std::size_t{0}, b, std::min(n, b + grain));
+#endif
+}
+
+/// A schedule for work with a summed part and an independent part, as a convolution's backward
+/// pass (the weight gradient summed over the images, and each image's input gradient). Chunk c
+/// owns items [n*c/chunks, n*(c+1)/chunks) and calls summed(c, i0, i1) on consecutive groups of
+/// at most `group` of them, in increasing order, on one thread: the sums are split the same way
+/// for a given chunk count, so they give the same bits. A group's shared(c, i0, i1) depends on
+/// nothing else, so whoever claims the group first runs it: its owner right after the group's
+/// summed part (the group's data still in cache), or a thread done with its own chunks, which
+/// takes the other chunks' groups from their ends, passing its own last chunk as c (its
+/// workspaces are free by then). A thread the shared host slows down then hands work over
+/// instead of holding the other one up at the end of the region.
+template <typename Summed, typename Shared>
+void parallel_for_sharing(std::size_t n, std::size_t chunks, std::size_t group, Summed&& summed,
+                          Shared&& shared) {
+    group = std::max<std::size_t>(group, 1);
+    chunks = std::max<std::size_t>(chunks, 1);
+    // claimed[i0]: the group starting at item i0 has been taken.
+    const std::unique_ptr<std::atomic<bool>[]> claimed(new std::atomic<bool>[n]());
+    auto claim = [&](std::size_t i0) {
+        return !claimed[i0].exchange(true, std::memory_order_relaxed);
+    };
+    parallel_for(chunks, [&](std::size_t cb, std::size_t ce) {
+        for (std::size_t c = cb; c < ce; ++c) {
+            const std::size_t end = n * (c + 1) / chunks;
+            for (std::size_t i = n * c / chunks; i < end; i += group) {
+                summed(c, i, std::min(end, i + group));
+                if (claim(i)) shared(c, i, std::min(end, i + group));
+            }
+        }
+        const std::size_t helper = ce - 1;
+        for (std::size_t k = 1; k < chunks; ++k) {
+            const std::size_t c = (helper + k) % chunks;
+            const std::size_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+            for (std::size_t j = (end - begin + group - 1) / group; j-- > 0;) {
+                const std::size_t i = begin + j * group;
+                if (!claim(i)) break;  // its owner (or another helper) has come this far
+                shared(helper, i, std::min(end, i + group));
+            }
+        }
+    });
 }
 
 }  // namespace facet

@@ -255,13 +255,15 @@ class BatchNorm : public Layer<T> {
         if (used_batch_stats_)
             check(M > 1, type_name(),
                   ": training needs more than one value per channel, got input ", x.shape().str());
-        parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
-            run_vectorized([&] {
-                if (S == 1)
-                    forward_features<Relu>(x, y, cb, ce);
-                else
-                    forward_channels<Relu>(x, y, cb, ce);
+        if (S == 1) {
+            parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
+                run_vectorized([&] { forward_features<Relu>(x, y, cb, ce); });
             });
+            return;
+        }
+        // Every channel is its own: the threads take the next one as they come free.
+        parallel_for_dynamic(channels_, 1, [&](std::size_t, std::size_t cb, std::size_t ce) {
+            run_vectorized([&] { forward_channels<Relu>(x, y, cb, ce); });
         });
     }
 
@@ -359,13 +361,14 @@ class BatchNorm : public Layer<T> {
         check(mean_.size() == channels_, type_name(), "::backward called before forward");
         dx.resize(x.shape());
         const std::size_t S = spatial(x.shape());
-        parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
-            run_vectorized([&] {
-                if (S == 1)
-                    backward_features<Relu>(x, dy, dx, cb, ce);
-                else
-                    backward_channels<Relu>(x, dy, dx, cb, ce);
+        if (S == 1) {
+            parallel_for(channels_, [&](std::size_t cb, std::size_t ce) {
+                run_vectorized([&] { backward_features<Relu>(x, dy, dx, cb, ce); });
             });
+            return;
+        }
+        parallel_for_dynamic(channels_, 1, [&](std::size_t, std::size_t cb, std::size_t ce) {
+            run_vectorized([&] { backward_channels<Relu>(x, dy, dx, cb, ce); });
         });
     }
 

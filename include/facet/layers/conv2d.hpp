@@ -135,19 +135,21 @@ class Conv2d : public Layer<T> {
             forward_split_rows(x, y, affine, g, std::min(threads, rows), winograd, tile);
             return;
         }
+        // Every image's output is its own: the threads take the next image (or group of small
+        // images) as they come free, with the same bits as any other split.
         if (winograd) {  // small images a few at a time (winograd_group_size)
-            const std::size_t chunks = chunk_count(batch), group = winograd_group_size(g, tile);
-            prepare_winograd(g, group * tile_rows, chunks, tile);
-            for_each_chunk_group(batch, chunks, group,
-                                 [&](std::size_t chunk, std::size_t n0, std::size_t n1) {
-                                     winograd_images(x, y, affine, g, n0, n1, chunk, tile);
+            const std::size_t group = winograd_group_size(g, tile);
+            prepare_winograd(g, group * tile_rows, chunk_count(batch), tile);
+            parallel_for_dynamic(batch, group,
+                                 [&](std::size_t worker, std::size_t n0, std::size_t n1) {
+                                     winograd_images(x, y, affine, g, n0, n1, worker, tile);
                                  });
             return;
         }
         packed_weight_.pack(Trans::No, OC, K, weight_.data(), K);  // once for the whole batch
-        const std::size_t chunks = prepare_workspace(batch, K, P, false);
-        for_each_chunk(batch, chunks, [&](std::size_t chunk, std::size_t n) {
-            const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
+        prepare_workspace(batch, K, P, false);
+        parallel_for_dynamic(batch, 1, [&](std::size_t worker, std::size_t n, std::size_t) {
+            const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[worker].data());
             T* yn = y.data() + n * OC * P;
             packed_weight_.multiply(Trans::No, P, T(1), col, P, T(0), yn, P);
             finish_output(yn, P, P, affine);
@@ -196,26 +198,31 @@ class Conv2d : public Layer<T> {
                 dw_part_[c].resize(Shape{positions, OC, opt_.in_channels});
         }
         if (workspace > 0) size_winograd_workspaces(chunks, workspace);
-        for_each_chunk_group(
+        const std::size_t dx_tile_rows = winograd ? winograd_tiling(adjoint, tile).tiles_h : 0;
+        // The weight gradient sums fixed chunks of images; dx goes to whichever thread is free.
+        parallel_for_sharing(
             batch, chunks, std::max(group_dx, group_dw),
-            [&](std::size_t chunk, std::size_t n0, std::size_t n1) {
+            [&](std::size_t chunk, std::size_t n0, std::size_t n1) {  // dW and db, summed
                 const bool first = n0 == batch * chunk / chunks;
-                T* ws = winograd_ws_.empty() ? nullptr : winograd_ws_[chunk].data();
                 if (winograd_weights)
                     for (std::size_t i = n0; i < n1; i += group_dw)
                         winograd_accumulate_weight_gradient(
                             x.data() + i * g.image_size(), dy.data() + i * OC * P,
                             std::min(n1, i + group_dw) - i, g, OC, first && i == n0,
-                            dw_part_[chunk].data(), ws, tile);
-                if (winograd)  // dx as the adjoint convolution of dy
-                    for (std::size_t i = n0; i < n1; i += group_dx)
-                        winograd_convolve(dy.data() + i * OC * P, std::min(n1, i + group_dx) - i,
-                                          adjoint, winograd_backward_, 0,
-                                          winograd_tiling(adjoint, tile).tiles_h,
-                                          dx.data() + i * g.image_size(), ws);
+                            dw_part_[chunk].data(), winograd_ws_[chunk].data(), tile);
                 for (std::size_t n = n0; n < n1; ++n)
-                    backward_image(x, dy, dx, g, n, chunk, first && n == n0, !winograd_weights,
-                                   input_gradient && !winograd);
+                    weight_gradient_image(x, dy, g, n, chunk, first && n == n0, !winograd_weights);
+            },
+            [&](std::size_t chunk, std::size_t n0, std::size_t n1) {  // dx, image by image
+                if (!winograd) {
+                    for (std::size_t n = n0; n < n1; ++n)
+                        input_gradient_image(dy, dx, g, n, chunk, input_gradient);
+                    return;
+                }
+                for (std::size_t i = n0; i < n1; i += group_dx)  // the adjoint convolution of dy
+                    winograd_convolve(dy.data() + i * OC * P, std::min(n1, i + group_dx) - i,
+                                      adjoint, winograd_backward_, 0, dx_tile_rows,
+                                      dx.data() + i * g.image_size(), winograd_ws_[chunk].data());
             });
         const std::size_t used = batch == 0 ? 0 : chunks;  // an empty batch has zero gradients
         weight_grad_.zero();
@@ -295,15 +302,13 @@ class Conv2d : public Layer<T> {
     }
 
   private:
-    /// Image n's share of the backward pass that the Winograd paths did not do: dW += dy * col^T
-    /// by im2col + GEMM when `weights_by_im2col`, db, and dx = col2im(W^T dy) when
-    /// `dx_by_im2col` — or zeros when nobody reads dx.
-    void backward_image(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& dx,
-                        const ConvGeometry& g, std::size_t n, std::size_t chunk, bool first,
-                        bool weights_by_im2col, bool dx_by_im2col) {
+    /// Image n's share of the summed gradients that the Winograd path did not add: dW += dy *
+    /// col^T by im2col + GEMM when `by_im2col`, and db.
+    void weight_gradient_image(const Tensor<T>& x, const Tensor<T>& dy, const ConvGeometry& g,
+                               std::size_t n, std::size_t chunk, bool first, bool by_im2col) {
         const std::size_t OC = opt_.out_channels, K = g.col_rows(), P = g.col_cols();
         const T* dyn = dy.data() + n * OC * P;
-        if (weights_by_im2col) {
+        if (by_im2col) {
             const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[chunk].data());
             gemm(Trans::No, Trans::Yes, OC, K, P, T(1), dyn, P, col, P, first ? T(0) : T(1),
                  dw_part_[chunk].data(), K);
@@ -316,11 +321,17 @@ class Conv2d : public Layer<T> {
                 db[o] = first ? sum : db[o] + sum;
             }
         }
+    }
+
+    /// Image n's dx = col2im(W^T dy) by im2col's adjoint, in chunk `chunk`'s workspace — or
+    /// zeros when nobody reads dx (`wanted` false).
+    void input_gradient_image(const Tensor<T>& dy, Tensor<T>& dx, const ConvGeometry& g,
+                              std::size_t n, std::size_t chunk, bool wanted) {
+        const std::size_t OC = opt_.out_channels, P = g.col_cols();
+        const T* dyn = dy.data() + n * OC * P;
         T* dxn = dx.data() + n * g.image_size();
-        if (!this->input_gradient()) {  // nobody reads dx (the first layer): skip its GEMM
+        if (!wanted) {  // the first layer: skip its GEMM
             std::fill(dxn, dxn + g.image_size(), T(0));
-        } else if (!dx_by_im2col) {
-            return;                    // Winograd computed it
         } else if (is_pointwise(g)) {  // col is the image itself, so col2im is the identity
             packed_weight_t_.multiply(Trans::No, P, T(1), dyn, P, T(0), dxn, P);
         } else {
@@ -503,31 +514,6 @@ class Conv2d : public Layer<T> {
             }
         }
         return chunks;
-    }
-
-    /// Calls body(chunk, n) for every image n, chunk c owning images [N*c/chunks, N*(c+1)/chunks)
-    /// in increasing order; chunks run on separate threads.
-    template <typename Body>
-    static void for_each_chunk(std::size_t batch, std::size_t chunks, Body&& body) {
-        parallel_for(chunks, [&](std::size_t cb, std::size_t ce) {
-            for (std::size_t c = cb; c < ce; ++c)
-                for (std::size_t n = batch * c / chunks; n < batch * (c + 1) / chunks; ++n)
-                    body(c, n);
-        });
-    }
-
-    /// Calls body(chunk, n0, n1) for consecutive groups of at most `group` images, chunk c owning
-    /// images [N*c/chunks, N*(c+1)/chunks) as in for_each_chunk, in increasing order.
-    template <typename Body>
-    static void for_each_chunk_group(std::size_t batch, std::size_t chunks, std::size_t group,
-                                     Body&& body) {
-        parallel_for(chunks, [&](std::size_t cb, std::size_t ce) {
-            for (std::size_t c = cb; c < ce; ++c) {
-                const std::size_t end = batch * (c + 1) / chunks;
-                for (std::size_t n = batch * c / chunks; n < end; n += group)
-                    body(c, n, std::min(end, n + group));
-            }
-        });
     }
 
     Conv2dOptions opt_;

@@ -55,7 +55,8 @@ class Dropout : public Layer<T> {
         // An element is dropped when its 32-bit uniform falls below p * 2^32 (resolution 2^-32,
         // far finer than any p used); p < 1, so the threshold fits in 32 bits.
         const auto drop_below = static_cast<std::uint32_t>(std::ldexp(p_, 32));
-        parallel_for(batch, [&](std::size_t b, std::size_t e) {
+        // Every sample has its own mask (keyed by n): the threads take the next as they come free.
+        parallel_for_dynamic(batch, 1, [&](std::size_t, std::size_t b, std::size_t e) {
             for (std::size_t n = b; n < e; ++n) {
                 const std::uint64_t key = mix(seed_, call, n);
                 const T* in = x.data() + n * per_sample;
@@ -84,7 +85,7 @@ class Dropout : public Layer<T> {
         }
         check(mask_.shape() == x.shape(), "Dropout::backward: x differs from the forward input");
         const std::size_t batch = x.dim(0), per_sample = x.shape().inner_size();
-        parallel_for(batch, [&](std::size_t b, std::size_t e) {
+        parallel_for_dynamic(batch, 2, [&](std::size_t, std::size_t b, std::size_t e) {
             const T* g = dy.data() + b * per_sample;
             const T* m = mask_.data() + b * per_sample;
             T* out = dx.data() + b * per_sample;

@@ -56,12 +56,13 @@ class MaxPool2d : public Layer<T> {
         // 8-15 outputs (fer-cnn-s's 24x24 maps) would all run in its scalar remainder: 5x slower
         // than the build's 4-wide loop (2.07 against 0.39 ms for 64x64x24x24).
         const bool narrow_rows = is_2x2_stride_2(OW) && OW < 16;
-        parallel_for(planes, [&](std::size_t pb, std::size_t pe) {
-            if (narrow_rows)
-                forward_planes(x, y, pb, pe);
-            else
-                run_vectorized([&] { forward_planes(x, y, pb, pe); });
-        });
+        parallel_for_dynamic(planes, plane_grain(planes),
+                             [&](std::size_t, std::size_t pb, std::size_t pe) {
+                                 if (narrow_rows)
+                                     forward_planes(x, y, pb, pe);
+                                 else
+                                     run_vectorized([&] { forward_planes(x, y, pb, pe); });
+                             });
     }
 
     /// forward's work on planes [pb, pe) (one thread's share).
@@ -101,28 +102,30 @@ class MaxPool2d : public Layer<T> {
         const std::size_t OW = y.dim(3);
         if (is_2x2_stride_2(OW)) {  // as in forward: narrow rows stay on the build's loop
             const std::size_t H = x.dim(2), W = x.dim(3), OH = y.dim(2);
-            parallel_for(planes, [&](std::size_t pb, std::size_t pe) {
-                auto planes_2x2 = [&] {
-                    for (std::size_t p = pb; p < pe; ++p)
-                        unpool_2x2(dy.data() + p * OHW, argmax_.data() + p * OHW, H, W, OH, OW,
-                                   dx.data() + p * HW);
-                };
-                if (OW < 16)
-                    planes_2x2();
-                else
-                    run_vectorized(planes_2x2);
-            });
+            parallel_for_dynamic(
+                planes, plane_grain(planes), [&](std::size_t, std::size_t pb, std::size_t pe) {
+                    auto planes_2x2 = [&] {
+                        for (std::size_t p = pb; p < pe; ++p)
+                            unpool_2x2(dy.data() + p * OHW, argmax_.data() + p * OHW, H, W, OH, OW,
+                                       dx.data() + p * HW);
+                    };
+                    if (OW < 16)
+                        planes_2x2();
+                    else
+                        run_vectorized(planes_2x2);
+                });
             return;
         }
-        parallel_for(planes, [&](std::size_t pb, std::size_t pe) {
-            for (std::size_t p = pb; p < pe; ++p) {
-                T* d = dx.data() + p * HW;
-                for (std::size_t i = 0; i < HW; ++i) d[i] = T(0);
-                const T* g = dy.data() + p * OHW;
-                const std::uint32_t* arg = argmax_.data() + p * OHW;
-                for (std::size_t o = 0; o < OHW; ++o) d[arg[o]] += g[o];
-            }
-        });
+        parallel_for_dynamic(planes, plane_grain(planes),
+                             [&](std::size_t, std::size_t pb, std::size_t pe) {
+                                 for (std::size_t p = pb; p < pe; ++p) {
+                                     T* d = dx.data() + p * HW;
+                                     for (std::size_t i = 0; i < HW; ++i) d[i] = T(0);
+                                     const T* g = dy.data() + p * OHW;
+                                     const std::uint32_t* arg = argmax_.data() + p * OHW;
+                                     for (std::size_t o = 0; o < OHW; ++o) d[arg[o]] += g[o];
+                                 }
+                             });
     }
 
     std::size_t flops(const Shape& input) const override {
@@ -136,6 +139,10 @@ class MaxPool2d : public Layer<T> {
     std::size_t stride() const { return stride_; }
 
   private:
+    /// Planes per piece of the parallel loops: every plane is pooled on its own, so the threads
+    /// take the next of about 32 pieces as they come free, with the same bits at any split.
+    static std::size_t plane_grain(std::size_t planes) { return (planes + 31) / 32; }
+
     /// Whether forward takes pool_2x2 for rows of OW outputs.
     bool is_2x2_stride_2(std::size_t OW) const { return kernel_ == 2 && stride_ == 2 && OW >= 8; }
 

@@ -1,0 +1,198 @@
+// Tests of facet/core/parallel.hpp's schedules: every item is visited exactly once, by the part
+// of the schedule it belongs to, whatever the thread count, and the sharing schedule's work
+// really moves to a free thread.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "facet/core/parallel.hpp"
+
+namespace {
+
+/// Restores the default thread count when a test case ends.
+struct ThreadsGuard {
+    ~ThreadsGuard() { facet::set_num_threads(0); }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "parallel_for_dynamic visits every item once, in pieces of `grain` from multiples of "
+    "it, and names workers below the thread count") {
+    ThreadsGuard guard;
+    for (int threads : {1, 2, 3})
+        for (std::size_t n : {0, 1, 5, 64, 1000})
+            for (std::size_t grain : {0, 1, 3, 16, 2000}) {
+                INFO("threads " << threads << ", n " << n << ", grain " << grain);
+                facet::set_num_threads(threads);
+                const std::size_t step = grain == 0 ? 1 : grain;  // 0 is taken as 1
+                std::vector<std::atomic<int>> visits(n);
+                std::atomic<bool> bad_piece{false}, bad_worker{false};
+                facet::parallel_for_dynamic(
+                    n, grain, [&](std::size_t worker, std::size_t begin, std::size_t end) {
+                        if (begin % step != 0 || end != std::min(n, begin + step) || begin >= end)
+                            bad_piece = true;
+                        if (worker >= static_cast<std::size_t>(threads)) bad_worker = true;
+                        for (std::size_t i = begin; i < end; ++i) visits[i]++;
+                    });
+                CHECK_FALSE(bad_piece.load());
+                CHECK_FALSE(bad_worker.load());
+                std::size_t once = 0;
+                for (const auto& v : visits) once += v.load() == 1;
+                CHECK(once == n);
+            }
+}
+
+TEST_CASE("parallel_for_dynamic inside a parallel region runs on the calling thread") {
+    ThreadsGuard guard;
+    facet::set_num_threads(2);
+    std::vector<std::size_t> workers(2, 99);
+    std::vector<int> total(2, 0);
+    facet::parallel_for(2, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t r = begin; r < end; ++r)
+            facet::parallel_for_dynamic(10, 1,
+                                        [&](std::size_t worker, std::size_t b, std::size_t e) {
+                                            workers[r] = worker;  // only ever worker 0 here
+                                            total[r] += static_cast<int>(e - b);
+                                        });
+    });
+    CHECK(workers == std::vector<std::size_t>{0, 0});
+    CHECK(total == std::vector<int>{10, 10});
+}
+
+namespace {
+
+/// What parallel_for_sharing did: per item, which chunk ran summed and shared on it and how often,
+/// and per chunk the order of its summed groups.
+struct SharingLog {
+    explicit SharingLog(std::size_t n, std::size_t chunks)
+        : summed_by(n, -1),
+          shared_by(n, -1),
+          summed_count(n, 0),
+          shared_count(n, 0),
+          order(chunks) {}
+    std::mutex m;
+    std::vector<long> summed_by, shared_by;
+    std::vector<int> summed_count, shared_count;
+    std::vector<std::vector<std::size_t>> order;  // group starts of summed, per chunk
+    bool bad_group = false;
+
+    void summed(std::size_t c, std::size_t b, std::size_t e, std::size_t n, std::size_t chunks,
+                std::size_t group) {
+        std::lock_guard<std::mutex> lock(m);
+        const std::size_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+        // A group of chunk c: starts at begin + k * group, ends at the next start or the end.
+        if (b < begin || (b - begin) % group != 0 || e != std::min(end, b + group))
+            bad_group = true;
+        order[c].push_back(b);
+        for (std::size_t i = b; i < e; ++i) {
+            summed_by[i] = static_cast<long>(c);
+            summed_count[i]++;
+        }
+    }
+    void shared(std::size_t c, std::size_t b, std::size_t e) {
+        std::lock_guard<std::mutex> lock(m);
+        for (std::size_t i = b; i < e; ++i) {
+            shared_by[i] = static_cast<long>(c);
+            shared_count[i]++;
+        }
+    }
+};
+
+void check_sharing_log(SharingLog& log, std::size_t n, std::size_t chunks) {
+    CHECK_FALSE(log.bad_group);
+    std::size_t summed_once = 0, shared_once = 0, summed_by_owner = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        summed_once += log.summed_count[i] == 1;
+        shared_once += log.shared_count[i] == 1;
+        // The owner of item i is the chunk whose range holds it.
+        for (std::size_t c = 0; c < chunks; ++c)
+            if (i >= n * c / chunks && i < n * (c + 1) / chunks)
+                summed_by_owner += log.summed_by[i] == static_cast<long>(c);
+    }
+    CHECK(summed_once == n);
+    CHECK(shared_once == n);
+    CHECK(summed_by_owner == n);
+    for (const auto& starts : log.order) CHECK(std::is_sorted(starts.begin(), starts.end()));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "parallel_for_sharing sums every group once on its owner, in order, and runs every "
+    "group's shared part once") {
+    ThreadsGuard guard;
+    for (int threads : {1, 2, 3})
+        for (std::size_t n : {0, 1, 7, 64})
+            for (std::size_t group : {1, 3, 16})
+                for (std::size_t chunks : {1, 2, 3}) {
+                    if (chunks > static_cast<std::size_t>(threads)) continue;
+                    INFO("threads " << threads << ", n " << n << ", group " << group << ", chunks "
+                                    << chunks);
+                    facet::set_num_threads(threads);
+                    SharingLog log(n, chunks);
+                    facet::parallel_for_sharing(
+                        n, chunks, group,
+                        [&](std::size_t c, std::size_t b, std::size_t e) {
+                            log.summed(c, b, e, n, chunks, group);
+                        },
+                        [&](std::size_t c, std::size_t b, std::size_t e) { log.shared(c, b, e); });
+                    check_sharing_log(log, n, chunks);
+                }
+}
+
+TEST_CASE("parallel_for_sharing hands a slow chunk's shared parts to the thread that is free") {
+    ThreadsGuard guard;
+    facet::set_num_threads(2);
+    const std::size_t n = 12, chunks = 2, group = 2;
+    SharingLog log(n, chunks);
+    std::atomic<bool> helped{false};
+    facet::parallel_for_sharing(
+        n, chunks, group,
+        [&](std::size_t c, std::size_t b, std::size_t e) {
+            // Chunk 0 stalls on its first group until chunk 1's thread has taken one of its
+            // groups (a deadline instead of a hang, should the schedule never hand one over).
+            if (c == 0 && b == 0) {
+                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+                while (!helped && std::chrono::steady_clock::now() < deadline)
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            log.summed(c, b, e, n, chunks, group);
+        },
+        [&](std::size_t c, std::size_t b, std::size_t e) {
+            log.shared(c, b, e);
+            if (c == 1 && b < n / 2) helped = true;
+        });
+    CHECK(helped.load());
+    check_sharing_log(log, n, chunks);
+    // Chunk 1's thread took chunk 0's groups from the end; chunk 0 kept the first (it claims a
+    // group only after summing it, and stalled before its first claim, so it may have none).
+    CHECK(log.shared_by[n / 2 - 1] == 1);
+    for (std::size_t i = n / 2; i < n; ++i) CHECK(log.shared_by[i] == 1);
+}
+
+TEST_CASE("parallel_for_sharing inside a parallel region runs every chunk on the calling thread") {
+    ThreadsGuard guard;
+    facet::set_num_threads(2);
+    std::vector<int> ok(2, 0);
+    facet::parallel_for(2, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t r = begin; r < end; ++r) {
+            SharingLog log(9, 2);
+            facet::parallel_for_sharing(
+                9, 2, 2,
+                [&](std::size_t c, std::size_t b, std::size_t e) { log.summed(c, b, e, 9, 2, 2); },
+                [&](std::size_t c, std::size_t b, std::size_t e) { log.shared(c, b, e); });
+            std::size_t shared_by_owner = 0;
+            for (std::size_t i = 0; i < 9; ++i)
+                shared_by_owner += log.shared_by[i] == (i < 4 ? 0 : 1);
+            ok[r] = log.summed_count == std::vector<int>(9, 1) && shared_by_owner == 9;
+        }
+    });
+    CHECK(ok == std::vector<int>{1, 1});
+}
