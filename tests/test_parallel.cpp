@@ -49,6 +49,59 @@ TEST_CASE(
             }
 }
 
+TEST_CASE(
+    "parallel_for_dynamic_ahead announces a piece to the thread that runs it next, before "
+    "it runs") {
+    ThreadsGuard guard;
+    for (int threads : {1, 2, 3})
+        for (std::size_t n : {0, 1, 2, 9, 200}) {
+            INFO("threads " << threads << ", n " << n);
+            facet::set_num_threads(threads);
+            const std::size_t grain = 2, pieces = (n + grain - 1) / grain;
+            std::mutex m;
+            std::atomic<long> clock{0};
+            std::vector<long> announced_at(pieces, -1), run_at(pieces, -1);
+            std::vector<std::thread::id> announced_by(pieces), run_by(pieces);
+            std::vector<int> runs(pieces, 0), announcements(pieces, 0);
+            bool bad_range = false;
+            facet::parallel_for_dynamic_ahead(
+                n, grain,
+                [&](std::size_t, std::size_t b, std::size_t e) {
+                    std::lock_guard<std::mutex> lock(m);
+                    if (b % grain != 0 || e != std::min(n, b + grain)) bad_range = true;
+                    run_at[b / grain] = clock++;
+                    run_by[b / grain] = std::this_thread::get_id();
+                    runs[b / grain]++;
+                },
+                [&](std::size_t b, std::size_t e) {
+                    std::lock_guard<std::mutex> lock(m);
+                    if (b % grain != 0 || e != std::min(n, b + grain)) bad_range = true;
+                    announced_at[b / grain] = clock++;
+                    announced_by[b / grain] = std::this_thread::get_id();
+                    announcements[b / grain]++;
+                });
+            CHECK_FALSE(bad_range);
+            std::size_t announced = 0, in_order = 0;
+            for (std::size_t p = 0; p < pieces; ++p) {
+                CHECK(runs[p] == 1);
+                CHECK(announcements[p] <= 1);
+                if (announcements[p] == 1) {
+                    ++announced;
+                    // Announced by the thread that runs it, which ran its current piece between
+                    // the two (the time the announcement buys).
+                    bool current_between = false;
+                    for (std::size_t q = 0; q < pieces; ++q)
+                        current_between |= q != p && run_by[q] == run_by[p] &&
+                                           announced_at[p] < run_at[q] && run_at[q] < run_at[p];
+                    in_order += announced_by[p] == run_by[p] && current_between;
+                }
+            }
+            CHECK(in_order == announced);
+            // Only the first piece each thread takes comes unannounced.
+            CHECK(announced + static_cast<std::size_t>(threads) >= pieces);
+        }
+}
+
 TEST_CASE("parallel_for_dynamic inside a parallel region runs on the calling thread") {
     ThreadsGuard guard;
     facet::set_num_threads(2);

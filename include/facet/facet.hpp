@@ -12,6 +12,7 @@
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
+#include "facet/kernels/prefetch.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/kernels/winograd.hpp"
 

@@ -80,32 +80,45 @@ void parallel_for(std::size_t n, Body&& body, int threads = 0) {
 /// the results are the same bits whatever the split, and a thread that the host slows down
 /// (these machines are shared) no longer holds the other one up at the end of the region, as
 /// with parallel_for's fixed halves. Anything summed across items belongs in parallel_for.
-template <typename Body>
-void parallel_for_dynamic(std::size_t n, std::size_t grain, Body&& body, int threads = 0) {
+///
+/// Each thread claims its next piece before it runs the current one and first calls
+/// ahead(begin, end) on that next piece: the place to prefetch its data while this one computes.
+template <typename Body, typename Ahead>
+void parallel_for_dynamic_ahead(std::size_t n, std::size_t grain, Body&& body, Ahead&& ahead,
+                                int threads = 0) {
     grain = std::max<std::size_t>(grain, 1);
     const std::size_t pieces = (n + grain - 1) / grain;
     int t = threads > 0 ? threads : num_threads();
     if (in_parallel()) t = 1;
     t = static_cast<int>(
         std::min<std::size_t>(static_cast<std::size_t>(std::max(t, 1)), pieces ? pieces : 1));
+    std::atomic<std::size_t> next{0};
+    auto work = [&](std::size_t worker) {
+        std::size_t b = next.fetch_add(grain, std::memory_order_relaxed);
+        while (b < n) {
+            const std::size_t following = next.fetch_add(grain, std::memory_order_relaxed);
+            if (following < n) ahead(following, std::min(n, following + grain));
+            body(worker, b, std::min(n, b + grain));
+            b = following;
+        }
+    };
     if (t <= 1) {
-        for (std::size_t b = 0; b < n; b += grain) body(std::size_t{0}, b, std::min(n, b + grain));
+        work(0);
         return;
     }
 #if defined(_OPENMP)
-    std::atomic<std::size_t> next{0};
 #pragma omp parallel num_threads(t)
-    {
-        const auto worker = static_cast<std::size_t>(omp_get_thread_num());
-        for (;;) {
-            const std::size_t b = next.fetch_add(grain, std::memory_order_relaxed);
-            if (b >= n) break;
-            body(worker, b, std::min(n, b + grain));
-        }
-    }
+    work(static_cast<std::size_t>(omp_get_thread_num()));
 #else
-    for (std::size_t b = 0; b < n; b += grain) body(std::size_t{0}, b, std::min(n, b + grain));
+    work(0);
 #endif
+}
+
+/// parallel_for_dynamic_ahead with nothing to do ahead.
+template <typename Body>
+void parallel_for_dynamic(std::size_t n, std::size_t grain, Body&& body, int threads = 0) {
+    parallel_for_dynamic_ahead(
+        n, grain, body, [](std::size_t, std::size_t) {}, threads);
 }
 
 /// A schedule for work with a summed part and an independent part, as a convolution's backward

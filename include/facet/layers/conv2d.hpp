@@ -16,6 +16,7 @@
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
+#include "facet/kernels/prefetch.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/kernels/winograd.hpp"
 #include "facet/layers/channel_affine.hpp"
@@ -136,24 +137,33 @@ class Conv2d : public Layer<T> {
             return;
         }
         // Every image's output is its own: the threads take the next image (or group of small
-        // images) as they come free, with the same bits as any other split.
+        // images) as they come free, with the same bits as any other split, and bring the
+        // next one's input into L2 while they compute this one.
+        const auto prefetch_images = [&](std::size_t n0, std::size_t n1) {
+            prefetch_to_l2(x.data() + n0 * g.image_size(), (n1 - n0) * g.image_size() * sizeof(T));
+        };
         if (winograd) {  // small images a few at a time (winograd_group_size)
             const std::size_t group = winograd_group_size(g, tile);
             prepare_winograd(g, group * tile_rows, chunk_count(batch), tile);
-            parallel_for_dynamic(batch, group,
-                                 [&](std::size_t worker, std::size_t n0, std::size_t n1) {
-                                     winograd_images(x, y, affine, g, n0, n1, worker, tile);
-                                 });
+            parallel_for_dynamic_ahead(
+                batch, group,
+                [&](std::size_t worker, std::size_t n0, std::size_t n1) {
+                    winograd_images(x, y, affine, g, n0, n1, worker, tile);
+                },
+                prefetch_images);
             return;
         }
         packed_weight_.pack(Trans::No, OC, K, weight_.data(), K);  // once for the whole batch
         prepare_workspace(batch, K, P, false);
-        parallel_for_dynamic(batch, 1, [&](std::size_t worker, std::size_t n, std::size_t) {
-            const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[worker].data());
-            T* yn = y.data() + n * OC * P;
-            packed_weight_.multiply(Trans::No, P, T(1), col, P, T(0), yn, P);
-            finish_output(yn, P, P, affine);
-        });
+        parallel_for_dynamic_ahead(
+            batch, 1,
+            [&](std::size_t worker, std::size_t n, std::size_t) {
+                const T* col = unroll(x.data() + n * g.image_size(), g, col_ws_[worker].data());
+                T* yn = y.data() + n * OC * P;
+                packed_weight_.multiply(Trans::No, P, T(1), col, P, T(0), yn, P);
+                finish_output(yn, P, P, affine);
+            },
+            prefetch_images);
     }
 
     // Per image, with col = im2col(x[n]):
@@ -204,6 +214,14 @@ class Conv2d : public Layer<T> {
             batch, chunks, std::max(group_dx, group_dw),
             [&](std::size_t chunk, std::size_t n0, std::size_t n1) {  // dW and db, summed
                 const bool first = n0 == batch * chunk / chunks;
+                // The chunk's next group, into L2 while this one computes (as in forward).
+                const std::size_t next_end =
+                    std::min(batch * (chunk + 1) / chunks, n1 + std::max(group_dx, group_dw));
+                if (n1 < next_end) {
+                    prefetch_to_l2(x.data() + n1 * g.image_size(),
+                                   (next_end - n1) * g.image_size() * sizeof(T));
+                    prefetch_to_l2(dy.data() + n1 * OC * P, (next_end - n1) * OC * P * sizeof(T));
+                }
                 if (winograd_weights)
                     for (std::size_t i = n0; i < n1; i += group_dw)
                         winograd_accumulate_weight_gradient(

@@ -1,0 +1,33 @@
+// facet/kernels/prefetch.hpp — asks the CPU to bring data into its L2 cache ahead of use.
+//
+// The convolutions work an image (or a group of small images) at a time, and the images of a
+// batch come from memory: the first block's activations are 18.9 MB at batch 64, more than the
+// L3 holds beside everything else. The hardware prefetchers follow each stream of a transform
+// only once it has started, so every image began with a wait on memory. Asking for the next
+// image's data while the current one computes took 8-10 % off the 48 x 48 Winograd convolution
+// (docs/benchmarks.md, session 9). Read next: kernels/gemm.hpp.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+namespace facet {
+
+/// At most this many bytes per prefetch_to_l2 call: half the L2 of the machines this project
+/// runs on (1 MiB per core), so that the prefetched data do not push out the current work.
+inline constexpr std::size_t prefetch_max_bytes = std::size_t{512} << 10;
+
+/// Prefetches [p, p + bytes) (at most prefetch_max_bytes of it) into L2, one request per cache
+/// line. A hint only: it changes no result, and compilers without the builtin skip it.
+inline void prefetch_to_l2(const void* p, std::size_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    const char* c = static_cast<const char*>(p);
+    const std::size_t n = std::min(bytes, prefetch_max_bytes);
+    for (std::size_t i = 0; i < n; i += 64) __builtin_prefetch(c + i, 0, 2);  // 2: prefetcht1
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+}  // namespace facet
