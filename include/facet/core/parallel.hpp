@@ -1,5 +1,8 @@
-// facet/core/parallel.hpp — how many threads facet uses, and a portable parallel-for over a range.
-// OpenMP is used when the build found it; otherwise everything runs serially with the same results.
+// facet/core/parallel.hpp — how many threads facet uses, and portable parallel loops over a range:
+// fixed halves for work whose sums must split the same way every time (parallel_for), pieces to
+// whichever thread is free for independent items (parallel_for_dynamic), and both at once for a
+// convolution's backward pass (parallel_for_sharing). OpenMP is used when the build found it;
+// otherwise everything runs serially with the same results.
 // Read next: kernels/gemm.hpp.
 #pragma once
 
