@@ -102,6 +102,45 @@ TEST_CASE(
         }
 }
 
+TEST_CASE(
+    "parallel_for_dynamic gives each thread a stripe of its own, walked forward, and a free "
+    "thread takes a slow one's pieces from the far end") {
+    // Threads working on neighbouring images slow each other down (a core's prefetcher runs
+    // past the end of its image into the one the other core is writing), so each thread walks
+    // its own part of the range, and helps with another's only from the far end.
+    ThreadsGuard guard;
+    facet::set_num_threads(2);
+    const std::size_t n = 40, half = n / 2;
+    std::mutex m;
+    std::vector<std::vector<std::size_t>> order(2);
+    std::vector<int> visits(n, 0);
+    facet::parallel_for_dynamic(n, 1, [&](std::size_t worker, std::size_t b, std::size_t) {
+        {
+            std::lock_guard<std::mutex> lock(m);
+            order[worker].push_back(b);
+            visits[b]++;
+        }
+        if (b >= half) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // slow part
+    });
+    CHECK(std::count(visits.begin(), visits.end(), 1) == static_cast<long>(n));
+    std::size_t taken_over = 0;
+    for (std::size_t w = 0; w < 2; ++w) {
+        INFO("worker " << w);
+        const std::size_t own_begin = w * half, own_end = own_begin + half;
+        const auto& seq = order[w];
+        std::size_t i = 0;
+        for (; i < seq.size() && seq[i] >= own_begin && seq[i] < own_end; ++i)
+            CHECK(seq[i] == own_begin + i);  // its own stripe, from its start, forward
+        const std::size_t other_end = w == 0 ? n : half;
+        for (std::size_t j = 0; i < seq.size(); ++i, ++j) {
+            CHECK(seq[i] == other_end - 1 - j);  // then the other stripe, from its end, backward
+            ++taken_over;
+        }
+    }
+    // The thread on the fast half finishes first and takes over part of the slow half.
+    CHECK(taken_over > 0);
+}
+
 TEST_CASE("parallel_for_dynamic inside a parallel region runs on the calling thread") {
     ThreadsGuard guard;
     facet::set_num_threads(2);

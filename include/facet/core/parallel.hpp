@@ -77,12 +77,18 @@ void parallel_for(std::size_t n, Body&& body, int threads = 0) {
 }
 
 /// Calls body(worker, begin, end) on pieces of [0, n), `grain` items each (the last may be
-/// shorter), handed out in increasing order to whichever thread asks next; `worker` (below the
-/// thread count) names the calling thread, for per-thread workspaces. For work whose items do
-/// not depend on each other or on who computes them (each image of a batch, each channel): then
-/// the results are the same bits whatever the split, and a thread that the host slows down
-/// (these machines are shared) no longer holds the other one up at the end of the region, as
-/// with parallel_for's fixed halves. Anything summed across items belongs in parallel_for.
+/// shorter); `worker` (below the thread count) names the calling thread, for per-thread
+/// workspaces. For work whose items do not depend on each other or on who computes them (each
+/// image of a batch, each channel): then the results are the same bits whatever the split, and
+/// a thread that the host slows down (these machines are shared) no longer holds the other one
+/// up at the end of the region, as with parallel_for's fixed halves. Anything summed across
+/// items belongs in parallel_for.
+///
+/// Each thread walks a stripe of its own (parallel_for's part) forward, then takes the other
+/// stripes' pieces from their far ends, as long as their owners have not come that far. Handing
+/// out the pieces in one increasing sequence instead put the two threads on neighbouring images,
+/// where a core's prefetcher, running past the end of its image, keeps taking lines the other
+/// core is writing: that cost 4-5 % of the 2-thread training step (batch norm's passes 15 %).
 ///
 /// Each thread claims its next piece before it runs the current one and first calls
 /// ahead(begin, end) on that next piece: the place to prefetch its data while this one computes.
@@ -95,14 +101,35 @@ void parallel_for_dynamic_ahead(std::size_t n, std::size_t grain, Body&& body, A
     if (in_parallel()) t = 1;
     t = static_cast<int>(
         std::min<std::size_t>(static_cast<std::size_t>(std::max(t, 1)), pieces ? pieces : 1));
-    std::atomic<std::size_t> next{0};
+    // taken[p]: piece p has been claimed.
+    const std::unique_ptr<std::atomic<bool>[]> taken(new std::atomic<bool>[pieces]());
+    const auto stripes = static_cast<std::size_t>(t);
     auto work = [&](std::size_t worker) {
-        std::size_t b = next.fetch_add(grain, std::memory_order_relaxed);
-        while (b < n) {
-            const std::size_t following = next.fetch_add(grain, std::memory_order_relaxed);
-            if (following < n) ahead(following, std::min(n, following + grain));
-            body(worker, b, std::min(n, b + grain));
-            b = following;
+        // The next piece for this worker (pieces when none is left): its own stripe forward,
+        // then the other stripes backward from their ends, each until a claimed piece shows
+        // that its owner (or another helper) has come that far.
+        std::size_t own = pieces * worker / stripes, other = 1, from_end = 0;
+        const std::size_t own_end = pieces * (worker + 1) / stripes;
+        auto claim = [&]() -> std::size_t {
+            if (own < own_end && !taken[own].exchange(true, std::memory_order_relaxed))
+                return own++;
+            own = own_end;
+            for (; other < stripes; ++other, from_end = 0) {
+                const std::size_t c = (worker + other) % stripes;
+                const std::size_t begin = pieces * c / stripes, end = pieces * (c + 1) / stripes;
+                if (from_end < end - begin) {
+                    const std::size_t p = end - 1 - from_end++;
+                    if (!taken[p].exchange(true, std::memory_order_relaxed)) return p;
+                }
+            }
+            return pieces;
+        };
+        std::size_t piece = claim();
+        while (piece < pieces) {
+            const std::size_t following = claim();
+            if (following < pieces) ahead(following * grain, std::min(n, (following + 1) * grain));
+            body(worker, piece * grain, std::min(n, (piece + 1) * grain));
+            piece = following;
         }
     };
     if (t <= 1) {
