@@ -103,8 +103,7 @@ void parallel_for_dynamic_ahead(std::size_t n, std::size_t grain, Body&& body, A
         std::min<std::size_t>(static_cast<std::size_t>(std::max(t, 1)), pieces ? pieces : 1));
     // taken[p]: piece p has been claimed.
     const std::unique_ptr<std::atomic<bool>[]> taken(new std::atomic<bool>[pieces]());
-    const auto stripes = static_cast<std::size_t>(t);
-    auto work = [&](std::size_t worker) {
+    auto work = [&](std::size_t worker, std::size_t stripes) {
         // The next piece for this worker (pieces when none is left): its own stripe forward,
         // then the other stripes backward from their ends, each until a claimed piece shows
         // that its owner (or another helper) has come that far.
@@ -133,14 +132,15 @@ void parallel_for_dynamic_ahead(std::size_t n, std::size_t grain, Body&& body, A
         }
     };
     if (t <= 1) {
-        work(0);
+        work(0, 1);
         return;
     }
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(t)
-    work(static_cast<std::size_t>(omp_get_thread_num()));
+    work(static_cast<std::size_t>(omp_get_thread_num()),
+         static_cast<std::size_t>(omp_get_num_threads()));  // OpenMP may give fewer than t
 #else
-    work(0);
+    work(0, 1);
 #endif
 }
 
