@@ -1,5 +1,6 @@
 // bench_gemm.cpp — GEMM throughput of facet against Eigen and OpenBLAS on the shapes of the
-// reference model (see /work/shared/REFERENCE.md), at 1 and 2 threads.
+// reference model fer-cnn-s (examples/fer/model_zoo.hpp), at 1 and 2 threads. Tables and the
+// commands that print them: docs/benchmarks.md (scripts/bench_tables.sh gemm).
 //
 // Names: BM_Sgemm/<library>/t<threads>/<M>x<N>x<K>_<op(A)><op(B)>, e.g.
 // BM_Sgemm/facet/t1/32x147456x288_NN. Counters: GFLOPS (2*M*N*K per second) and max_err, the
@@ -32,8 +33,8 @@ struct GemmShape {
     Trans ta, tb;
 };
 
-// (M, N, K) from REFERENCE.md, with the transposes the convolution layer uses:
-// forward Y = W * col; backward weights dW = dY * col^T; backward data dcol = W^T * dY.
+// (M, N, K) of fer-cnn-s's convolutions as im2col + GEMM, with the transposes the convolution layer
+// uses: forward Y = W * col; backward weights dW = dY * col^T; backward data dcol = W^T * dY.
 const std::vector<GemmShape> reference_shapes = {
     // per image, forward
     {32, 2304, 288, Trans::No, Trans::No},

@@ -21,7 +21,7 @@ facet::ConvGeometry conv3x3(std::size_t channels, std::size_t size) {
     return g;
 }
 
-// Inputs of the six 3x3 convolutions of fer-cnn-s (REFERENCE.md).
+// Inputs of the six 3x3 convolutions of fer-cnn-s (examples/fer/model_zoo.hpp).
 const std::vector<facet::ConvGeometry> reference_convs = {conv3x3(1, 48),  conv3x3(32, 48),
                                                           conv3x3(32, 24), conv3x3(64, 24),
                                                           conv3x3(64, 12), conv3x3(128, 12)};

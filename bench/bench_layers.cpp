@@ -1,6 +1,6 @@
 // bench_layers.cpp — forward and backward time of every layer of the reference model fer-cnn-s
-// (see /work/shared/REFERENCE.md) at batch 64, and BM_ConvStack: forward + backward (data and
-// weights) of its six convolutions, the figure to compare with oneDNN's 101 ms (2 threads).
+// (examples/fer/model_zoo.hpp) at batch 64, and BM_ConvStack: forward + backward (data and
+// weights) of its six convolutions, the figure bench/compare_pytorch.py puts beside oneDNN's.
 //
 // Names: BM_LayerForward/<layer>/t<threads>, BM_LayerBackward/<layer>/t<threads>,
 // BM_ConvStack/<threads>, and for the breakdown of the stack BM_ConvStackIm2col/<threads> and

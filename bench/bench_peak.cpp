@@ -1,8 +1,7 @@
 // bench_peak.cpp — the machine's FMA limit, measured in the same run as everything else:
 // BM_FmaPeak/<isa>/<threads> runs independent chains of packed single-precision FMAs that never
-// touch memory, on every thread at once. GFLOPS counts 2 per lane and FMA. REFERENCE.md's
-// "≈ 220 GFLOP/s on 1 thread" is such a figure from another day; this host's clock drifts, so
-// "percent of peak" should use the peak of the same run.
+// touch memory, on every thread at once. GFLOPS counts 2 per lane and FMA. A shared host's clock
+// drifts, so "percent of peak" should use the peak of the same run.
 #include <benchmark/benchmark.h>
 
 #include <immintrin.h>

@@ -5,9 +5,11 @@ and the six convolutions alone (forward + backward-data + backward-weights, PyTo
 Runs facet (`fer bench --throughput`) and PyTorch (this script as a worker, Debian's python3-torch)
 alternately, in separate processes, several rounds each, with the same batch size, thread count and
 random data shapes, and prints the medians and the facet/PyTorch ratios. PyTorch runs with the
-malloc settings under which it is fastest (see ../shared/REFERENCE.md).
+malloc settings under which it is fastest (TORCH_MALLOC below: with glibc's defaults it loses a
+large, varying share of its time to page faults).
 
     /usr/bin/python3 bench/compare_pytorch.py --fer build/release/fer [--rounds 3] [--threads 1 2]
+        [--figures conv_stack_ms ...]
 
 Exits 0 with a message when torch is not installed.
 """
@@ -77,8 +79,8 @@ def torch_worker(threads, batch, repeats):
 
 def conv_stack_seconds(batch, repeats):
     """Median time of forward + backward-data + backward-weights of fer-cnn-s's six 3x3
-    convolutions, each on its own random input, as facet's BM_ConvStack and REFERENCE.md's oneDNN
-    figure count them (PyTorch runs these convolutions in oneDNN)."""
+    convolutions, each on its own random input, as facet's BM_ConvStack counts them (PyTorch runs
+    these convolutions in oneDNN)."""
     import time
     import torch
     import torch.nn.functional as F
@@ -115,6 +117,8 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per process")
+    ap.add_argument("--figures", nargs="+", help="rows to print (default: all): train_images_per_second, "
+                    "inference_images_per_second, latency_ms, peak_rss_mb, conv_stack_ms")
     ap.add_argument("--torch-worker", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.torch_worker is not None:
@@ -140,7 +144,7 @@ def main():
                 print(f"PyTorch {p['torch']} loaded BLAS: {', '.join(p['blas']) or 'none'}",
                       file=sys.stderr)
                 if not any("openblas" in path for path in p["blas"]):
-                    print("WARNING: PyTorch is not using OpenBLAS (REFERENCE.md's set-up): its "
+                    print("WARNING: PyTorch is not using OpenBLAS: its "
                           "dense layers and batch-1 convolutions run on the reference BLAS. "
                           "apt-get install libopenblas0-pthread", file=sys.stderr)
             print(f"round {r + 1}, {t} thread(s): facet {f['train_images_per_second']:.0f} img/s, "
@@ -152,7 +156,7 @@ def main():
               f"inference (eval), batch {a.batch}, images/s", "latency_ms": "latency, batch 1, ms",
               "peak_rss_mb": "peak resident memory, MB",
               "conv_stack_ms": f"the six convolutions, forward + backward, batch {a.batch}, ms"}
-    for k in keys:
+    for k in a.figures or keys:
         for t in a.threads:
             fv = statistics.median(results[("facet", t, k)])
             pv = statistics.median(results[("pytorch", t, k)])

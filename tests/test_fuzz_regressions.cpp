@@ -109,7 +109,7 @@ TEST_CASE("fuzz_image: the Huffman check walks real JPEGs through to their end")
 
 TEST_CASE("fuzz_image: a JPEG scan that uses an undefined Huffman table is refused before stb") {
     // stb_image 2.27 decoded such a scan with the table's uninitialised memory and read a symbol
-    // at index -873 (UBSan, stbi__jpeg_huff_decode); found by fuzz_image in session 3. The input
+    // at index -873 (UBSan, stbi__jpeg_huff_decode); found by fuzz_image. The input
     // itself: its fourth table became DC table 3 where AC table 1 should be.
     std::ifstream in(FACET_SOURCE_DIR
                      "/tests/fuzz/regressions/image/stb-jpeg-undefined-huffman-table.jpg",

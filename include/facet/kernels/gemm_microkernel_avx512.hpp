@@ -66,9 +66,8 @@ struct GemmKernelAvx512<float> {
         for (std::size_t k = 0; k < kc; ++k, a += MR, b += ldb) {
             // Never past B's last row: B read in place is a thread's own workspace (im2col's
             // matrix, Winograd's V), and 8 rows past its end can lie another thread's, being
-            // written. Prefetching those lines made them bounce between the cores: the first
-            // convolution's forward pass (K = 9) took 1.03 ms on 2 threads, 0.80 with this test
-            // (0.80 on 1 thread; Conv2d's resize_worker_buffer does the rest).
+            // written; prefetching those lines makes them bounce between the cores (Conv2d's
+            // resize_worker_buffer keeps the hardware prefetchers apart too).
             if (k + 8 < kc) {
                 _mm_prefetch(reinterpret_cast<const char*>(b + ahead), _MM_HINT_T0);
                 _mm_prefetch(reinterpret_cast<const char*>(b + ahead + 16), _MM_HINT_T0);

@@ -4,8 +4,8 @@
 // batch come from memory: the first block's activations are 18.9 MB at batch 64, more than the
 // L3 holds beside everything else. The hardware prefetchers follow each stream of a transform
 // only once it has started, so every image began with a wait on memory. Asking for the next
-// image's data while the current one computes took 8-10 % off the 48 x 48 Winograd convolution
-// (docs/benchmarks.md, session 9). Read next: kernels/gemm.hpp.
+// image's data while the current one computes hides most of that wait (docs/internals/
+// convolution.md, "Threads and determinism"). Read next: kernels/gemm.hpp.
 #pragma once
 
 #include <algorithm>

@@ -53,8 +53,8 @@ class MaxPool2d : public Layer<T> {
         y.resize(Shape{x.dim(0), out[0], OH, OW});
         argmax_.resize(y.size());
         // Compiled for AVX-512, the 2x2 path's loop over a row is 16 outputs wide, and rows of
-        // 8-15 outputs (fer-cnn-s's 24x24 maps) would all run in its scalar remainder: 5x slower
-        // than the build's 4-wide loop (2.07 against 0.39 ms for 64x64x24x24).
+        // 8-15 outputs (fer-cnn-s's 24x24 maps) would all run in its scalar remainder, about 5x
+        // slower than the build's 4-wide loop.
         const bool narrow_rows = is_2x2_stride_2(OW) && OW < 16;
         parallel_for_dynamic(planes, plane_grain(planes),
                              [&](std::size_t, std::size_t pb, std::size_t pe) {
@@ -156,7 +156,7 @@ class MaxPool2d : public Layer<T> {
     }
 
     /// backward for the 2x2, stride-2 window (rows of at least 8 outputs; for rows of 6 the
-    /// scatter was faster, 0.24 against 0.35 ms on 64 x 128 x 12 x 12), whose windows do not
+    /// scatter is faster, by about a third), whose windows do not
     /// overlap: each input gets its window's dy if it was the window's maximum, else 0, written row
     /// by row, instead of zeroing the plane and scattering (a loop the compiler cannot vectorise).
     /// Computed as 0 + dy, as the scatter does, so the same bits (a -0 gradient becomes +0 in
@@ -182,8 +182,8 @@ class MaxPool2d : public Layer<T> {
 
     /// The common 2x2, stride-2 window without the generic loops: the four candidates are
     /// compared in scan order with selects, not branches (which maxima win is data-dependent,
-    /// so branches mispredict), and the compiler can vectorise across output columns. Measured
-    /// 2.4-2.8x faster than the generic loop for rows of 12 and 24 outputs, but 2x slower for
+    /// so branches mispredict), and the compiler can vectorise across output columns: about
+    /// 2.5x faster than the generic loop for rows of 12 and 24 outputs, but 2x slower for
     /// rows of 6 (the vector loop's set-up does not pay off), hence forward()'s OW >= 8.
     static void pool_2x2(const T* __restrict in, std::size_t W, std::size_t OH, std::size_t OW,
                          T* __restrict out, std::uint32_t* __restrict arg) {
