@@ -5,6 +5,9 @@
 # archer, makes ThreadSanitizer understand OpenMP) and runs only the tests labelled "threaded".
 # Optional: FACET_CTEST_LABEL=LABEL runs only the tests with that label; FACET_BUILD_DIR=DIR
 # builds in DIR instead of build/tests[-<sanitizers>].
+# FER-2013: the tests that read the real data set (test_data_fer2013, test_fer_fer2013) use
+# data/fer2013 when it is there (a folder or a symlink to the image-folder release, train/ and
+# test/), or the folder named by FER2013_DIR=DIR; without either, ctest reports them "Skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh

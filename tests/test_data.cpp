@@ -1,6 +1,6 @@
 // Tests for data/: the FER CSV reader, the image-folder reader (on PNG/JPEG/BMP files written
 // here with stb_image_write), resampling, the BatchLoader, the synthetic faces, and a subset of the
-// real data set when /work/shared/fer2013 is present.
+// real data set when FER-2013 is configured (fer2013_dir.hpp; skipped otherwise).
 #define FACET_IMPLEMENT_STB
 #include "facet/data/image.hpp"
 
@@ -22,6 +22,7 @@
 #include "facet/data/image_folder.hpp"
 #include "facet/data/load.hpp"
 #include "facet/data/synthetic_faces.hpp"
+#include "fer2013_dir.hpp"
 
 namespace fs = std::filesystem;
 using facet::Dataset;
@@ -663,10 +664,10 @@ TEST_CASE("PNG writing round-trips through the decoder") {
     CHECK(back.pixels == img);
 }
 
-TEST_CASE("a subset of the real FER-2013 folder release, when present") {
-    const fs::path root = fs::path(FACET_SHARED_DIR) / "fer2013";
-    if (!fs::is_directory(root / "train")) {
-        MESSAGE("FER-2013 not found at " << root.string() << "; skipped");
+TEST_CASE("a subset of the real FER-2013 folder release" * doctest::test_suite("fer2013")) {
+    const fs::path root = facet_test::fer2013_dir();
+    if (root.empty()) {
+        MESSAGE(facet_test::fer2013_missing);
         return;
     }
     ReadOptions options;

@@ -1,7 +1,7 @@
 // End-to-end tests of the fer program's pieces on small data: training writes the model, the
 // checkpoint and the log; an interrupted run resumed from its checkpoint ends with exactly the
 // weights of an uninterrupted one; a saved model predicts what the trained one did; the report is
-// a well-formed page; bad input gives clear errors; (when ../shared/fer2013 is there) a short
+// a well-formed page; bad input gives clear errors; (when FER-2013 is configured) a short
 // run on real FER-2013 images goes through; steps with NaN or infinite values stop the run or are
 // skipped without touching the saved files; two runs with the same seed write the same bytes; and
 // SIGINT stops after a step with a checkpoint that resumes exactly.
@@ -24,6 +24,7 @@
 #include "fer/evaluate.hpp"
 #include "fer/report.hpp"
 #include "fer/train.hpp"
+#include "fer2013_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -270,10 +271,10 @@ TEST_CASE("bad input: missing model, corrupt image, unknown option, bad values")
                          facet::Error);
 }
 
-TEST_CASE("a short run on real FER-2013 images (when ../shared/fer2013 is present)") {
-    const fs::path root = fs::path(FACET_SHARED_DIR) / "fer2013";
-    if (!fs::exists(root / "train")) {
-        MESSAGE("skipped: no FER-2013 copy at " << root.string());
+TEST_CASE("a short run on real FER-2013 images" * doctest::test_suite("fer2013")) {
+    const fs::path root = facet_test::fer2013_dir();
+    if (root.empty()) {
+        MESSAGE(facet_test::fer2013_missing);
         return;
     }
     facet::ReadOptions read;

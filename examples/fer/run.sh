@@ -2,7 +2,8 @@
 # The main job of the README: installs what it needs, builds fer (Release), trains the default
 # recipe, evaluates the best model and writes the HTML report.
 #   data: data/fer2013 (folder or symlink) or data/fer2013.csv when present, otherwise the built-in
-#         synthetic cartoon faces (labelled as such in every output).
+#         synthetic cartoon faces (labelled as such in every output). For a copy elsewhere, link it
+#         (ln -s /path/to/fer2013 data/fer2013): train, eval and report all read it there.
 #   Extra arguments go to `fer train` (e.g. --epochs 5).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
