@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Prints one table of docs/benchmarks.md as markdown, measured on this machine now.
 
-    python3 bench/bench_tables.py TOPIC [--rounds N] [--dry-run]
+    python3 bench/bench_tables.py TOPIC [--rounds N] [--dry-run] [--fer PATH] [--facet-bench PATH]
 
 TOPIC is one of:
   machine    the CPU, its caches and its FMA peak (BM_FmaPeak), 1 and 2 threads
@@ -61,8 +61,9 @@ def header(topic):
 
 
 class Runner:
-    def __init__(self, dry_run):
+    def __init__(self, dry_run, fer=None, facet_bench=None):
         self.dry_run = dry_run
+        self.fer_binary, self.bench_binary = fer, facet_bench
 
     def run(self, cmd, env=None, capture=True):
         if self.dry_run:
@@ -84,10 +85,14 @@ class Runner:
         self.run(["cmake", "--build", directory, "--target", target, "-j", JOBS], capture=False)
 
     def fer(self):
+        if self.fer_binary:
+            return self.fer_binary
         self.build(FER_BUILD, "fer", ["-DFACET_BUILD_EXAMPLES=ON"])
         return os.path.join(FER_BUILD, "fer")
 
     def facet_bench(self):
+        if self.bench_binary:
+            return self.bench_binary
         self.build(BENCH_BUILD, "facet_bench",
                    ["-DFACET_BUILD_EXAMPLES=OFF", "-DFACET_BUILD_BENCH=ON", "-DFACET_NATIVE=ON"])
         return os.path.join(BENCH_BUILD, "bench", "facet_bench")
@@ -169,6 +174,8 @@ def topic_layers(r, a):
             if len(parts) < 2 or not parts[0][:3].strip().isdigit():
                 continue
             what = parts[0][3:].strip().rsplit(None, 1)[0]
+            if what.startswith("(ReLU"):  # run inside the batch norm above: its time is there
+                continue
             fwd, bwd = (float(x) for x in parts[1].split()[:2])
             if what.startswith("Conv2d("):
                 name = "Conv2d " + what[7:].split(",")[0].replace("->", "→")
@@ -185,6 +192,7 @@ def topic_layers(r, a):
             f, b = rows.setdefault((name, t), (0.0, 0.0))
             rows[(name, t)] = (f + fwd, b + bwd)
     print("| layer | 1 thread, fwd / bwd ms | 2 threads, fwd / bwd ms |\n|---|---|---|")
+    group.sort(key=lambda n: (not n.startswith("Conv2d"), n.startswith("dense")))
     for name in group:
         cells = [f"{rows[(name, t)][0]:.2f} / {rows[(name, t)][1]:.2f}" if (name, t) in rows
                  else "-" for t in (1, 2)]
@@ -261,9 +269,11 @@ def main():
     ap.add_argument("topic", choices=sorted(TOPICS))
     ap.add_argument("--rounds", type=int, help="rounds for convstack, pytorch, threads (default 5)")
     ap.add_argument("--dry-run", action="store_true", help="print the header and the commands only")
+    ap.add_argument("--fer", help="use this fer binary instead of building build/bench/fer")
+    ap.add_argument("--facet-bench", help="use this facet_bench instead of building one")
     a = ap.parse_args()
     header(a.topic)
-    TOPICS[a.topic](Runner(a.dry_run), a)
+    TOPICS[a.topic](Runner(a.dry_run, a.fer, a.facet_bench), a)
     return 0
 
 
