@@ -27,7 +27,8 @@ using namespace facet;
 
 namespace {
 
-/// The reference model fer-cnn-s of /work/shared/REFERENCE.md.
+/// The reference model fer-cnn-s, built layer by layer (fer train builds it in
+/// examples/fer/model_zoo.hpp).
 Sequential<float> fer_cnn_s() {
     Sequential<float> m(Shape{1, 48, 48});
     std::size_t in = 1;
@@ -120,13 +121,13 @@ TEST_CASE("fer-cnn-s: shapes are inferred and the summary counts parameters and 
 
     const ModelSummary s = m.summary();
     // By hand: convs 288 + 9216 + 18432 + 36864 + 73728 + 147456, BN 2 * (32+32+64+64+128+128+256),
-    // dense 4608*256 + 256 and 256*7 + 7. (REFERENCE.md's "1.28 M" undercounts this architecture.)
+    // dense 4608*256 + 256 and 256*7 + 7.
     CHECK(s.total_parameters == 1469095);
     CHECK(m.parameter_count() == 1469095);
     REQUIRE(s.layers.size() == 30);
     CHECK(s.layers[0].parameters == 288);
     CHECK(s.layers[25].parameters == 4608 * 256 + 256);
-    // 86.78 M multiply-adds in convolutions and dense layers, as in REFERENCE.md (2 FLOPs each,
+    // 86.78 M multiply-adds in convolutions and dense layers (2 FLOPs each,
     // plus one per bias value).
     std::size_t conv_dense_flops = 0;
     for (const LayerSummary& row : s.layers)
