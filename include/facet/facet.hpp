@@ -3,6 +3,7 @@
 #pragma once
 
 #include "facet/core/atomic_file.hpp"
+#include "facet/core/context.hpp"
 #include "facet/core/crc32.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
@@ -13,6 +14,7 @@
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/prefetch.hpp"
+#include "facet/kernels/system_summary.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/kernels/winograd.hpp"
 
