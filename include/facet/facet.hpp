@@ -10,6 +10,7 @@
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
 
+#include "facet/kernels/conv_plan.hpp"
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
