@@ -160,7 +160,23 @@ std::string shape_name(const GemmShape& s) {
            (s.ta == Trans::No ? "N" : "T") + (s.tb == Trans::No ? "N" : "T");
 }
 
+/// facet's view of the machine (CPU, features, caches, blocking, kernel) in the report's context
+/// header, one "facet <item>" key per line of system_summary().
+void add_system_summary() {
+    const std::string summary = facet::system_summary();
+    std::size_t begin = 0;
+    while (begin < summary.size()) {
+        const std::size_t end = summary.find('\n', begin);
+        const std::string line = summary.substr(begin, end - begin);
+        const std::size_t colon = line.find(": ");
+        if (colon != std::string::npos)
+            benchmark::AddCustomContext("facet " + line.substr(0, colon), line.substr(colon + 2));
+        begin = end == std::string::npos ? summary.size() : end + 1;
+    }
+}
+
 int register_gemm_benchmarks() {
+    add_system_summary();
     std::vector<std::pair<Library, const char*>> libraries = {{Library::Facet, "facet"}};
 #if defined(FACET_HAVE_EIGEN)
     libraries.push_back({Library::Eigen, "eigen"});

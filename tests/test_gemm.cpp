@@ -20,6 +20,7 @@
 #include "facet/core/parallel.hpp"
 #include "facet/core/random.hpp"
 #include "facet/kernels/gemm.hpp"
+#include "facet/kernels/system_summary.hpp"
 
 namespace {
 
@@ -170,9 +171,9 @@ std::vector<GemmIsa> runnable_isas() {
 /// rotate so that every combination meets many shapes.
 template <typename T, typename Kernel>
 std::vector<Case> boundary_cases() {
-    using Blocking = facet::detail::GemmBlocking<T>;
-    const std::size_t MR = Kernel::MR, NR = Kernel::NR, KC = Blocking::KC, NC = Blocking::NC,
-                      MC = Blocking::MC;
+    const facet::detail::GemmBlockSizes& blocking = facet::detail::gemm_blocking<T>();
+    const std::size_t MR = Kernel::MR, NR = Kernel::NR, KC = blocking.kc, NC = blocking.nc,
+                      MC = blocking.mc;
     const std::vector<std::size_t> ms = {1, 2, MR - 1, MR, MR + 1, 2 * MR + 3, 37};
     const std::vector<std::size_t> ns = {1, 3, NR - 1, NR, NR + 1, 2 * NR + 5, 61};
     const std::vector<std::size_t> ks = {1, 2, 7, 33};
@@ -365,8 +366,8 @@ TEST_CASE("B read in place (few rows of A, whole tiles) gives the packed path's 
     // gemm_blocked reads B in place when op(B) is B itself, M <= 128 is a multiple of MR = 8 and
     // N of NR = 48; with one column more, the same product packs B. Each element is the same
     // k-ordered sum either way, so the first N columns must agree bit for bit: through gemm()
-    // and GemmPackedA, at 1 and 2 threads, K in one slice and in two (K > KC = 384), beta 0 and
-    // not. The NaN padding of B's rows must not be read.
+    // and GemmPackedA, at 1 and 2 threads, K in one slice and in two (K > KC, 384 for a 48 KiB L1),
+    // beta 0 and not. The NaN padding of B's rows must not be read.
     facet::Rng rng(31);
     for (Case c : {Case{32, 145, 32}, Case{8, 49, 9}, Case{128, 97, 128}, Case{64, 49, 500},
                    Case{128, 289, 64}}) {
@@ -546,4 +547,58 @@ TEST_CASE("gemm rejects bad input with a clear facet::Error") {
                          doctest::Contains("overflows"), facet::Error);
     CHECK_THROWS_WITH_AS(call(4, 4, huge, A.data(), huge, B.data(), 4, C.data(), 4),
                          doctest::Contains("overflows"), facet::Error);
+}
+
+TEST_CASE("the blocking follows the caches: today's sizes for 48 KiB / 1 MiB, larger for 2 MiB") {
+    using facet::detail::gemm_block_sizes;
+    const auto zen5 = gemm_block_sizes(48 * 1024, 1024 * 1024, sizeof(float));
+    CHECK(zen5.kc == 384);
+    CHECK(zen5.nc == 384);
+    CHECK(zen5.mc == 1536);
+    const auto zen5_double = gemm_block_sizes(48 * 1024, 1024 * 1024, sizeof(double));
+    CHECK(zen5_double.kc == 192);
+    CHECK(zen5_double.nc == 384);
+    const auto big_l2 = gemm_block_sizes(48 * 1024, 2048 * 1024, sizeof(float));
+    CHECK(big_l2.kc == 384);
+    CHECK(big_l2.nc == 768);
+    const auto small = gemm_block_sizes(32 * 1024, 256 * 1024, sizeof(float));
+    CHECK(small.kc == 256);
+    for (const auto& b : {zen5, zen5_double, big_l2, small,
+                          gemm_block_sizes(1, 1, sizeof(float)),  // nothing answered
+                          gemm_block_sizes(1u << 30, 1u << 30, sizeof(float))}) {  // absurd
+        CHECK(b.kc >= 64);
+        CHECK(b.kc <= 2048);
+        CHECK(b.nc % 48 == 0);  // every kernel's NR divides it
+        CHECK(b.nc >= 48);
+        CHECK(b.mc % 24 == 0);  // every kernel's MR divides it
+    }
+    // The packed B block fits in the L2 it was sized for.
+    CHECK(big_l2.kc * big_l2.nc * sizeof(float) <= 2048u * 1024u);
+    CHECK(zen5.kc * zen5.nc * sizeof(float) <= 1024u * 1024u);
+}
+
+TEST_CASE("detected CPU features and caches are consistent") {
+    const facet::CpuFeatures& f = facet::cpu_features();
+    // Every AVX-512 extension needs AVX-512 Foundation, which needs AVX2; AMX's kinds need tiles.
+    CHECK((!f.avx512f || f.avx2_fma));
+    CHECK((!f.avx512_bf16 || f.avx512f));
+    CHECK((!f.avx512_vnni || f.avx512f));
+    CHECK((!f.avx512_fp16 || f.avx512f));
+    CHECK((!f.avx_vnni || f.avx2_fma));
+    CHECK((!f.amx_bf16 || f.amx_tile));
+    CHECK((!f.amx_int8 || f.amx_tile));
+    const facet::CacheSizes& c = facet::cpu_caches();
+    CHECK(c.l1d >= 4096);
+    CHECK(c.l2 >= c.l1d);
+    CHECK(c.l3 > 0);
+    CHECK(!facet::cpu_model().empty());
+    const auto& blocking = facet::detail::gemm_blocking<float>();
+    CHECK(blocking.kc > 0);
+    CHECK(blocking.nc > 0);
+    const std::string summary = facet::system_summary();
+    CHECK(summary.find("cpu: " + facet::cpu_model() + "\n") != std::string::npos);
+    CHECK(summary.find("gemm blocking (float): KC " + std::to_string(blocking.kc)) !=
+          std::string::npos);
+    CHECK(summary.find(std::string("gemm kernel: ") + facet::gemm_isa_name(facet::gemm_isa())) !=
+          std::string::npos);
 }

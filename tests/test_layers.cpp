@@ -173,6 +173,85 @@ TEST_CASE(
     set_num_threads(0);
 }
 
+TEST_CASE(
+    "a pointwise Conv2d reads the image itself: the bits of im2col's path, and the reference") {
+    // A 1x1 stride-1 convolution's im2col matrix is the image, so the fast path hands the image
+    // to the GEMM (forward, dW) and lets the GEMM write dx (col2im is the identity). Against
+    // the same layer forced through im2col + col2im: the same bits for y, dx, dW and db, at 1
+    // and 2 threads, for a batch (images shared out) and a single image (rows split); and
+    // against the direct convolution and the gradients' own sums in double.
+    const std::vector<ConvCase> cases = {
+        {5, 7, 1, 1, 1, 0, 6, 9, true},
+        {128, 128, 1, 1, 1, 0, 20, 20, false},  // large enough to split one image's rows
+    };
+    for (const ConvCase& c : cases)
+        for (std::size_t batch : {1, 3})
+            for (int threads : {1, 2}) {
+                set_num_threads(threads);
+                Conv2d<float> fast = make_conv<float>(c), slow = make_conv<float>(c);
+                slow.plan().set_im2col_only(true);
+                const ConvGeometry g = fast.geometry(Shape{c.cin, c.h, c.w});
+                REQUIRE(fast.plan().forward_algorithm(g) == ConvAlgorithm::Pointwise);
+                REQUIRE(fast.plan().input_gradient_algorithm(g, c.cout) ==
+                        ConvAlgorithm::Pointwise);
+                REQUIRE(fast.plan().weight_gradient_algorithm(g, c.cout) ==
+                        ConvAlgorithm::Pointwise);
+                REQUIRE(slow.plan().forward_algorithm(g) == ConvAlgorithm::Im2col);
+                INFO(fast.describe() << ", batch " << batch << ", threads " << threads);
+                const auto x = random_tensor<float>(Shape{batch, c.cin, c.h, c.w}, 41);
+                Tensor<float> y_fast, y_slow, dx_fast, dx_slow;
+                fast.forward(x, y_fast);
+                slow.forward(x, y_slow);
+                CHECK(std::equal(y_fast.begin(), y_fast.end(), y_slow.begin(), y_slow.end()));
+                const auto dy = random_tensor<float>(y_fast.shape(), 42);
+                fast.backward(x, y_fast, dy, dx_fast);
+                slow.backward(x, y_slow, dy, dx_slow);
+                CHECK(std::equal(dx_fast.begin(), dx_fast.end(), dx_slow.begin(), dx_slow.end()));
+                for (std::size_t i = 0; i < fast.parameters().size(); ++i) {
+                    const Tensor<float>& a = *fast.parameters()[i].grad;
+                    const Tensor<float>& b = *slow.parameters()[i].grad;
+                    CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+                }
+                // The references: the direct convolution, and dW, db, dx summed in double.
+                Tensor<float> ref(y_fast.shape());
+                conv2d_direct(x.data(), batch, g, fast.weight().data(), c.cout,
+                              c.bias ? fast.bias().data() : nullptr, ref.data());
+                CHECK(max_abs_diff(y_fast, ref) < 1e-4);
+                const std::size_t P = c.h * c.w;
+                const float* w = fast.weight().data();
+                double dw_err = 0, dx_err = 0, db_err = 0;
+                for (std::size_t o = 0; o < c.cout; ++o) {
+                    double db = 0;
+                    for (std::size_t n = 0; n < batch; ++n)
+                        for (std::size_t p = 0; p < P; ++p) db += dy[(n * c.cout + o) * P + p];
+                    if (c.bias)
+                        db_err = std::max(db_err, std::abs(db - (*fast.parameters()[1].grad)[o]));
+                    for (std::size_t i = 0; i < c.cin; ++i) {
+                        double dw = 0;
+                        for (std::size_t n = 0; n < batch; ++n)
+                            for (std::size_t p = 0; p < P; ++p)
+                                dw += double(dy[(n * c.cout + o) * P + p]) *
+                                      double(x[(n * c.cin + i) * P + p]);
+                        dw_err = std::max(
+                            dw_err, std::abs(dw - (*fast.parameters()[0].grad)[o * c.cin + i]));
+                    }
+                }
+                for (std::size_t n = 0; n < batch; ++n)
+                    for (std::size_t i = 0; i < c.cin; ++i)
+                        for (std::size_t p = 0; p < P; ++p) {
+                            double v = 0;
+                            for (std::size_t o = 0; o < c.cout; ++o)
+                                v +=
+                                    double(w[o * c.cin + i]) * double(dy[(n * c.cout + o) * P + p]);
+                            dx_err =
+                                std::max(dx_err, std::abs(v - dx_fast[(n * c.cin + i) * P + p]));
+                        }
+                CHECK(dw_err < 1e-3);
+                CHECK(dx_err < 1e-4);
+                CHECK(db_err < 1e-3);
+            }
+}
+
 TEST_CASE("Conv2d with fewer images than threads splits each image's rows: same bits as 1 thread") {
     // Large enough that the layer splits (OC * P * K >= gemm_parallel_threshold); odd row counts,
     // stride 2, pointwise, no bias, and more threads than a row split can use.

@@ -11,6 +11,7 @@
 
 #include <sys/resource.h>
 #include <facet/kernels/gemm.hpp>
+#include <facet/kernels/system_summary.hpp>
 #include <facet/loss/softmax_cross_entropy.hpp>
 #include <facet/optim/adam.hpp>
 
@@ -308,6 +309,8 @@ inline int run_bench(const Cli& cli) {
     const long long tile = cli.integer("winograd-tile");
     facet::check(tile == 2 || tile == 4, "bench: --winograd-tile must be 2 or 4, got ", tile);
     facet::set_winograd_tile(static_cast<std::size_t>(tile));
+    // What the figures below ran on: the CPU, its caches, the blocking and kernel chosen.
+    std::fputs(facet::system_summary().c_str(), stdout);
     facet::Sequential<float> model = build_model(name, 1);
     const std::size_t B = static_cast<std::size_t>(batch);
     if (cli.has("throughput")) return run_throughput(model, B, static_cast<int>(repeats));

@@ -3,16 +3,19 @@
 #pragma once
 
 #include "facet/core/atomic_file.hpp"
+#include "facet/core/context.hpp"
 #include "facet/core/crc32.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
 
+#include "facet/kernels/conv_plan.hpp"
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/prefetch.hpp"
+#include "facet/kernels/system_summary.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/kernels/winograd.hpp"
 

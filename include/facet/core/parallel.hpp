@@ -2,7 +2,8 @@
 // fixed halves for work whose sums must split the same way every time (parallel_for), pieces to
 // whichever thread is free for independent items (parallel_for_dynamic), and both at once for a
 // convolution's backward pass (parallel_for_sharing). OpenMP is used when the build found it;
-// otherwise everything runs serially with the same results.
+// otherwise everything runs serially with the same results. Every worker thread runs with the
+// caller's context (core/context.hpp): OpenMP's threads do not inherit thread_local variables.
 // Read next: kernels/gemm.hpp.
 #pragma once
 
@@ -11,32 +12,29 @@
 #include <cstddef>
 #include <memory>
 
+#include "facet/core/context.hpp"
+
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
 namespace facet {
 
-namespace detail {
-inline int& thread_setting() {
-    static int n = 0;  // 0: all the hardware threads OpenMP reports
-    return n;
-}
-}  // namespace detail
-
-/// Sets the number of threads facet's kernels use (0 = OpenMP's default). Results are bit-for-bit
-/// reproducible for a given thread count.
+/// Sets the number of threads of the process default context (0 = OpenMP's default); see
+/// Context::threads for one model's or one scope's. Results are bit-for-bit reproducible for a
+/// given thread count. Not synchronised: call it while no kernel is running.
 inline void set_num_threads(int n) {
-    detail::thread_setting() = n < 0 ? 0 : n;
+    process_context().threads = n < 0 ? 0 : n;
 #if defined(_OPENMP)
-    if (n > 0) omp_set_num_threads(n);
+    if (n > 0) omp_set_num_threads(n);  // for code that asks OpenMP (Eigen)
 #endif
 }
 
-/// The number of threads facet's parallel regions will use.
+/// The number of threads facet's parallel regions will use: the current context's.
 inline int num_threads() {
 #if defined(_OPENMP)
-    return detail::thread_setting() > 0 ? detail::thread_setting() : omp_get_max_threads();
+    const int n = current_context().threads;
+    return n > 0 ? n : omp_get_max_threads();
 #else
     return 1;
 #endif
@@ -64,8 +62,10 @@ void parallel_for(std::size_t n, Body&& body, int threads = 0) {
         return;
     }
 #if defined(_OPENMP)
+    const Context& context = current_context();
 #pragma omp parallel num_threads(t)
     {
+        const ContextScope scope(context);  // the caller's settings on every worker
         const auto id = static_cast<std::size_t>(omp_get_thread_num());
         const auto nt = static_cast<std::size_t>(omp_get_num_threads());
         const std::size_t begin = n * id / nt, end = n * (id + 1) / nt;
@@ -137,9 +137,13 @@ void parallel_for_dynamic_ahead(std::size_t n, std::size_t grain, Body&& body, A
         return;
     }
 #if defined(_OPENMP)
+    const Context& context = current_context();
 #pragma omp parallel num_threads(t)
-    work(static_cast<std::size_t>(omp_get_thread_num()),
-         static_cast<std::size_t>(omp_get_num_threads()));  // OpenMP may give fewer than t
+    {
+        const ContextScope scope(context);  // the caller's settings on every worker
+        work(static_cast<std::size_t>(omp_get_thread_num()),
+             static_cast<std::size_t>(omp_get_num_threads()));  // OpenMP may give fewer than t
+    }
 #else
     work(0, 1);
 #endif

@@ -12,7 +12,7 @@
 // broadcasts (A) sits in L1, the one it loads as vectors (B) in L2. Threads each take one
 // rectangle of C (never a share of k), so results are bit-identical for any thread count.
 // Read first: gemm_pack.hpp and the three micro-kernel headers.
-// Read next: kernels/im2col.hpp.
+// Read next: kernels/system_summary.hpp.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "facet/core/context.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/kernels/cpu_features.hpp"
@@ -35,25 +36,6 @@
 #endif
 
 namespace facet {
-
-/// The micro-kernel family gemm() uses. Auto: the build's FACET_GEMM_ISA if set, else the best
-/// the CPU supports.
-enum class GemmIsa { Auto, Avx512, Avx2, Portable };
-
-/// Who computes gemm(): facet's own kernels, or Eigen's product (for comparison; needs
-/// FACET_HAVE_EIGEN).
-enum class GemmBackend { Facet, Eigen };
-
-namespace detail {
-inline GemmIsa& gemm_isa_setting() {
-    static GemmIsa isa = GemmIsa::Auto;
-    return isa;
-}
-inline GemmBackend& gemm_backend_setting() {
-    static GemmBackend backend = GemmBackend::Facet;
-    return backend;
-}
-}  // namespace detail
 
 /// Lower-case name of an ISA ("avx512", "avx2", "portable", "auto"), as FACET_GEMM_ISA spells it.
 inline const char* gemm_isa_name(GemmIsa isa) {
@@ -81,19 +63,23 @@ inline bool gemm_isa_supported(GemmIsa isa) {
     }
 }
 
-/// Selects the micro-kernel for all later gemm() calls (tests use it to exercise every kernel);
+/// Selects the micro-kernel of the process default context (Context::gemm_isa for one model's);
 /// Auto restores the default. Throws facet::Error when the CPU lacks the instruction set.
 /// Not synchronised: call it while no gemm() is running.
 inline void set_gemm_isa(GemmIsa isa) {
     check(gemm_isa_supported(isa), "set_gemm_isa: this CPU (or build) has no ", gemm_isa_name(isa),
           " support");
-    detail::gemm_isa_setting() = isa;
+    process_context().gemm_isa = isa;
 }
 
-/// The ISA gemm() will use now (never Auto).
+/// The ISA gemm() will use now, from the current context (never Auto).
 inline GemmIsa gemm_isa() {
-    GemmIsa isa = detail::gemm_isa_setting();
-    if (isa != GemmIsa::Auto) return isa;
+    GemmIsa isa = current_context().gemm_isa;
+    if (isa != GemmIsa::Auto) {
+        check(gemm_isa_supported(isa), "gemm: the context asks for ", gemm_isa_name(isa),
+              " but this CPU (or build) does not support it");
+        return isa;
+    }
 #if defined(FACET_GEMM_FORCE_ISA_avx512)
     isa = GemmIsa::Avx512;
 #elif defined(FACET_GEMM_FORCE_ISA_avx2)
@@ -110,39 +96,54 @@ inline GemmIsa gemm_isa() {
     return isa;
 }
 
-/// Selects who computes gemm(). Eigen is only available when FACET_HAVE_EIGEN is defined;
-/// otherwise selecting it throws facet::Error. Not synchronised, like set_gemm_isa.
+/// Selects who computes gemm() in the process default context. Eigen is only available when
+/// FACET_HAVE_EIGEN is defined; otherwise selecting it throws facet::Error. Not synchronised,
+/// like set_gemm_isa.
 inline void set_gemm_backend(GemmBackend backend) {
 #if !defined(FACET_HAVE_EIGEN)
     check(backend != GemmBackend::Eigen,
           "set_gemm_backend: Eigen backend not available (build without FACET_HAVE_EIGEN)");
 #endif
-    detail::gemm_backend_setting() = backend;
+    process_context().gemm_backend = backend;
 }
 
-/// The backend gemm() uses now.
+/// The backend gemm() uses now, from the current context.
 inline GemmBackend gemm_backend() {
-    return detail::gemm_backend_setting();
+    return current_context().gemm_backend;
 }
 
 namespace detail {
 
-/// Cache blocking for one kernel, for a core with 48 KiB L1d and 1 MiB L2 (Zen 5):
-///  - KC: one A micro-panel (MR x KC) should take about a quarter of L1, leaving room for the
-///    B panel streaming through and the C tile: KC x sizeof(T) = 1536 bytes, i.e. KC = 384
-///    floats (8 x 384 x 4 = 12 KiB) or 192 doubles. KC long also amortises the C tile's
-///    load/store over many FMAs.
-///  - NC: the packed B block (KC x NC) lives in L2 and is swept once per A micro-panel; 576 KiB
-///    (NC = 384 columns) leaves L2 room for the A block passing through and for C.
-///  - MC: rows of A packed at once; A is read once per NC block, streaming from L3, so MC only
-///    bounds the buffer (1536 x 384 floats = 2.25 MiB).
-/// All three are multiples of every kernel's MR (4, 6, 8) and NR (8, 16, 24, 48).
-template <typename T>
-struct GemmBlocking {
-    static constexpr std::size_t KC = 1536 / sizeof(T);
-    static constexpr std::size_t NC = 384;
-    static constexpr std::size_t MC = 1536;
+/// The block sizes of gemm_blocked, in elements.
+struct GemmBlockSizes {
+    std::size_t kc = 0, nc = 0, mc = 0;
 };
+
+/// Cache blocking for elements of `element_size` bytes on a core with `l1d` bytes of L1 data
+/// cache and `l2` bytes of L2 (48 KiB and 1 MiB give 384 / 384 / 1536 floats, Zen 5):
+///  - KC: one A micro-panel (8 rows x KC) should take about a quarter of L1, leaving room for
+///    the B panel streaming through and the C tile; a long KC also amortises the C tile's
+///    load/store over many FMAs. KC sets where k is cut, so it alone changes the bits.
+///  - NC: the packed B block (KC x NC) lives in L2 and is swept once per A micro-panel; 9/16 of
+///    L2 leaves room for the A block passing through and for C.
+///  - MC: rows of A packed at once; A is read once per NC block, streaming from L3, so MC only
+///    bounds the buffer: four B blocks' worth.
+/// NC and MC are multiples of every kernel's MR (4, 6, 8) and NR (8, 16, 24, 48).
+inline GemmBlockSizes gemm_block_sizes(std::size_t l1d, std::size_t l2, std::size_t element_size) {
+    GemmBlockSizes b;
+    b.kc = std::clamp<std::size_t>(l1d / 4 / (8 * element_size) / 8 * 8, 64, 2048);
+    b.nc = std::max<std::size_t>(48, l2 * 9 / 16 / (b.kc * element_size) / 48 * 48);
+    b.mc = 4 * b.nc;
+    return b;
+}
+
+/// The blocking gemm() uses for T on this CPU (cpu_caches()), computed once.
+template <typename T>
+const GemmBlockSizes& gemm_blocking() {
+    static const GemmBlockSizes sizes =
+        gemm_block_sizes(cpu_caches().l1d, cpu_caches().l2, sizeof(T));
+    return sizes;
+}
 
 inline std::size_t round_up(std::size_t n, std::size_t multiple) {
     return (n + multiple - 1) / multiple * multiple;
@@ -186,8 +187,9 @@ template <typename Kernel, typename T>
 void pack_whole_a(Trans transA, std::size_t M, std::size_t K, const T* A, std::size_t lda,
                   T* packed) {
     constexpr std::size_t MR = Kernel::MR;
-    const std::size_t mc_max = even_block(M, GemmBlocking<T>::MC, MR);
-    const std::size_t kc_max = even_block(K, GemmBlocking<T>::KC, 1);
+    const GemmBlockSizes& blocking = gemm_blocking<T>();
+    const std::size_t mc_max = even_block(M, blocking.mc, MR);
+    const std::size_t kc_max = even_block(K, blocking.kc, 1);
     for (std::size_t i0 = 0; i0 < M; i0 += mc_max) {
         const std::size_t mc = std::min(mc_max, M - i0);
         for (std::size_t p0 = 0; p0 < K; p0 += kc_max)
@@ -208,10 +210,10 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
                   const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                   std::size_t ldc, const T* prepacked_a = nullptr) {
     constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
-    using Blocking = GemmBlocking<T>;
-    const std::size_t mc_max = even_block(M, Blocking::MC, MR);
-    const std::size_t kc_max = even_block(K, Blocking::KC, 1);
-    const std::size_t nc_max = even_block(N, Blocking::NC, NR);
+    const GemmBlockSizes& blocking = gemm_blocking<T>();
+    const std::size_t mc_max = even_block(M, blocking.mc, MR);
+    const std::size_t kc_max = even_block(K, blocking.kc, 1);
+    const std::size_t nc_max = even_block(N, blocking.nc, NR);
     T* a_workspace = prepacked_a ? nullptr : gemm_workspace<T>(0, round_up(mc_max, MR) * kc_max);
     // B read in place by the kernel (run_strided) rather than packed: when every tile is whole
     // and A has few rows, so that each packed B element would be used only a few times.
@@ -300,7 +302,7 @@ int gemm_row_parts(std::size_t M, std::size_t N, std::size_t K, int threads) {
         const int cp = threads / rp;
         const double rows = static_cast<double>(Kernel::MR) * std::ceil(row_panels / rp);
         const double cols = static_cast<double>(Kernel::NR) * std::ceil(col_panels / cp);
-        const double b_packs = std::ceil(rows / static_cast<double>(GemmBlocking<T>::MC));
+        const double b_packs = std::ceil(rows / static_cast<double>(gemm_blocking<T>().mc));
         const double cost = rows * cols * k + 32.0 * (rows * k + cols * k * b_packs);
         if (best_cost < 0 || cost < best_cost) best = rp, best_cost = cost;
     }
@@ -421,10 +423,12 @@ void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std
     const std::size_t row_panels = (M + Kernel::MR - 1) / Kernel::MR;
     const std::size_t col_panels = (N + Kernel::NR - 1) / Kernel::NR;
     std::exception_ptr failure;
+    const Context& context = current_context();
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(threads)
 #endif
     {
+        const ContextScope scope(context);  // the caller's settings on every worker
 #if defined(_OPENMP)
         const auto id = static_cast<std::size_t>(omp_get_thread_num());
 #else

@@ -12,16 +12,12 @@
 // Read next: layers/batchnorm.hpp.
 #pragma once
 
+#include "facet/core/context.hpp"
 #include "facet/kernels/cpu_features.hpp"
 
 namespace facet {
 
 namespace detail {
-inline bool& avx512_loops_setting() {
-    static bool enabled = true;
-    return enabled;
-}
-
 #if FACET_GEMM_HAVE_X86_KERNELS
 #if defined(__clang__)
 // Clang has no optimize attribute; it contracts only within one expression (fp-contract=on).
@@ -39,15 +35,17 @@ FACET_VECTOR_LOOPS_ATTRIBUTES void run_compiled_for_avx512(Body& body) {
 }  // namespace detail
 
 /// Whether run_vectorized uses AVX-512 when the CPU has it (the default), or always the build's
-/// own instruction set. Tests turn it off to check that both give the same results.
-/// Not synchronised: call it while no layer is running.
+/// own instruction set, in the process default context (Context::avx512_loops for one model's).
+/// Tests turn it off to check that both give the same results. Not synchronised: call it while
+/// no layer is running.
 inline void set_avx512_loops(bool enabled) {
-    detail::avx512_loops_setting() = enabled;
+    process_context().avx512_loops = enabled;
 }
 
-/// True when run_vectorized will run its body compiled for AVX-512.
+/// True when run_vectorized will run its body compiled for AVX-512 (the current context allows
+/// it and the CPU has it).
 inline bool avx512_loops_active() {
-    return FACET_GEMM_HAVE_X86_KERNELS && detail::avx512_loops_setting() && cpu_features().avx512f;
+    return FACET_GEMM_HAVE_X86_KERNELS && current_context().avx512_loops && cpu_features().avx512f;
 }
 
 /// Calls body() — a lambda holding an element-wise loop — compiled for AVX-512 when

@@ -16,7 +16,7 @@
 // are additions only. The input gradient is the same algorithm on dy (the adjoint convolution),
 // and the weight gradient runs the three steps backwards (see "The weight gradient" below).
 // F(4x4, 3x3) (kernels/winograd_f4.hpp) has the same structure with 36 products; Conv2d uses it
-// for the forward pass and the input gradient. Read next: layers/conv2d.hpp.
+// for the forward pass and the input gradient. Read next: kernels/conv_plan.hpp.
 #pragma once
 
 #include <algorithm>

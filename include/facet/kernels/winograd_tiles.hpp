@@ -1,5 +1,5 @@
 // facet/kernels/winograd_tiles.hpp — what Winograd's F(2x2, 3x3) and F(4x4, 3x3) share: the
-// tiling of an image into m x m output tiles, the switches that choose the algorithm, the spacing
+// tiling of an image into m x m output tiles, the settings that choose the algorithm, the spacing
 // of the transformed matrices in memory, and the loop over blocks of neighbouring tiles the
 // transforms are built from. Read next: kernels/winograd.hpp
 // (F(2x2, 3x3), the weight gradient, the convolution) and kernels/winograd_f4.hpp.
@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "facet/core/context.hpp"
 #include "facet/core/error.hpp"
 #include "facet/kernels/im2col.hpp"
 
@@ -23,37 +24,31 @@ struct WinogradTiling {
     std::size_t positions() const { return (tile + 2) * (tile + 2); }
 };
 
-namespace detail {
-inline bool& winograd_setting() {
-    static bool enabled = true;
-    return enabled;
-}
-inline std::size_t& winograd_tile_setting() {
-    static std::size_t tile = 4;
-    return tile;
-}
-}  // namespace detail
-
 /// Whether Conv2d computes its 3x3, stride-1 convolutions by Winograd's minimal filtering (the
-/// default) or by im2col + GEMM like every other convolution. Tests and benchmarks compare the
-/// two. Not synchronised: call it while no layer is running.
+/// default) or by im2col + GEMM like every other convolution, in the process default context
+/// (Context::winograd for one model's). Tests and benchmarks compare the two. Not synchronised:
+/// call it while no layer is running.
 inline void set_winograd(bool enabled) {
-    detail::winograd_setting() = enabled;
+    process_context().winograd = enabled;
 }
+/// Whether the current context computes 3x3 stride-1 convolutions by Winograd.
 inline bool winograd_enabled() {
-    return detail::winograd_setting();
+    return current_context().winograd;
 }
 
 /// The output tile of Conv2d's Winograd convolutions (forward pass, input and weight
-/// gradients): 4 for F(4x4, 3x3) (the default, 36 multiplications per 16 outputs), 2 for
-/// F(2x2, 3x3) (16 per 4: more multiplications, less rounding). Not synchronised, as
-/// set_winograd.
+/// gradients) in the process default context: 4 for F(4x4, 3x3) (the default, 36
+/// multiplications per 16 outputs), 2 for F(2x2, 3x3) (16 per 4: more multiplications, less
+/// rounding). Not synchronised, as set_winograd.
 inline void set_winograd_tile(std::size_t tile) {
     check(tile == 2 || tile == 4, "set_winograd_tile: the output tile is 2 or 4, got ", tile);
-    detail::winograd_tile_setting() = tile;
+    process_context().winograd_tile = tile;
 }
+/// The current context's Winograd output tile (2 or 4).
 inline std::size_t winograd_tile() {
-    return detail::winograd_tile_setting();
+    const std::size_t tile = current_context().winograd_tile;
+    check(tile == 2 || tile == 4, "winograd_tile: the context's output tile is 2 or 4, got ", tile);
+    return tile;
 }
 
 /// Whether Winograd's F(m x m, 3x3) applies to a geometry: a 3x3 kernel, stride 1, no dilation.

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "facet/core/context.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/activations.hpp"
@@ -186,6 +187,15 @@ class Sequential {
     Sequential(Sequential&&) noexcept = default;
     Sequential& operator=(Sequential&&) noexcept = default;
 
+    /// The settings this model runs with (threads, GEMM, Winograd, ...; core/context.hpp),
+    /// installed on the calling thread for each forward, backward, train_step, predict and
+    /// inference step. Until the first call the model follows the caller's current context;
+    /// the first call copies that context, and from then on the model keeps its own.
+    Context& context() {
+        if (!context_) context_ = current_context();
+        return *context_;
+    }
+
     /// Appends a layer built in place from `args`; returns it for further set-up.
     template <typename L, typename... Args>
     L& add(Args&&... args) {
@@ -302,6 +312,7 @@ class Sequential {
     /// Runs the batch x, shape (N, input shape...), through every layer and returns the last output
     /// (the logits). Keeps every activation, and a view of x, for backward().
     const Tensor<T>& forward(const Tensor<T>& x) {
+        const ContextScope scope(context_ ? &*context_ : nullptr);
         check_input(x, "forward");
         input_ = x.view();
         fused_.assign(layers_.size(), 0);
@@ -353,6 +364,7 @@ class Sequential {
     /// input_gradient false the first layer may skip computing dL/dx (training never reads it)
     /// and the returned tensor is then all zeros.
     const Tensor<T>& backward(const Tensor<T>& dlogits, bool input_gradient = true) {
+        const ContextScope scope(context_ ? &*context_ : nullptr);
         check(has_forward_, "Sequential::backward: call forward() first");
         check(dlogits.shape() == activations_.back().shape(),
               "Sequential::backward: gradient has shape ", dlogits.shape().str(),
@@ -388,6 +400,7 @@ class Sequential {
                           Optimizer<T>& optimizer, double max_gradient_norm = 0) {
         check(max_gradient_norm >= 0 && std::isfinite(max_gradient_norm),
               "train_step: max_gradient_norm must be >= 0, got ", max_gradient_norm);
+        const ContextScope scope(context_ ? &*context_ : nullptr);  // the loss and optimiser too
         if (mode_ != Mode::Train) set_mode(Mode::Train);
         save_buffers();
         const Tensor<T>& logits = forward(batch);
@@ -417,6 +430,7 @@ class Sequential {
     /// the identity in inference, is skipped. Each value goes through the same float expressions
     /// as in forward() in Mode::Eval (the test finds the same bits in a default build).
     const Tensor<T>& predict(const Tensor<T>& x) {
+        const ContextScope scope(context_ ? &*context_ : nullptr);
         const Mode previous = mode_;
         set_mode(Mode::Eval);
         const Tensor<T>* out = nullptr;
@@ -496,6 +510,7 @@ class Sequential {
     const Tensor<T>& run_inference_step(const InferenceStep& step, const Tensor<T>& in,
                                         Tensor<T>& out) {
         using Kind = typename InferenceStep::Kind;
+        const ContextScope scope(context_ ? &*context_ : nullptr);
         check(mode_ == Mode::Eval, "Sequential::run_inference_step: set_mode(Mode::Eval) first");
         check(step.first < layers_.size() && step.count >= 1 &&
                   step.count <= layers_.size() - step.first,
@@ -654,7 +669,8 @@ class Sequential {
     Mode mode_ = Mode::Train;
     bool has_forward_ = false;
     bool fuse_ = true;
-    std::vector<char> fused_;  // fused_[i]: the last forward ran layers i and i + 1 as one
+    std::vector<char> fused_;         // fused_[i]: the last forward ran layers i and i + 1 as one
+    std::optional<Context> context_;  // none: the caller's current context
 };
 
 }  // namespace facet

@@ -1,0 +1,104 @@
+// facet/core/context.hpp — the settings facet's kernels run with (threads, GEMM micro-kernel and
+// backend, Winograd and its tile, the AVX-512 element-wise loops, numeric precision), gathered in
+// one Context. Each thread has a current context that the kernels read: the process default
+// unless a ContextScope has installed another, so two models with different settings can run at
+// the same time from two threads. facet's parallel loops (core/parallel.hpp) carry the caller's
+// context into their worker threads. Read next: core/parallel.hpp.
+#pragma once
+
+#include <cstddef>
+
+namespace facet {
+
+/// The micro-kernel family gemm() uses. Auto: the build's FACET_GEMM_ISA if set, else the best
+/// the CPU supports.
+enum class GemmIsa { Auto, Avx512, Avx2, Portable };
+
+/// Who computes gemm(): facet's own kernels, or Eigen's product (for comparison; needs
+/// FACET_HAVE_EIGEN).
+enum class GemmBackend { Facet, Eigen };
+
+/// The number format a model computes in. Only Fp32 is computed today: the others name what a
+/// model asks for (weights stored in bf16, int8 inference), and the kernels still compute in the
+/// model's own type T.
+enum class Precision { Fp32, Bf16, Int8 };
+
+/// Lower-case name of a precision ("fp32", "bf16", "int8").
+inline const char* precision_name(Precision p) {
+    switch (p) {
+        case Precision::Bf16:
+            return "bf16";
+        case Precision::Int8:
+            return "int8";
+        default:
+            return "fp32";
+    }
+}
+
+/// Everything a kernel may be told about how to run. A plain value: copy it, change fields,
+/// install it with ContextScope. The readers (num_threads(), gemm_isa(), winograd_tile(), ...)
+/// check what they read: an ISA the CPU lacks or a tile other than 2 or 4 is a facet::Error at
+/// the first kernel that uses it.
+struct Context {
+    int threads = 0;                   ///< threads per parallel region (0: OpenMP's default)
+    GemmIsa gemm_isa = GemmIsa::Auto;  ///< the GEMM micro-kernel family
+    GemmBackend gemm_backend = GemmBackend::Facet;  ///< facet's GEMM or Eigen's
+    bool winograd = true;  ///< 3x3 stride-1 convolutions by Winograd (else im2col + GEMM)
+    std::size_t winograd_tile =
+        4;                     ///< Winograd's output tile: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3)
+    bool avx512_loops = true;  ///< element-wise loops compiled for AVX-512 when the CPU has it
+    Precision precision = Precision::Fp32;  ///< the number format asked for (compute stays fp32)
+
+    bool operator==(const Context&) const = default;
+};
+
+namespace detail {
+/// The installed context of the calling thread, or nullptr for the process default.
+inline const Context*& installed_context() {
+    thread_local const Context* installed = nullptr;
+    return installed;
+}
+}  // namespace detail
+
+/// The process default context: what every thread runs with until a ContextScope installs
+/// another. The global setters (set_num_threads, set_gemm_isa, set_winograd, ...) change it. Not
+/// synchronised: change it while no kernel is running.
+inline Context& process_context() {
+    static Context context;
+    return context;
+}
+
+/// The calling thread's current context: the innermost ContextScope's, else the process default.
+inline const Context& current_context() {
+    const Context* installed = detail::installed_context();
+    return installed ? *installed : process_context();
+}
+
+/// Installs a context on the calling thread for the scope's lifetime and puts the previous one
+/// back when the scope ends, however it ends (return or exception). The context must outlive
+/// the scope and must not change while kernels run under it. Scopes nest.
+///
+///     Context fast = current_context();
+///     fast.threads = 2;
+///     { ContextScope scope(fast); model.forward(x); }  // two threads here only
+class ContextScope {
+  public:
+    /// Installs `context` on the calling thread.
+    explicit ContextScope(const Context& context) : previous_(detail::installed_context()) {
+        detail::installed_context() = &context;
+    }
+    /// Installs `context` when it is non-null; otherwise leaves the current one in place.
+    explicit ContextScope(const Context* context) : previous_(detail::installed_context()) {
+        if (context) detail::installed_context() = context;
+    }
+    /// A temporary would be gone before the scope ends.
+    ContextScope(const Context&&) = delete;
+    ~ContextScope() { detail::installed_context() = previous_; }
+    ContextScope(const ContextScope&) = delete;
+    ContextScope& operator=(const ContextScope&) = delete;
+
+  private:
+    const Context* previous_;
+};
+
+}  // namespace facet
