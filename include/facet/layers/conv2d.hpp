@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "facet/layers/channel_affine.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -285,15 +287,41 @@ class Conv2d : public Layer<T> {
     }
     LayerConfig config() const override {
         return {"Conv2d",
-                {{"in_channels", double(opt_.in_channels)},
-                 {"out_channels", double(opt_.out_channels)},
-                 {"kernel_h", double(opt_.kernel_h)},
-                 {"kernel_w", double(opt_.kernel_w)},
-                 {"stride_h", double(opt_.stride_h)},
-                 {"stride_w", double(opt_.stride_w)},
-                 {"pad_h", double(opt_.pad_h)},
-                 {"pad_w", double(opt_.pad_w)},
-                 {"bias", opt_.bias ? 1.0 : 0.0}}};
+                {{"in_channels", opt_.in_channels},
+                 {"out_channels", opt_.out_channels},
+                 {"kernel_h", opt_.kernel_h},
+                 {"kernel_w", opt_.kernel_w},
+                 {"stride_h", opt_.stride_h},
+                 {"stride_w", opt_.stride_w},
+                 {"pad_h", opt_.pad_h},
+                 {"pad_w", opt_.pad_w},
+                 {"bias", opt_.bias}}};
+    }
+    /// The layer a config describes (registry.hpp); a square kernel may be given as "kernel",
+    /// "stride", "pad" instead of the _h / _w pairs. Strides default to 1, padding to 0.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        using detail::config_count;
+        const double most = double(std::size_t{1} << 32);
+        const bool square = !c.has("kernel_h");
+        Conv2dOptions o;
+        o.in_channels = config_count(c, "in_channels", 1);
+        o.out_channels = config_count(c, "out_channels", 1);
+        o.kernel_h = config_count(c, square ? "kernel" : "kernel_h", 1);
+        o.kernel_w = config_count(c, square ? "kernel" : "kernel_w", 1);
+        o.stride_h = config_count(c, square ? "stride" : "stride_h", 1, most, 1);
+        o.stride_w = config_count(c, square ? "stride" : "stride_w", 1, most, 1);
+        o.pad_h = config_count(c, square ? "pad" : "pad_h", 0, most, 0);
+        o.pad_w = config_count(c, square ? "pad" : "pad_w", 0, most, 0);
+        o.bias = detail::config_flag(c, "bias", true);
+        return std::make_unique<Conv2d<T>>(o);
+    }
+    /// The weights a model file holds for this config: OC * C * kh * kw values.
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        using detail::config_positive;
+        const double kernel = c.has("kernel_h")
+                                  ? config_positive(c, "kernel_h") * config_positive(c, "kernel_w")
+                                  : config_positive(c, "kernel") * config_positive(c, "kernel");
+        return config_positive(c, "in_channels") * config_positive(c, "out_channels") * kernel;
     }
 
     const Conv2dOptions& options() const { return opt_; }
@@ -562,5 +590,7 @@ class Conv2d : public Layer<T> {
     WinogradFilters<T> winograd_forward_, winograd_backward_;  // for y, and for dx
     std::vector<Tensor<T>> winograd_ws_;                       // per chunk: V and M of one image
 };
+
+inline const bool conv2d_registered = register_layer<Conv2d>("Conv2d");
 
 }  // namespace facet

@@ -64,6 +64,10 @@ class Layer {
     /// Floating-point operations of one forward pass for one sample (a multiply-add counts 2).
     virtual std::size_t flops(const Shape& /*input*/) const { return 0; }
     virtual LayerConfig config() const = 0;
+    /// A lower bound on the float values a model file stores for a layer of config `c` (its
+    /// weights); the loader checks it against the bytes left before building the layer. A layer
+    /// with weights hides this with its own (layers/registry.hpp, register_layer).
+    static double stored_values_lower_bound(const LayerConfig& /*c*/) { return 0; }
 
     std::size_t parameter_count() {
         std::size_t n = 0;
