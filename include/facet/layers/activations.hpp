@@ -64,6 +64,9 @@ class ReLU : public Layer<T> {
         });
     }
     std::size_t flops(const Shape& input) const override { return input.size(); }
+    /// Sequential may fold this layer into the layer before it (a batch norm's forward_relu, an
+    /// affine epilogue).
+    bool is_relu() const override { return true; }
     LayerConfig config() const override { return {"ReLU", {}}; }
     /// The layer a config describes (registry.hpp); it has no values.
     static std::unique_ptr<Layer<T>> from_config(const LayerConfig&) {

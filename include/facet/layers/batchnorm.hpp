@@ -167,7 +167,8 @@ class BatchNorm : public Layer<T> {
     /// forward() and a ReLU after it in one pass: z = max(y, 0). Sequential calls this for a
     /// batch norm directly followed by a ReLU, which saves the ReLU's read and write of the whole
     /// activation (about 5 % of a fer-cnn-s training step); y itself is then never stored.
-    void forward_relu(const Tensor<T>& x, Tensor<T>& z) { forward_impl<true>(x, z); }
+    void forward_relu(const Tensor<T>& x, Tensor<T>& z) override { forward_impl<true>(x, z); }
+    bool fuses_relu() const override { return true; }
 
     // With xhat = (x - mu) * invstd and g = gamma (1 without affine):
     //   dbeta = sum dy,   dgamma = sum dy * xhat;
@@ -182,7 +183,7 @@ class BatchNorm : public Layer<T> {
     /// backward() of z = relu(batchnorm(x)) from dz = dL/dz: the same formulas with
     /// dy = dz where y > 0 and 0 elsewhere (ReLU's derivative). The mask is recomputed from x
     /// with forward's expression, so neither y nor a mask has to be kept or read.
-    void backward_relu(const Tensor<T>& x, const Tensor<T>& dz, Tensor<T>& dx) {
+    void backward_relu(const Tensor<T>& x, const Tensor<T>& dz, Tensor<T>& dx) override {
         backward_impl<true>(x, dz, dx);
     }
 
@@ -190,7 +191,7 @@ class BatchNorm : public Layer<T> {
     /// it, for a convolution or dense layer to apply to its output (Sequential::predict does):
     /// the same numbers and expression as forward() in Mode::Eval. Throws in training mode,
     /// where the statistics come from the batch.
-    ChannelAffine<T> inference_affine(bool relu) const {
+    ChannelAffine<T> inference_affine(bool relu) const override {
         check(!this->training(), type_name(),
               "::inference_affine: needs Mode::Eval (training normalises by batch statistics)");
         ChannelAffine<T> a;
@@ -205,6 +206,9 @@ class BatchNorm : public Layer<T> {
         }
         return a;
     }
+
+    /// In Mode::Eval, (x - running_mean) * scale + shift per channel: inference_affine().
+    bool affine_in_eval() const override { return true; }
 
     std::vector<Parameter<T>> parameters() override {
         if (!affine_) return {};

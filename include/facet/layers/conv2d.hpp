@@ -114,12 +114,13 @@ class Conv2d : public Layer<T> {
 
     // y[n] = W * im2col(x[n]) + b: (OC x K) * (K x P), K = C*kh*kw, P = OH*OW.
     void forward(const Tensor<T>& x, Tensor<T>& y) override { forward_affine(x, y, nullptr); }
+    bool applies_affine_epilogue() const override { return true; }
 
     /// forward(), then, when `affine` is given, that map on each output channel of each image
     /// right after the image's GEMM, while its output is still in cache: an eval-mode batch norm
     /// (and ReLU) after this layer for one pass over cached data instead of two over memory.
     /// Sequential::predict uses it.
-    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) {
+    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) override {
         check(!affine || affine->channels() == opt_.out_channels,
               "Conv2d::forward_affine: ", affine ? affine->channels() : 0,
               " channels in the map, the layer has ", opt_.out_channels);

@@ -60,11 +60,12 @@ class Dense : public Layer<T> {
 
     // x is (N, in), W is (out, in), y is (N, out): y = x W^T + b.
     void forward(const Tensor<T>& x, Tensor<T>& y) override { forward_affine(x, y, nullptr); }
+    bool applies_affine_epilogue() const override { return true; }
 
     /// forward(), then, when `affine` is given, that map on every row of the output (feature f
     /// taking the map's channel f): an eval-mode BatchNorm1d (and ReLU) after this layer without
     /// a pass of its own. Sequential::predict uses it.
-    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) {
+    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) override {
         check(!affine || affine->channels() == out_,
               "Dense::forward_affine: ", affine ? affine->channels() : 0,
               " features in the map, the layer has ", out_);

@@ -98,6 +98,8 @@ class Dropout : public Layer<T> {
     }
 
     std::size_t flops(const Shape& input) const override { return input.size(); }
+    /// In Mode::Eval, y = x: predict() skips the layer.
+    bool identity_in_eval() const override { return true; }
     LayerConfig config() const override {
         // Seeds above 2^53 do not survive the double; they are rare and only change the masks.
         // A double holds integers exactly only up to 2^53, so the 64-bit seed goes in two halves.

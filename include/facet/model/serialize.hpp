@@ -24,6 +24,16 @@
 #include "facet/core/tensor.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/registry.hpp"
+// facet's own layers register themselves in their headers: included here so that load() knows
+// all of them when a program includes only this header.
+#include "facet/layers/activations.hpp"
+#include "facet/layers/batchnorm.hpp"
+#include "facet/layers/conv2d.hpp"
+#include "facet/layers/dense.hpp"
+#include "facet/layers/dropout.hpp"
+#include "facet/layers/flatten.hpp"
+#include "facet/layers/maxpool2d.hpp"
+#include "facet/layers/softmax.hpp"
 #include "facet/model/sequential.hpp"
 #include "facet/optim/optimizer.hpp"
 #include "facet/optim/schedule.hpp"
