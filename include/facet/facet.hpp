@@ -3,7 +3,9 @@
 #pragma once
 
 #include "facet/core/atomic_file.hpp"
+#include "facet/core/convert.hpp"
 #include "facet/core/crc32.hpp"
+#include "facet/core/dtype.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/random.hpp"
