@@ -10,6 +10,7 @@
 #include "facet/core/parallel.hpp"
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/core/version.hpp"
 
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/kernels/gemm.hpp"
@@ -42,6 +43,7 @@
 
 #include "facet/model/gradient_check.hpp"
 #include "facet/model/sequential.hpp"
+#include "facet/model/provenance.hpp"
 #include "facet/model/serialize.hpp"
 
 // The readers decode images with stb_image (Debian: libstb-dev); one translation unit of the
