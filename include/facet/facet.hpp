@@ -4,11 +4,14 @@
 
 #include "facet/core/atomic_file.hpp"
 #include "facet/core/context.hpp"
+#include "facet/core/convert.hpp"
 #include "facet/core/crc32.hpp"
+#include "facet/core/dtype.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/core/version.hpp"
 
 #include "facet/kernels/conv_plan.hpp"
 #include "facet/kernels/conv_reference.hpp"
@@ -28,6 +31,7 @@
 #include "facet/layers/flatten.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/layer_config.hpp"
 #include "facet/layers/maxpool2d.hpp"
 #include "facet/layers/registry.hpp"
 #include "facet/layers/softmax.hpp"
@@ -42,6 +46,7 @@
 
 #include "facet/model/gradient_check.hpp"
 #include "facet/model/sequential.hpp"
+#include "facet/model/provenance.hpp"
 #include "facet/model/serialize.hpp"
 
 // The readers decode images with stb_image (Debian: libstb-dev); one translation unit of the
