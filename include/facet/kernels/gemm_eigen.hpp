@@ -20,7 +20,8 @@
 namespace facet::detail {
 
 /// C = alpha * op(A) * op(B) + beta * C through Eigen, on strided row-major maps (no copies).
-/// Eigen uses as many OpenMP threads as omp_get_max_threads(), which set_num_threads() sets.
+/// Eigen uses as many OpenMP threads as omp_get_max_threads(), which set_num_threads() sets for
+/// the calling thread; a context's own thread count (core/context.hpp) does not reach Eigen.
 template <typename T>
 void gemm_eigen(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
                 const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
