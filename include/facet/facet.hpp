@@ -45,8 +45,8 @@
 #include "facet/optim/sgd.hpp"
 
 #include "facet/model/gradient_check.hpp"
-#include "facet/model/sequential.hpp"
 #include "facet/model/provenance.hpp"
+#include "facet/model/sequential.hpp"
 #include "facet/model/serialize.hpp"
 
 // The readers decode images with stb_image (Debian: libstb-dev); one translation unit of the
