@@ -25,6 +25,7 @@
 #include "facet/layers/flatten.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/layer_config.hpp"
 #include "facet/layers/maxpool2d.hpp"
 #include "facet/layers/registry.hpp"
 #include "facet/layers/softmax.hpp"

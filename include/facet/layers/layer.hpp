@@ -28,6 +28,7 @@
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/layers/layer_config.hpp"
 
 namespace facet {
 
@@ -41,24 +42,6 @@ struct Parameter {
     Tensor<T>* value = nullptr;
     Tensor<T>* grad = nullptr;
     bool decay = true;  ///< whether weight decay applies (not to biases or BN's gamma/beta)
-};
-
-/// A layer's architecture: its type name and numeric hyper-parameters, enough to rebuild it.
-struct LayerConfig {
-    std::string type;
-    std::vector<std::pair<std::string, double>> values;
-
-    /// The value stored under `key`, or an Error naming the layer type and the missing key.
-    double get(const std::string& key) const {
-        for (const auto& [k, v] : values)
-            if (k == key) return v;
-        throw Error(detail::concat("LayerConfig ", type, ": missing value '", key, "'"));
-    }
-    double get(const std::string& key, double fallback) const {
-        for (const auto& [k, v] : values)
-            if (k == key) return v;
-        return fallback;
-    }
 };
 
 /// The base of all layers. Scalar type T is float for training, double for gradient checks.

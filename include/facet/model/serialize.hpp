@@ -314,9 +314,9 @@ void write_model(ByteWriter& w, Sequential<T>& model) {
         const LayerConfig config = layer->config();
         w.string(config.type);
         w.u32(static_cast<std::uint32_t>(config.values.size()));
-        for (const auto& [key, value] : config.values) {
-            w.string(key);
-            w.f64(value);
+        for (const auto& entry : config.values) {
+            w.string(entry.first);
+            w.f64(config.get(entry.first));  // format 1 stores every value as a number
         }
     }
     const auto params = model.parameters();
