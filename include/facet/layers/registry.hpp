@@ -12,14 +12,20 @@
 
 #include "facet/core/error.hpp"
 #include "facet/layers/activations.hpp"
+#include "facet/layers/add.hpp"
+#include "facet/layers/avgpool2d.hpp"
 #include "facet/layers/batchnorm.hpp"
+#include "facet/layers/concat.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/dense.hpp"
 #include "facet/layers/dropout.hpp"
 #include "facet/layers/flatten.hpp"
+#include "facet/layers/global_avgpool2d.hpp"
+#include "facet/layers/grouped_conv2d.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/maxpool2d.hpp"
 #include "facet/layers/softmax.hpp"
+#include "facet/model/graph.hpp"
 
 namespace facet {
 
@@ -105,9 +111,17 @@ std::unique_ptr<Layer<T>> make_layer(const LayerConfig& c) {
     if (t == "LeakyReLU") return std::make_unique<LeakyReLU<T>>(config_real(c, "slope", 0.01));
     if (t == "ELU") return std::make_unique<ELU<T>>(config_real(c, "alpha", 1.0));
     if (t == "Softmax") return std::make_unique<Softmax<T>>();
-    throw Error(detail::concat("make_layer: unknown layer type '", t,
-                               "' (known: Conv2d, BatchNorm2d, BatchNorm1d, MaxPool2d, Dropout, "
-                               "Dense, Linear, Flatten, ReLU, LeakyReLU, ELU, Softmax)"));
+    if (t == "Add") return Add<T>::from_config(c);
+    if (t == "Concat") return Concat<T>::from_config(c);
+    if (t == "AvgPool2d") return AvgPool2d<T>::from_config(c);
+    if (t == "GlobalAvgPool2d") return GlobalAvgPool2d<T>::from_config(c);
+    if (t == "GroupedConv2d") return GroupedConv2d<T>::from_config(c);
+    if (t == "Graph") return Graph<T>::from_config(c);
+    throw Error(
+        detail::concat("make_layer: unknown layer type '", t,
+                       "' (known: Conv2d, BatchNorm2d, BatchNorm1d, MaxPool2d, Dropout, "
+                       "Dense, Linear, Flatten, ReLU, LeakyReLU, ELU, Softmax, Add, Concat, "
+                       "AvgPool2d, GlobalAvgPool2d, GroupedConv2d, Graph)"));
 }
 
 }  // namespace facet

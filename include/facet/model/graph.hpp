@@ -36,6 +36,9 @@ namespace facet {
 template <typename T>
 class Graph;
 
+template <typename T>
+std::unique_ptr<Layer<T>> make_layer(const LayerConfig& config);  // layers/registry.hpp
+
 /// A node of a Graph as its builder sees it: the input (index 0) or a layer's output. Only the
 /// graph that made it accepts it.
 class GraphNode {
@@ -366,7 +369,78 @@ class Graph : public Layer<T> {
         for (std::size_t i = 1; i < nodes_.size(); ++i) total += node_flops(i);
         return total;
     }
-    LayerConfig config() const override { return {"Graph", {}}; }
+    /// The architecture as nested configs: "input_shape" (a list of extents), "label" (text),
+    /// "nodes" (each node's layer config, node 1 first), "inputs" (for each node the list of the
+    /// node indices it reads) and "output" (the output node's index).
+    LayerConfig config() const override {
+        require_output("config");
+        ConfigValue::List shape, inputs;
+        for (int a = 0; a < input_shape_.rank(); ++a) shape.emplace_back(input_shape_[a]);
+        ConfigValue::Children layers;
+        for (std::size_t i = 1; i < nodes_.size(); ++i) {
+            layers.push_back(nodes_[i].layer->config());
+            ConfigValue::List reads;
+            for (std::size_t in : nodes_[i].inputs) reads.emplace_back(in);
+            inputs.emplace_back(std::move(reads));
+        }
+        LayerConfig c{"Graph", {}};
+        c.set("input_shape", std::move(shape));
+        c.set("label", label_);
+        c.set("nodes", std::move(layers));
+        c.set("inputs", std::move(inputs));
+        c.set("output", output_);
+        return c;
+    }
+
+    /// Rebuilds a graph from config(), each node's layer by `factory` (make_layer<T> of
+    /// layers/registry.hpp by default); an Error names the node that cannot be rebuilt.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        return from_config(c, [](const LayerConfig& child) { return make_layer<T>(child); });
+    }
+    template <typename Factory>
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c, const Factory& factory) {
+        const ConfigValue::List& extents = c.list("input_shape");
+        check(extents.size() >= 1 && extents.size() <= 3, "LayerConfig Graph: 'input_shape' has ",
+              extents.size(), " extents, expected 1 to 3");
+        std::size_t d[3] = {};
+        for (std::size_t a = 0; a < extents.size(); ++a) {
+            const std::int64_t v = extents[a].as_integer("LayerConfig Graph: 'input_shape'");
+            check(v > 0 && v <= (std::int64_t{1} << 32), "LayerConfig Graph: 'input_shape' extent ",
+                  v, " out of range");
+            d[a] = static_cast<std::size_t>(v);
+        }
+        const Shape input = extents.size() == 1   ? Shape{d[0]}
+                            : extents.size() == 2 ? Shape{d[0], d[1]}
+                                                  : Shape{d[0], d[1], d[2]};
+        auto g = std::make_unique<Graph<T>>(input, c.text("label", ""));
+        const ConfigValue::Children& layers = c.children("nodes");
+        const ConfigValue::List& inputs = c.list("inputs");
+        check(inputs.size() == layers.size(), "LayerConfig Graph: ", layers.size(), " nodes but ",
+              inputs.size(), " input lists");
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+            std::vector<std::size_t> reads;
+            for (const ConfigValue& v : inputs[i].as_list("LayerConfig Graph: 'inputs'")) {
+                const std::int64_t in = v.as_integer("LayerConfig Graph: 'inputs'");
+                check(in >= 0 && static_cast<std::size_t>(in) <= i, "LayerConfig Graph: node ",
+                      i + 1, " reads node ", in, ", which is not an earlier node");
+                reads.push_back(static_cast<std::size_t>(in));
+            }
+            std::unique_ptr<Layer<T>> layer;
+            try {
+                layer = factory(layers[i]);
+                check(layer != nullptr, "unknown layer type");
+            } catch (const Error& e) {
+                throw Error(detail::concat("LayerConfig Graph: node ", i + 1, " (", layers[i].type,
+                                           "): ", e.what()));
+            }
+            g->add_node(std::move(reads), std::move(layer));
+        }
+        const std::int64_t out = c.integer("output");
+        check(out >= 0 && static_cast<std::size_t>(out) <= layers.size(),
+              "LayerConfig Graph: output node ", out, " does not exist");
+        g->set_output(static_cast<std::size_t>(out));
+        return g;
+    }
 
     /// Each node's inputs, layer, output shape, parameters and FLOPs per sample, and the totals.
     GraphSummary summary() {
