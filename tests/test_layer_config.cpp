@@ -1,12 +1,16 @@
 // Tests for LayerConfig and ConfigValue (layers/layer_config.hpp): typed getters, nesting, the
-// errors for missing and mistyped values, and the all-double interface of format 1.
+// errors for missing and mistyped values, and the all-double interface of format 1; and for the
+// layer registry (layers/registry.hpp) with layers defined only here.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "facet/layers/layer_config.hpp"
+#include "facet/layers/registry.hpp"
 
 using namespace facet;
 
@@ -144,4 +148,81 @@ TEST_CASE("LayerConfig keeps format 1's all-double interface") {
     CHECK(c.integer("out_features") == 7);  // a whole double reads as an integer
     const LayerConfig text{"X", {{"name", "a"}}};
     CHECK_THROWS_AS(text.get("name"), Error);
+}
+
+// ---- the registry (layers/registry.hpp) ----
+
+namespace {
+/// A layer defined only here: y = x, with `width` stored values; registers itself below.
+template <typename T>
+class Probe : public Layer<T> {
+  public:
+    explicit Probe(std::size_t width) : width_(width) {}
+    std::string type() const override { return "TestProbe"; }
+    Shape output_shape(const Shape& input) const override { return input; }
+    void forward(const Tensor<T>& x, Tensor<T>& y) override { y = x; }
+    void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>& dx) override {
+        dx = dy;
+    }
+    LayerConfig config() const override { return {"TestProbe", {{"width", width_}}}; }
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        return std::make_unique<Probe<T>>(detail::config_count(c, "width", 1));
+    }
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        return 3 * detail::config_positive(c, "width");
+    }
+    std::size_t width() const { return width_; }
+
+  private:
+    std::size_t width_;
+};
+/// A layer that keeps Layer's default bound (0) and registers under a name of its own.
+template <typename T>
+class Quiet : public Probe<T> {
+  public:
+    Quiet() : Probe<T>(1) {}
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig&) {
+        return std::make_unique<Quiet<T>>();
+    }
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        return Layer<T>::stored_values_lower_bound(c);
+    }
+};
+inline const bool probe_registered = register_layer<Probe>("TestProbe");
+inline const bool quiet_registered = register_layer<Quiet>("TestQuiet");
+}  // namespace
+
+TEST_CASE("a layer registers itself: make_layer builds it for float and double") {
+    CHECK(probe_registered);
+    const auto names = registered_layer_types();
+    CHECK(std::find(names.begin(), names.end(), "TestProbe") != names.end());
+    CHECK(std::is_sorted(names.begin(), names.end()));
+    auto f = make_layer<float>({"TestProbe", {{"width", 4}}});
+    auto d = make_layer<double>({"TestProbe", {{"width", 5.0}}});  // format 1 stored a double
+    CHECK(f->type() == "TestProbe");
+    CHECK(dynamic_cast<Probe<float>&>(*f).width() == 4);
+    CHECK(dynamic_cast<Probe<double>&>(*d).width() == 5);
+    CHECK(make_layer<float>({"TestQuiet", {}})->config().integer("width") == 1);
+    // The values a file must hold for it, from the layer's own bound (0 for unknown types).
+    CHECK(stored_values_lower_bound({"TestProbe", {{"width", 7}}}) == 21);
+    CHECK(stored_values_lower_bound({"TestProbe", {{"width", -7}}}) == 0);
+    CHECK(stored_values_lower_bound({"TestQuiet", {{"width", 7}}}) == 0);
+    CHECK(stored_values_lower_bound({"NoSuchLayer", {{"width", 7}}}) == 0);
+    // Its from_config's checks reach the caller.
+    CHECK(error_of([] {
+              make_layer<float>({"TestProbe", {{"width", 0}}});
+          }).find("'width' must be a whole number") != std::string::npos);
+}
+
+TEST_CASE("the registry refuses unknown names and a second layer under a taken name") {
+    const std::string unknown = error_of([] { make_layer<float>({"Conv3d", {}}); });
+    CHECK(unknown.find("unknown layer type 'Conv3d'") != std::string::npos);
+    CHECK(unknown.find("TestProbe") != std::string::npos);  // the registered names are listed
+    CHECK(unknown.find("TestQuiet") != std::string::npos);
+    // The same registration again is harmless; another layer under the name is an error.
+    CHECK(register_layer<Probe>("TestProbe"));
+    CHECK(error_of([] { register_layer<Quiet>("TestProbe"); }).find("already registered") !=
+          std::string::npos);
+    CHECK_THROWS_AS(register_layer("", LayerRegistration{}), Error);
+    CHECK_THROWS_AS(register_layer("TestNull", LayerRegistration{}), Error);
 }

@@ -4,6 +4,7 @@
 // infinite values (refused, naming the layer, with nothing changed).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -589,4 +590,198 @@ TEST_CASE(
     for (std::size_t i = 0; i < ma.size(); ++i)
         CHECK(std::memcmp(ma[i].second.data(), mb[i].second.data(),
                           ma[i].second.size() * sizeof(float)) == 0);
+}
+
+// ---- Fusion by declared capabilities: layers defined only here take part (or not) through the
+// fusion hooks of layer.hpp, with no change to Sequential.
+
+namespace {
+
+/// A producer defined only here: y[n, c, ...] = gain[c] * x[n, c, ...]. It declares an affine
+/// epilogue, so predict() folds the batch norm (and ReLU) after it into its forward pass.
+template <typename T>
+class ChannelGain : public Layer<T> {
+  public:
+    explicit ChannelGain(std::size_t channels) {
+        gain_.resize(Shape{channels});
+        gain_grad_.resize(Shape{channels});
+        for (std::size_t c = 0; c < channels; ++c) gain_[c] = T(0.5) + T(0.25) * T(c);
+    }
+    std::string type() const override { return "ChannelGain"; }
+    Shape output_shape(const Shape& input) const override {
+        check(input[0] == gain_.size(), "ChannelGain: wrong channel count");
+        return input;
+    }
+    void forward(const Tensor<T>& x, Tensor<T>& y) override { forward_affine(x, y, nullptr); }
+    bool applies_affine_epilogue() const override { return true; }
+    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) override {
+        y.resize(x.shape());
+        const std::size_t C = gain_.size(), S = x.size() / (x.dim(0) * C);
+        for (std::size_t n = 0; n < x.dim(0); ++n)
+            for (std::size_t c = 0; c < C; ++c) {
+                const std::size_t at = (n * C + c) * S;
+                for (std::size_t s = 0; s < S; ++s) y[at + s] = gain_[c] * x[at + s];
+                if (affine) affine->apply_plane(c, y.data() + at, S);
+            }
+    }
+    // dx = gain[c] * dy; dgain[c] = sum over n and the plane of x * dy.
+    void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy,
+                  Tensor<T>& dx) override {
+        dx.resize(x.shape());
+        gain_grad_.zero();
+        const std::size_t C = gain_.size(), S = x.size() / (x.dim(0) * C);
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            const std::size_t c = (i / S) % C;
+            dx[i] = gain_[c] * dy[i];
+            gain_grad_[c] += x[i] * dy[i];
+        }
+    }
+    std::vector<Parameter<T>> parameters() override {
+        return {{"gain", &gain_, &gain_grad_, false}};
+    }
+    LayerConfig config() const override { return {"ChannelGain", {{"channels", gain_.size()}}}; }
+
+  private:
+    Tensor<T> gain_, gain_grad_;
+};
+
+/// An activation defined only here that is max(0, x) and says so.
+template <typename T>
+class Rectifier : public Layer<T> {
+  public:
+    std::string type() const override { return "Rectifier"; }
+    Shape output_shape(const Shape& input) const override { return input; }
+    void forward(const Tensor<T>& x, Tensor<T>& y) override {
+        y.resize(x.shape());
+        for (std::size_t i = 0; i < x.size(); ++i) y[i] = std::max(x[i], T(0));
+    }
+    // dx = dy where x > 0, else 0.
+    void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy,
+                  Tensor<T>& dx) override {
+        dx.resize(x.shape());
+        for (std::size_t i = 0; i < x.size(); ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+    }
+    bool is_relu() const override { return true; }
+    LayerConfig config() const override { return {"Rectifier", {}}; }
+};
+
+/// A subclass of ReLU that changes forward and backward (a leaky ReLU, slope 0.5) and so turns
+/// the capability it inherited off: it must not be fused.
+template <typename T>
+class HalfLeakyReLU : public ReLU<T> {
+  public:
+    std::string type() const override { return "HalfLeakyReLU"; }
+    void forward(const Tensor<T>& x, Tensor<T>& y) override {
+        y.resize(x.shape());
+        for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] > T(0) ? x[i] : T(0.5) * x[i];
+    }
+    // dx = dy where x > 0, else dy / 2.
+    void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy,
+                  Tensor<T>& dx) override {
+        dx.resize(x.shape());
+        for (std::size_t i = 0; i < x.size(); ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0.5) * dy[i];
+    }
+    bool is_relu() const override { return false; }
+};
+
+/// How many values of a and b differ by more than 1e-5 (absolute plus relative).
+std::size_t count_far(const Tensor<float>& a, const Tensor<float>& b) {
+    REQUIRE(a.shape() == b.shape());
+    std::size_t far = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (std::abs(a[i] - b[i]) > 1e-5f + 1e-5f * std::abs(b[i])) ++far;
+    return far;
+}
+
+/// conv -> BN2d -> activation A -> ChannelGain -> BN2d -> Rectifier -> flatten -> dense, with
+/// batch-norm statistics and affine parameters away from their initial values.
+template <template <typename> class A>
+Sequential<float> capability_model() {
+    Sequential<float> m(Shape{2, 6, 6});
+    m.add<Conv2d<float>>(2, 3, 3, 1, 1, true, 5);
+    m.add<BatchNorm2d<float>>(3);
+    m.add<A<float>>();
+    m.add<ChannelGain<float>>(3);
+    m.add<BatchNorm2d<float>>(3);
+    m.add<Rectifier<float>>();
+    m.add<Flatten<float>>();
+    m.add<Dense<float>>(108, 4, true, 6);
+    Rng same(12);
+    for (std::size_t layer : {1, 4}) {
+        auto& bn = static_cast<BatchNorm<float>&>(m.layer(layer));
+        for (float& v : bn.gamma()) v = float(same.uniform(0.5, 1.5));
+        for (float& v : bn.beta()) v = float(same.uniform(-0.5, 0.5));
+        for (float& v : bn.running_mean()) v = float(same.uniform(-1, 1));
+        for (float& v : bn.running_var()) v = float(same.uniform(0.2, 3));
+    }
+    return m;
+}
+
+/// Predicts, then trains three steps, with fusion on and off, and checks both agree.
+void check_fused_equals_unfused(Sequential<float>& fused, Sequential<float>& plain) {
+    plain.set_fusion(false);
+    Rng rng(3);
+    Tensor<float> x(Shape{5, 2, 6, 6});
+    x.fill_normal(rng, 0, 1);
+    CHECK(count_far(fused.predict(x), plain.predict(x)) == 0);
+    const std::vector<int> labels{0, 1, 2, 3, 1};
+    SoftmaxCrossEntropy<float> loss_a, loss_b;
+    SGD<float> opt_a(fused.parameters(), {.learning_rate = 0.05}),
+        opt_b(plain.parameters(), {.learning_rate = 0.05});
+    for (int step = 0; step < 3; ++step) {
+        CAPTURE(step);
+        const StepResult a = fused.train_step(x, labels, loss_a, opt_a);
+        const StepResult b = plain.train_step(x, labels, loss_b, opt_b);
+        CHECK(a.loss == doctest::Approx(b.loss).epsilon(1e-5));
+        for (std::size_t k = 0; k < fused.parameters().size(); ++k)
+            CHECK(count_far(*fused.parameters()[k].value, *plain.parameters()[k].value) == 0);
+    }
+    CHECK(count_far(fused.predict(x), plain.predict(x)) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("layers defined outside the library take part in fusion through their declarations") {
+    using Kind = Sequential<float>::InferenceStep::Kind;
+    Sequential<float> fused = capability_model<ReLU>(), plain = capability_model<ReLU>();
+    // The test-only producer takes the batch norm and the test-only rectifier as its epilogue.
+    const auto plan = fused.inference_plan();
+    REQUIRE(plan.size() == 4);
+    CHECK((plan[0].kind == Kind::AffineEpilogue && plan[0].count == 3));
+    CHECK((plan[1].kind == Kind::AffineEpilogue && plan[1].first == 3 && plan[1].count == 3));
+    CHECK((plan[2].kind == Kind::Layer && plan[3].kind == Kind::Layer));
+    // In training, a batch norm fuses with the rectifier after it as with a ReLU.
+    CHECK(fused.fused_with_next(1));
+    CHECK(fused.fused_with_next(4));
+    check_fused_equals_unfused(fused, plain);
+    CHECK_FALSE(fused.activation_kept(4));  // the training pass did not form the BN's output
+}
+
+TEST_CASE("a subclass that changes forward and turns its capability off is not fused") {
+    using Kind = Sequential<float>::InferenceStep::Kind;
+    Sequential<float> fused = capability_model<HalfLeakyReLU>(),
+                      plain = capability_model<HalfLeakyReLU>();
+    CHECK_FALSE(fused.fused_with_next(1));  // a ReLU's subclass, but no longer a ReLU
+    const auto plan = fused.inference_plan();
+    REQUIRE(plan.size() == 5);
+    CHECK((plan[0].kind == Kind::AffineEpilogue && plan[0].count == 2));  // conv + BN only
+    CHECK((plan[1].kind == Kind::Layer && plan[1].first == 2));
+    check_fused_equals_unfused(fused, plain);
+    // Fusing it would have been wrong: its output has the negative values a ReLU's cannot.
+    fused.set_mode(Mode::Eval);
+    Tensor<float> x(Shape{2, 2, 6, 6});
+    Rng rng(5);
+    x.fill_normal(rng, 0, 1);
+    fused.forward(x);
+    const Tensor<float>& leaky = fused.activation(2);
+    CHECK(std::any_of(leaky.begin(), leaky.end(), [](float v) { return v < 0; }));
+
+    // A layer without the hooks refuses the fused calls instead of computing something else.
+    Rectifier<float> r;
+    Tensor<float> y, dx;
+    CHECK_THROWS_WITH_AS(r.forward_relu(x, y), doctest::Contains("no pass fused"), Error);
+    CHECK_THROWS_WITH_AS(r.inference_affine(true), doctest::Contains("not a per-channel map"),
+                         Error);
+    ChannelAffine<float> none;
+    CHECK_THROWS_WITH_AS(r.forward_affine(x, y, &none), doctest::Contains("cannot apply"), Error);
 }

@@ -1,9 +1,8 @@
-// custom_layer_save_load.cpp — save and load a model that contains a layer facet does not know
-// (quoted in docs/embedding.md): load() gets a LayerFactory that builds it from its LayerConfig.
+// custom_layer_save_load.cpp — save and load a model that contains a layer of your own (quoted in
+// docs/embedding.md): scale_layer.hpp registers Scale, so load() rebuilds it like any facet layer.
 // Exits non-zero unless the loaded model predicts exactly what the saved one did.
 #include <cstdio>
 #include <facet/facet.hpp>
-#include <memory>
 
 #include "scale_layer.hpp"
 
@@ -17,13 +16,9 @@ int main() {
     model.add<Scale<float>>(4).scale().fill_uniform(rng, 0.5, 2.0);
     save(model, "custom_layer.facet");
 
-    // Scale's config() is {"Scale", {{"features", 4}}}; everything else goes to make_layer.
-    const LayerFactory<float> factory = [](const LayerConfig& c) -> std::unique_ptr<Layer<float>> {
-        if (c.type == "Scale")
-            return std::make_unique<Scale<float>>(std::size_t(c.get("features")));
-        return make_layer<float>(c);
-    };
-    Sequential<float> loaded = load<float>("custom_layer.facet", factory);
+    // Scale's config() is {"Scale", {{"features", 4}}}; its header registered the type name, so
+    // make_layer, which load() calls for every layer, knows it.
+    Sequential<float> loaded = load<float>("custom_layer.facet");
 
     Tensor<float> x(Shape{3, 6});
     x.fill_normal(rng, 0.0, 1.0);

@@ -1,9 +1,13 @@
-// scale_layer.hpp — Scale, a layer written outside facet: a learnable per-feature gain. Used by
+// scale_layer.hpp — Scale, a layer written outside facet: a learnable per-feature gain, registered
+// with facet's layer registry so that load() can rebuild it. Used by
 // custom_layer_gradcheck.cpp (docs/internals/gradient-checking.md) and custom_layer_save_load.cpp
 // (docs/embedding.md).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <facet/facet.hpp>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,11 +52,25 @@ class Scale : public Layer<T> {
     std::vector<Parameter<T>> parameters() override {
         return {{"scale", &scale_, &scale_grad_, false}};
     }
-    LayerConfig config() const override { return {"Scale", {{"features", double(scale_.size())}}}; }
+    LayerConfig config() const override { return {"Scale", {{"features", scale_.size()}}}; }
+    /// The layer a config describes: what make_layer() (and so load()) calls for "Scale".
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        const std::int64_t features = c.integer("features");
+        check(features >= 1, "Scale: 'features' must be positive, got ", features);
+        return std::make_unique<Scale<T>>(static_cast<std::size_t>(features));
+    }
+    /// The values a model file holds for this config (the gains), which the loader checks
+    /// against the file's size before it allocates the layer.
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        return c.has("features") ? std::max(0.0, c.real("features")) : 0.0;
+    }
     Tensor<T>& scale() { return scale_; }
 
   protected:
     Tensor<T> scale_, scale_grad_;
 };
+
+// One line joins the registry: make_layer<T>() and load() now build Scale like facet's own layers.
+inline const bool scale_registered = register_layer<Scale>("Scale");
 
 }  // namespace facet_docs

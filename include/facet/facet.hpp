@@ -17,16 +17,22 @@
 #include "facet/kernels/winograd.hpp"
 
 #include "facet/layers/activations.hpp"
+#include "facet/layers/add.hpp"
+#include "facet/layers/avgpool2d.hpp"
 #include "facet/layers/batchnorm.hpp"
 #include "facet/layers/channel_affine.hpp"
+#include "facet/layers/concat.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/dense.hpp"
 #include "facet/layers/dropout.hpp"
 #include "facet/layers/flatten.hpp"
+#include "facet/layers/global_avgpool2d.hpp"
+#include "facet/layers/grouped_conv2d.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/layer_config.hpp"
 #include "facet/layers/maxpool2d.hpp"
+#include "facet/layers/merge_layer.hpp"
 #include "facet/layers/registry.hpp"
 #include "facet/layers/softmax.hpp"
 
@@ -39,6 +45,8 @@
 #include "facet/optim/sgd.hpp"
 
 #include "facet/model/gradient_check.hpp"
+#include "facet/model/graph.hpp"
+#include "facet/model/residual_block.hpp"
 #include "facet/model/sequential.hpp"
 #include "facet/model/serialize.hpp"
 

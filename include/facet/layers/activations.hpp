@@ -4,12 +4,14 @@
 
 #include <cmath>
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -62,7 +64,14 @@ class ReLU : public Layer<T> {
         });
     }
     std::size_t flops(const Shape& input) const override { return input.size(); }
+    /// Sequential may fold this layer into the layer before it (a batch norm's forward_relu, an
+    /// affine epilogue).
+    bool is_relu() const override { return true; }
     LayerConfig config() const override { return {"ReLU", {}}; }
+    /// The layer a config describes (registry.hpp); it has no values.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig&) {
+        return std::make_unique<ReLU<T>>();
+    }
 };
 
 /// y = x for x > 0, slope * x otherwise.
@@ -99,6 +108,10 @@ class LeakyReLU : public Layer<T> {
     }
     std::size_t flops(const Shape& input) const override { return input.size(); }
     LayerConfig config() const override { return {"LeakyReLU", {{"slope", slope_}}}; }
+    /// The layer a config describes (registry.hpp); "slope" defaults to 0.01.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        return std::make_unique<LeakyReLU<T>>(detail::config_real(c, "slope", 0.01));
+    }
     double slope() const { return slope_; }
 
   private:
@@ -143,10 +156,18 @@ class ELU : public Layer<T> {
     }
     std::size_t flops(const Shape& input) const override { return 4 * input.size(); }
     LayerConfig config() const override { return {"ELU", {{"alpha", alpha_}}}; }
+    /// The layer a config describes (registry.hpp); "alpha" defaults to 1.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        return std::make_unique<ELU<T>>(detail::config_real(c, "alpha", 1.0));
+    }
     double alpha() const { return alpha_; }
 
   private:
     double alpha_;
 };
+
+inline const bool relu_registered = register_layer<ReLU>("ReLU");
+inline const bool leaky_relu_registered = register_layer<LeakyReLU>("LeakyReLU");
+inline const bool elu_registered = register_layer<ELU>("ELU");
 
 }  // namespace facet

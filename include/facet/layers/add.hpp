@@ -12,6 +12,7 @@
 #include "facet/core/tensor.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/merge_layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -78,5 +79,7 @@ class Add : public MergeLayer<T> {
                   xs[k]->shape().str(), ", input 0 is ", xs[0]->shape().str());
     }
 };
+
+inline const bool add_registered = register_layer<Add>("Add");
 
 }  // namespace facet

@@ -11,8 +11,8 @@
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/tensor.hpp"
-#include "facet/layers/config_size.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -109,10 +109,12 @@ class AvgPool2d : public Layer<T> {
     /// Rebuilds the layer from config(); stride defaults to the kernel, pad to 0,
     /// count_include_pad to true.
     static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
-        const std::size_t kernel = detail::config_size(c, "kernel", 1);
-        return std::make_unique<AvgPool2d<T>>(kernel, detail::config_size(c, "stride", 1, kernel),
-                                              detail::config_size(c, "pad", 0, 0),
-                                              c.flag("count_include_pad", true));
+        using detail::config_count;
+        const double most = double(std::size_t{1} << 32);
+        const std::size_t kernel = config_count(c, "kernel", 1);
+        return std::make_unique<AvgPool2d<T>>(kernel, config_count(c, "stride", 1, most, kernel),
+                                              config_count(c, "pad", 0, most, 0),
+                                              detail::config_flag(c, "count_include_pad", true));
     }
 
     std::size_t kernel() const { return kernel_; }
@@ -152,5 +154,7 @@ class AvgPool2d : public Layer<T> {
     std::size_t kernel_, stride_, pad_;
     bool count_include_pad_;
 };
+
+inline const bool avg_pool_2d_registered = register_layer<AvgPool2d>("AvgPool2d");
 
 }  // namespace facet

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -18,6 +19,7 @@
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/channel_affine.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -165,7 +167,8 @@ class BatchNorm : public Layer<T> {
     /// forward() and a ReLU after it in one pass: z = max(y, 0). Sequential calls this for a
     /// batch norm directly followed by a ReLU, which saves the ReLU's read and write of the whole
     /// activation (about 5 % of a fer-cnn-s training step); y itself is then never stored.
-    void forward_relu(const Tensor<T>& x, Tensor<T>& z) { forward_impl<true>(x, z); }
+    void forward_relu(const Tensor<T>& x, Tensor<T>& z) override { forward_impl<true>(x, z); }
+    bool fuses_relu() const override { return true; }
 
     // With xhat = (x - mu) * invstd and g = gamma (1 without affine):
     //   dbeta = sum dy,   dgamma = sum dy * xhat;
@@ -180,7 +183,7 @@ class BatchNorm : public Layer<T> {
     /// backward() of z = relu(batchnorm(x)) from dz = dL/dz: the same formulas with
     /// dy = dz where y > 0 and 0 elsewhere (ReLU's derivative). The mask is recomputed from x
     /// with forward's expression, so neither y nor a mask has to be kept or read.
-    void backward_relu(const Tensor<T>& x, const Tensor<T>& dz, Tensor<T>& dx) {
+    void backward_relu(const Tensor<T>& x, const Tensor<T>& dz, Tensor<T>& dx) override {
         backward_impl<true>(x, dz, dx);
     }
 
@@ -188,7 +191,7 @@ class BatchNorm : public Layer<T> {
     /// it, for a convolution or dense layer to apply to its output (Sequential::predict does):
     /// the same numbers and expression as forward() in Mode::Eval. Throws in training mode,
     /// where the statistics come from the batch.
-    ChannelAffine<T> inference_affine(bool relu) const {
+    ChannelAffine<T> inference_affine(bool relu) const override {
         check(!this->training(), type_name(),
               "::inference_affine: needs Mode::Eval (training normalises by batch statistics)");
         ChannelAffine<T> a;
@@ -204,6 +207,9 @@ class BatchNorm : public Layer<T> {
         return a;
     }
 
+    /// In Mode::Eval, (x - running_mean) * scale + shift per channel: inference_affine().
+    bool affine_in_eval() const override { return true; }
+
     std::vector<Parameter<T>> parameters() override {
         if (!affine_) return {};
         return {{"gamma", &gamma_, &gamma_grad_, false}, {"beta", &beta_, &beta_grad_, false}};
@@ -213,15 +219,27 @@ class BatchNorm : public Layer<T> {
     }
     std::size_t flops(const Shape& input) const override { return 2 * input.size(); }
     LayerConfig config() const override {
-        return {type_name_,
-                {{"channels", double(channels_)},
-                 {"eps", eps_},
-                 {"momentum", momentum_},
-                 {"affine", affine_ ? 1.0 : 0.0}}};
+        return {
+            type_name_,
+            {{"channels", channels_}, {"eps", eps_}, {"momentum", momentum_}, {"affine", affine_}}};
+    }
+    /// The running mean and variance a model file holds for this config (stored even without
+    /// affine), 2 * channels values.
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        return 2 * detail::config_positive(c, "channels");
     }
 
     std::size_t channels() const { return channels_; }
     bool affine() const { return affine_; }
+
+    /// A batch norm L(channels, eps, momentum, affine) from a config, for the subclasses'
+    /// from_config.
+    template <typename L>
+    static std::unique_ptr<Layer<T>> build(const LayerConfig& c) {
+        return std::make_unique<L>(
+            detail::config_count(c, "channels", 1), detail::config_real(c, "eps", 1e-5),
+            detail::config_real(c, "momentum", 0.1), detail::config_flag(c, "affine", true));
+    }
     Tensor<T>& gamma() { return gamma_; }
     Tensor<T>& beta() { return beta_; }
     Tensor<T>& running_mean() { return running_mean_; }
@@ -482,6 +500,12 @@ class BatchNorm2d : public BatchNorm<T> {
                          bool affine = true)
         : BatchNorm<T>("BatchNorm2d", channels, eps, momentum, affine) {}
 
+    /// The layer a config describes (registry.hpp): "channels", optional "eps", "momentum",
+    /// "affine".
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        return BatchNorm<T>::template build<BatchNorm2d<T>>(c);
+    }
+
   protected:
     void check_sample_shape(const Shape& s) const override {
         check(s.rank() == 3 && s[0] == this->channels(), "BatchNorm2d(", this->channels(),
@@ -497,11 +521,20 @@ class BatchNorm1d : public BatchNorm<T> {
                          bool affine = true)
         : BatchNorm<T>("BatchNorm1d", features, eps, momentum, affine) {}
 
+    /// The layer a config describes (registry.hpp): "channels", optional "eps", "momentum",
+    /// "affine".
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        return BatchNorm<T>::template build<BatchNorm1d<T>>(c);
+    }
+
   protected:
     void check_sample_shape(const Shape& s) const override {
         check(s.rank() == 1 && s[0] == this->channels(), "BatchNorm1d(", this->channels(),
               "): per-sample input must be (", this->channels(), "), got ", s.str());
     }
 };
+
+inline const bool batch_norm_2d_registered = register_layer<BatchNorm2d>("BatchNorm2d");
+inline const bool batch_norm_1d_registered = register_layer<BatchNorm1d>("BatchNorm1d");
 
 }  // namespace facet

@@ -13,6 +13,7 @@
 #include "facet/core/parallel.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/merge_layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -106,5 +107,7 @@ class Concat : public MergeLayer<T> {
         return xs[0]->dim(0);
     }
 };
+
+inline const bool concat_registered = register_layer<Concat>("Concat");
 
 }  // namespace facet

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "facet/layers/channel_affine.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -112,12 +114,13 @@ class Conv2d : public Layer<T> {
 
     // y[n] = W * im2col(x[n]) + b: (OC x K) * (K x P), K = C*kh*kw, P = OH*OW.
     void forward(const Tensor<T>& x, Tensor<T>& y) override { forward_affine(x, y, nullptr); }
+    bool applies_affine_epilogue() const override { return true; }
 
     /// forward(), then, when `affine` is given, that map on each output channel of each image
     /// right after the image's GEMM, while its output is still in cache: an eval-mode batch norm
     /// (and ReLU) after this layer for one pass over cached data instead of two over memory.
     /// Sequential::predict uses it.
-    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) {
+    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) override {
         check(!affine || affine->channels() == opt_.out_channels,
               "Conv2d::forward_affine: ", affine ? affine->channels() : 0,
               " channels in the map, the layer has ", opt_.out_channels);
@@ -285,15 +288,41 @@ class Conv2d : public Layer<T> {
     }
     LayerConfig config() const override {
         return {"Conv2d",
-                {{"in_channels", double(opt_.in_channels)},
-                 {"out_channels", double(opt_.out_channels)},
-                 {"kernel_h", double(opt_.kernel_h)},
-                 {"kernel_w", double(opt_.kernel_w)},
-                 {"stride_h", double(opt_.stride_h)},
-                 {"stride_w", double(opt_.stride_w)},
-                 {"pad_h", double(opt_.pad_h)},
-                 {"pad_w", double(opt_.pad_w)},
-                 {"bias", opt_.bias ? 1.0 : 0.0}}};
+                {{"in_channels", opt_.in_channels},
+                 {"out_channels", opt_.out_channels},
+                 {"kernel_h", opt_.kernel_h},
+                 {"kernel_w", opt_.kernel_w},
+                 {"stride_h", opt_.stride_h},
+                 {"stride_w", opt_.stride_w},
+                 {"pad_h", opt_.pad_h},
+                 {"pad_w", opt_.pad_w},
+                 {"bias", opt_.bias}}};
+    }
+    /// The layer a config describes (registry.hpp); a square kernel may be given as "kernel",
+    /// "stride", "pad" instead of the _h / _w pairs. Strides default to 1, padding to 0.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        using detail::config_count;
+        const double most = double(std::size_t{1} << 32);
+        const bool square = !c.has("kernel_h");
+        Conv2dOptions o;
+        o.in_channels = config_count(c, "in_channels", 1);
+        o.out_channels = config_count(c, "out_channels", 1);
+        o.kernel_h = config_count(c, square ? "kernel" : "kernel_h", 1);
+        o.kernel_w = config_count(c, square ? "kernel" : "kernel_w", 1);
+        o.stride_h = config_count(c, square ? "stride" : "stride_h", 1, most, 1);
+        o.stride_w = config_count(c, square ? "stride" : "stride_w", 1, most, 1);
+        o.pad_h = config_count(c, square ? "pad" : "pad_h", 0, most, 0);
+        o.pad_w = config_count(c, square ? "pad" : "pad_w", 0, most, 0);
+        o.bias = detail::config_flag(c, "bias", true);
+        return std::make_unique<Conv2d<T>>(o);
+    }
+    /// The weights a model file holds for this config: OC * C * kh * kw values.
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        using detail::config_positive;
+        const double kernel = c.has("kernel_h")
+                                  ? config_positive(c, "kernel_h") * config_positive(c, "kernel_w")
+                                  : config_positive(c, "kernel") * config_positive(c, "kernel");
+        return config_positive(c, "in_channels") * config_positive(c, "out_channels") * kernel;
     }
 
     const Conv2dOptions& options() const { return opt_; }
@@ -562,5 +591,7 @@ class Conv2d : public Layer<T> {
     WinogradFilters<T> winograd_forward_, winograd_backward_;  // for y, and for dx
     std::vector<Tensor<T>> winograd_ws_;                       // per chunk: V and M of one image
 };
+
+inline const bool conv2d_registered = register_layer<Conv2d>("Conv2d");
 
 }  // namespace facet

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "facet/layers/channel_affine.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -58,11 +60,12 @@ class Dense : public Layer<T> {
 
     // x is (N, in), W is (out, in), y is (N, out): y = x W^T + b.
     void forward(const Tensor<T>& x, Tensor<T>& y) override { forward_affine(x, y, nullptr); }
+    bool applies_affine_epilogue() const override { return true; }
 
     /// forward(), then, when `affine` is given, that map on every row of the output (feature f
     /// taking the map's channel f): an eval-mode BatchNorm1d (and ReLU) after this layer without
     /// a pass of its own. Sequential::predict uses it.
-    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) {
+    void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) override {
         check(!affine || affine->channels() == out_,
               "Dense::forward_affine: ", affine ? affine->channels() : 0,
               " features in the map, the layer has ", out_);
@@ -112,10 +115,18 @@ class Dense : public Layer<T> {
         return 2 * in_ * out_ + (has_bias_ ? out_ : 0);
     }
     LayerConfig config() const override {
-        return {"Dense",
-                {{"in_features", double(in_)},
-                 {"out_features", double(out_)},
-                 {"bias", has_bias_ ? 1.0 : 0.0}}};
+        return {"Dense", {{"in_features", in_}, {"out_features", out_}, {"bias", has_bias_}}};
+    }
+    /// The layer a config describes (registry.hpp); "bias" defaults to true.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        return std::make_unique<Dense<T>>(detail::config_count(c, "in_features", 1),
+                                          detail::config_count(c, "out_features", 1),
+                                          detail::config_flag(c, "bias", true));
+    }
+    /// The weights a model file holds for this config: in * out values.
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        return detail::config_positive(c, "in_features") *
+               detail::config_positive(c, "out_features");
     }
 
     std::size_t in_features() const { return in_; }
@@ -133,5 +144,9 @@ class Dense : public Layer<T> {
 /// PyTorch's name for the same layer.
 template <typename T>
 using Linear = Dense<T>;
+
+inline const bool dense_registered = register_layer<Dense>("Dense");
+/// "Linear", PyTorch's name, is accepted for Dense.
+inline const bool linear_registered = register_layer<Dense>("Linear");
 
 }  // namespace facet

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "facet/core/error.hpp"
@@ -14,6 +15,7 @@
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -96,13 +98,19 @@ class Dropout : public Layer<T> {
     }
 
     std::size_t flops(const Shape& input) const override { return input.size(); }
+    /// In Mode::Eval, y = x: predict() skips the layer.
+    bool identity_in_eval() const override { return true; }
     LayerConfig config() const override {
         // Seeds above 2^53 do not survive the double; they are rare and only change the masks.
         // A double holds integers exactly only up to 2^53, so the 64-bit seed goes in two halves.
-        return {"Dropout",
-                {{"p", p_},
-                 {"seed_hi", double(seed_ >> 32)},
-                 {"seed_lo", double(seed_ & 0xffffffffu)}}};
+        return {"Dropout", {{"p", p_}, {"seed_hi", seed_ >> 32}, {"seed_lo", seed_ & 0xffffffffu}}};
+    }
+    /// The layer a config describes (registry.hpp); "p" defaults to 0.5, the seed to 1.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        const double max_half = 4294967295.0;  // the seed is stored as two 32-bit halves
+        const std::uint64_t hi = detail::config_count(c, "seed_hi", 0, max_half, 0);
+        const std::uint64_t lo = detail::config_count(c, "seed_lo", 0, max_half, 1);
+        return std::make_unique<Dropout<T>>(detail::config_real(c, "p", 0.5), (hi << 32) | lo);
     }
     double p() const { return p_; }
     /// The last training mask (0 or 1/(1-p) per element).
@@ -143,5 +151,7 @@ class Dropout : public Layer<T> {
     bool masked_ = false;
     Tensor<T> mask_;
 };
+
+inline const bool dropout_registered = register_layer<Dropout>("Dropout");
 
 }  // namespace facet

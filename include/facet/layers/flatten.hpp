@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -34,6 +36,12 @@ class Flatten : public Layer<T> {
         if (x.size()) std::memcpy(dx.data(), dy.data(), x.size() * sizeof(T));
     }
     LayerConfig config() const override { return {"Flatten", {}}; }
+    /// The layer a config describes (registry.hpp); it has no values.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig&) {
+        return std::make_unique<Flatten<T>>();
+    }
 };
+
+inline const bool flatten_registered = register_layer<Flatten>("Flatten");
 
 }  // namespace facet

@@ -11,6 +11,7 @@
 #include "facet/core/parallel.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -64,5 +65,8 @@ class GlobalAvgPool2d : public Layer<T> {
         return std::make_unique<GlobalAvgPool2d<T>>();
     }
 };
+
+inline const bool global_avg_pool_2d_registered =
+    register_layer<GlobalAvgPool2d>("GlobalAvgPool2d");
 
 }  // namespace facet

@@ -17,9 +17,9 @@
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
-#include "facet/layers/config_size.hpp"
 #include "facet/layers/init.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -201,11 +201,20 @@ class GroupedConv2d : public Layer<T> {
     /// Rebuilds the layer from config() (fresh weights); stride defaults to 1, pad to 0, groups
     /// to 1, bias to true.
     static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
-        using detail::config_size;
+        using detail::config_count;
+        const double most = double(std::size_t{1} << 32);
         return std::make_unique<GroupedConv2d<T>>(
-            config_size(c, "in_channels", 1), config_size(c, "out_channels", 1),
-            config_size(c, "kernel", 1), config_size(c, "stride", 1, 1),
-            config_size(c, "pad", 0, 0), config_size(c, "groups", 1, 1), c.flag("bias", true));
+            config_count(c, "in_channels", 1), config_count(c, "out_channels", 1),
+            config_count(c, "kernel", 1), config_count(c, "stride", 1, most, 1),
+            config_count(c, "pad", 0, most, 0), config_count(c, "groups", 1, most, 1),
+            detail::config_flag(c, "bias", true));
+    }
+    /// The weights a model file holds for this config: OC * (C / G) * k * k values.
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        using detail::config_positive;
+        const double groups = std::max(1.0, config_positive(c, "groups"));
+        return config_positive(c, "in_channels") / groups * config_positive(c, "out_channels") *
+               config_positive(c, "kernel") * config_positive(c, "kernel");
     }
 
     /// Whether each group has one input channel (groups = in_channels): the direct loop.
@@ -311,5 +320,7 @@ class GroupedConv2d : public Layer<T> {
     std::vector<std::vector<T>> col_;                    // per chunk: col (and dcol in backward)
     std::vector<std::vector<T>> partial_w_, partial_b_;  // per chunk: its images' dW and db
 };
+
+inline const bool grouped_conv_2d_registered = register_layer<GroupedConv2d>("GroupedConv2d");
 
 }  // namespace facet

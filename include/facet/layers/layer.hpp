@@ -17,7 +17,9 @@
 //  * parameters() exposes (value, gradient) pairs for optimisers; buffers() exposes state that is
 //    saved with the model but not trained (batch norm's running mean and variance).
 //  * config() describes the layer's hyper-parameters so make_layer() (layers/registry.hpp) can
-//    rebuild it from a model file.
+//    rebuild it from a model file; a static from_config() does the rebuilding.
+//  * The fusion hooks (applies_affine_epilogue, affine_in_eval, is_relu, identity_in_eval,
+//    fuses_relu) declare what Sequential may run as one pass with a neighbouring layer.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +30,7 @@
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/layers/channel_affine.hpp"
 #include "facet/layers/layer_config.hpp"
 
 namespace facet {
@@ -67,6 +70,10 @@ class Layer {
     /// Floating-point operations of one forward pass for one sample (a multiply-add counts 2).
     virtual std::size_t flops(const Shape& /*input*/) const { return 0; }
     virtual LayerConfig config() const = 0;
+    /// A lower bound on the float values a model file stores for a layer of config `c` (its
+    /// weights); the loader checks it against the bytes left before building the layer. A layer
+    /// with weights hides this with its own (layers/registry.hpp, register_layer).
+    static double stored_values_lower_bound(const LayerConfig& /*c*/) { return 0; }
 
     std::size_t parameter_count() {
         std::size_t n = 0;
@@ -85,6 +92,45 @@ class Layer {
     /// follow it leave dx zero-filled.
     void set_input_gradient(bool needed) { input_gradient_ = needed; }
     bool input_gradient() const { return input_gradient_; }
+
+    // ---- Fusion hooks. Sequential runs some neighbouring layers as one pass (predict's plan,
+    // a batch norm with the ReLU after it in training), deciding only by what the layers declare
+    // here, never by their class. A subclass inherits its parent's declarations: one whose
+    // forward() or backward() no longer fits a declaration must override it to return false.
+
+    /// Whether forward_affine() can apply a per-channel map (ChannelAffine, channel = extent 1
+    /// of the output batch) to this layer's output while computing it (Conv2d, Dense).
+    virtual bool applies_affine_epilogue() const { return false; }
+    /// forward(), then `affine` (when not null) on each channel of the output. Layers that do
+    /// not declare applies_affine_epilogue() only take a null map.
+    virtual void forward_affine(const Tensor<T>& x, Tensor<T>& y, const ChannelAffine<T>* affine) {
+        check(affine == nullptr, type(), " cannot apply a per-channel map to its output");
+        forward(x, y);
+    }
+    /// Whether, in Mode::Eval, this layer is the per-channel map inference_affine() returns
+    /// (channel = extent 1 of the input batch): an eval-mode batch norm.
+    virtual bool affine_in_eval() const { return false; }
+    /// The eval-mode map of this layer, with a ReLU after it when `relu`; only for layers that
+    /// declare affine_in_eval().
+    virtual ChannelAffine<T> inference_affine(bool /*relu*/) const {
+        throw Error(detail::concat(type(), " is not a per-channel map in eval mode"));
+    }
+    /// Whether this layer is y = max(0, x) going forward and dx = dy where y > 0, 0 elsewhere,
+    /// going back (ReLU), in both modes.
+    virtual bool is_relu() const { return false; }
+    /// Whether this layer passes its input through unchanged in Mode::Eval (dropout).
+    virtual bool identity_in_eval() const { return false; }
+    /// Whether forward_relu() and backward_relu() run this layer and a ReLU after it as one pass
+    /// (batch norm).
+    virtual bool fuses_relu() const { return false; }
+    /// forward() and a ReLU after it in one pass: z = max(forward(x), 0).
+    virtual void forward_relu(const Tensor<T>& /*x*/, Tensor<T>& /*z*/) {
+        throw Error(detail::concat(type(), " has no pass fused with a ReLU"));
+    }
+    /// backward() of z = max(forward(x), 0) from dz = dL/dz, after forward_relu on the same x.
+    virtual void backward_relu(const Tensor<T>& /*x*/, const Tensor<T>& /*dz*/, Tensor<T>& /*dx*/) {
+        throw Error(detail::concat(type(), " has no pass fused with a ReLU"));
+    }
 
     virtual void set_mode(Mode m) { mode_ = m; }
     Mode mode() const { return mode_; }

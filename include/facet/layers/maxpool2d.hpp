@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -132,7 +134,13 @@ class MaxPool2d : public Layer<T> {
         return output_shape(input).size() * kernel_ * kernel_;
     }
     LayerConfig config() const override {
-        return {"MaxPool2d", {{"kernel", double(kernel_)}, {"stride", double(stride_)}}};
+        return {"MaxPool2d", {{"kernel", kernel_}, {"stride", stride_}}};
+    }
+    /// The layer a config describes (registry.hpp); "stride" defaults to the kernel.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
+        const std::size_t kernel = detail::config_count(c, "kernel", 1);
+        return std::make_unique<MaxPool2d<T>>(
+            kernel, detail::config_count(c, "stride", 1, double(std::size_t{1} << 32), kernel));
     }
 
     std::size_t kernel() const { return kernel_; }
@@ -212,5 +220,7 @@ class MaxPool2d : public Layer<T> {
     std::size_t kernel_, stride_;
     std::vector<std::uint32_t> argmax_;  // per output: in-plane index of its input maximum
 };
+
+inline const bool max_pool_2d_registered = register_layer<MaxPool2d>("MaxPool2d");
 
 }  // namespace facet

@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
@@ -58,6 +60,12 @@ class Softmax : public Layer<T> {
     }
     std::size_t flops(const Shape& input) const override { return 4 * input.size(); }
     LayerConfig config() const override { return {"Softmax", {}}; }
+    /// The layer a config describes (registry.hpp); it has no values.
+    static std::unique_ptr<Layer<T>> from_config(const LayerConfig&) {
+        return std::make_unique<Softmax<T>>();
+    }
 };
+
+inline const bool softmax_registered = register_layer<Softmax>("Softmax");
 
 }  // namespace facet

@@ -20,24 +20,20 @@
 #include <ostream>
 #include <sstream>
 #include <string>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/activations.hpp"
-#include "facet/layers/batchnorm.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/merge_layer.hpp"
+#include "facet/layers/registry.hpp"
 
 namespace facet {
 
 template <typename T>
 class Graph;
-
-template <typename T>
-std::unique_ptr<Layer<T>> make_layer(const LayerConfig& config);  // layers/registry.hpp
 
 /// A node of a Graph as its builder sees it: the input (index 0) or a layer's output. Only the
 /// graph that made it accepts it.
@@ -128,8 +124,8 @@ inline std::uint64_t next_graph_id() {
 /// backward(), reusing the storage from batch to batch; the output node writes straight into the
 /// caller's y. A node output read by several nodes (x in the example) receives the sum of their
 /// gradients: the first of them, going backward, writes into that node's gradient directly, each
-/// further one into a scratch tensor added onto it. A BatchNorm2d/1d whose only reader is a ReLU
-/// runs fused with it (BatchNorm::forward_relu), as in Sequential.
+/// further one into a scratch tensor added onto it. A layer that fuses_relu() (a batch norm) whose
+/// only reader is a ReLU runs fused with it (forward_relu, backward_relu), as in Sequential.
 template <typename T>
 class Graph : public Layer<T> {
   public:
@@ -289,8 +285,7 @@ class Graph : public Layer<T> {
             if (node.fused_from) continue;  // a ReLU its batch norm has already applied
             gather(node, x, y, ins);
             if (node.fused_into) {
-                static_cast<BatchNorm<T>&>(*node.layer)
-                    .forward_relu(*ins[0], result(node.fused_into, y));
+                node.layer->forward_relu(*ins[0], result(node.fused_into, y));
             } else if (node.merge) {
                 node.merge->forward_merge(ins, result(i, y));
             } else {
@@ -333,7 +328,7 @@ class Graph : public Layer<T> {
             if (!node.merge && node.inputs[0] == 0)
                 node.layer->set_input_gradient(this->input_gradient());
             if (node.fused_into) {
-                static_cast<BatchNorm<T>&>(*node.layer).backward_relu(*ins[0], gy, *targets[0]);
+                node.layer->backward_relu(*ins[0], gy, *targets[0]);
             } else if (node.merge) {
                 node.merge->backward_merge(ins, result(j, y), gy, targets);
             } else {
@@ -396,6 +391,15 @@ class Graph : public Layer<T> {
     /// layers/registry.hpp by default); an Error names the node that cannot be rebuilt.
     static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c) {
         return from_config(c, [](const LayerConfig& child) { return make_layer<T>(child); });
+    }
+    /// The weights a model file holds for this config: the sum over its nodes' configs.
+    static double stored_values_lower_bound(const LayerConfig& c) {
+        const ConfigValue* nodes = c.find("nodes");
+        if (nodes == nullptr || !nodes->is(ConfigValue::Kind::Children)) return 0;
+        double total = 0;
+        for (const LayerConfig& child : nodes->as_children())
+            total += facet::stored_values_lower_bound(child);
+        return total;
     }
     template <typename Factory>
     static std::unique_ptr<Layer<T>> from_config(const LayerConfig& c, const Factory& factory) {
@@ -493,8 +497,8 @@ class Graph : public Layer<T> {
         check(has_output_, describe(), "::", who, ": call output() first to name the output node");
     }
 
-    /// Marks each BatchNorm2d/1d whose only reader is a ReLU (the exact classes: a subclass may
-    /// change forward or backward), unless the batch norm is the output.
+    /// Marks each layer that fuses_relu() (a batch norm) whose only reader is_relu(), unless it is
+    /// the output.
     void plan_fusion() {
         std::vector<std::size_t> readers(nodes_.size(), 0), reader(nodes_.size(), 0);
         for (std::size_t i = 1; i < nodes_.size(); ++i) {
@@ -502,12 +506,9 @@ class Graph : public Layer<T> {
             for (std::size_t in : nodes_[i].inputs) ++readers[in], reader[in] = i;
         }
         for (std::size_t i = 1; i < nodes_.size(); ++i) {
-            const Layer<T>& layer = *nodes_[i].layer;
-            const bool norm =
-                typeid(layer) == typeid(BatchNorm2d<T>) || typeid(layer) == typeid(BatchNorm1d<T>);
-            if (!norm || i == output_ || readers[i] != 1) continue;
+            if (!nodes_[i].layer->fuses_relu() || i == output_ || readers[i] != 1) continue;
             const std::size_t r = reader[i];
-            if (typeid(*nodes_[r].layer) != typeid(ReLU<T>)) continue;
+            if (!nodes_[r].layer->is_relu()) continue;
             nodes_[i].fused_into = r;
             nodes_[r].fused_from = i;
         }
@@ -557,5 +558,7 @@ class Graph : public Layer<T> {
     std::vector<Tensor<T>> scratch_;  // scratch_[k]: input k's gradient when it must be added
     std::vector<char> started_;       // started_[u]: a reader has written node u's gradient
 };
+
+inline const bool graph_registered = register_layer<Graph>("Graph");
 
 }  // namespace facet

@@ -15,17 +15,12 @@
 #include <ostream>
 #include <sstream>
 #include <string>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
-#include "facet/layers/activations.hpp"
-#include "facet/layers/batchnorm.hpp"
-#include "facet/layers/conv2d.hpp"
-#include "facet/layers/dense.hpp"
-#include "facet/layers/dropout.hpp"
+#include "facet/layers/channel_affine.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/optim/clip.hpp"
 #include "facet/optim/optimizer.hpp"
@@ -308,8 +303,7 @@ class Sequential {
         const Tensor<T>* in = &x;
         for (std::size_t i = 0; i < layers_.size(); ++i) {
             if (fused_with_next(i)) {
-                auto* bn = batch_norm_before_relu(i);
-                bn->forward_relu(*in, activations_[i + 1]);
+                layers_[i]->forward_relu(*in, activations_[i + 1]);
                 activations_[i] = Tensor<T>();  // the batch norm's own output is never formed
                 fused_[i] = 1;
                 in = &activations_[++i];
@@ -322,15 +316,14 @@ class Sequential {
         return activations_.back();
     }
 
-    /// Whether forward() runs a BatchNorm2d/1d directly followed by a ReLU as one pass
-    /// (BatchNorm::forward_relu, and backward_relu going back): on by default. The result is the
-    /// same; the batch norm's own output is then not kept (see activation_kept()).
+    /// Whether forward() runs a layer that fuses_relu() (a batch norm) directly followed by one
+    /// that is_relu() as one pass (Layer::forward_relu, and backward_relu going back), and
+    /// predict() runs inference_plan()'s steps: on by default. The result is the same; the first
+    /// layer's own output is then not kept (see activation_kept()).
     void set_fusion(bool on) { fuse_ = on; }
     bool fusion() const { return fuse_; }
     /// Whether forward() runs layer i (a batch norm) and layer i + 1 (a ReLU) as one.
-    bool fused_with_next(std::size_t i) const {
-        return fuse_ && batch_norm_before_relu(i) != nullptr;
-    }
+    bool fused_with_next(std::size_t i) const { return fuse_ && fuses_with_relu_after(i); }
 
     /// Whether the last forward pass kept layer i's output: false for a batch norm fused with the
     /// ReLU after it, whose output was never formed (the ReLU's output is kept).
@@ -368,7 +361,7 @@ class Sequential {
             if (i > 0 && fused_[i - 1]) {  // layer i is the ReLU of a fused pair: both at once
                 --i;
                 const Tensor<T>& x = i == 0 ? input_ : activations_[i - 1];
-                static_cast<BatchNorm<T>&>(*layers_[i]).backward_relu(x, *dy, dx);
+                layers_[i]->backward_relu(x, *dy, dx);
             } else {
                 const Tensor<T>& x = i == 0 ? input_ : activations_[i - 1];
                 layers_[i]->backward(x, activations_[i], *dy, dx);
@@ -450,37 +443,37 @@ class Sequential {
     struct InferenceStep {
         enum class Kind {
             Layer,           ///< one layer's own forward()
-            AffineEpilogue,  ///< Conv2d or Dense applying the BatchNorm (and ReLU) after it
-            BatchNormRelu,   ///< BatchNorm::forward_relu
+            AffineEpilogue,  ///< a producer (Conv2d, Dense) applying the eval-mode map after it
+                             ///< (a batch norm's, and the ReLU's after that) to its own output
+            BatchNormRelu,   ///< Layer::forward_relu: a batch norm and the ReLU after it
             Identity,        ///< eval-mode dropout: the input passes through, nothing is written
         };
         std::size_t first = 0, count = 1;
         Kind kind = Kind::Layer;
     };
 
-    /// How predict() runs the layers in Mode::Eval: with fusion on, a Conv2d followed by a
-    /// BatchNorm2d, or a Dense followed by a BatchNorm1d, is one step (with the ReLU after them,
-    /// if there is one), a batch norm followed by a ReLU another, and a Dropout an identity;
-    /// every other layer (and, with fusion off, every layer) a step of its own. Only the exact
-    /// classes are fused: a subclass may change what forward() does.
+    /// How predict() runs the layers in Mode::Eval, decided by the layers' fusion hooks
+    /// (layer.hpp). With fusion on, a layer that applies_affine_epilogue() (Conv2d, Dense)
+    /// followed by one that is affine_in_eval() (a batch norm) is one step, with the layer after
+    /// them if it is_relu(); a layer that fuses_relu() followed by one that is_relu() another; a
+    /// layer that is identity_in_eval() (Dropout) an identity; every other layer (and, with
+    /// fusion off, every layer) a step of its own.
     std::vector<InferenceStep> inference_plan() const {
         using Kind = typename InferenceStep::Kind;
         std::vector<InferenceStep> plan;
-        for (std::size_t i = 0; i < layers_.size();) {
+        const std::size_t n = layers_.size();
+        for (std::size_t i = 0; i < n;) {
             InferenceStep step{i, 1, Kind::Layer};
             if (fuse_) {
                 const Layer<T>& layer = *layers_[i];
-                const std::type_info& type = typeid(layer);
-                const bool producer = type == typeid(Conv2d<T>) || type == typeid(Dense<T>);
-                const std::type_info& norm =
-                    type == typeid(Conv2d<T>) ? typeid(BatchNorm2d<T>) : typeid(BatchNorm1d<T>);
-                if (producer && i + 1 < layers_.size() && typeid(next_layer(i)) == norm) {
+                if (layer.applies_affine_epilogue() && i + 1 < n &&
+                    layers_[i + 1]->affine_in_eval()) {
                     step.kind = Kind::AffineEpilogue;
-                    step.count = batch_norm_before_relu(i + 1) ? 3 : 2;
-                } else if (batch_norm_before_relu(i)) {
+                    step.count = i + 2 < n && layers_[i + 2]->is_relu() ? 3 : 2;
+                } else if (fuses_with_relu_after(i)) {
                     step.kind = Kind::BatchNormRelu;
                     step.count = 2;
-                } else if (type == typeid(Dropout<T>)) {
+                } else if (layer.identity_in_eval()) {
                     step.kind = Kind::Identity;
                 }
             }
@@ -506,15 +499,15 @@ class Sequential {
             case Kind::Identity:
                 return in;
             case Kind::BatchNormRelu:
-                static_cast<BatchNorm<T>&>(layer).forward_relu(in, out);
+                layer.forward_relu(in, out);
                 return out;
             case Kind::AffineEpilogue: {
-                const auto& norm = static_cast<const BatchNorm<T>&>(*layers_[step.first + 1]);
-                const ChannelAffine<T> affine = norm.inference_affine(step.count == 3);
-                if (typeid(layer) == typeid(Conv2d<T>))
-                    static_cast<Conv2d<T>&>(layer).forward_affine(in, out, &affine);
-                else
-                    static_cast<Dense<T>&>(layer).forward_affine(in, out, &affine);
+                check(step.count >= 2,
+                      "Sequential::run_inference_step: an affine epilogue step "
+                      "needs the layer that gives the map");
+                const ChannelAffine<T> affine =
+                    layers_[step.first + 1]->inference_affine(step.count == 3);
+                layer.forward_affine(in, out, &affine);
                 return out;
             }
             default:
@@ -548,8 +541,6 @@ class Sequential {
               " does not match the model's input (N, ", input_shape_.str().substr(1));
     }
 
-    const Layer<T>& next_layer(std::size_t i) const { return *layers_[i + 1]; }
-
     /// predict()'s pass: the steps of inference_plan(), each step's result kept in the
     /// activation of its last layer; the outputs of the layers inside a step are never formed.
     const Tensor<T>& forward_inference(const Tensor<T>& x) {
@@ -573,16 +564,9 @@ class Sequential {
         return *in;
     }
 
-    /// Layer i as a batch norm when it is exactly a BatchNorm2d or BatchNorm1d and layer i + 1
-    /// exactly a ReLU (a subclass may change forward or backward, so it is left alone), else null.
-    BatchNorm<T>* batch_norm_before_relu(std::size_t i) const {
-        if (i + 1 >= layers_.size()) return nullptr;
-        Layer<T>& layer = *layers_[i];
-        const Layer<T>& next = *layers_[i + 1];
-        if (typeid(next) != typeid(ReLU<T>)) return nullptr;
-        if (typeid(layer) != typeid(BatchNorm2d<T>) && typeid(layer) != typeid(BatchNorm1d<T>))
-            return nullptr;
-        return static_cast<BatchNorm<T>*>(&layer);
+    /// Whether layer i fuses_relu() and layer i + 1 is_relu(), so that they may run as one.
+    bool fuses_with_relu_after(std::size_t i) const {
+        return i + 1 < layers_.size() && layers_[i]->fuses_relu() && layers_[i + 1]->is_relu();
     }
 
     /// Copies every buffer aside (reusing the copies' storage from the previous step).

@@ -24,6 +24,16 @@
 #include "facet/core/tensor.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/registry.hpp"
+// facet's own layers register themselves in their headers: included here so that load() knows
+// all of them when a program includes only this header.
+#include "facet/layers/activations.hpp"
+#include "facet/layers/batchnorm.hpp"
+#include "facet/layers/conv2d.hpp"
+#include "facet/layers/dense.hpp"
+#include "facet/layers/dropout.hpp"
+#include "facet/layers/flatten.hpp"
+#include "facet/layers/maxpool2d.hpp"
+#include "facet/layers/softmax.hpp"
 #include "facet/model/sequential.hpp"
 #include "facet/optim/optimizer.hpp"
 #include "facet/optim/schedule.hpp"
@@ -280,31 +290,6 @@ inline ByteReader open_file(const std::vector<unsigned char>& b, const std::stri
     return ByteReader(b.data(), body, header_size, file);
 }
 
-/// A lower bound on the float32 values the file must hold for a layer of this config: the weights
-/// of the built-in layers that have any (0 for other types, or when a value is not a positive
-/// number, which make_layer refuses anyway). read_model compares it with the bytes left *before*
-/// the layer is built, because building it allocates its parameters: without this, a 120-byte
-/// file naming a Dense(65536 -> 65536) layer made the loader allocate 32 GiB. Found while
-/// writing the fuzz target fuzz_model_file (tests/fuzz/), whose memory limit it would trip.
-inline double stored_values_lower_bound(const LayerConfig& c) {
-    auto positive = [&](const char* key) {
-        const double v = c.get(key, 0.0);
-        return std::isfinite(v) && v > 0 ? v : 0.0;
-    };
-    if (c.type == "Dense" || c.type == "Linear")
-        return positive("in_features") * positive("out_features");
-    if (c.type == "Conv2d") {
-        const double kernel = c.get("kernel_h", -1) < 0
-                                  ? positive("kernel") * positive("kernel")
-                                  : positive("kernel_h") * positive("kernel_w");
-        return positive("in_channels") * positive("out_channels") * kernel;
-    }
-    if (c.type == "BatchNorm2d" || c.type == "BatchNorm1d")
-        return 2 *
-               positive("channels");  // the running mean and variance, stored even if not affine
-    return 0;
-}
-
 /// The architecture and all named tensors of a model.
 template <typename T>
 void write_model(ByteWriter& w, Sequential<T>& model) {
@@ -348,7 +333,11 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory) {
             std::string key = r.string("config key");
             config.values.emplace_back(std::move(key), r.f64("config value"));
         }
-        const double needed = stored_values_lower_bound(config);
+        // Checked *before* the layer is built, because building it allocates its parameters:
+        // without this, a 120-byte file naming a Dense(65536 -> 65536) layer made the loader
+        // allocate 32 GiB (found by the fuzz target fuzz_model_file, tests/fuzz/). Each
+        // registered layer type gives its bound (Layer::stored_values_lower_bound).
+        const double needed = facet::stored_values_lower_bound(config);
         if (needed > static_cast<double>(r.remaining() / 4))
             r.fail(detail::concat(
                 "layer ", i, " (", config.type, ") needs at least ",
