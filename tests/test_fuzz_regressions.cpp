@@ -37,17 +37,24 @@ std::vector<std::uint8_t> jpeg_with_huffman_codes(std::size_t codes) {
 }
 
 /// A model file with one layer of `type` and `config`, a tensor count of 3 and `padding` zero bytes
-/// instead of tensors.
+/// instead of tensors; in format 1 (all-double configs) or in format 2 (typed configs).
 std::vector<unsigned char> model_file_without_tensors(
     const facet::Shape& input, const std::string& type,
-    const std::vector<std::pair<std::string, double>>& config, std::size_t padding = 0) {
+    const std::vector<std::pair<std::string, double>>& config, std::size_t padding = 0,
+    std::uint32_t version = 1) {
     facet::serial::ByteWriter w;
-    facet::serial::begin_file(w, facet::serial::model_magic);
+    facet::serial::begin_file(w, facet::serial::model_magic, version);
     w.shape(input);
     w.u32(1);
-    w.string(type);
-    w.u32(static_cast<std::uint32_t>(config.size()));
-    for (const auto& [key, value] : config) w.string(key), w.f64(value);
+    if (version == 1) {
+        w.string(type);
+        w.u32(static_cast<std::uint32_t>(config.size()));
+        for (const auto& [key, value] : config) w.string(key), w.f64(value);
+    } else {
+        facet::LayerConfig c{type, {}};
+        for (const auto& [key, value] : config) c.set(key, static_cast<std::int64_t>(value));
+        w.config(c);
+    }
     w.u32(3);
     w.raw(std::vector<unsigned char>(padding).data(), padding);
     return facet::serial::finish_file(w);  // size and checksum are right: only the content is bad
@@ -234,4 +241,12 @@ TEST_CASE("model file: a layer too large for the bytes left is refused before it
     const std::string small = model_error(model_file_without_tensors(
         facet::Shape{2}, "Dense", {{"in_features", 2}, {"out_features", 1}}, 64));
     CHECK(small.rfind("fuzz.fmdl: the file holds 3 tensors, the architecture needs 2", 0) == 0);
+    // Format 2 may store a weight in one byte (int8), so its bound counts bytes, not floats.
+    const std::string typed = model_error(model_file_without_tensors(
+        facet::Shape{4096}, "Dense", {{"in_features", 4096}, {"out_features", 4096}}, 0, 2));
+    CHECK(typed.rfind("fuzz.fmdl: layer 0 (Dense) needs at least 16777216 stored values but only ",
+                      0) == 0);
+    const std::string fits = model_error(model_file_without_tensors(
+        facet::Shape{8}, "Dense", {{"in_features", 8}, {"out_features", 8}}, 64, 2));
+    CHECK(fits.rfind("fuzz.fmdl: the file holds 3 tensors, the architecture needs 2", 0) == 0);
 }

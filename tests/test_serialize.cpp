@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 
 #include <unistd.h>
+#include <bit>
+#include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "facet/core/atomic_file.hpp"
+#include "facet/core/convert.hpp"
 #include "facet/core/crc32.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
@@ -91,22 +94,15 @@ bool same_values(Sequential<float>& a, Sequential<float>& b) {
     return true;
 }
 
-/// Bytes of a model file written by hand, to reach the checks behind the checksum.
+/// Bytes of a model file written by hand, to reach the checks behind the checksum. The bodies
+/// below are written in format 1's encoding (all-double configs, float32 tensors without an
+/// element type), which the reader still accepts, unless `version` says otherwise.
 std::vector<unsigned char> crafted_file(const std::function<void(serial::ByteWriter&)>& body,
-                                        std::uint32_t version = model_format_version) {
+                                        std::uint32_t version = 1) {
     serial::ByteWriter w;
-    serial::begin_file(w, serial::model_magic);
+    serial::begin_file(w, serial::model_magic, version);
     body(w);
-    std::vector<unsigned char> bytes = serial::finish_file(w);
-    if (version != model_format_version) {  // patch the version and recompute the checksum
-        for (int i = 0; i < 4; ++i)
-            bytes[8 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(version >> (8 * i));
-        const std::uint32_t crc = crc32(bytes.data(), bytes.size() - 4);
-        for (int i = 0; i < 4; ++i)
-            bytes[bytes.size() - 4 + static_cast<std::size_t>(i)] =
-                static_cast<unsigned char>(crc >> (8 * i));
-    }
-    return bytes;
+    return serial::finish_file(w);
 }
 
 /// The architecture part of a one-layer Dense(in -> out) model with input (in).
@@ -206,8 +202,8 @@ TEST_CASE("wrong magic, checkpoint-for-model, newer version, and trailing bytes 
     std::memcpy(png.data(), "\x89PNG\r\n\x1a\n", 8);
     CHECK(decode_error(png).find("not a facet model file: wrong magic") != std::string::npos);
 
-    const auto newer = crafted_file([](serial::ByteWriter& w) { dense_architecture(w, 2, 2); }, 2);
-    CHECK(decode_error(newer).find("format version 2 is newer than this facet supports (1)") !=
+    const auto newer = crafted_file([](serial::ByteWriter& w) { dense_architecture(w, 2, 2); }, 3);
+    CHECK(decode_error(newer).find("format version 3 is newer than this facet supports (2)") !=
           std::string::npos);
     const auto zero = crafted_file([](serial::ByteWriter& w) { dense_architecture(w, 2, 2); }, 0);
     CHECK(decode_error(zero).find("invalid format version 0") != std::string::npos);
@@ -447,4 +443,271 @@ TEST_CASE(
         CHECK_THROWS_WITH_AS(load_checkpoint<float>(dir.file("cut.fckp")),
                              doctest::Contains("truncated"), Error);
     }
+}
+
+// ---- Format 2: typed nested configs, element types, provenance; format 1 still loads.
+
+namespace {
+
+/// The model tests/fixtures/model_v1.facet holds, as format 1 (facet before format 2) wrote it:
+/// conv (bias) -> BN2d -> ReLU -> max-pool -> flatten -> dropout -> dense, with biases and
+/// batch-norm statistics set away from their initial values.
+Tensor<float> fixture_input() {
+    Tensor<float> x(Shape{2, 1, 8, 8});
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(0.37 * double(i)) * 1.5);
+    return x;
+}
+
+/// A config with every value kind, nested: what a graph or composite layer might store.
+LayerConfig nested_config() {
+    LayerConfig inner{"Inner", {{"units", 3}, {"rate", 0.5}, {"on", true}, {"name", "a b"}}};
+    LayerConfig outer{"Outer",
+                      {{"shape", ConfigValue::List{1, 48, 48}},
+                       {"mixed", ConfigValue::List{ConfigValue::List{-7}, 2.5, "x"}},
+                       {"big", std::int64_t{-9007199254740993}},
+                       {"empty", ConfigValue::List{}}}};
+    outer.set("layers", ConfigValue::Children{inner, LayerConfig{"Leaf", {}}});
+    return outer;
+}
+
+}  // namespace
+
+TEST_CASE("a model file of format 1 loads with the same predictions and notes") {
+    ModelFile<float> f = load_model_file<float>(FACET_SOURCE_DIR "/tests/fixtures/model_v1.facet");
+    CHECK(f.format_version == 1);
+    CHECK(f.provenance.empty());
+    CHECK(f.metadata ==
+          ModelMetadata{{"classes", "angry,happy,sad"}, {"normalization", "0.5 0.25"}});
+    REQUIRE(f.model.size() == 7);
+    CHECK(f.model.layer(0).describe() == "Conv2d(1->4, 3x3, stride 1, pad 1)");
+    CHECK(f.model.layer(5).config().integer("seed_lo") == 0x23456789);
+    CHECK(f.model.layer(5).config().integer("seed_hi") == 1);
+    for (const auto& [name, type] : f.tensor_types) CHECK(type == DType::F32);
+    // The predictions the writer of format 1 printed for this input.
+    const float expected[] = {0.021420313f,  0.00480259955f, 0.973777115f,
+                              0.0031417259f, 0.0181938987f,  0.978664398f};
+    const Tensor<float>& p = f.model.predict(fixture_input());
+    REQUIRE(p.size() == 6);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(std::abs(p[i] - expected[i]) <= 1e-6f);
+
+    // Saved again, it is a format-2 file of the same model.
+    const std::vector<unsigned char> bytes = encode_model(f.model, f.metadata);
+    ModelFile<float> again = decode_model_file<float>(bytes, "again.facet");
+    CHECK(again.format_version == 2);
+    CHECK(again.provenance.library_version == version_string);
+    CHECK(again.metadata == f.metadata);
+    const Tensor<float>& q = again.model.predict(fixture_input());
+    for (std::size_t i = 0; i < 6; ++i) CHECK(q[i] == p[i]);
+}
+
+TEST_CASE("facet::version_string is CMake's project version") {
+    std::ifstream in(FACET_SOURCE_DIR "/CMakeLists.txt");
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const std::string marker = "project(facet VERSION ";
+    const std::size_t at = text.find(marker);
+    REQUIRE(at != std::string::npos);
+    const std::string cmake =
+        text.substr(at + marker.size(), text.find(' ', at + marker.size()) - (at + marker.size()));
+    CHECK(cmake == version_string);
+    CHECK(cmake == std::to_string(version_major) + "." + std::to_string(version_minor) + "." +
+                       std::to_string(version_patch));
+}
+
+TEST_CASE("configs of every value kind, nested, survive the file as they were") {
+    serial::ByteWriter w;
+    const LayerConfig original = nested_config();
+    w.config(original);
+    serial::ByteReader r(w.bytes().data(), w.bytes().size(), 0, "cfg.facet");
+    const LayerConfig back = r.config();
+    r.expect_end();
+    CHECK(back == original);
+    CHECK(back.integer("big") == -9007199254740993);  // not representable as a double
+    CHECK(back.children("layers")[0].text("name") == "a b");
+    // The built-in layers' typed configs too: integers stay integers, flags flags.
+    Sequential<float> model = small_model();
+    for (const auto& layer : model.layers()) {
+        serial::ByteWriter lw;
+        lw.config(layer->config());
+        serial::ByteReader lr(lw.bytes().data(), lw.bytes().size(), 0, "layer.facet");
+        CHECK(lr.config() == layer->config());
+    }
+}
+
+TEST_CASE("format 2 configs: caps on depth, counts and kinds are enforced when reading") {
+    auto read = [](const std::function<void(serial::ByteWriter&)>& body) {
+        serial::ByteWriter w;
+        body(w);
+        serial::ByteReader r(w.bytes().data(), w.bytes().size(), 0, "cfg.facet");
+        try {
+            r.config();
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("(read)");
+    };
+    auto header = [](serial::ByteWriter& w, std::uint32_t values) {
+        w.string("X");
+        w.u32(values);
+        w.string("k");
+    };
+    // Lists nested 9 deep.
+    const std::string deep = read([&](serial::ByteWriter& w) {
+        header(w, 1);
+        for (int i = 0; i < 10; ++i) w.u8(4), w.u32(1);
+        w.u8(0), w.u64(1);
+    });
+    CHECK(deep.rfind("cfg.facet: config value 'k' of X: nested deeper than 8", 0) == 0);
+    const std::string kind = read([&](serial::ByteWriter& w) { header(w, 1), w.u8(9); });
+    CHECK(kind.find("unknown value kind 9") != std::string::npos);
+    CHECK(kind.find("(at byte ") != std::string::npos);
+    const std::string flag = read([&](serial::ByteWriter& w) { header(w, 1), w.u8(2), w.u8(2); });
+    CHECK(flag.find("flag 2 is not 0 or 1") != std::string::npos);
+    const std::string list = read([&](serial::ByteWriter& w) {
+        header(w, 1);
+        w.u8(4), w.u32(0x10000000u);
+    });
+    CHECK(list.find("config list length is 268435456, more than the limit of 4096") !=
+          std::string::npos);
+    const std::string items = read([&](serial::ByteWriter& w) {
+        header(w, 1);
+        w.u8(4), w.u32(4096);  // 4096 lists of 4096 integers: more values than one config may hold
+        for (int i = 0; i < 4096; ++i) {
+            w.u8(4), w.u32(4096);
+            for (int j = 0; j < 4096 && i < 17; ++j) w.u8(0), w.u64(0);
+        }
+    });
+    CHECK(items.find("more than 65536 values in one layer's config") != std::string::npos);
+    const std::string cut = read([&](serial::ByteWriter& w) { header(w, 1), w.u8(1), w.u32(0); });
+    CHECK(cut.find("file ends while reading config real") != std::string::npos);
+    // The writer refuses what the reader would.
+    LayerConfig nested{"Deep", {}};
+    ConfigValue v = 1;
+    for (int i = 0; i < 10; ++i) v = ConfigValue::List{v};
+    nested.set("k", v);
+    serial::ByteWriter w;
+    CHECK_THROWS_WITH_AS(w.config(nested), doctest::Contains("nested deeper than 8"), Error);
+}
+
+TEST_CASE("weights stored as f16, bf16 and int8 load as what they were rounded to") {
+    Sequential<float> model = trained_model();
+    const Provenance provenance{
+        "fer train --epochs 3", "", "sha256:abc", {{"val_accuracy", 0.5}}, {{"host", "ci"}}};
+    const Tensor<float> x = Batch(7).x;
+    const Tensor<float> reference = model.predict(x);
+    for (DType type : {DType::F32, DType::F16, DType::BF16, DType::I8}) {
+        CAPTURE(dtype_name(type));
+        const auto bytes = encode_model(model, {{"k", "v"}}, {type, provenance});
+        ModelFile<float> f = decode_model_file<float>(bytes, "typed.facet");
+        CHECK(f.provenance.command_line == "fer train --epochs 3");
+        CHECK(f.provenance.library_version == version_string);
+        CHECK(f.provenance.data_fingerprint == "sha256:abc");
+        CHECK(f.provenance.metric("val_accuracy") == 0.5);
+        CHECK(f.provenance.note("host") == "ci");
+        CHECK(f.note("k") == "v");
+        // Weights (rank >= 2) take the type; biases, BN parameters and buffers stay float32.
+        std::size_t typed = 0;
+        for (const auto& [name, stored] : f.tensor_types) {
+            const bool weight = name == "0.weight" || name == "6.weight";
+            CHECK(stored == (weight ? type : DType::F32));
+            typed += weight;
+        }
+        CHECK(typed == 2);
+        // Each weight is exactly what the conversion gives.
+        for (std::size_t k : {0u, 3u}) {
+            const Tensor<float>& w = *model.parameters()[k].value;
+            const Tensor<float>& got = *f.model.parameters()[k].value;
+            Tensor<float> want = w;
+            if (type == DType::F16) want = to_float(to_f16(w));
+            if (type == DType::BF16) want = to_float(to_bf16(w));
+            if (type == DType::I8) want = dequantize(quantize_int8(w));
+            CHECK(std::equal(want.begin(), want.end(), got.begin()));
+        }
+        const Tensor<float>& p = f.model.predict(x);
+        double worst = 0;
+        for (std::size_t i = 0; i < p.size(); ++i)
+            worst = std::max(worst, double(std::abs(p[i] - reference[i])));
+        CHECK(worst <= (type == DType::F32 ? 0.0 : 0.05));
+    }
+    CHECK(encode_model(model, {}, {.weights = DType::F16}).size() < encode_model(model).size());
+    // f16 cannot hold 1e6: saving refuses instead of writing infinity.
+    Sequential<float> big(Shape{2});
+    auto& dense = big.add<Dense<float>>(2, 2);
+    dense.weight()[1] = 1e6f;
+    CHECK_THROWS_WITH_AS(encode_model(big, {}, {.weights = DType::F16}),
+                         doctest::Contains("'0.weight' as f16: its element 1 (1e+06) does not fit"),
+                         Error);
+    CHECK_NOTHROW(encode_model(big, {}, {.weights = DType::BF16}));
+    CHECK_THROWS_AS(encode_model(big, {}, {.weights = DType::F64}), Error);
+}
+
+TEST_CASE("format 2 tensors: bad element types, NaN halves and bad int8 scales are refused") {
+    auto architecture = [](serial::ByteWriter& w) {
+        w.shape(Shape{2});
+        w.u32(1);
+        w.config({"Dense", {{"in_features", 2}, {"out_features", 1}, {"bias", false}}});
+        w.u32(1);
+        w.string("0.weight");
+        w.shape(Shape{1, 2});
+    };
+    auto finish = [](serial::ByteWriter& w) {
+        serial::write_provenance(w, {});
+        serial::write_notes(w, {});
+    };
+    const auto tag = crafted_file(
+        [&](serial::ByteWriter& w) {
+            architecture(w);
+            w.u8(1);  // f64 is not a stored type
+            w.f64(1), w.f64(2);
+            finish(w);
+        },
+        2);
+    CHECK(decode_error(tag).find("tensor '0.weight' has element type 1, not one of") !=
+          std::string::npos);
+    const auto nan = crafted_file(
+        [&](serial::ByteWriter& w) {
+            architecture(w);
+            w.u8(3);
+            w.u16(0x3C00), w.u16(0x7E00);
+            finish(w);
+        },
+        2);
+    CHECK(decode_error(nan).find("'0.weight' holds a NaN or infinite value at element 1") !=
+          std::string::npos);
+    const auto scale = crafted_file(
+        [&](serial::ByteWriter& w) {
+            architecture(w);
+            w.u8(4);
+            w.u32(std::bit_cast<std::uint32_t>(-1.0f));
+            w.u8(1), w.u8(2);
+            finish(w);
+        },
+        2);
+    CHECK(decode_error(scale).find("int8 scale -1 for index 0") != std::string::npos);
+    const auto short_data = crafted_file(
+        [&](serial::ByteWriter& w) {
+            architecture(w);
+            w.u8(2);
+            w.u16(0x3F80);
+        },
+        2);
+    CHECK(decode_error(short_data).find("needs 2 bf16 values but the file ends before") !=
+          std::string::npos);
+    const auto good = crafted_file(
+        [&](serial::ByteWriter& w) {
+            architecture(w);
+            w.u8(4);
+            w.u32(std::bit_cast<std::uint32_t>(0.5f));
+            w.u8(2), w.u8(0xFE);  // 2 and -2
+            finish(w);
+        },
+        2);
+    Sequential<float> m = decode_model<float>(good, "good.facet");
+    CHECK(m.parameters()[0].value->operator[](0) == 1.0f);
+    CHECK(m.parameters()[0].value->operator[](1) == -1.0f);
+    // A format-2 file cut anywhere is refused, naming the file.
+    Sequential<float> model = small_model();
+    const auto bytes = encode_model(model, {{"a", "b"}}, {DType::I8, {"cmd", "", "", {}, {}}});
+    for (std::size_t length = 0; length < bytes.size(); length += 7)
+        CHECK(decode_error(std::vector<unsigned char>(bytes.begin(), bytes.begin() + length))
+                  .rfind("bad.fmdl: ", 0) == 0);
 }

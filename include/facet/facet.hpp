@@ -3,11 +3,14 @@
 #pragma once
 
 #include "facet/core/atomic_file.hpp"
+#include "facet/core/convert.hpp"
 #include "facet/core/crc32.hpp"
+#include "facet/core/dtype.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/core/version.hpp"
 
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/kernels/gemm.hpp"
@@ -48,6 +51,7 @@
 #include "facet/model/graph.hpp"
 #include "facet/model/residual_block.hpp"
 #include "facet/model/sequential.hpp"
+#include "facet/model/provenance.hpp"
 #include "facet/model/serialize.hpp"
 
 // The readers decode images with stb_image (Debian: libstb-dev); one translation unit of the

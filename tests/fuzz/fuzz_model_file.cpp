@@ -1,5 +1,7 @@
 // libFuzzer target: the model-file loader (decode_model_file, what load() runs on a file's bytes)
-// and the checkpoint loader (decode_checkpoint, what load_checkpoint() runs). Each input is tried
+// and the checkpoint loader (decode_checkpoint, what load_checkpoint() runs), for both format
+// versions (the seeds, from make_fuzz_corpus, hold files of format 1 and 2: typed nested configs,
+// f16 / bf16 / int8 tensors, provenance). Each input is tried
 // twice: as is (exercising the header, size and checksum checks) and with its size field and
 // CRC-32 repaired, so that mutations reach the parser behind the checksum. Any input must load or
 // throw facet::Error; anything else is a crash.

@@ -136,6 +136,49 @@ void model_seeds(const fs::path& dir) {
     Sequential<float> tiny(Shape{4});
     tiny.add<Dense<float>>(4, 2, true, 1);
     save(tiny, (dir / "dense.fmdl").string());
+    // Format 2's element types and provenance record.
+    const Provenance provenance{
+        "fer train --epochs 2", "", "fer2013:1234", {{"val_accuracy", 0.6}}, {{"host", "ci"}}};
+    save(model, (dir / "every_layer_f16.fmdl").string(), {{"classes", "a,b,c"}},
+         {DType::F16, provenance});
+    save(model, (dir / "every_layer_bf16.fmdl").string(), {}, {DType::BF16, provenance});
+    save(model, (dir / "every_layer_i8.fmdl").string(), {}, {DType::I8, provenance});
+
+    // A Dense layer whose config carries values of every kind, nested (from_config ignores the
+    // keys it does not know), so that mutations reach every branch of the config reader.
+    {
+        serial::ByteWriter w;
+        serial::begin_file(w, serial::model_magic);
+        w.shape(Shape{4});
+        w.u32(1);
+        LayerConfig c = tiny.layer(0).config();
+        c.set("note", "free text");
+        c.set("shape", ConfigValue::List{1, 2.5, true, ConfigValue::List{"x"}});
+        c.set("blocks", ConfigValue::Children{{"Inner", {{"units", 3}}}, {"Leaf", {}}});
+        w.config(c);
+        const auto params = tiny.parameters();
+        w.u32(static_cast<std::uint32_t>(params.size()));
+        for (const Parameter<float>& p : params) w.tensor(p.name, *p.value);
+        serial::write_provenance(w, provenance);
+        serial::write_notes(w, {{"k", "v"}});
+        write_file_atomically((dir / "nested_config.fmdl").string(), serial::finish_file(w));
+    }
+    // The same small model in format 1 (all-double configs, float32 tensors), which still loads.
+    {
+        serial::ByteWriter w;
+        serial::begin_file(w, serial::model_magic, 1);
+        w.shape(Shape{4});
+        w.u32(1);
+        const LayerConfig c = tiny.layer(0).config();
+        w.string(c.type);
+        w.u32(static_cast<std::uint32_t>(c.values.size()));
+        for (const auto& entry : c.values) w.string(entry.first), w.f64(c.get(entry.first));
+        const auto params = tiny.parameters();
+        w.u32(static_cast<std::uint32_t>(params.size()));
+        for (const Parameter<float>& p : params) w.tensor_v1(p.name, *p.value);
+        serial::write_notes(w, {{"k", "v"}});
+        write_file_atomically((dir / "dense_v1.fmdl").string(), serial::finish_file(w));
+    }
 
     // Checkpoints after a few training steps, so that optimiser tensors are present.
     SoftmaxCrossEntropy<float> loss;

@@ -1,6 +1,7 @@
 // facet/core/tensor.hpp — facet::Shape and facet::Tensor<T>: an owning, 64-byte-aligned, dense
 // array of up to four dimensions in NCHW order, with cheap views that share its storage.
-// Read next: core/eigen_interop.hpp (2-D views as Eigen matrices), kernels/gemm.hpp.
+// Element types are in core/dtype.hpp. Read next: core/eigen_interop.hpp (2-D views as Eigen
+// matrices), kernels/gemm.hpp.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <string>
 #include <type_traits>
 
+#include "facet/core/dtype.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/random.hpp"
 
@@ -93,14 +95,17 @@ std::shared_ptr<T[]> allocate_aligned(std::size_t n) {
 }
 }  // namespace detail
 
-/// A dense row-major array of T (float or double) with up to four dimensions.
+/// A dense row-major array of T with up to four dimensions. T is float or double for computing;
+/// bf16, f16 and std::int8_t tensors store weights compactly (core/convert.hpp converts), and
+/// only float and double tensors are drawn at random or used by layers.
 ///
 /// Copying a Tensor copies its elements (value semantics, like Eigen's matrices); moving it is
 /// free. reshape(), slice() and view() return tensors that *share* the storage, so writes through
 /// a view are seen by the original. Storage is 64-byte aligned and zero-initialised.
 template <typename T>
 class Tensor {
-    static_assert(std::is_floating_point_v<T>, "facet::Tensor holds float or double");
+    static_assert(is_tensor_element_v<T>,
+                  "facet::Tensor holds float, double, bf16, f16 or std::int8_t");
 
   public:
     using value_type = T;
@@ -233,11 +238,13 @@ class Tensor {
     }
 
     void fill(T value) { std::fill(data_, data_ + size_, value); }
-    void zero() { fill(T(0)); }
+    void zero() { fill(T{}); }
     void fill_uniform(Rng& rng, double lo, double hi) {
+        static_assert(std::is_floating_point_v<T>, "fill_uniform: float or double tensors only");
         for (std::size_t i = 0; i < size_; ++i) data_[i] = static_cast<T>(rng.uniform(lo, hi));
     }
     void fill_normal(Rng& rng, double mean, double stddev) {
+        static_assert(std::is_floating_point_v<T>, "fill_normal: float or double tensors only");
         for (std::size_t i = 0; i < size_; ++i) data_[i] = static_cast<T>(rng.normal(mean, stddev));
     }
 

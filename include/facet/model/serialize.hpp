@@ -1,7 +1,9 @@
 // facet/model/serialize.hpp — saving and loading models (save / load) and training checkpoints
 // (save_checkpoint / load_checkpoint) in facet's versioned binary format, specified in
 // docs/model-format.md. A model file holds the architecture (input shape, each layer's type and
-// config values) and every parameter and buffer, so load() rebuilds the model from the file alone.
+// typed config values), every parameter and buffer (float32, or float16 / bfloat16 / int8 weights
+// on request) and the model's provenance, so load() rebuilds the model from the file alone.
+// Files of format 1 (all-double configs, float32 tensors, no provenance) load as before.
 // Every length read from a file is checked against a cap and against the bytes left before
 // anything is allocated; a bad file gives a facet::Error naming the file and what is wrong.
 // Read next: docs/model-format.md.
@@ -19,9 +21,12 @@
 #include <vector>
 
 #include "facet/core/atomic_file.hpp"
+#include "facet/core/convert.hpp"
 #include "facet/core/crc32.hpp"
+#include "facet/core/dtype.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/core/version.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/registry.hpp"
 // facet's own layers register themselves in their headers: included here so that load() knows
@@ -34,14 +39,15 @@
 #include "facet/layers/flatten.hpp"
 #include "facet/layers/maxpool2d.hpp"
 #include "facet/layers/softmax.hpp"
+#include "facet/model/provenance.hpp"
 #include "facet/model/sequential.hpp"
 #include "facet/optim/optimizer.hpp"
 #include "facet/optim/schedule.hpp"
 
 namespace facet {
 
-/// The newest format version this build reads and the one it writes.
-inline constexpr std::uint32_t model_format_version = 1;
+/// The newest format version this build reads and the one it writes (it reads 1 as well).
+inline constexpr std::uint32_t model_format_version = 2;
 
 /// Builds a layer from its saved config; make_layer<T> (layers/registry.hpp) unless you pass your
 /// own.
@@ -60,7 +66,9 @@ inline constexpr std::size_t crc_size = 4;
 inline constexpr std::size_t max_name_length = 1024;
 inline constexpr std::size_t max_metadata_length = 1 << 16;
 inline constexpr std::size_t max_layers = 4096;
-inline constexpr std::size_t max_config_values = 256;
+inline constexpr std::size_t max_config_values = 256;     // per layer config (and child config)
+inline constexpr std::size_t max_config_depth = 8;        // nesting of lists and child configs
+inline constexpr std::size_t max_config_items = 1 << 16;  // every value of one layer's config tree
 inline constexpr std::size_t max_tensors = 1 << 16;
 inline constexpr std::size_t max_entries = 4096;  // optimiser/schedule scalars, seeds, metadata
 inline constexpr std::size_t max_file_size = std::size_t{1} << 34;  // 16 GiB
@@ -76,6 +84,10 @@ class ByteWriter {
         for (int i = 0; i < 8; ++i) bytes_.push_back(static_cast<unsigned char>(v >> (8 * i)));
     }
     void f64(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
+    void u16(std::uint16_t v) {
+        bytes_.push_back(static_cast<unsigned char>(v));
+        bytes_.push_back(static_cast<unsigned char>(v >> 8));
+    }
     void raw(const void* data, std::size_t n) {
         const std::size_t start = bytes_.size();
         bytes_.resize(start + n);
@@ -110,16 +122,102 @@ class ByteWriter {
                     static_cast<unsigned char>(bits >> (8 * b));
         }
     }
-    /// A named tensor: name, shape, float32 data.
+    /// A named tensor: name, shape, element type, data (format 2). An Error when a value does
+    /// not fit the element type (f16 overflows above 65504).
     template <typename T>
-    void tensor(const std::string& name, const Tensor<T>& t) {
+    void tensor(const std::string& name, const Tensor<T>& t, DType type = DType::F32) {
+        string(name);
+        shape(t.shape());
+        u8(static_cast<std::uint8_t>(type));
+        switch (type) {
+            case DType::F32:
+                floats(t);
+                return;
+            case DType::F16:
+            case DType::BF16:
+                for (std::size_t i = 0; i < t.size(); ++i) {
+                    const float v = static_cast<float>(t[i]);
+                    const std::uint16_t bits =
+                        type == DType::F16 ? f16::from_float(v) : bf16::from_float(v);
+                    const float back =
+                        type == DType::F16 ? f16::to_float(bits) : float(bf16::from_bits(bits));
+                    check(std::isfinite(back), "cannot save tensor '", name, "' as ",
+                          dtype_name(type), ": its element ", i, " (", v, ") does not fit");
+                    u16(bits);
+                }
+                return;
+            case DType::I8: {
+                check(t.rank() >= 1, "cannot save the scalar tensor '", name, "' as i8");
+                const QuantizedTensor q = quantize_int8(t);
+                for (float scale : q.scales) u32(std::bit_cast<std::uint32_t>(scale));
+                raw(q.values.data(), q.values.size());
+                return;
+            }
+            default:
+                throw Error(detail::concat("cannot save tensor '", name, "' as ", dtype_name(type),
+                                           " (f32, f16, bf16 or i8)"));
+        }
+    }
+    /// A tensor as format 1 stored it: name, shape, float32 data (tests write old files with it).
+    template <typename T>
+    void tensor_v1(const std::string& name, const Tensor<T>& t) {
         string(name);
         shape(t.shape());
         floats(t);
     }
+    /// A layer config (format 2): type, value count, then (key, typed value) pairs; the same caps
+    /// as the reader's, so that nothing is written that cannot be read back.
+    void config(const LayerConfig& c) {
+        std::size_t items = 0;
+        config(c, 0, items);
+    }
     std::vector<unsigned char>& bytes() { return bytes_; }
 
   private:
+    void config(const LayerConfig& c, std::size_t depth, std::size_t& items) {
+        check(c.values.size() <= max_config_values, "cannot save config of ", c.type, ": ",
+              c.values.size(), " values (limit ", max_config_values, ")");
+        string(c.type);
+        u32(static_cast<std::uint32_t>(c.values.size()));
+        for (const auto& [key, v] : c.values) {
+            string(key);
+            value(c.type, v, depth, items);
+        }
+    }
+    void value(const std::string& type, const ConfigValue& v, std::size_t depth,
+               std::size_t& items) {
+        check(++items <= max_config_items && depth <= max_config_depth, "cannot save config of ",
+              type, ": more than ", max_config_items, " values or nested deeper than ",
+              max_config_depth);
+        u8(static_cast<std::uint8_t>(v.kind()));
+        switch (v.kind()) {
+            case ConfigValue::Kind::Integer:
+                u64(static_cast<std::uint64_t>(v.as_integer()));
+                return;
+            case ConfigValue::Kind::Real:
+                f64(v.as_real());
+                return;
+            case ConfigValue::Kind::Flag:
+                u8(v.as_flag() ? 1 : 0);
+                return;
+            case ConfigValue::Kind::Text:
+                string(v.as_text(), max_metadata_length);
+                return;
+            case ConfigValue::Kind::List:
+                check(v.as_list().size() <= max_entries, "cannot save config of ", type,
+                      ": a list of ", v.as_list().size(), " values (limit ", max_entries, ")");
+                u32(static_cast<std::uint32_t>(v.as_list().size()));
+                for (const ConfigValue& item : v.as_list()) value(type, item, depth + 1, items);
+                return;
+            case ConfigValue::Kind::Children:
+                check(v.as_children().size() <= max_entries, "cannot save config of ", type, ": ",
+                      v.as_children().size(), " child configs (limit ", max_entries, ")");
+                u32(static_cast<std::uint32_t>(v.as_children().size()));
+                for (const LayerConfig& child : v.as_children()) config(child, depth + 1, items);
+                return;
+        }
+    }
+
     std::vector<unsigned char> bytes_;
 };
 
@@ -127,14 +225,18 @@ class ByteWriter {
 /// is an Error naming the file, the byte offset and what was being read.
 class ByteReader {
   public:
-    ByteReader(const unsigned char* data, std::size_t size, std::size_t offset, std::string file)
-        : data_(data), size_(size), pos_(offset), file_(std::move(file)) {}
+    ByteReader(const unsigned char* data, std::size_t size, std::size_t offset, std::string file,
+               std::uint32_t version = model_format_version)
+        : data_(data), size_(size), pos_(offset), file_(std::move(file)), version_(version) {}
 
     [[noreturn]] void fail(const std::string& what) const {
         throw Error(detail::concat(file_, ": ", what, " (at byte ", pos_, ")"));
     }
     std::size_t remaining() const { return size_ - pos_; }
     const std::string& file() const { return file_; }
+    /// The format version of the file (from its header), which decides how configs and tensors
+    /// are encoded.
+    std::uint32_t version() const { return version_; }
 
     std::uint8_t u8(const char* what) {
         need(1, what);
@@ -203,19 +305,87 @@ class ByteReader {
             t[i] = static_cast<T>(v);
         }
     }
+    /// A tensor's element type (format 2; format 1 stores only float32). f64 is not a stored
+    /// type; an unknown tag is an error.
+    DType dtype(const std::string& name) {
+        if (version_ < 2) return DType::F32;
+        const std::uint8_t tag = u8("element type");
+        const auto type = static_cast<DType>(tag);
+        if (type != DType::F32 && type != DType::F16 && type != DType::BF16 && type != DType::I8)
+            fail(detail::concat("tensor '", name, "' has element type ", int(tag),
+                                ", not one of f32 (0), bf16 (2), f16 (3), i8 (4)"));
+        return type;
+    }
+    /// The bytes the data of n elements of `type` with outer extent `outer` take (i8 adds one
+    /// float32 scale per outer index), or a failure when the file ends before them.
+    std::size_t need_data(const std::string& name, const Shape& shape, DType type) {
+        const std::size_t n = shape.size();  // cannot overflow: shape() checked it
+        const std::size_t scales = type == DType::I8 ? 4 * shape[0] : 0;
+        if (n > remaining() / dtype_size(type) || scales > remaining() - n * dtype_size(type))
+            fail(detail::concat("tensor '", name, "' of shape ", shape.str(), " needs ", n, " ",
+                                dtype_name(type), " values but the file ends before"));
+        return n * dtype_size(type) + scales;
+    }
+    /// Reads the elements of t (already shaped) stored as `type`, converting to T; a NaN or
+    /// infinity, or a negative or non-finite int8 scale, is an error.
+    template <typename T>
+    void elements(Tensor<T>& t, const std::string& name, DType type) {
+        need_data(name, t.shape(), type);
+        switch (type) {
+            case DType::F32:
+                floats(t, name);
+                return;
+            case DType::F16:
+            case DType::BF16:
+                for (std::size_t i = 0; i < t.size(); ++i) {
+                    const std::uint16_t bits =
+                        static_cast<std::uint16_t>(data_[pos_] | data_[pos_ + 1] << 8);
+                    pos_ += 2;
+                    const float v =
+                        type == DType::F16 ? f16::to_float(bits) : float(bf16::from_bits(bits));
+                    if (!std::isfinite(v))
+                        fail(detail::concat("tensor '", name,
+                                            "' holds a NaN or infinite value at element ", i));
+                    t[i] = static_cast<T>(v);
+                }
+                return;
+            case DType::I8: {
+                const std::size_t groups = t.dim(0),
+                                  per = t.size() / std::max<std::size_t>(groups, 1);
+                std::vector<float> scales(groups);
+                for (std::size_t g = 0; g < groups; ++g) {
+                    scales[g] = std::bit_cast<float>(u32("int8 scale"));
+                    if (!std::isfinite(scales[g]) || scales[g] < 0)
+                        fail(detail::concat("tensor '", name, "' has int8 scale ", scales[g],
+                                            " for index ", g, " (must be finite and >= 0)"));
+                }
+                for (std::size_t i = 0; i < t.size(); ++i) {
+                    const auto q = static_cast<std::int8_t>(data_[pos_++]);
+                    t[i] = static_cast<T>(static_cast<float>(q) * scales[i / per]);
+                }
+                return;
+            }
+            default:
+                fail("internal: unexpected element type");
+        }
+    }
     /// A named tensor whose shape is not known in advance; its size is checked against the bytes
     /// left before it is allocated.
     template <typename T>
     std::pair<std::string, Tensor<T>> tensor() {
         std::string name = string("tensor name length");
         const Shape shape = this->shape(("shape of tensor '" + name + "'").c_str());
-        const std::size_t n = shape.size();  // cannot overflow: shape() checked it
-        if (n > remaining() / 4)
-            fail(detail::concat("tensor '", name, "' of shape ", shape.str(), " needs ", n,
-                                " floats but the file ends before"));
+        const DType type = dtype(name);
+        need_data(name, shape, type);
         Tensor<T> t(shape);
-        floats(t, name);
+        elements(t, name, type);
         return {std::move(name), std::move(t)};
+    }
+    /// A layer config: format 1's (key, f64) pairs, or format 2's typed values, nested lists and
+    /// child configs within the caps on depth and on the values of the whole tree.
+    LayerConfig config() {
+        std::size_t items = 0;
+        return config(0, items);
     }
     void expect_end() const {
         if (pos_ != size_)
@@ -227,15 +397,73 @@ class ByteReader {
         if (n > remaining()) fail(detail::concat("file ends while reading ", what));
     }
 
+    LayerConfig config(std::size_t depth, std::size_t& items) {
+        LayerConfig c;
+        c.type = string("layer type");
+        const std::size_t values = count("config value count", max_config_values);
+        for (std::size_t v = 0; v < values; ++v) {
+            std::string key = string("config key");
+            if (version_ < 2) {
+                c.values.emplace_back(std::move(key), f64("config value"));
+            } else {
+                const std::string what = detail::concat("value '", key, "' of ", c.type);
+                ConfigValue value = this->value(what, depth, items);
+                c.values.emplace_back(std::move(key), std::move(value));
+            }
+        }
+        return c;
+    }
+    ConfigValue value(const std::string& what, std::size_t depth, std::size_t& items) {
+        if (++items > max_config_items)
+            fail(detail::concat("config ", what, ": more than ", max_config_items,
+                                " values in one layer's config"));
+        if (depth > max_config_depth)
+            fail(detail::concat("config ", what, ": nested deeper than ", max_config_depth));
+        const std::uint8_t kind = u8("config value kind");
+        switch (static_cast<ConfigValue::Kind>(kind)) {
+            case ConfigValue::Kind::Integer:
+                return static_cast<std::int64_t>(u64("config integer"));
+            case ConfigValue::Kind::Real:
+                return f64("config real");
+            case ConfigValue::Kind::Flag: {
+                const std::uint8_t flag = u8("config flag");
+                if (flag > 1)
+                    fail(detail::concat("config ", what, ": flag ", int(flag), " is not 0 or 1"));
+                return flag == 1;
+            }
+            case ConfigValue::Kind::Text:
+                return string("config text", max_metadata_length);
+            case ConfigValue::Kind::List: {
+                ConfigValue::List list;
+                for (std::size_t i = 0, n = count("config list length", max_entries); i < n; ++i)
+                    list.push_back(value(what, depth + 1, items));
+                return list;
+            }
+            case ConfigValue::Kind::Children: {
+                ConfigValue::Children children;
+                for (std::size_t i = 0, n = count("child config count", max_entries); i < n; ++i) {
+                    if (++items > max_config_items || depth + 1 > max_config_depth)
+                        fail(detail::concat("config ", what,
+                                            ": too many values or nested too deep"));
+                    children.push_back(config(depth + 1, items));
+                }
+                return children;
+            }
+        }
+        fail(detail::concat("config ", what, ": unknown value kind ", int(kind)));
+    }
+
     const unsigned char* data_;
     std::size_t size_, pos_;
     std::string file_;
+    std::uint32_t version_;
 };
 
-/// Starts a file: magic, version, a placeholder for the total size.
-inline void begin_file(ByteWriter& w, const char* magic) {
+/// Starts a file: magic, version (this build's unless told), a placeholder for the total size.
+inline void begin_file(ByteWriter& w, const char* magic,
+                       std::uint32_t version = model_format_version) {
     w.raw(magic, 8);
-    w.u32(model_format_version);
+    w.u32(version);
     w.u64(0);
 }
 
@@ -287,34 +515,30 @@ inline ByteReader open_file(const std::vector<unsigned char>& b, const std::stri
     const std::uint32_t stored = trailer.u32("checksum");
     const std::uint32_t computed = crc32(b.data(), body);
     if (stored != computed) fail("checksum mismatch: the file is corrupted");
-    return ByteReader(b.data(), body, header_size, file);
+    return ByteReader(b.data(), body, header_size, file, version);
 }
 
-/// The architecture and all named tensors of a model.
+/// The architecture and all named tensors of a model (format 2). Parameters of rank 2 and more
+/// (convolution and dense weights) are stored as `weights`; biases, batch-norm parameters and
+/// buffers always as float32.
 template <typename T>
-void write_model(ByteWriter& w, Sequential<T>& model) {
+void write_model(ByteWriter& w, Sequential<T>& model, DType weights = DType::F32) {
     w.shape(model.input_shape());
     w.u32(static_cast<std::uint32_t>(model.size()));
-    for (const auto& layer : model.layers()) {
-        const LayerConfig config = layer->config();
-        w.string(config.type);
-        w.u32(static_cast<std::uint32_t>(config.values.size()));
-        for (const auto& entry : config.values) {
-            w.string(entry.first);
-            w.f64(config.get(entry.first));  // format 1 stores every value as a number
-        }
-    }
+    for (const auto& layer : model.layers()) w.config(layer->config());
     const auto params = model.parameters();
     const auto buffers = model.buffers();
     w.u32(static_cast<std::uint32_t>(params.size() + buffers.size()));
-    for (const Parameter<T>& p : params) w.tensor(p.name, *p.value);
+    for (const Parameter<T>& p : params)
+        w.tensor(p.name, *p.value, p.value->rank() >= 2 ? weights : DType::F32);
     for (const auto& [name, tensor] : buffers) w.tensor(name, *tensor);
 }
 
-/// Rebuilds a model written by write_model, checking each tensor's name and shape against the
-/// rebuilt model's.
+/// Rebuilds a model written by write_model (or by format 1's), checking each tensor's name and
+/// shape against the rebuilt model's. `stored` (if given) receives each tensor's element type.
 template <typename T>
-Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory) {
+Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory,
+                         std::vector<std::pair<std::string, DType>>* stored = nullptr) {
     const Shape input = r.shape("input shape");
     if (input.rank() > 3)
         r.fail(detail::concat("input shape ", input.str(), " has more than 3 extents"));
@@ -325,24 +549,21 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory) {
         r.fail(e.what());
     }
     const std::size_t layers = r.count("layer count", max_layers);
+    // Format 1 stores every value as float32; format 2 may store int8, one byte per value.
+    const std::size_t smallest = r.version() < 2 ? 4 : 1;
     for (std::size_t i = 0; i < layers; ++i) {
-        LayerConfig config;
-        config.type = r.string("layer type");
-        const std::size_t values = r.count("config value count", max_config_values);
-        for (std::size_t v = 0; v < values; ++v) {
-            std::string key = r.string("config key");
-            config.values.emplace_back(std::move(key), r.f64("config value"));
-        }
+        const LayerConfig config = r.config();
         // Checked *before* the layer is built, because building it allocates its parameters:
         // without this, a 120-byte file naming a Dense(65536 -> 65536) layer made the loader
         // allocate 32 GiB (found by the fuzz target fuzz_model_file, tests/fuzz/). Each
         // registered layer type gives its bound (Layer::stored_values_lower_bound).
         const double needed = facet::stored_values_lower_bound(config);
-        if (needed > static_cast<double>(r.remaining() / 4))
+        if (needed > static_cast<double>(r.remaining() / smallest))
             r.fail(detail::concat(
                 "layer ", i, " (", config.type, ") needs at least ",
                 needed < 1e18 ? std::to_string(std::uint64_t(needed)) : detail::concat(needed),
-                " float32 values but only ", r.remaining(), " bytes are left in the file"));
+                smallest == 4 ? " float32 values" : " stored values", " but only ", r.remaining(),
+                " bytes are left in the file"));
         try {
             std::unique_ptr<Layer<T>> layer = factory(config);
             check(layer != nullptr, "unknown layer type");
@@ -366,9 +587,41 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory) {
         if (shape != tensor->shape())
             r.fail(detail::concat("tensor '", name, "' has shape ", shape.str(),
                                   ", the layer needs ", tensor->shape().str()));
-        r.floats(*tensor, name);
+        const DType type = r.dtype(name);
+        r.elements(*tensor, name, type);
+        if (stored) stored->emplace_back(name, type);
     }
     return std::move(*model);
+}
+
+/// A provenance record (format 2): command line, library version, data fingerprint, then
+/// (name, f64) metrics and (key, value) notes.
+inline void write_provenance(ByteWriter& w, const Provenance& p) {
+    w.string(p.command_line, max_metadata_length);
+    w.string(p.library_version);
+    w.string(p.data_fingerprint, max_metadata_length);
+    check(p.metrics.size() <= max_entries && p.notes.size() <= max_entries, "save: more than ",
+          max_entries, " provenance metrics or notes");
+    w.u32(static_cast<std::uint32_t>(p.metrics.size()));
+    for (const auto& [key, value] : p.metrics) w.string(key), w.f64(value);
+    w.u32(static_cast<std::uint32_t>(p.notes.size()));
+    for (const auto& [key, value] : p.notes) w.string(key), w.string(value, max_metadata_length);
+}
+
+inline Provenance read_provenance(ByteReader& r) {
+    Provenance p;
+    p.command_line = r.string("provenance command line", max_metadata_length);
+    p.library_version = r.string("provenance library version");
+    p.data_fingerprint = r.string("provenance data fingerprint", max_metadata_length);
+    for (std::size_t i = 0, n = r.count("provenance metric count", max_entries); i < n; ++i) {
+        std::string key = r.string("provenance metric name");
+        p.metrics.emplace_back(std::move(key), r.f64("provenance metric"));
+    }
+    for (std::size_t i = 0, n = r.count("provenance note count", max_entries); i < n; ++i) {
+        std::string key = r.string("provenance note name");
+        p.notes.emplace_back(std::move(key), r.string("provenance note", max_metadata_length));
+    }
+    return p;
 }
 
 /// Small key/value notes: a count, then (key, value) string pairs.
@@ -394,11 +647,26 @@ inline std::vector<std::pair<std::string, std::string>> read_notes(ByteReader& r
 /// input normalisation and the class names.
 using ModelMetadata = std::vector<std::pair<std::string, std::string>>;
 
-/// A model file's content: the model and its notes.
+/// How save() stores a model besides its architecture and values.
+struct SaveOptions {
+    /// The element type of the weights (parameters of rank 2 and more): F32 (exact), F16 or BF16
+    /// (half the size, rounded to nearest even; f16 refuses values above 65504), or I8
+    /// (a quarter, symmetric per output channel, core/convert.hpp). Biases, batch-norm
+    /// parameters and buffers stay float32.
+    DType weights = DType::F32;
+    /// Where the model came from; library_version is filled in when empty.
+    Provenance provenance;
+};
+
+/// A model file's content: the model, its notes, its provenance and how it was stored.
 template <typename T>
 struct ModelFile {
     Sequential<T> model;
     ModelMetadata metadata;
+    Provenance provenance;             ///< empty for files of format 1
+    std::uint32_t format_version = 0;  ///< the version the file was written in
+    /// Each stored tensor's name and element type, in file order.
+    std::vector<std::pair<std::string, DType>> tensor_types;
 
     /// The note stored under `key`, or `fallback`.
     std::string note(const std::string& key, const std::string& fallback = "") const {
@@ -410,20 +678,28 @@ struct ModelFile {
 
 /// The bytes of a model file (what save() writes).
 template <typename T>
-std::vector<unsigned char> encode_model(Sequential<T>& model, const ModelMetadata& metadata = {}) {
+std::vector<unsigned char> encode_model(Sequential<T>& model, const ModelMetadata& metadata = {},
+                                        const SaveOptions& options = {}) {
     serial::ByteWriter w;
     serial::begin_file(w, serial::model_magic);
-    serial::write_model(w, model);
+    serial::write_model(w, model, options.weights);
+    Provenance provenance = options.provenance;
+    if (provenance.library_version.empty()) provenance.library_version = version_string;
+    serial::write_provenance(w, provenance);
     serial::write_notes(w, metadata);
     return serial::finish_file(w);
 }
 
-/// Rebuilds a model and its notes from the bytes of a model file; `file` names it in errors.
+/// Rebuilds a model, its notes and its provenance from the bytes of a model file (format 1 or
+/// 2); `file` names it in errors.
 template <typename T>
 ModelFile<T> decode_model_file(const std::vector<unsigned char>& bytes, const std::string& file,
                                const LayerFactory<T>& factory = make_layer<T>) {
     serial::ByteReader r = serial::open_file(bytes, file, serial::model_magic, "model file");
-    ModelFile<T> m{serial::read_model<T>(r, factory), {}};
+    std::vector<std::pair<std::string, DType>> types;
+    ModelFile<T> m{serial::read_model<T>(r, factory, &types), {}, {}, r.version(), {}};
+    m.tensor_types = std::move(types);
+    if (r.version() >= 2) m.provenance = serial::read_provenance(r);
     m.metadata = serial::read_notes(r);
     r.expect_end();
     return m;
@@ -436,14 +712,16 @@ Sequential<T> decode_model(const std::vector<unsigned char>& bytes, const std::s
     return std::move(decode_model_file<T>(bytes, file, factory).model);
 }
 
-/// Saves the model's architecture, parameters and buffers (and optional notes) to `path`,
-/// atomically: a failed save leaves an existing file unchanged. Values are stored as float32.
+/// Saves the model's architecture, parameters and buffers, its notes and (options) its
+/// provenance to `path`, atomically: a failed save leaves an existing file unchanged. Values are
+/// stored as float32 unless options.weights says otherwise.
 template <typename T>
-void save(Sequential<T>& model, const std::string& path, const ModelMetadata& metadata = {}) {
-    write_file_atomically(path, encode_model(model, metadata));
+void save(Sequential<T>& model, const std::string& path, const ModelMetadata& metadata = {},
+          const SaveOptions& options = {}) {
+    write_file_atomically(path, encode_model(model, metadata, options));
 }
 
-/// Loads a model file with its notes (see load()).
+/// Loads a model file with its notes and provenance (see load()).
 template <typename T>
 ModelFile<T> load_model_file(const std::string& path,
                              const LayerFactory<T>& factory = make_layer<T>) {
