@@ -5,22 +5,29 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "facet/layers/activations.hpp"
 #include "facet/layers/add.hpp"
+#include "facet/layers/avgpool2d.hpp"
 #include "facet/layers/batchnorm.hpp"
 #include "facet/layers/concat.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/dense.hpp"
 #include "facet/layers/dropout.hpp"
 #include "facet/layers/flatten.hpp"
+#include "facet/layers/global_avgpool2d.hpp"
+#include "facet/layers/grouped_conv2d.hpp"
+#include "facet/loss/softmax_cross_entropy.hpp"
 #include "facet/model/gradient_check.hpp"
 #include "facet/model/graph.hpp"
 #include "facet/model/residual_block.hpp"
 #include "facet/model/sequential.hpp"
+#include "facet/model/serialize.hpp"
+#include "facet/optim/sgd.hpp"
 
 using namespace facet;
 
@@ -241,4 +248,79 @@ TEST_CASE("Graph: a graph without layers is the identity") {
     Graph<double> g(Shape{3});
     g.output(g.input());
     require_gradients(g, random_input(Shape{2, 3}, 8));
+}
+
+TEST_CASE("Graph: config() lists the nodes with their inputs and make_layer rebuilds the graph") {
+    Graph<double> g(Shape{2, 4, 4}, "Branches");
+    const GraphNode x = g.input();
+    const GraphNode a = g.add<Conv2d<double>>(x, 2, 3, 3, 1, 1, true, 7);
+    const GraphNode b = g.add<GroupedConv2d<double>>(x, 2, 2, 3, 1, 1, 2, false, 8);
+    const GraphNode c = g.add<Concat<double>>({a, b, x});
+    const GraphNode d = g.add<Graph<double>>(c, residual_block<double>(Shape{7, 4, 4}, 8, 2, 9));
+    g.output(g.add<AvgPool2d<double>>(d, 2, 1, 1, false));
+    const LayerConfig config = g.config();
+    CHECK(config.type == "Graph");
+    CHECK(config.children("nodes").size() == 5);
+    CHECK(config.children("nodes")[3].type == "Graph");
+    CHECK(config.list("inputs")[2] == ConfigValue(ConfigValue::List{1, 2, 0}));
+    CHECK(config.integer("output") == 5);
+
+    const std::unique_ptr<Layer<double>> rebuilt = make_layer<double>(config);
+    CHECK(rebuilt->config() == config);
+    CHECK(rebuilt->describe() == "Branches");
+    auto& copy = static_cast<Graph<double>&>(*rebuilt);
+    CHECK(copy.summary().table() == g.summary().table());
+    auto from = g.parameters();
+    auto to = copy.parameters();
+    REQUIRE(from.size() == to.size());
+    for (std::size_t i = 0; i < from.size(); ++i) {
+        CHECK(from[i].name == to[i].name);
+        *to[i].value = *from[i].value;
+    }
+    const Tensor<double> x0 = random_input(Shape{2, 2, 4, 4}, 9);
+    Tensor<double> y1, y2;
+    g.forward(x0, y1);
+    copy.forward(x0, y2);
+    CHECK(max_abs_diff(y1, y2) == 0);
+
+    LayerConfig bad = config;
+    bad.set("inputs", ConfigValue::List{ConfigValue::List{0}, ConfigValue::List{5}});
+    CHECK_THROWS_WITH_AS(make_layer<double>(bad), doctest::Contains("5 nodes but 2 input lists"),
+                         Error);
+    ConfigValue::List inputs = config.list("inputs");
+    inputs[1] = ConfigValue::List{3};
+    bad.set("inputs", inputs);
+    CHECK_THROWS_WITH_AS(make_layer<double>(bad),
+                         doctest::Contains("node 2 reads node 3, which is not an earlier node"),
+                         Error);
+}
+
+TEST_CASE("Graph: a model with residual blocks saves, loads and predicts the same") {
+    Sequential<float> model(Shape{1, 12, 12});
+    model.add<Conv2d<float>>(1, 4, 3, 1, 1, false, 1);
+    model.add<BatchNorm2d<float>>(4);
+    model.add<ReLU<float>>();
+    model.add(std::make_unique<Graph<float>>(residual_block<float>(Shape{4, 12, 12}, 4, 1, 2)));
+    model.add(std::make_unique<Graph<float>>(residual_block<float>(Shape{4, 12, 12}, 8, 2, 3)));
+    model.add<GlobalAvgPool2d<float>>();
+    model.add<Dense<float>>(8, 3, true, 4);
+    // Train a few steps so the running statistics and weights are not their initial values.
+    Tensor<float> x(Shape{8, 1, 12, 12});
+    Rng rng(5);
+    x.fill_uniform(rng, -1, 1);
+    const std::vector<int> labels{0, 1, 2, 0, 1, 2, 0, 1};
+    SoftmaxCrossEntropy<float> loss;
+    SGD<float> sgd(model.parameters(), {});
+    for (int step = 0; step < 3; ++step) model.train_step(x, labels, loss, sgd);
+    const Tensor<float> before = model.predict(x);
+
+    const std::string path = "test_graph_model.facet";
+    save(model, path);
+    Sequential<float> loaded = load<float>(path);
+    std::remove(path.c_str());
+    CHECK(loaded.summary().table() == model.summary().table());
+    const Tensor<float>& after = loaded.predict(x);
+    REQUIRE(after.shape() == before.shape());
+    CHECK(std::equal(after.begin(), after.end(), before.begin()));
+    CHECK(loaded.layer(4).describe() == "ResidualBlock(4->8, stride 2, projection)");
 }
