@@ -23,7 +23,7 @@ namespace fer {
 
 inline Cli bench_cli() {
     Cli cli("bench", "Times forward and backward of every layer of the model on random data.");
-    cli.option("model", "NAME", "fer-cnn-s or fer-cnn-m", "fer-cnn-s")
+    cli.option("model", "NAME", "fer-cnn-s, fer-cnn-m or fer-resnet-s", "fer-cnn-s")
         .option("batch", "N", "batch size", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
         .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")

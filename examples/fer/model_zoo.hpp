@@ -1,8 +1,11 @@
 // fer/model_zoo.hpp — the networks `fer train` can build: fer-cnn-s, the reference model of
-// REFERENCE.md, and fer-cnn-m, the same design with twice the channels (about 4x the FLOPs).
+// REFERENCE.md, fer-cnn-m, the same design with twice the channels (about 4x the FLOPs), and
+// fer-resnet-s, a small residual network (each block a facet::Graph inside the Sequential).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <facet/layers/activations.hpp>
@@ -11,7 +14,10 @@
 #include <facet/layers/dense.hpp>
 #include <facet/layers/dropout.hpp>
 #include <facet/layers/flatten.hpp>
+#include <facet/layers/global_avgpool2d.hpp>
 #include <facet/layers/maxpool2d.hpp>
+#include <facet/model/graph.hpp>
+#include <facet/model/residual_block.hpp>
 #include <facet/model/sequential.hpp>
 
 namespace fer {
@@ -44,11 +50,39 @@ inline facet::Sequential<float> build_vgg_style(std::size_t width, std::size_t h
     return model;
 }
 
-/// Builds a model by name: "fer-cnn-s" (default; 1.28 M parameters) or "fer-cnn-m".
+/// A conv3x3 - BN - ReLU stem at 48 x 48, then three stages of `blocks` basic residual blocks
+/// (model/residual_block.hpp) of width, 2 width and 4 width channels at 48, 24 and 12 pixels,
+/// the first block of stages 2 and 3 halving the size with a 1x1-projection shortcut; then
+/// global average pooling, dropout and a dense layer to the classes.
+inline facet::Sequential<float> build_resnet(std::size_t width, std::size_t blocks,
+                                             std::uint64_t seed, std::size_t classes = 7) {
+    using namespace facet;
+    Sequential<float> model(Shape{1, 48, 48});
+    std::uint64_t s = seed;
+    model.add<Conv2d<float>>(1, width, 3, 1, 1, false, ++s);
+    model.add<BatchNorm2d<float>>(width);
+    model.add<ReLU<float>>();
+    std::size_t channels = width;
+    for (std::size_t stage = 0; stage < 3; ++stage)
+        for (std::size_t b = 0; b < blocks; ++b) {
+            const std::size_t stride = stage > 0 && b == 0 ? 2 : 1;
+            model.add(std::make_unique<Graph<float>>(
+                residual_block<float>(model.output_shape(), width << stage, stride, s += 4)));
+            channels = width << stage;
+        }
+    model.add<GlobalAvgPool2d<float>>();
+    model.add<Dropout<float>>(0.25, ++s);
+    model.add<Dense<float>>(channels, classes, true, ++s);
+    return model;
+}
+
+/// Builds a model by name: "fer-cnn-s" (default; 1.28 M parameters), "fer-cnn-m" or
+/// "fer-resnet-s" (0.31 M parameters).
 inline facet::Sequential<float> build_model(const std::string& name, std::uint64_t seed) {
     if (name == "fer-cnn-s") return build_vgg_style(32, 256, seed);
     if (name == "fer-cnn-m") return build_vgg_style(64, 512, seed);
-    throw facet::Error("unknown model '" + name + "' (known: fer-cnn-s, fer-cnn-m)");
+    if (name == "fer-resnet-s") return build_resnet(32, 1, seed);
+    throw facet::Error("unknown model '" + name + "' (known: fer-cnn-s, fer-cnn-m, fer-resnet-s)");
 }
 
 }  // namespace fer

@@ -71,7 +71,9 @@ inline Cli train_cli() {
                "FER-2013 as image folders or Kaggle's CSV (default: data/fer2013 if present, else "
                "synthetic faces)")
         .option("out", "DIR", "output directory", "runs/default")
-        .option("model", "NAME", "fer-cnn-s (reference) or fer-cnn-m (twice the channels)",
+        .option("model", "NAME",
+                "fer-cnn-s (reference), fer-cnn-m (twice the channels) or fer-resnet-s "
+                "(residual)",
                 "fer-cnn-s")
         .option("epochs", "N", "epochs (default: 50 on FER-2013, 12 on synthetic faces)")
         .option("batch", "N", "mini-batch size", "64")

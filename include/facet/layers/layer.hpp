@@ -9,6 +9,9 @@
 //  * backward(x, y, dy, dx) is called after forward on the same x with y its output and dy = dL/dy.
 //    It *assigns* dx = dL/dx (resizing dx like x) and *assigns* the gradient of every parameter
 //    (not +=): the optimiser reads them after each step, and nothing has to zero them first.
+//  * A tensor used twice (read by two nodes of a Graph, or twice by one merge layer) gets the sum
+//    of its readers' gradients: each reader still assigns its own dx, and the graph adds them
+//    (model/graph.hpp). Layers of several inputs derive from MergeLayer (layers/merge_layer.hpp).
 //  * In Mode::Eval layers are deterministic and use no batch statistics (dropout is the identity,
 //    batch norm uses running statistics).
 //  * parameters() exposes (value, gradient) pairs for optimisers; buffers() exposes state that is

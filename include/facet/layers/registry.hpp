@@ -124,11 +124,15 @@ std::unique_ptr<Layer<T>> make_layer(const LayerConfig& config) {
 /// The registered lower bound on the float values a model file holds for a layer of this config
 /// (0 for an unknown type, which make_layer refuses anyway).
 inline double stored_values_lower_bound(const LayerConfig& config) {
-    detail::LayerTable& table = detail::layer_table();
-    std::lock_guard lock(table.mutex);
-    const auto it = table.entries.find(config.type);
-    if (it == table.entries.end() || it->second.stored_values_lower_bound == nullptr) return 0;
-    return it->second.stored_values_lower_bound(config);
+    double (*bound)(const LayerConfig&) = nullptr;
+    {
+        detail::LayerTable& table = detail::layer_table();
+        std::lock_guard lock(table.mutex);
+        const auto it = table.entries.find(config.type);
+        if (it != table.entries.end()) bound = it->second.stored_values_lower_bound;
+    }
+    // Called without the lock: a graph's bound asks the registry for its nodes' bounds.
+    return bound ? bound(config) : 0;
 }
 
 namespace detail {
