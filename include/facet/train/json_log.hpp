@@ -31,18 +31,23 @@ class JsonLog : public Callback {
     explicit JsonLog(std::string path, std::vector<Record> header = {})
         : path_(std::move(path)), header_(std::move(header)) {}
 
-    /// Starts the file: the header on a fresh run; on a resumed one, the old file's lines up to
-    /// the last epoch record the checkpoint completed.
+    /// Starts the file: the header on a fresh run; on a resumed one, the old file's header and
+    /// its epoch records up to the epochs the checkpoint completed.
     void on_train_begin(Trainer& t) override {
         lines_.clear();
         if (t.state().resumed) {
             std::ifstream old(path_);
+            bool epochs_begun = false;
             for (std::string line; std::getline(old, line);) {
                 const Record r = Record::parse(line, nullptr, /*allow_exceptions=*/false);
                 if (r.is_discarded()) continue;
-                if (r.contains("epoch") && r["epoch"].is_number() &&
+                const bool epoch = r.contains("epoch") && r["epoch"].is_number();
+                if (epoch &&
                     r["epoch"].get<double>() > static_cast<double>(t.state().completed_epochs))
                     break;
+                // Records appended after the epochs described the end of an earlier fit().
+                if (!epoch && epochs_begun) continue;
+                epochs_begun = epochs_begun || epoch;
                 lines_.push_back(line);
             }
         }

@@ -72,7 +72,7 @@ struct TrainerOptions {
     ScheduleMetric schedule_metric = ScheduleMetric::ValidationAccuracy;
     /// Notes written into every checkpoint besides the trainer's own (e.g. what a program needs
     /// to rebuild its set-up); called at each save with the state being saved.
-    std::function<ModelMetadata(const TrainState&)> notes;
+    std::function<ModelMetadata(const TrainState&)> notes = {};
 };
 
 namespace detail {
