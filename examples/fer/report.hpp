@@ -19,7 +19,8 @@
 namespace fer {
 
 namespace detail {
-/// The numeric fields of one flat JSON object per line ("key": number or null) — the training log.
+/// The numeric fields of the training log's epoch records ("key": number or null), one flat JSON
+/// object per line; the records with an "event" key (validation split, test results) are skipped.
 inline std::vector<std::map<std::string, double>> read_json_lines(const std::string& path) {
     std::vector<std::map<std::string, double>> rows;
     std::ifstream in(path);
@@ -27,6 +28,7 @@ inline std::vector<std::map<std::string, double>> read_json_lines(const std::str
     std::string line;
     for (std::size_t number = 1; std::getline(in, line); ++number) {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        if (line.find("\"event\"") != std::string::npos) continue;  // not an epoch record
         std::map<std::string, double> row;
         std::size_t pos = 0;
         while ((pos = line.find('"', pos)) != std::string::npos) {

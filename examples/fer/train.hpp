@@ -1,21 +1,27 @@
-// fer/train.hpp — `fer train`: the training loop of the emotion model, with a Keras-style
-// progress bar, validation after every epoch, a JSON-lines log, best-model and last-checkpoint
-// files written atomically, early stopping, --resume, and a clean stop on Ctrl-C.
+// fer/train.hpp — `fer train`: the command line, the data (a validation split held out of the
+// training data, stratified and seeded, unless the data bring a "val" folder; the test split is
+// only reported on, once, after training), the model choice, and the set-up of a facet::Trainer
+// with its callbacks: progress bar, JSON-lines log, best model, early stopping, checkpoints.
+// The training loop itself, --resume, the NaN/Inf policy and Ctrl-C live in facet/train/.
 #pragma once
 
-#include <unistd.h>
-#include <atomic>
+#include <cmath>
 #include <csignal>
-#include <fstream>
 #include <functional>
 #include <iostream>
-#include <sstream>
+#include <optional>
 
-#include <facet/loss/softmax_cross_entropy.hpp>
+#include <facet/data/split.hpp>
 #include <facet/model/serialize.hpp>
 #include <facet/optim/adam.hpp>
 #include <facet/optim/schedule.hpp>
 #include <facet/optim/sgd.hpp>
+#include <facet/train/best_model.hpp>
+#include <facet/train/checkpoint.hpp>
+#include <facet/train/early_stopping.hpp>
+#include <facet/train/json_log.hpp>
+#include <facet/train/progress.hpp>
+#include <facet/train/trainer.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -39,11 +45,14 @@ struct TrainConfig {
     double lr = 2e-3, weight_decay = 0.02, momentum = 0.9, min_lr = 1e-5;
     std::string schedule = "cosine";
     double warmup_epochs = 1;
+    double plateau_factor = 0.5;       ///< --schedule plateau: the rate is multiplied by this
+    std::size_t plateau_patience = 3;  ///< after this many epochs without a better val accuracy
     bool augment = true;
     double label_smoothing = 0.1;
     std::size_t patience =
         0;  ///< early stopping after this many epochs without improvement (0: off)
-    double val_fraction = 0.1;  ///< held out of train when the data has no validation split
+    double val_fraction = 0.1;      ///< held out of train when the data has no validation split
+    std::uint64_t val_seed = 2013;  ///< seed of that split (the same images whatever --seed)
     std::size_t checkpoint_every =
         200;  ///< also checkpoint every this many steps (0: per epoch only)
     bool skip_bad = false;
@@ -65,7 +74,13 @@ struct TrainConfig {
 
 inline Cli train_cli() {
     Cli cli("train",
-            "Trains the emotion CNN. Writes OUT/model.facet (best validation accuracy), "
+            "Trains the emotion CNN. Holds --val-fraction of each class of the training data out "
+            "as validation (stratified, seeded by --val-seed; a 'val' folder in the data is used "
+            "instead when there is one): validation alone picks the best epoch, stops early and "
+            "lowers the learning rate. The test data (FER-2013's PublicTest: the 'test' folder, "
+            "or the CSV's PublicTest rows; its PrivateTest rows as a second figure) never choose "
+            "anything: after training, their accuracy is reported once, for the best-validation "
+            "model and for the last epoch's. Writes OUT/model.facet (best validation accuracy), "
             "OUT/checkpoint.facet (the last state, for --resume) and a JSON-lines log.");
     cli.option("data", "DIR|CSV",
                "FER-2013 as image folders or Kaggle's CSV (default: data/fer2013 if present, else "
@@ -81,23 +96,39 @@ inline Cli train_cli() {
         .option("seed", "N", "seed of initialisation, shuffling, augmentation and dropout", "1")
         .option("max-steps", "N", "stop after N optimiser steps in all (0: no limit)", "0")
         .flag("resume", "continue from OUT/checkpoint.facet")
-        .option("log", "FILE", "JSON-lines log, one object per epoch (default: OUT/log.jsonl)")
+        .option("log", "FILE",
+                "JSON-lines log: the validation split, one object per epoch, the test results "
+                "(default: OUT/log.jsonl)")
         .option("optimizer", "NAME", "adamw, adam, sgd or nesterov", "adamw")
         .option("lr", "X", "peak learning rate", "0.002")
         .option("weight-decay", "X", "weight decay (decoupled for adamw)", "0.02")
-        .option("schedule", "NAME", "cosine (with warm-up), step or constant", "cosine")
+        .option("schedule", "NAME",
+                "cosine (with warm-up), step, constant, or plateau (reduce on a validation "
+                "accuracy plateau)",
+                "cosine")
         .option("warmup-epochs", "X", "linear warm-up length for cosine", "1")
+        .option("min-lr", "X", "the lowest learning rate of cosine and plateau", "1e-05")
+        .option("plateau-factor", "X", "plateau: multiply the rate by X after a plateau", "0.5")
+        .option("plateau-patience", "N",
+                "plateau: epochs without a better validation accuracy before the rate falls", "3")
         .flag("no-augment", "turn data augmentation off")
         .option("label-smoothing", "X", "label smoothing of the loss (0: plain cross-entropy)",
                 "0.1")
         .option("patience", "N",
                 "early stopping after N epochs without a better validation accuracy (0: off)", "0")
+        .option("val-fraction", "X",
+                "fraction of each class held out of the training data for validation (when the "
+                "data have no 'val' folder)",
+                "0.1")
+        .option("val-seed", "N", "seed of the held-out validation split", "2013")
         .option("checkpoint-every", "N",
                 "also write the checkpoint every N steps (0: per epoch only)", "200")
         .option("max-per-class", "N",
                 "use at most N training images per class (quick runs; 0: all)", "0")
         .option("max-val-per-class", "N",
-                "use at most N validation images per class (quick runs; 0: all)", "0")
+                "use at most N validation images per class, and on synthetic faces at most N test "
+                "images per class (quick runs; 0: all)",
+                "0")
         .option("clip", "X", "clip the global gradient norm at X (0: off)", "0")
         .option("on-nonfinite", "stop|skip",
                 "on a NaN or infinite loss or gradient: stop with an error naming the step and "
@@ -115,7 +146,6 @@ inline TrainConfig train_config(const Cli& cli) {
     c.data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
     c.out = cli.str("out");
     c.model = cli.str("model");
-    if (cli.has("epochs")) c.epochs = static_cast<std::size_t>(cli.integer("epochs"));
     auto positive = [&](const char* name) {
         const long long v = cli.integer(name);
         facet::check(v > 0, "train: --", name, " must be positive, got ", v);
@@ -139,9 +169,20 @@ inline TrainConfig train_config(const Cli& cli) {
     c.weight_decay = cli.number("weight-decay");
     c.schedule = cli.str("schedule");
     c.warmup_epochs = cli.number("warmup-epochs");
+    c.min_lr = cli.number("min-lr");
+    facet::check(c.min_lr >= 0 && c.min_lr <= c.lr, "train: --min-lr must be in [0, --lr], got ",
+                 c.min_lr);
+    c.plateau_factor = cli.number("plateau-factor");
+    facet::check(c.plateau_factor > 0 && c.plateau_factor < 1,
+                 "train: --plateau-factor must be in (0, 1), got ", c.plateau_factor);
+    c.plateau_patience = non_negative("plateau-patience");
     c.augment = !cli.has("no-augment");
     c.label_smoothing = cli.number("label-smoothing");
     c.patience = non_negative("patience");
+    c.val_fraction = cli.number("val-fraction");
+    facet::check(c.val_fraction > 0 && c.val_fraction < 1,
+                 "train: --val-fraction must be in (0, 1), got ", c.val_fraction);
+    c.val_seed = static_cast<std::uint64_t>(non_negative("val-seed"));
     c.checkpoint_every = non_negative("checkpoint-every");
     c.max_per_class = non_negative("max-per-class");
     c.max_val_per_class = non_negative("max-val-per-class");
@@ -156,107 +197,13 @@ inline TrainConfig train_config(const Cli& cli) {
 }
 
 namespace detail {
-inline std::atomic<bool> stop_requested{false};
-/// SIGINT and SIGTERM ask the loop to stop after the current step and save; the handler then
-/// gives the signal back its default action, so a second Ctrl-C ends the program at once.
-extern "C" inline void on_stop_signal(int signal) {
-    stop_requested = true;
-    std::signal(signal, SIG_DFL);
-}
-
-/// Installs on_stop_signal for SIGINT and SIGTERM while it lives; the previous handlers come back
-/// however training ends (an exception included).
-class StopSignals {
-  public:
-    StopSignals() {
-        stop_requested = false;
-        previous_int_ = std::signal(SIGINT, on_stop_signal);
-        previous_term_ = std::signal(SIGTERM, on_stop_signal);
-    }
-    ~StopSignals() {
-        std::signal(SIGINT, previous_int_);
-        std::signal(SIGTERM, previous_term_);
-    }
-    StopSignals(const StopSignals&) = delete;
-    StopSignals& operator=(const StopSignals&) = delete;
-
-  private:
-    void (*previous_int_)(int) = SIG_DFL;
-    void (*previous_term_)(int) = SIG_DFL;
-};
-
-/// A Keras-style progress line: " 120/449 [======>.......] - 31s - ETA: 1:25 - loss: 1.4 - acc:
-/// 0.44". Redrawn in place on a terminal; on a pipe or file, printed at every 10% so logs stay
-/// short.
-class ProgressBar {
-  public:
-    explicit ProgressBar(std::size_t total) : total_(total), tty_(isatty(STDOUT_FILENO) != 0) {}
-    void update(std::size_t done, double elapsed, double loss, double acc, std::size_t skipped,
-                bool final = false) {
-        const std::size_t decile = total_ ? done * 10 / total_ : 10;
-        if (!tty_ && !final && decile == last_decile_) return;
-        last_decile_ = decile;
-        const int width = 30;
-        const int filled = total_ ? static_cast<int>(width * done / total_) : width;
-        std::string bar(static_cast<std::size_t>(width), '.');
-        for (int i = 0; i < filled; ++i) bar[static_cast<std::size_t>(i)] = '=';
-        if (filled < width) bar[static_cast<std::size_t>(filled)] = '>';
-        const double eta =
-            done ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - done) : 0.0;
-        char line[256];
-        std::snprintf(line, sizeof line, "%5zu/%zu [%s] - %.0fs%s - loss: %.4f - acc: %.4f", done,
-                      total_, bar.c_str(), elapsed, final ? "" : (" - ETA: " + clock(eta)).c_str(),
-                      loss, acc);
-        std::string skips;
-        if (skipped) skips = " - skipped_steps: " + std::to_string(skipped);
-        std::cout << (tty_ ? "\r" : "") << line << skips << (tty_ && !final ? "" : "\n")
-                  << std::flush;
-    }
-
-  private:
-    static std::string clock(double s) {
-        char buf[32];
-        const long t = static_cast<long>(s + 0.5);
-        std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
-        return buf;
-    }
-    std::size_t total_;
-    bool tty_;
-    std::size_t last_decile_ = 11;
-};
-
-/// The validation data: the "val" split (PublicTest), else "test", else the last
-/// `fraction` of a seeded shuffle of the training set (which then shrinks by as much).
-inline std::pair<facet::Dataset, facet::Dataset> train_val(const facet::DataSplits& splits,
-                                                           double fraction, std::uint64_t seed) {
-    const facet::Dataset* train = splits.training();
-    facet::check(train != nullptr && !train->empty(), "train: the data has no training split");
-    for (const char* name : {"val", "synthetic-test", "test"})
-        if (const facet::Dataset* v = splits.find(name); v && !v->empty()) return {*train, *v};
-    facet::check(fraction > 0 && fraction < 1, "train: no validation split and val_fraction ",
-                 fraction);
-    std::vector<std::size_t> order(train->size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    facet::Rng rng(seed ^ 0x5eed);
-    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-    const std::size_t n_val = std::max<std::size_t>(
-        1, static_cast<std::size_t>(fraction * static_cast<double>(order.size())));
-    facet::Dataset t, v;
-    for (auto* d : {&t, &v}) {
-        d->height = train->height, d->width = train->width, d->class_names = train->class_names;
-    }
-    t.split = "train", v.split = "val (held out of train)";
-    for (std::size_t k = 0; k < order.size(); ++k)
-        (k < order.size() - n_val ? t : v).add(train->image(order[k]), train->labels[order[k]]);
-    return {std::move(t), std::move(v)};
-}
 
 /// Keeps at most `limit` images of each class (in data set order): quick experiments and tests.
 inline facet::Dataset cap_per_class(const facet::Dataset& data, std::size_t limit) {
     if (limit == 0) return data;
     facet::Dataset out;
     out.height = data.height, out.width = data.width, out.class_names = data.class_names,
-    out.split = data.split;
+    out.split = data.split, out.source = data.source;
     std::vector<std::size_t> seen(data.class_names.size(), 0);
     for (std::size_t i = 0; i < data.size(); ++i)
         if (seen[static_cast<std::size_t>(data.labels[i])]++ < limit)
@@ -270,13 +217,106 @@ inline std::string json_number(double v) {
     std::snprintf(buf, sizeof buf, "%.6g", v);
     return buf;
 }
-/// A double with enough digits to read back the same bits (for numbers a resume compares with).
+/// A double with enough digits to read back the same bits.
 inline std::string exact_number(double v) {
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
+    return facet::detail::round_trip_digits(v);
 }
+
+inline std::string joined(const std::vector<std::size_t>& counts) {
+    std::string s;
+    for (std::size_t n : counts) {
+        if (!s.empty()) s += ',';
+        s += std::to_string(n);
+    }
+    return s;
+}
+
 }  // namespace detail
+
+/// The data of a run: what it trains on, what chooses the model, and what is only reported.
+struct DataPlan {
+    facet::Dataset train;  ///< after --max-per-class
+    facet::Dataset val;    ///< after --max-val-per-class
+    /// "held out of train" (stratified_split of the training data) or "val split".
+    std::string val_source;
+    std::optional<facet::SplitRecord> split;  ///< the hold-out, when there was one
+    std::size_t train_total = 0;              ///< the training split's size before the hold-out
+    /// The test figures, reported after training and never used to choose: (name, data).
+    std::vector<std::pair<std::string, const facet::Dataset*>> tests;
+
+    /// The notes the model file and the checkpoint carry about how validation was chosen.
+    facet::ModelMetadata notes() const {
+        facet::ModelMetadata m = {{"validation.source", val_source},
+                                  {"validation.samples", std::to_string(val.size())},
+                                  {"validation.per_class", detail::joined(val.class_counts())},
+                                  {"train.samples", std::to_string(train.size())}};
+        if (split) {
+            m.emplace_back("validation.fraction", detail::exact_number(split->fraction));
+            m.emplace_back("validation.seed", std::to_string(split->seed));
+            m.emplace_back("validation.fingerprint", split->fingerprint(train_total));
+        }
+        return m;
+    }
+    /// The same as the log's first record.
+    facet::JsonLog::Record record() const {
+        facet::JsonLog::Record r;
+        r["event"] = "validation_split";
+        r["source"] = val_source;
+        r["samples"] = val.size();
+        r["per_class"] = val.class_counts();
+        r["train_samples"] = train.size();
+        r["train_per_class"] = train.class_counts();
+        if (split) {
+            r["fraction"] = split->fraction;
+            r["seed"] = split->seed;
+            r["fingerprint"] = split->fingerprint(train_total);
+        }
+        facet::JsonLog::Record tests = facet::JsonLog::Record::array();
+        for (const auto& [name, data] : this->tests)
+            tests.push_back({{"name", name}, {"split", data->split}, {"samples", data->size()}});
+        r["reported_only"] = tests;
+        return r;
+    }
+};
+
+/// Chooses the validation and test data of `splits` (see train_cli()'s summary). A CSV file
+/// names PublicTest "val" and PrivateTest "test" (facet::canonical_split_name); both are test
+/// data here, never validation.
+inline DataPlan plan_data(const TrainConfig& c, const facet::DataSplits& splits) {
+    const facet::Dataset* train = splits.training();
+    facet::check(train != nullptr && !train->empty(), "train: the data has no training split");
+    const bool csv = !c.data.synthetic() && fs::is_regular_file(c.data.path);
+    DataPlan plan;
+    plan.train_total = train->size();
+    const facet::Dataset* explicit_val = csv ? nullptr : splits.find("val");
+    if (explicit_val && !explicit_val->empty()) {
+        plan.train = *train;
+        plan.val = *explicit_val;
+        plan.val_source = "val split";
+    } else {
+        facet::StratifiedSplit s =
+            facet::stratified_split(*train, c.val_fraction, c.val_seed, "val (held out of train)");
+        plan.train = std::move(s.kept);
+        plan.val = std::move(s.held_out);
+        plan.split = std::move(s.record);
+        plan.val_source = "held out of train";
+    }
+    plan.train = detail::cap_per_class(plan.train, c.max_per_class);
+    plan.val = detail::cap_per_class(plan.val, c.max_val_per_class);
+    facet::check(!plan.val.empty(), "train: the validation split is empty (too few images?)");
+    auto test = [&](const char* label, const char* split) {
+        if (const facet::Dataset* d = splits.find(split); d && !d->empty())
+            plan.tests.emplace_back(label, d);
+    };
+    if (csv) {
+        test("test (PublicTest)", "val");
+        test("private_test (PrivateTest)", "test");
+    } else {
+        test("test", "test");
+        test("test", "synthetic-test");
+    }
+    return plan;
+}
 
 /// Builds the optimiser named in the configuration over the model's parameters.
 inline std::unique_ptr<facet::Optimizer<float>> make_optimizer(const TrainConfig& c,
@@ -311,7 +351,14 @@ inline std::unique_ptr<facet::Schedule> make_schedule(const TrainConfig& c,
         return std::make_unique<facet::StepSchedule>(c.lr, std::max<std::size_t>(1, total / 3),
                                                      0.1);
     if (c.schedule == "constant") return std::make_unique<facet::ConstantSchedule>(c.lr);
-    throw facet::Error("train: unknown --schedule '" + c.schedule + "' (cosine, step, constant)");
+    if (c.schedule == "plateau") {
+        facet::PlateauOptions o;
+        o.factor = c.plateau_factor, o.patience = c.plateau_patience, o.min_lr = c.min_lr;
+        o.goal = facet::MetricGoal::Maximize;  // the trainer reports validation accuracy
+        return std::make_unique<facet::ReduceOnPlateau>(c.lr, o);
+    }
+    throw facet::Error("train: unknown --schedule '" + c.schedule +
+                       "' (cosine, step, constant, plateau)");
 }
 
 /// The metadata a fer model file carries, so eval and predict need nothing else.
@@ -332,9 +379,82 @@ inline facet::ModelMetadata model_metadata(const TrainConfig& c, const facet::No
             {"epoch", std::to_string(epoch)}};
 }
 
+namespace detail {
+
+/// fer's own hooks: the test hook before each step, and the line saying what a stop on
+/// non-finite values left on disk.
+class FerHooks : public facet::Callback {
+  public:
+    FerHooks(const TrainConfig& c, std::string best, std::string checkpoint)
+        : config_(c), best_(std::move(best)), checkpoint_(std::move(checkpoint)) {}
+    void on_batch_begin(facet::Trainer& t, facet::Batch& batch) override {
+        if (config_.before_step) config_.before_step(t.state().step + 1, batch);
+    }
+    void on_nonfinite(facet::Trainer& t, const facet::NonFiniteError& e, bool skipped) override {
+        if (skipped) return;
+        const std::uint64_t step = e.step().value_or(0), per_epoch = t.state().steps_per_epoch;
+        std::cout << "stopped at step " << step << " (epoch " << (step - 1) / per_epoch + 1
+                  << ", batch " << (step - 1) % per_epoch + 1 << "): non-finite values; " << best_
+                  << " and " << checkpoint_
+                  << " were left as they were (--on-nonfinite skip skips such steps)\n";
+    }
+
+  private:
+    const TrainConfig& config_;
+    std::string best_, checkpoint_;
+};
+
+/// The notes of `metadata` without the test results a finished run added.
+inline facet::ModelMetadata without_test_notes(const facet::ModelMetadata& metadata) {
+    facet::ModelMetadata kept;
+    for (const auto& note : metadata)
+        if (note.first.rfind("test.", 0) != 0 && note.first.rfind("private_test.", 0) != 0)
+            kept.push_back(note);
+    return kept;
+}
+
+}  // namespace detail
+
+/// After training: the accuracy of the best-validation model and of the last epoch's on each test
+/// split, printed, logged and added to model.facet's notes. Nothing is chosen by these numbers.
+inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Sequential<float>& last,
+                        std::size_t last_epoch, const facet::Normalization& norm,
+                        const std::string& best_path, std::size_t best_epoch, facet::JsonLog& log) {
+    facet::ModelFile<float> best = facet::load_model_file<float>(best_path);
+    facet::ModelMetadata notes = detail::without_test_notes(best.metadata);
+    for (const auto& [name, data] : plan.tests) {
+        facet::DatasetBatches batches(*data, norm, c.batch);
+        const facet::ValidationResult at_best = facet::evaluate_batches(best.model, batches);
+        const facet::ValidationResult at_last = facet::evaluate_batches(last, batches);
+        std::cout << name << " accuracy (" << data->size()
+                  << " images, reported only, never used to choose): "
+                  << detail::json_number(at_best.accuracy)
+                  << " for the best-validation model (epoch " << best_epoch << "), "
+                  << detail::json_number(at_last.accuracy) << " after the last epoch ("
+                  << last_epoch << ")\n";
+        facet::JsonLog::Record r;
+        r["event"] = "test";
+        r["name"] = name;
+        r["split"] = data->split;
+        r["samples"] = data->size();
+        r["best_epoch"] = best_epoch;
+        r["accuracy_best_epoch"] = at_best.accuracy;
+        r["loss_best_epoch"] = at_best.loss;
+        r["last_epoch"] = last_epoch;
+        r["accuracy_last_epoch"] = at_last.accuracy;
+        r["loss_last_epoch"] = at_last.loss;
+        log.append(r);
+        const std::string key = name.substr(0, name.find(' '));  // "test" or "private_test"
+        notes.emplace_back(key + ".samples", std::to_string(data->size()));
+        notes.emplace_back(key + ".accuracy_best_epoch", detail::exact_number(at_best.accuracy));
+        notes.emplace_back(key + ".accuracy_last_epoch", detail::exact_number(at_last.accuracy));
+        notes.emplace_back(key + ".last_epoch", std::to_string(last_epoch));
+    }
+    if (!plan.tests.empty()) facet::save(best.model, best_path, notes);
+}
+
 /// Trains on already loaded data (run_train() loads them; tests pass small sets directly).
 inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
-    using clock = std::chrono::steady_clock;
     facet::set_num_threads(c.threads);
     fs::create_directories(c.out);
     const std::string best_path = c.out + "/model.facet", ckpt_path = c.out + "/checkpoint.facet";
@@ -346,207 +466,115 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     if (stale)
         std::cout << "removed " << stale
                   << " unfinished temporary file(s) left by an interrupted run\n";
-    auto [train_full, val_full] = detail::train_val(splits, c.val_fraction, c.seed);
-    const facet::Dataset train = detail::cap_per_class(train_full, c.max_per_class);
-    const facet::Dataset val = detail::cap_per_class(val_full, c.max_val_per_class);
-    std::cout << "data: " << c.data.describe() << ": " << train.size() << " training images ("
-              << train.split << "), " << val.size() << " validation images (" << val.split << ")\n";
+    const DataPlan plan = plan_data(c, splits);
+    std::cout << "data: " << c.data.describe() << ": " << plan.train.size() << " training images, "
+              << plan.val.size() << " validation images (" << plan.val_source;
+    if (plan.split)
+        std::cout << ": " << plan.split->fraction << " of each class, seed " << plan.split->seed
+                  << ", fingerprint " << plan.split->fingerprint(plan.train_total);
+    std::cout << ")";
+    for (const auto& [name, data] : plan.tests)
+        std::cout << ", " << data->size() << " " << name << " images (reported only)";
+    std::cout << "\n";
     if (splits.skip_report.skipped) std::cout << splits.skip_report.summary() << "\n";
-    std::cout << facet::class_distribution(train).table();
+    std::cout << facet::class_distribution(plan.train).table();
 
     TrainConfig cfg = c;
     if (cfg.epochs == 0) cfg.epochs = c.data.synthetic() ? 12 : 50;
-    const facet::Normalization norm = facet::Normalization::of(train);
-    const bool skip_nonfinite = cfg.on_nonfinite == "skip";
-    facet::check(skip_nonfinite || cfg.on_nonfinite == "stop",
+    const facet::Normalization norm = facet::Normalization::of(plan.train);
+    facet::check(cfg.on_nonfinite == "stop" || cfg.on_nonfinite == "skip",
                  "train: on_nonfinite must be stop or skip, got '", cfg.on_nonfinite, "'");
 
     facet::BatchOptions bo;
     bo.batch_size = cfg.batch, bo.shuffle = true, bo.augment = cfg.augment, bo.seed = cfg.seed;
-    facet::BatchLoader loader(train, norm, bo);
-    const std::size_t steps_per_epoch = loader.batches_per_epoch();
+    facet::BatchLoader loader(plan.train, norm, bo);
+    facet::LoaderBatches train_batches(loader);
+    // The training batch size: no bigger activations than training has.
+    facet::DatasetBatches val_batches(plan.val, norm, cfg.batch);
 
     facet::Sequential<float> model = build_model(cfg.model, cfg.seed);
-    std::size_t first_epoch = 0, step = 0;
-    double best_acc = -1;
-    std::size_t epochs_without_improvement = 0;
-    // Steps skipped for non-finite values: in the whole run, in the current epoch, and in a row.
-    std::size_t skipped_total = 0, skipped_in_epoch = 0, skipped_in_a_row = 0;
-    std::unique_ptr<facet::Optimizer<float>> optimizer;
-    std::unique_ptr<facet::Schedule> schedule = make_schedule(cfg, steps_per_epoch);
-    std::vector<std::string> log_lines;
+    const std::unique_ptr<facet::Optimizer<float>> optimizer = make_optimizer(cfg, model);
+    const std::unique_ptr<facet::Schedule> schedule =
+        make_schedule(cfg, loader.batches_per_epoch());
+    const facet::ModelMetadata validation_notes = plan.notes();
+    auto notes = [&](double val_acc, std::size_t epoch) {
+        facet::ModelMetadata m = model_metadata(cfg, norm, plan.train, val_acc, epoch);
+        m.insert(m.end(), validation_notes.begin(), validation_notes.end());
+        return m;
+    };
+
+    facet::TrainerOptions to;
+    to.epochs = cfg.epochs, to.max_steps = cfg.max_steps, to.seed = cfg.seed;
+    to.max_gradient_norm = cfg.clip, to.label_smoothing = cfg.label_smoothing;
+    to.on_nonfinite =
+        cfg.on_nonfinite == "skip" ? facet::NonFinitePolicy::Skip : facet::NonFinitePolicy::Stop;
+    to.max_consecutive_skips = cfg.max_consecutive_skips;
+    to.notes = [&](const facet::TrainState& s) {
+        return notes(s.best_val_accuracy, s.completed_epochs);
+    };
+    facet::Trainer trainer(model, *optimizer, *schedule, to);
 
     if (cfg.resume) {
         facet::check(fs::exists(ckpt_path), "train --resume: no checkpoint at ", ckpt_path);
         facet::Checkpoint<float> ck = facet::load_checkpoint<float>(ckpt_path);
         facet::check(ck.info.note("model") == cfg.model, "train --resume: ", ckpt_path,
                      " holds model '", ck.info.note("model"), "', not '", cfg.model, "'");
-        model = std::move(ck.model);
-        optimizer = make_optimizer(cfg, model);
-        optimizer->load_state(ck.optimizer);
-        schedule->load_state(ck.schedule);
-        step = ck.info.step;
-        first_epoch = ck.info.epoch;
-        best_acc = std::stod(ck.info.note("best_val_accuracy", "-1"));
-        epochs_without_improvement = std::stoul(ck.info.note("epochs_without_improvement", "0"));
-        skipped_total = std::stoul(ck.info.note("skipped_steps", "0"));
-        skipped_in_epoch = std::stoul(ck.info.note("skipped_steps_in_epoch", "0"));
-        skipped_in_a_row = std::stoul(ck.info.note("skipped_steps_in_a_row", "0"));
-        std::ifstream old(log_path);  // keep the log lines of the epochs the checkpoint completed
-        for (std::string line; std::getline(old, line) && log_lines.size() < first_epoch;)
-            log_lines.push_back(line);
-        std::cout << "resumed from " << ckpt_path << " at epoch " << first_epoch + 1 << ", step "
-                  << step << "\n";
-    } else {
-        optimizer = make_optimizer(cfg, model);
+        const std::string fingerprint = ck.info.note("validation.fingerprint");
+        facet::check(fingerprint.empty() || !plan.split ||
+                         fingerprint == plan.split->fingerprint(plan.train_total),
+                     "train --resume: ", ckpt_path,
+                     " was validated on other held-out images (fingerprint ", fingerprint,
+                     "); give the same data, --val-fraction and --val-seed");
+        trainer.resume(ck);
+        std::cout << "resumed from " << ckpt_path << " at epoch "
+                  << trainer.state().completed_epochs + 1 << ", step " << trainer.state().step
+                  << "\n";
     }
     std::cout << model.summary() << "optimizer " << cfg.optimizer << ", lr " << cfg.lr << " ("
               << cfg.schedule << "), weight decay " << cfg.weight_decay << ", batch " << cfg.batch
-              << ", " << cfg.epochs << " epochs of " << steps_per_epoch << " steps, augmentation "
-              << (cfg.augment ? "on" : "off") << ", threads " << facet::num_threads() << "\n";
+              << ", " << cfg.epochs << " epochs of " << loader.batches_per_epoch()
+              << " steps, augmentation " << (cfg.augment ? "on" : "off") << ", threads "
+              << facet::num_threads() << "\n";
 
-    auto write_log = [&] {
-        std::string all;
-        for (const auto& l : log_lines) all += l + "\n";
-        facet::write_file_atomically(log_path, all.data(), all.size());
-    };
-    auto checkpoint = [&](std::size_t completed_epochs) {
-        facet::CheckpointInfo info;
-        info.epoch = completed_epochs, info.step = step;
-        info.seeds = {{"seed", cfg.seed}};
-        info.metadata = model_metadata(cfg, norm, train, best_acc, completed_epochs);
-        // Exact (round-trip) digits: a resumed run must compare later accuracies with the very
-        // number the uninterrupted run holds.
-        info.metadata.emplace_back("best_val_accuracy", detail::exact_number(best_acc));
-        info.metadata.emplace_back("epochs_without_improvement",
-                                   std::to_string(epochs_without_improvement));
-        info.metadata.emplace_back("skipped_steps", std::to_string(skipped_total));
-        info.metadata.emplace_back("skipped_steps_in_epoch", std::to_string(skipped_in_epoch));
-        info.metadata.emplace_back("skipped_steps_in_a_row", std::to_string(skipped_in_a_row));
-        facet::save_checkpoint(ckpt_path, model, *optimizer, *schedule, info);
-    };
+    trainer.add<facet::ProgressBar>();
+    trainer.add<detail::FerHooks>(cfg, best_path, ckpt_path);
+    facet::JsonLog& log =
+        trainer.add<facet::JsonLog>(log_path, std::vector<facet::JsonLog::Record>{plan.record()});
+    trainer.add<facet::BestModel>(
+        best_path, [&](const facet::EpochReport& r) { return notes(r.val_accuracy, r.epoch); });
+    if (cfg.patience) trainer.add<facet::EarlyStopping>(cfg.patience);
+    trainer.add<facet::CheckpointSaver>(ckpt_path, cfg.checkpoint_every);
 
-    const detail::StopSignals stop_signals;  // Ctrl-C / SIGTERM: stop after this step and save
-    facet::SoftmaxCrossEntropy<float> loss(cfg.label_smoothing);
-    bool stopped = false;
-    for (std::size_t epoch = first_epoch; epoch < cfg.epochs && !stopped; ++epoch) {
-        const std::size_t first_batch =
-            step - epoch * steps_per_epoch;  // > 0 when resuming mid-epoch
-        if (first_batch == 0) skipped_in_epoch = 0;
-        loader.start_epoch(epoch, first_batch);
-        std::cout << "Epoch " << epoch + 1 << "/" << cfg.epochs << "\n";
-        detail::ProgressBar bar(steps_per_epoch);
-        const auto t0 = clock::now();
-        double loss_sum = 0, correct = 0, seen = 0;
-        facet::Batch batch;
-        while (loader.next(batch)) {
-            optimizer->set_learning_rate(schedule->rate(step));
-            model.reseed(facet::detail::mix_seed(cfg.seed, step,
-                                                 7));  // dropout masks: a function of the step
-            if (cfg.before_step) cfg.before_step(step + 1, batch);
-            try {
-                const facet::StepResult r =
-                    model.train_step(batch.images, batch.labels, loss, *optimizer, cfg.clip);
-                loss_sum += r.loss * static_cast<double>(batch.size());
-                correct += r.accuracy * static_cast<double>(batch.size());
-                seen += static_cast<double>(batch.size());
-                skipped_in_a_row = 0;
-            } catch (const facet::NonFiniteError& e) {
-                // Nothing changed in the model or the optimiser; the files in OUT still hold the
-                // last good state, so stopping here leaves them as they are.
-                const facet::NonFiniteError numbered = e.at_step(step + 1);
-                std::cout << "\n";
-                if (!skip_nonfinite) {
-                    std::cout << "stopped at step " << step + 1 << " (epoch " << epoch + 1
-                              << ", batch " << batch.index + 1 << "): non-finite values; "
-                              << best_path << " and " << ckpt_path
-                              << " were left as they were (--on-nonfinite skip skips such steps)\n";
-                    throw numbered;
-                }
-                ++skipped_total, ++skipped_in_epoch, ++skipped_in_a_row;
-                std::cout << "skipped: " << numbered.what() << "\n";
-                if (skipped_in_a_row >= cfg.max_consecutive_skips)
-                    throw facet::Error(facet::detail::concat(
-                        "train: gave up after ", skipped_in_a_row,
-                        " skipped steps in a row (--max-consecutive-skips); ", best_path, " and ",
-                        ckpt_path, " were left as they were; the last: ", numbered.what()));
-            }
-            ++step;
-            bar.update(batch.index + 1, seconds_since(t0), loss_sum / seen, correct / seen,
-                       skipped_in_epoch);
-            if (cfg.checkpoint_every && step % cfg.checkpoint_every == 0) checkpoint(epoch);
-            if (detail::stop_requested || (cfg.max_steps && step >= cfg.max_steps)) {
-                stopped = true;
-                break;
-            }
-        }
-        const double train_seconds = seconds_since(t0);
-        if (stopped &&
-            batch.index + 1 < steps_per_epoch) {  // mid-epoch: save the position, no epoch line
-            checkpoint(epoch);
-            std::cout << "\n"
-                      << (detail::stop_requested ? "interrupted" : "reached --max-steps")
-                      << " at step " << step << "; checkpoint saved to " << ckpt_path
-                      << " (continue with --resume)\n";
-            break;
-        }
-        const Evaluation ev =
-            evaluate(model, val, norm, cfg.batch);  // training batch size: no bigger activations
-        const double val_acc = facet::accuracy(val.labels, ev.predicted);
-        const double seconds = seconds_since(t0);
-        bar.update(steps_per_epoch, seconds, loss_sum / seen, correct / seen, skipped_in_epoch,
-                   true);
-        const double ips = seen / train_seconds;
-        std::cout << "  val_loss: " << detail::json_number(ev.loss)
-                  << " - val_acc: " << detail::json_number(val_acc) << " - "
-                  << detail::json_number(ips) << " images/s - lr "
-                  << detail::json_number(schedule->rate(step ? step - 1 : 0));
-        const bool improved = val_acc > best_acc;
-        if (improved) {
-            best_acc = val_acc, epochs_without_improvement = 0;
-            facet::save(model, best_path, model_metadata(cfg, norm, train, val_acc, epoch + 1));
-            std::cout << " - saved best model";
-        } else {
-            ++epochs_without_improvement;
-        }
-        std::cout << "\n";
-        std::ostringstream line;
-        line << "{\"epoch\": " << epoch + 1
-             << ", \"train_loss\": " << detail::json_number(loss_sum / seen)
-             << ", \"train_acc\": " << detail::json_number(correct / seen)
-             << ", \"val_loss\": " << detail::json_number(ev.loss)
-             << ", \"val_acc\": " << detail::json_number(val_acc)
-             << ", \"seconds\": " << detail::json_number(seconds)
-             << ", \"images_per_second\": " << detail::json_number(ips)
-             << ", \"lr\": " << detail::json_number(schedule->rate(step ? step - 1 : 0))
-             << ", \"steps\": " << step << ", \"skipped_steps\": " << skipped_in_epoch << "}";
-        log_lines.push_back(line.str());
-        write_log();
-        skipped_in_epoch = 0;
-        checkpoint(epoch + 1);
-        if (detail::stop_requested) {  // the signal came during the last step or validation
-            std::cout << "interrupted after epoch " << epoch + 1 << "; checkpoint saved to "
-                      << ckpt_path << " (continue with --resume)\n";
-            stopped = true;
-        }
-        if (cfg.patience && epochs_without_improvement >= cfg.patience) {
-            std::cout << "early stop: no better validation accuracy for " << cfg.patience
-                      << " epochs\n";
-            break;
-        }
-    }
-    if (skipped_total)
-        std::cout << skipped_total
+    const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
+
+    const bool interrupted = s.reason == facet::StopReason::Interrupted;
+    if (s.mid_epoch)
+        std::cout << "\n"
+                  << (interrupted ? "interrupted" : "reached --max-steps") << " at step " << s.steps
+                  << "; checkpoint saved to " << ckpt_path << " (continue with --resume)\n";
+    else if (interrupted)  // the signal came during the last step or validation
+        std::cout << "interrupted after epoch " << s.completed_epochs << "; checkpoint saved to "
+                  << ckpt_path << " (continue with --resume)\n";
+    if (s.reason == facet::StopReason::EarlyStopped)
+        std::cout << "early stop: no better validation accuracy for " << cfg.patience
+                  << " epochs\n";
+    if (s.skipped_steps)
+        std::cout << s.skipped_steps
                   << " step(s) skipped for non-finite values (--on-nonfinite skip)\n";
-    if (best_acc < 0)  // stopped (--max-steps or a signal) before the first validation
+    if (s.best_val_accuracy < 0) {  // stopped (--max-steps or a signal) before the first validation
         std::cout << "no epoch completed, so no model was saved yet; the checkpoint holds the "
                      "progress\n";
-    else
-        std::cout << "best validation accuracy " << detail::json_number(best_acc)
-                  << " — model: " << best_path << "\n";
+    } else {
+        std::cout << "best validation accuracy " << detail::json_number(s.best_val_accuracy)
+                  << " (epoch " << s.best_epoch << ") — model: " << best_path << "\n";
+        const bool finished =
+            s.reason == facet::StopReason::Completed || s.reason == facet::StopReason::EarlyStopped;
+        if (finished)
+            report_test(cfg, plan, model, s.completed_epochs, norm, best_path, s.best_epoch, log);
+    }
     // 128 + SIGINT, as a shell reports a program Ctrl-C ended: a script must not take an
     // interrupted run for a finished one.
-    return detail::stop_requested ? 128 + SIGINT : 0;
+    return interrupted ? 128 + SIGINT : 0;
 }
 
 /// Runs `fer train`: loads the data, then trains. Returns the process exit status.
@@ -557,10 +585,21 @@ inline int run_train(const TrainConfig& c) {
     read.skip_bad = c.skip_bad;
     facet::DataSplits splits;
     if (c.data.synthetic() && (c.max_per_class || c.max_val_per_class)) {
-        // Each synthetic face is drawn from its own index, so drawing only the first N per class
-        // gives exactly the images the caps keep, without the wait for the rest (quick runs).
+        // Each synthetic face is drawn from its own index, so drawing only the first n per class
+        // gives the images the caps keep, without the wait for the rest (quick runs): n is the
+        // least number that leaves --max-per-class training images per class after the hold-out
+        // and holds at least --max-val-per-class out.
         facet::SyntheticFaceOptions o;
-        if (c.max_per_class) o.train_per_class = std::min(o.train_per_class, c.max_per_class);
+        if (c.max_per_class) {
+            std::size_t n = c.max_per_class + 1;
+            for (;; ++n) {
+                const std::size_t held = std::clamp<std::size_t>(
+                    static_cast<std::size_t>(std::llround(c.val_fraction * static_cast<double>(n))),
+                    1, n - 1);
+                if (n - held >= c.max_per_class && held >= c.max_val_per_class) break;
+            }
+            o.train_per_class = std::min(o.train_per_class, n);
+        }
         if (c.max_val_per_class) o.test_per_class = std::min(o.test_per_class, c.max_val_per_class);
         splits = facet::make_synthetic_faces(o);
     } else {

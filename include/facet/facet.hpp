@@ -1,5 +1,5 @@
 // facet/facet.hpp — the umbrella header: everything facet offers, in reading order.
-// core -> kernels -> layers -> loss -> optim -> model -> data -> metrics -> report.
+// core -> kernels -> layers -> loss -> optim -> model -> data -> train -> metrics -> report.
 #pragma once
 
 #include "facet/core/atomic_file.hpp"
@@ -67,7 +67,22 @@
 #include "facet/data/image.hpp"
 #include "facet/data/image_folder.hpp"
 #include "facet/data/load.hpp"
+#include "facet/data/split.hpp"
 #include "facet/data/synthetic_faces.hpp"
+#endif
+
+#include "facet/train/batch_source.hpp"
+#include "facet/train/best_model.hpp"
+#include "facet/train/callback.hpp"
+#include "facet/train/checkpoint.hpp"
+#include "facet/train/early_stopping.hpp"
+#include "facet/train/progress.hpp"
+#include "facet/train/signals.hpp"
+#include "facet/train/trainer.hpp"
+#include "facet/train/validation.hpp"
+// The JSON-lines log is written with nlohmann/json (Debian: nlohmann-json3-dev).
+#if __has_include(<nlohmann/json.hpp>)
+#include "facet/train/json_log.hpp"
 #endif
 
 #include "facet/metrics/classification.hpp"

@@ -1,0 +1,569 @@
+// Tests of facet::Trainer and its callbacks (facet/train/) on a small model and a toy task, and of
+// the validation protocol of `fer train`: the hooks fire in order; checkpoints every N steps are
+// complete files, and a run resumed from one in the middle of an epoch ends with the bits of an
+// uninterrupted run; early stopping and reduce-on-plateau act on the validation accuracy and
+// survive a resume; non-finite steps stop the run or are skipped and counted; the stratified
+// split is stratified, seeded, disjoint from training and never takes test images; and
+// `fer train` on the synthetic faces learns.
+#define FACET_IMPLEMENT_STB
+#include <facet/data/image.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <facet/facet.hpp>
+#include <nlohmann/json.hpp>
+
+#include "fer/train.hpp"
+
+namespace fs = std::filesystem;
+using namespace facet;
+
+namespace {
+
+constexpr std::size_t side = 8, classes = 3;
+
+/// The toy task: which third of an 8 x 8 noisy image holds a bright bar. Batch `index` of epoch
+/// `epoch` is drawn from (seed, epoch, index) alone, as a BatchSource must guarantee.
+class ToyBatches : public BatchSource {
+  public:
+    ToyBatches(std::size_t batches, std::size_t batch_size, std::uint64_t seed)
+        : batches_(batches), batch_size_(batch_size), seed_(seed) {}
+    std::size_t batches_per_epoch() const override { return batches_; }
+    void start_epoch(std::size_t epoch, std::size_t first_batch) override {
+        epoch_ = epoch, next_ = first_batch;
+    }
+    bool next(Batch& batch) override {
+        if (next_ >= batches_) return false;
+        Rng rng(detail::mix_seed(seed_, epoch_, next_));
+        batch = Batch{};
+        batch.epoch = epoch_, batch.index = next_++;
+        batch.images.resize(Shape{batch_size_, 1, side, side});
+        for (std::size_t i = 0; i < batch_size_; ++i) {
+            const int label = static_cast<int>(rng.below(classes));
+            batch.labels.push_back(label);
+            for (std::size_t r = 0; r < side; ++r)
+                for (std::size_t c = 0; c < side; ++c)
+                    batch.images(i, 0, r, c) =
+                        static_cast<float>(rng.normal(0, 0.3)) +
+                        (c / 3 == static_cast<std::size_t>(label) ? 1.0f : 0.0f);
+        }
+        return true;
+    }
+
+  private:
+    std::size_t batches_, batch_size_;
+    std::uint64_t seed_;
+    std::size_t epoch_ = 0, next_ = 0;
+};
+
+/// Validation whose accuracy cannot change: one image three times, labelled 0, 1 and 2, so
+/// exactly one of the three is right whatever the model predicts (accuracy 1/3 every epoch).
+class ConstantAccuracy : public BatchSource {
+  public:
+    std::size_t batches_per_epoch() const override { return 1; }
+    void start_epoch(std::size_t, std::size_t first_batch) override { done_ = first_batch > 0; }
+    bool next(Batch& batch) override {
+        if (done_) return false;
+        done_ = true;
+        batch = Batch{};
+        batch.images.resize(Shape{classes, 1, side, side});
+        batch.images.fill(0.5f);
+        batch.labels = {0, 1, 2};
+        return true;
+    }
+
+  private:
+    bool done_ = false;
+};
+
+Sequential<float> toy_model() {
+    Sequential<float> model(Shape{1, side, side});
+    model.add<Conv2d<float>>(1, 4, 3, 1, 1, false, 3);
+    model.add<BatchNorm2d<float>>(4);
+    model.add<ReLU<float>>();
+    model.add<MaxPool2d<float>>(2);
+    model.add<Flatten<float>>();
+    model.add<Dropout<float>>(0.25, 4);  // masks from the trainer's per-step seed
+    model.add<Dense<float>>(4 * 4 * 4, classes, true, 5);
+    return model;
+}
+
+/// A model, its optimiser and schedule, and a trainer over them: everything a run needs.
+struct Run {
+    Sequential<float> model = toy_model();
+    AdamW<float> optimizer{model.parameters(), AdamOptions{.learning_rate = 0.01}};
+    std::unique_ptr<Schedule> schedule;
+    Trainer trainer;
+
+    explicit Run(TrainerOptions options, std::unique_ptr<Schedule> s = nullptr)
+        : schedule(s ? std::move(s) : std::make_unique<CosineSchedule>(0.01, 2, 40)),
+          trainer(model, optimizer, *schedule, with_defaults(std::move(options))) {}
+
+    static TrainerOptions with_defaults(TrainerOptions o) {
+        o.handle_signals = false;  // the test runner's own handlers stay
+        return o;
+    }
+};
+
+const fs::path& scratch_root() {
+    static const struct Root {
+        fs::path path =
+            fs::temp_directory_path() / ("facet_test_trainer_" + std::to_string(::getpid()));
+        ~Root() {
+            std::error_code ec;
+            fs::remove_all(path, ec);
+        }
+    } root;
+    return root.path;
+}
+
+std::string scratch(const std::string& name) {
+    const fs::path p = scratch_root() / name;
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p.string();
+}
+
+std::string bytes_of(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in.good());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+/// Records every hook call as a line, prefixed with a name.
+class Recorder : public Callback {
+  public:
+    Recorder(std::string name, std::vector<std::string>& events)
+        : name_(std::move(name)), events_(events) {}
+    void on_train_begin(Trainer&) override { log("train_begin"); }
+    void on_epoch_begin(Trainer&, std::size_t e) override { log("epoch_begin " + n(e)); }
+    void on_batch_begin(Trainer&, Batch& b) override { log("batch_begin " + n(b.index)); }
+    void on_step_end(Trainer&, const StepReport& r) override { log("step_end " + n(r.step)); }
+    void on_nonfinite(Trainer&, const NonFiniteError&, bool skipped) override {
+        log(skipped ? "nonfinite skipped" : "nonfinite stop");
+    }
+    void on_epoch_end(Trainer&, const EpochReport& r) override { log("epoch_end " + n(r.epoch)); }
+    void after_epoch(Trainer&, const EpochReport& r) override { log("after_epoch " + n(r.epoch)); }
+    void on_train_end(Trainer&, const TrainSummary& s) override {
+        log("train_end " + n(s.completed_epochs));
+    }
+
+  private:
+    static std::string n(std::uint64_t v) { return std::to_string(v); }
+    void log(const std::string& what) { events_.push_back(name_ + " " + what); }
+    std::string name_;
+    std::vector<std::string>& events_;
+};
+
+/// Calls `f` on each batch before its step (to poison chosen ones) and each step's report.
+struct OnStep : Callback {
+    std::function<void(Trainer&, Batch&)> before;
+    std::function<void(Trainer&, const StepReport&)> after;
+    void on_batch_begin(Trainer& t, Batch& b) override {
+        if (before) before(t, b);
+    }
+    void on_step_end(Trainer& t, const StepReport& r) override {
+        if (after) after(t, r);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("the trainer calls every hook in order, callbacks in the order they were added") {
+    std::vector<std::string> events;
+    Run run({.epochs = 2});
+    run.trainer.add<Recorder>("a", events);
+    run.trainer.add<Recorder>("b", events);
+    ToyBatches train(2, 8, 1);
+    ConstantAccuracy val;
+    const TrainSummary s = run.trainer.fit(train, val);
+    CHECK(s.reason == StopReason::Completed);
+    CHECK(s.completed_epochs == 2);
+    CHECK(s.steps == 4);
+    std::vector<std::string> expected;
+    auto both = [&](const std::string& e) {
+        expected.push_back("a " + e);
+        expected.push_back("b " + e);
+    };
+    both("train_begin");
+    for (int epoch = 0, step = 0; epoch < 2; ++epoch) {
+        both("epoch_begin " + std::to_string(epoch));
+        for (int batch = 0; batch < 2; ++batch) {
+            both("batch_begin " + std::to_string(batch));
+            both("step_end " + std::to_string(++step));
+        }
+        both("epoch_end " + std::to_string(epoch + 1));
+        both("after_epoch " + std::to_string(epoch + 1));
+    }
+    both("train_end 2");
+    CHECK(events == expected);
+}
+
+TEST_CASE("checkpoints every N steps are whole files, and a mid-epoch resume ends bit-identical") {
+    const std::string straight = scratch("ckpt_straight"), split = scratch("ckpt_split");
+    const TrainerOptions options{.epochs = 3, .seed = 9};
+    ToyBatches train(4, 8, 2);  // 4 steps per epoch, 12 in all
+    ConstantAccuracy val;
+    std::vector<std::uint64_t> seen_steps;
+    {
+        Run run(options);
+        run.trainer.add<CheckpointSaver>(straight + "/ck.facet", 3);
+        // After each saving step the file is complete (it loads: size, CRC-32 and finiteness are
+        // verified) and stands at that step, and no temporary file is left beside it.
+        auto& probe = run.trainer.add<OnStep>();
+        probe.after = [&](Trainer&, const StepReport& r) {
+            if (r.step % 3) return;
+            const Checkpoint<float> ck = load_checkpoint<float>(straight + "/ck.facet");
+            CHECK(ck.info.step == r.step);
+            CHECK(ck.info.epoch == r.epoch);
+            for (const auto& entry : fs::directory_iterator(straight))
+                CHECK(entry.path().filename().string() == "ck.facet");
+            seen_steps.push_back(r.step);
+        };
+        CHECK(run.trainer.fit(train, val).steps == 12);
+    }
+    CHECK(seen_steps == std::vector<std::uint64_t>{3, 6, 9, 12});
+    {
+        TrainerOptions o = options;
+        o.max_steps = 6;  // stops after batch 2 of epoch 2: in the middle
+        Run run(o);
+        run.trainer.add<CheckpointSaver>(split + "/ck.facet", 5);
+        const TrainSummary s = run.trainer.fit(train, val);
+        CHECK(s.reason == StopReason::MaxSteps);
+        CHECK(s.mid_epoch);
+        const Checkpoint<float> ck = load_checkpoint<float>(split + "/ck.facet");
+        CHECK(ck.info.step == 6);
+        CHECK(ck.info.epoch == 1);
+    }
+    {
+        Run run(options);  // a fresh process would build the same model, then resume
+        run.trainer.add<CheckpointSaver>(split + "/ck.facet", 3);
+        run.trainer.resume(split + "/ck.facet");
+        CHECK(run.trainer.state().step == 6);
+        CHECK(run.trainer.fit(train, val).steps == 12);
+    }
+    // Weights, batch-norm statistics, Adam's moments and step count, schedule and counters.
+    CHECK(bytes_of(split + "/ck.facet") == bytes_of(straight + "/ck.facet"));
+
+    SUBCASE("resume refuses another model or another seed") {
+        Sequential<float> other(Shape{1, side, side});
+        other.add<Flatten<float>>();
+        other.add<Dense<float>>(side * side, classes);
+        AdamW<float> opt(other.parameters());
+        ConstantSchedule constant(0.01);
+        Trainer trainer(other, opt, constant, {.handle_signals = false});
+        CHECK_THROWS_WITH_AS(trainer.resume(split + "/ck.facet"), doctest::Contains("layers"),
+                             Error);
+        Run wrong_seed({.seed = 10});
+        CHECK_THROWS_WITH_AS(wrong_seed.trainer.resume(split + "/ck.facet"),
+                             doctest::Contains("seed"), Error);
+    }
+}
+
+TEST_CASE("early stopping after `patience` epochs without a better validation accuracy") {
+    ToyBatches train(2, 8, 3);
+    ConstantAccuracy val;  // epoch 1 improves on nothing; no later epoch improves on it
+    Run run({.epochs = 10});
+    run.trainer.add<EarlyStopping>(2);
+    std::vector<bool> improved;
+    struct Watch : Callback {
+        std::vector<bool>& improved;
+        explicit Watch(std::vector<bool>& i) : improved(i) {}
+        void on_epoch_end(Trainer&, const EpochReport& r) override {
+            improved.push_back(r.improved);
+        }
+    };
+    run.trainer.add<Watch>(improved);
+    const TrainSummary s = run.trainer.fit(train, val);
+    CHECK(s.reason == StopReason::EarlyStopped);
+    CHECK(s.completed_epochs == 3);
+    CHECK(improved == std::vector<bool>{true, false, false});
+    CHECK(s.best_epoch == 1);
+    CHECK(s.best_val_accuracy == doctest::Approx(1.0 / 3));
+
+    // The count is in the checkpoint: a run stopped after epoch 2 and resumed stops at 3 too.
+    const std::string dir = scratch("early");
+    {
+        Run first({.epochs = 10, .max_steps = 4});
+        first.trainer.add<EarlyStopping>(2);
+        first.trainer.add<CheckpointSaver>(dir + "/ck.facet");
+        CHECK(first.trainer.fit(train, val).reason == StopReason::MaxSteps);
+    }
+    Run second({.epochs = 10});
+    second.trainer.add<EarlyStopping>(2);
+    second.trainer.resume(dir + "/ck.facet");
+    CHECK(second.trainer.state().epochs_without_improvement == 1);
+    const TrainSummary r = second.trainer.fit(train, val);
+    CHECK(r.reason == StopReason::EarlyStopped);
+    CHECK(r.completed_epochs == 3);
+}
+
+TEST_CASE("reduce-on-plateau lowers the rate by `factor` after `patience` flat epochs, to min_lr") {
+    auto plateau = [] {
+        PlateauOptions o;
+        o.factor = 0.5, o.patience = 1, o.min_lr = 0.02, o.goal = MetricGoal::Maximize;
+        return std::make_unique<ReduceOnPlateau>(0.1, o);
+    };
+    ToyBatches train(2, 8, 4);
+    ConstantAccuracy val;
+    // Epoch 1 sets the best; epochs 2 and 3 are flat, and more than 1 flat epoch halves the rate
+    // (then the count starts again): 0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, then 0.02 (not
+    // 0.0125: the floor).
+    const std::vector<double> expected = {0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.02};
+    auto rates_of = [&](Run& run) {
+        std::vector<double> rates;
+        auto& probe = run.trainer.add<OnStep>();
+        probe.after = [&rates](Trainer& t, const StepReport& r) {
+            CHECK(t.optimizer().learning_rate() == r.learning_rate);
+            if (r.batch_index == 0) rates.push_back(r.learning_rate);
+        };
+        run.trainer.fit(train, val);
+        return rates;
+    };
+    Run run({.epochs = 8}, plateau());
+    CHECK(rates_of(run) == expected);
+
+    // The schedule's state (rate, best, flat epochs) travels in the checkpoint.
+    const std::string dir = scratch("plateau");
+    {
+        Run first({.epochs = 8, .max_steps = 9}, plateau());  // mid epoch 5
+        first.trainer.add<CheckpointSaver>(dir + "/ck.facet");
+        first.trainer.fit(train, val);
+    }
+    Run second({.epochs = 8}, plateau());
+    second.trainer.resume(dir + "/ck.facet");
+    // (rates_of notes the rate of each epoch's first batch: epoch 5 resumed at its second)
+    CHECK(rates_of(second) == std::vector<double>(expected.begin() + 5, expected.end()));
+}
+
+TEST_CASE("a non-finite step stops naming it, or is skipped and counted") {
+    ToyBatches train(3, 8, 5);
+    ConstantAccuracy val;
+    auto poison = [](std::set<std::uint64_t> bad) {
+        return [bad](Trainer& t, Batch& b) {
+            if (bad.count(t.state().step + 1)) b.images.fill(std::nanf(""));
+        };
+    };
+    SUBCASE("stop: the error names the step; the checkpoint keeps the last good state") {
+        const std::string dir = scratch("nan_stop");
+        Run run({.epochs = 2});
+        run.trainer.add<CheckpointSaver>(dir + "/ck.facet", 1);
+        auto& hook = run.trainer.add<OnStep>();  // after the saver: sees its step-4 file
+        hook.before = poison({5});
+        std::string before;
+        hook.after = [&](Trainer&, const StepReport& r) {
+            if (r.step == 4) before = bytes_of(dir + "/ck.facet");
+        };
+        try {
+            run.trainer.fit(train, val);
+            FAIL("no error");
+        } catch (const NonFiniteError& e) {
+            CHECK(e.step() == std::uint64_t{5});
+            CHECK(e.input_not_finite());
+            CHECK(std::string(e.what()).find("at step 5: ") != std::string::npos);
+        }
+        CHECK(bytes_of(dir + "/ck.facet") == before);
+    }
+    SUBCASE("skip: counted per epoch and in all; the run goes on") {
+        std::vector<std::string> events;
+        Run run({.epochs = 2, .on_nonfinite = NonFinitePolicy::Skip});
+        run.trainer.add<OnStep>().before = poison({2, 5, 6});
+        std::vector<std::size_t> per_epoch;
+        struct Watch : Callback {
+            std::vector<std::size_t>& counts;
+            explicit Watch(std::vector<std::size_t>& c) : counts(c) {}
+            void on_epoch_end(Trainer&, const EpochReport& r) override {
+                counts.push_back(r.skipped_steps);
+            }
+        };
+        run.trainer.add<Watch>(per_epoch);
+        run.trainer.add<Recorder>("r", events);
+        const TrainSummary s = run.trainer.fit(train, val);
+        CHECK(s.reason == StopReason::Completed);
+        CHECK(s.skipped_steps == 3);
+        CHECK(per_epoch == std::vector<std::size_t>{1, 2});
+        CHECK(std::count(events.begin(), events.end(), "r nonfinite skipped") == 3);
+        for (const Parameter<float>& p : run.model.parameters())
+            for (float v : *p.value) REQUIRE(std::isfinite(v));
+    }
+    SUBCASE("skip gives up after max_consecutive_skips in a row") {
+        Run run({.epochs = 2, .on_nonfinite = NonFinitePolicy::Skip, .max_consecutive_skips = 2});
+        run.trainer.add<OnStep>().before = poison({2, 4, 5});
+        CHECK_THROWS_WITH_AS(run.trainer.fit(train, val),
+                             doctest::Contains("gave up after 2 skipped steps in a row"), Error);
+        CHECK(run.trainer.state().step == 4);  // step 5 threw before it was counted
+    }
+}
+
+namespace {
+
+/// A data set whose image i of `tag` is unique: the first two pixels hold i, the third the tag.
+Dataset numbered(const std::vector<std::size_t>& per_class, std::uint8_t tag,
+                 const std::string& split) {
+    Dataset d;
+    d.split = split;
+    d.height = d.width = 4;
+    d.class_names = {"a", "b", "c", "d", "e"};
+    std::vector<std::uint8_t> image(16, 0);
+    std::size_t i = 0;
+    for (std::size_t round = 0; round < 200; ++round)
+        for (std::size_t c = 0; c < per_class.size(); ++c)
+            if (round < per_class[c]) {
+                image[0] = static_cast<std::uint8_t>(i & 255),
+                image[1] = static_cast<std::uint8_t>(i >> 8);
+                image[2] = tag;
+                d.add(image.data(), static_cast<int>(c));
+                ++i;
+            }
+    return d;
+}
+
+std::set<std::string> images_of(const Dataset& d) {
+    std::set<std::string> s;
+    for (std::size_t i = 0; i < d.size(); ++i)
+        s.insert(std::string(reinterpret_cast<const char*>(d.image(i)), d.image_size()));
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("stratified_split holds out each class's share, seeded, disjoint, in order") {
+    const Dataset data = numbered({50, 20, 10, 3, 1}, 1, "train");
+    const StratifiedSplit s = stratified_split(data, 0.2, 7);
+    // round(0.2 n), at least one of a class with two or more, never all of a class.
+    CHECK(s.record.held_out_counts == std::vector<std::size_t>{10, 4, 2, 1, 0});
+    CHECK(s.held_out.class_counts() == s.record.held_out_counts);
+    CHECK(s.kept.class_counts() == std::vector<std::size_t>{40, 16, 8, 2, 1});
+    CHECK(s.record.kept_counts == s.kept.class_counts());
+    const auto kept = images_of(s.kept), held = images_of(s.held_out), all = images_of(data);
+    for (const std::string& image : held) CHECK(kept.count(image) == 0);
+    CHECK(kept.size() + held.size() == all.size());
+    CHECK(std::is_sorted(s.record.held_out.begin(), s.record.held_out.end()));
+    for (std::size_t k = 0; k < s.record.held_out.size(); ++k)
+        CHECK(std::memcmp(s.held_out.image(k), data.image(s.record.held_out[k]), 16) == 0);
+
+    const StratifiedSplit again = stratified_split(data, 0.2, 7);
+    CHECK(again.record.held_out == s.record.held_out);
+    CHECK(again.record.fingerprint(data.size()) == s.record.fingerprint(data.size()));
+    const StratifiedSplit other = stratified_split(data, 0.2, 8);
+    CHECK(other.record.held_out_counts == s.record.held_out_counts);
+    CHECK(other.record.held_out != s.record.held_out);
+    CHECK(other.record.fingerprint(data.size()) != s.record.fingerprint(data.size()));
+    CHECK_THROWS_AS(stratified_split(data, 1.0, 7), Error);
+}
+
+TEST_CASE("fer train validates on images held out of training and never on the test split") {
+    facet::DataSplits splits;
+    splits.splits.push_back(numbered({30, 30, 20, 10, 10}, 1, "train"));
+    splits.splits.push_back(numbered({5, 5, 5, 5, 5}, 2, "test"));
+    fer::TrainConfig c;
+    c.val_fraction = 0.1, c.val_seed = 3;
+    const auto train = images_of(splits.splits[0]), test = images_of(splits.splits[1]);
+
+    SUBCASE("image folders with train/ and test/") {
+        const fer::DataPlan plan = fer::plan_data(c, splits);
+        CHECK(plan.val_source == "held out of train");
+        REQUIRE(plan.split.has_value());
+        CHECK(plan.val.class_counts() == std::vector<std::size_t>{3, 3, 2, 1, 1});
+        for (const std::string& image : images_of(plan.val)) {
+            CHECK(train.count(image) == 1);
+            CHECK(test.count(image) == 0);
+        }
+        for (const std::string& image : images_of(plan.train)) CHECK(test.count(image) == 0);
+        CHECK(plan.train.size() + plan.val.size() == 100);
+        REQUIRE(plan.tests.size() == 1);
+        CHECK(plan.tests[0].second == &splits.splits[1]);
+        // What the model file and the log record.
+        const facet::ModelMetadata notes = plan.notes();
+        auto note = [&](const std::string& key) {
+            for (const auto& [k, v] : notes)
+                if (k == key) return v;
+            return std::string("(missing)");
+        };
+        CHECK(note("validation.source") == "held out of train");
+        CHECK(note("validation.seed") == "3");
+        CHECK(note("validation.per_class") == "3,3,2,1,1");
+        CHECK(note("validation.fingerprint") == plan.split->fingerprint(100));
+        CHECK(std::stod(note("validation.fraction")) == 0.1);
+        CHECK(plan.record()["fingerprint"] == plan.split->fingerprint(100));
+        c.val_seed = 4;
+        CHECK(fer::plan_data(c, splits).split->fingerprint(100) != plan.split->fingerprint(100));
+    }
+    SUBCASE("a 'val' folder is the validation split") {
+        splits.splits.push_back(numbered({2, 2, 2, 2, 2}, 3, "val"));
+        const fer::DataPlan plan = fer::plan_data(c, splits);
+        CHECK(plan.val_source == "val split");
+        CHECK(images_of(plan.val) == images_of(splits.splits[2]));
+        CHECK(plan.train.size() == 100);
+        CHECK(plan.tests.size() == 1);
+    }
+    SUBCASE("a CSV's PublicTest ('val') and PrivateTest ('test') are both test data") {
+        splits.splits.push_back(numbered({2, 2, 2, 2, 2}, 3, "val"));
+        const std::string csv = scratch("csv") + "/fer2013.csv";
+        std::ofstream(csv) << "emotion,pixels,Usage\n";
+        c.data = {csv};
+        const fer::DataPlan plan = fer::plan_data(c, splits);
+        CHECK(plan.val_source == "held out of train");
+        for (const std::string& image : images_of(plan.val)) CHECK(train.count(image) == 1);
+        REQUIRE(plan.tests.size() == 2);
+        CHECK(plan.tests[0].second == &splits.splits[2]);  // PublicTest: the test figure
+        CHECK(plan.tests[1].second == &splits.splits[1]);  // PrivateTest: the second one
+    }
+}
+
+TEST_CASE("fer train on the synthetic faces learns: validation accuracy far above chance") {
+    facet::SyntheticFaceOptions faces;
+    // 167 per class: 17 held out for validation, 150 trained on (1050 images, 33 steps of 32):
+    // few enough for seconds, enough to learn. The seed fixes the result on a given CPU.
+    faces.train_per_class = 167, faces.test_per_class = 10;
+    const facet::DataSplits data = facet::make_synthetic_faces(faces);
+    fer::TrainConfig c;
+    c.out = scratch("learns");
+    c.epochs = 6, c.batch = 32, c.threads = 2, c.seed = 1, c.checkpoint_every = 0;
+    std::ostringstream captured;
+    auto* old = std::cout.rdbuf(captured.rdbuf());
+    int status = -1;
+    try {
+        status = fer::train_on(c, data);
+    } catch (...) {
+        std::cout.rdbuf(old);
+        throw;
+    }
+    std::cout.rdbuf(old);
+    REQUIRE(status == 0);
+    double best = 0;
+    std::vector<nlohmann::json> tests;
+    std::ifstream log(c.out + "/log.jsonl");
+    for (std::string line; std::getline(log, line);) {
+        const nlohmann::json r = nlohmann::json::parse(line);
+        if (!r.contains("event"))
+            best = std::max(best, r["val_acc"].get<double>());
+        else if (r["event"] == "test")
+            tests.push_back(r);
+    }
+    INFO(captured.str());
+    CHECK(best >= 0.5);  // chance is 1/7
+    // The test split was evaluated once, after training, for the chosen and the last model.
+    REQUIRE(tests.size() == 1);
+    CHECK(tests[0]["samples"] == 70);
+    CHECK(tests[0]["accuracy_best_epoch"].get<double>() > 1.0 / 7);
+    const facet::ModelFile<float> m = facet::load_model_file<float>(c.out + "/model.facet");
+    bool has_test_note = false, has_fingerprint = false;
+    for (const auto& [k, v] : m.metadata) {
+        has_test_note = has_test_note || k == "test.accuracy_best_epoch";
+        has_fingerprint = has_fingerprint || k == "validation.fingerprint";
+    }
+    CHECK(has_test_note);
+    CHECK(has_fingerprint);
+}
