@@ -49,9 +49,9 @@
 
 #include "facet/model/gradient_check.hpp"
 #include "facet/model/graph.hpp"
+#include "facet/model/provenance.hpp"
 #include "facet/model/residual_block.hpp"
 #include "facet/model/sequential.hpp"
-#include "facet/model/provenance.hpp"
 #include "facet/model/serialize.hpp"
 
 // The readers decode images with stb_image (Debian: libstb-dev); one translation unit of the
