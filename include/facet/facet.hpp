@@ -52,8 +52,8 @@
 
 #include "facet/model/gradient_check.hpp"
 #include "facet/model/graph.hpp"
-#include "facet/model/residual_block.hpp"
 #include "facet/model/provenance.hpp"
+#include "facet/model/residual_block.hpp"
 #include "facet/model/sequential.hpp"
 #include "facet/model/serialize.hpp"
 
