@@ -567,3 +567,34 @@ TEST_CASE("fer train on the synthetic faces learns: validation accuracy far abov
     CHECK(has_test_note);
     CHECK(has_fingerprint);
 }
+
+TEST_CASE("fer train's validation and plateau options: parsed, checked, and reach the set-up") {
+    auto parse = [](std::vector<std::string> args) {
+        args.insert(args.begin(), {"fer", "train"});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        fer::Cli cli = fer::train_cli();
+        REQUIRE(cli.parse(static_cast<int>(argv.size()), argv.data(), 2));
+        return fer::train_config(cli);
+    };
+    const fer::TrainConfig c =
+        parse({"--val-fraction", "0.2", "--val-seed", "5", "--schedule", "plateau",
+               "--plateau-factor", "0.25", "--plateau-patience", "2", "--min-lr", "0.0001"});
+    CHECK(c.val_fraction == 0.2);
+    CHECK(c.val_seed == 5);
+    const std::unique_ptr<Schedule> s = fer::make_schedule(c, 10);
+    const ScheduleState state = s->state();
+    CHECK(state.type == "ReduceOnPlateau");
+    CHECK(state.get("factor") == 0.25);
+    CHECK(state.get("patience") == 2);
+    CHECK(state.get("min_lr") == 0.0001);
+    CHECK(state.get("maximize") == 1);  // the trainer reports validation accuracy
+    const fer::TrainConfig d = parse({});
+    CHECK(d.val_fraction == 0.1);
+    CHECK(d.val_seed == 2013);
+    for (const std::vector<std::string>& bad : {std::vector<std::string>{"--val-fraction", "1.5"},
+                                                {"--val-fraction", "0"},
+                                                {"--plateau-factor", "1"},
+                                                {"--min-lr", "1"}})
+        CHECK_THROWS_WITH_AS(parse(bad), doctest::Contains(bad[0].c_str()), Error);
+}
