@@ -56,8 +56,13 @@ std::size_t env_count(const char* name, std::size_t fallback) {
 facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::size_t per_class) {
     facet::Dataset d;
     d.split = split;
-    int label = 0;
+    const std::vector<std::string> classes = facet::fer_class_name_list();
     for (const fs::path& folder : facet::detail::sorted_entries(root / split, true)) {
+        // The label is the class's place in the models' order (angry ... neutral), not the
+        // folders' alphabetical one.
+        const auto known = std::find(classes.begin(), classes.end(), folder.filename().string());
+        if (known == classes.end()) continue;
+        const int label = int(known - classes.begin());
         std::size_t taken = 0;
         for (const fs::path& file : facet::detail::sorted_entries(folder, false)) {
             if (taken == per_class) break;
@@ -68,7 +73,6 @@ facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::s
             d.labels.push_back(label);
             ++taken;
         }
-        ++label;
     }
     return d;
 }

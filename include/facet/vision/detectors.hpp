@@ -49,6 +49,7 @@ inline std::string default_face_detector() {
 inline std::unique_ptr<FaceDetector> make_face_detector(std::string name,
                                                         const DetectorOptions& options = {}) {
     if (name.empty() || name == "default") name = default_face_detector();
+    static_cast<void>(options);  // unused when no back-end is built in
 #if defined(FACET_HAVE_OPENCV)
     if (name == "opencv")
         return std::make_unique<OpenCvFaceDetector>(options, OpenCvFaceDetector::Cascade::haar);
