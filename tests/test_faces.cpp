@@ -569,6 +569,28 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("many faces in one picture: each found face is reported once, in its own box") {
+    const fs::path dir = scratch("many");
+    facet::Rng rng(17);
+    const Scene scene = compose_scene(scene_faces(), rng, 800, 600, 16, 60, 100);
+    REQUIRE(scene.faces.size() >= 12);
+    write_gray_png(dir / "crowd.png", scene.image);
+    const nlohmann::json out = nlohmann::json::parse(
+        predict({"--model", tiny_model(), "--json", (dir / "crowd.png").string()}));
+    const auto& faces = out.at(0).at("faces");
+    std::vector<vision::Rect> boxes;
+    for (const auto& f : faces)
+        boxes.push_back({f["box"][0], f["box"][1], f["box"][2], f["box"][3]});
+    MESSAGE(boxes.size() << " of " << scene.faces.size() << " faces reported");
+    // The default detector finds at least a quarter of them (cartoon or real: see the scene bars),
+    // and no face is reported twice (no two boxes overlap by half).
+    CHECK(boxes.size() * 4 >= scene.faces.size());
+    CHECK(boxes.size() <= scene.faces.size() + 2);
+    for (std::size_t i = 0; i < boxes.size(); ++i)
+        for (std::size_t j = i + 1; j < boxes.size(); ++j)
+            CHECK(vision::iou(boxes[i], boxes[j]) < 0.5);
+}
+
 TEST_CASE("gray, RGB, RGBA and 16-bit PNGs of one picture give the same faces") {
     // The base picture: a scene of FER-2013 faces, else the astronaut in gray, else a scene of
     // cartoon faces.
