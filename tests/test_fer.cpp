@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fer/evaluate.hpp"
+#include "fer/predict.hpp"
 #include "fer/report.hpp"
 #include "fer/train.hpp"
 #include "fer2013_dir.hpp"

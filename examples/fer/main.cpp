@@ -2,7 +2,7 @@
 //
 //   fer train   [--data DIR|CSV] [--out DIR] [--epochs N] ...   train (default recipe with no
 //   flags) fer eval    --model FILE [--data ...] [--split NAME] [--json] accuracy, per-class
-//   metrics, confusion fer predict --model FILE IMAGE... [--json]                   top-3 emotions
+//   metrics, confusion fer predict --model FILE IMAGE|FOLDER... [--json]        faces and emotions
 //   per image fer report  --run DIR [--data ...] [-o FILE]                 self-contained HTML
 //   report fer bench   [--model NAME] [--batch N] [--threads N]        per-layer timings
 //
@@ -15,6 +15,7 @@
 
 #include "bench.hpp"
 #include "evaluate.hpp"
+#include "predict.hpp"
 #include "report.hpp"
 #include "train.hpp"
 
@@ -27,7 +28,7 @@ const char* usage =
     "otherwise)\n"
     "  eval     accuracy, per-class precision/recall/F1 and the confusion matrix of a trained "
     "model\n"
-    "  predict  the three most likely emotions of face images\n"
+    "  predict  finds the faces in photos and gives each one's emotion\n"
     "  report   a self-contained HTML report of a training run\n"
     "  bench    per-layer forward/backward timings of the model\n";
 
