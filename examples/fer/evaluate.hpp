@@ -5,7 +5,9 @@
 #include <iostream>
 
 #include <facet/data/image.hpp>
+#include <facet/metrics/classification_json.hpp>
 #include <facet/model/serialize.hpp>
+#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -24,7 +26,7 @@ struct TrainedModel {
 inline TrainedModel load_trained(const std::string& path) {
     facet::check(fs::exists(path), "no model file at ", path, " (train one with `fer train`)");
     facet::ModelFile<float> file = facet::load_model_file<float>(path);
-    TrainedModel t{std::move(file.model), {}, facet::fer_class_name_list(), file.metadata};
+    TrainedModel t{std::move(file.model), {}, fer_class_name_list(), file.metadata};
     auto note = [&](const std::string& key) -> std::string {
         for (const auto& [k, v] : t.metadata)
             if (k == key) return v;
@@ -86,15 +88,14 @@ inline int run_eval(const Cli& cli) {
     const facet::ClassificationReport report =
         facet::classification_report(split.labels, ev.predicted, t.classes);
     if (cli.has("json")) {
-        std::string json = report.to_json();
-        // Add where the numbers come from to the object (before its closing brace).
-        const auto close = json.rfind('}');
-        json.insert(close, ", \"split\": " + facet::detail::json_string(split.split) +
-                               ", \"data\": " + facet::detail::json_string(data.describe()) +
-                               ", \"samples\": " + std::to_string(split.size()) +
-                               ", \"loss\": " + std::to_string(ev.loss) +
-                               ", \"flip_tta\": " + (cli.has("flip-tta") ? "true" : "false"));
-        std::cout << json << "\n";
+        nlohmann::json json = report;
+        // Where the numbers come from.
+        json["split"] = split.split;
+        json["data"] = data.describe();
+        json["samples"] = split.size();
+        json["loss"] = facet::detail::json_number(ev.loss);
+        json["flip_tta"] = cli.has("flip-tta");
+        std::cout << json.dump(2) << "\n";
     } else {
         std::cout << "model " << cli.str("model") << " on '" << split.split << "' of "
                   << data.describe() << ": " << split.size() << " images in " << seconds << " s"
@@ -119,8 +120,8 @@ inline Cli predict_cli() {
 inline int run_predict(const Cli& cli) {
     facet::check(!cli.positionals().empty(), "predict: give at least one image file (see --help)");
     TrainedModel t = load_trained(cli.str("model"));
-    const std::size_t side = facet::fer_image_side, pixels = side * side;
-    std::string json = "[";
+    const std::size_t side = fer_image_side, pixels = side * side;
+    nlohmann::json json = nlohmann::json::array();
     for (const std::string& path : cli.positionals()) {
         const facet::GrayImage image = facet::load_image(path);
         const std::vector<std::uint8_t> face = facet::to_square_gray(image, side);
@@ -132,15 +133,11 @@ inline int run_predict(const Cli& cli) {
         std::sort(order.begin(), order.end(),
                   [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
         if (cli.has("json")) {
-            json += std::string(json.size() > 1 ? ", " : "") +
-                    "{\"image\": " + facet::detail::json_string(path) + ", \"top3\": [";
-            for (int k = 0; k < 3; ++k)
-                json +=
-                    std::string(k ? ", " : "") + "{\"emotion\": " +
-                    facet::detail::json_string(t.classes[std::size_t(order[std::size_t(k)])]) +
-                    ", \"probability\": " + std::to_string(p[std::size_t(order[std::size_t(k)])]) +
-                    "}";
-            json += "]}";
+            nlohmann::json top3 = nlohmann::json::array();
+            for (std::size_t k = 0; k < 3; ++k)
+                top3.push_back({{"emotion", t.classes[std::size_t(order[k])]},
+                                {"probability", p[std::size_t(order[k])]}});
+            json.push_back({{"image", path}, {"top3", std::move(top3)}});
         } else {
             std::cout << path << ":";
             for (int k = 0; k < 3; ++k) {
@@ -152,7 +149,7 @@ inline int run_predict(const Cli& cli) {
             }
         }
     }
-    if (cli.has("json")) std::cout << json << "]\n";
+    if (cli.has("json")) std::cout << json.dump(2) << "\n";
     return 0;
 }
 

@@ -557,10 +557,10 @@ inline int run_train(const TrainConfig& c) {
     if (c.data.synthetic() && (c.max_per_class || c.max_val_per_class)) {
         // Each synthetic face is drawn from its own index, so drawing only the first N per class
         // gives exactly the images the caps keep, without the wait for the rest (quick runs).
-        facet::SyntheticFaceOptions o;
+        SyntheticFaceOptions o;
         if (c.max_per_class) o.train_per_class = std::min(o.train_per_class, c.max_per_class);
         if (c.max_val_per_class) o.test_per_class = std::min(o.test_per_class, c.max_val_per_class);
-        splits = facet::make_synthetic_faces(o);
+        splits = make_synthetic_faces(o);
     } else {
         splits = load_splits(c.data, read);
     }

@@ -13,6 +13,7 @@
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/prefetch.hpp"
+#include "facet/kernels/softmax_rows.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/kernels/winograd.hpp"
 
@@ -46,18 +47,22 @@
 #if __has_include(<stb/stb_image.h>)
 #include "facet/data/augment.hpp"
 #include "facet/data/batch_loader.hpp"
+#include "facet/data/csv_dataset.hpp"
 #include "facet/data/dataset.hpp"
-#include "facet/data/fer_csv.hpp"
 #include "facet/data/image.hpp"
 #include "facet/data/image_folder.hpp"
 #include "facet/data/load.hpp"
-#include "facet/data/synthetic_faces.hpp"
 #endif
 
+#include "facet/metrics/accuracy.hpp"
 #include "facet/metrics/classification.hpp"
 
+// Reports inline their pictures as PNG, encoded by stb_image_write (data/image.hpp).
+#if __has_include(<stb/stb_image.h>)
 #include "facet/report/html.hpp"
 #include "facet/report/png.hpp"
+#endif
 #include "facet/report/svg.hpp"
 
 // Optional, with Eigen: facet/core/eigen_interop.hpp (tensors as Eigen matrices).
+// Optional, with nlohmann/json: facet/metrics/classification_json.hpp (reports as JSON).
