@@ -14,18 +14,23 @@
 
 namespace facet {
 
-/// Writes p[k] = exp(z[k]) / sum_j exp(z[j]) for the K scores of one row and returns
-/// log sum_j exp(z[j]). Computed in double as exp(z[k] - log_sum) with log_sum = m + log sum_j
-/// exp(z[j] - m), m the largest score: no exp() can overflow, and the loss reuses log_sum for
-/// log p[k] = z[k] - log_sum.
+/// The type softmax_row computes in: double, or T when T is wider.
 template <typename T>
-double softmax_row(const T* z, T* p, std::size_t K) {
-    const double m = static_cast<double>(*std::max_element(z, z + K));
-    double sum = 0;
-    for (std::size_t k = 0; k < K; ++k) sum += std::exp(static_cast<double>(z[k]) - m);
-    const double log_sum = m + std::log(sum);
+using SoftmaxAccumulator = decltype(T() + 0.0);
+
+/// Writes p[k] = exp(z[k]) / sum_j exp(z[j]) for the K scores of one row and returns
+/// log sum_j exp(z[j]). Computed in double (float scores too) as exp(z[k] - log_sum) with
+/// log_sum = m + log sum_j exp(z[j] - m), m the largest score: no exp() can overflow, and the loss
+/// reuses log_sum for log p[k] = z[k] - log_sum.
+template <typename T>
+SoftmaxAccumulator<T> softmax_row(const T* z, T* p, std::size_t K) {
+    using Acc = SoftmaxAccumulator<T>;
+    const Acc m = static_cast<Acc>(*std::max_element(z, z + K));
+    Acc sum = 0;
+    for (std::size_t k = 0; k < K; ++k) sum += std::exp(static_cast<Acc>(z[k]) - m);
+    const Acc log_sum = m + std::log(sum);
     for (std::size_t k = 0; k < K; ++k)
-        p[k] = static_cast<T>(std::exp(static_cast<double>(z[k]) - log_sum));
+        p[k] = static_cast<T>(std::exp(static_cast<Acc>(z[k]) - log_sum));
     return log_sum;
 }
 
