@@ -18,6 +18,7 @@
 #include <system_error>
 #include <vector>
 
+#include "facet/core/atomic_file.hpp"
 #include "facet/core/error.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -43,20 +44,12 @@ inline int find_class(const std::vector<std::string>& class_names, std::string_v
     return -1;
 }
 
-/// The whole content of a file, or an Error naming it when it cannot be read or is larger than
-/// `max_bytes` (checked before reading).
+/// The whole content of a file as bytes in a string (core/atomic_file.hpp's read_whole_file), or
+/// an Error naming it when it cannot be read, is not a regular file or is larger than `max_bytes`
+/// (checked before reading).
 inline std::string read_file_contents(const std::filesystem::path& path, std::size_t max_bytes) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    check(!ec, path.string(), ": cannot read (", ec.message(), ")");
-    check(size <= max_bytes, path.string(), ": ", size, " bytes exceeds the limit of ", max_bytes);
-    std::string bytes(static_cast<std::size_t>(size), '\0');
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    check(f != nullptr, path.string(), ": cannot open for reading");
-    const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
-    std::fclose(f);
-    check(got == bytes.size(), path.string(), ": read ", got, " of ", bytes.size(), " bytes");
-    return bytes;
+    const std::vector<unsigned char> bytes = read_whole_file(path, max_bytes);
+    return std::string(bytes.begin(), bytes.end());
 }
 
 /// A read-only view of a whole file: memory-mapped where the platform allows (no copy, no page

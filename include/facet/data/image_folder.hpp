@@ -117,7 +117,10 @@ inline std::vector<Dataset> decode_image_jobs(const std::vector<detail::ImageJob
                                               const ReadOptions& options, SkipReport& skips) {
     const ImageLimits limits{options.max_image_file_bytes, options.max_image_side,
                              options.max_image_pixels};
-    const auto [height, width] = detail::data_set_image_size(jobs, options, limits);
+    // Plain variables, not a structured binding: lambdas capture those only from clang 16 on.
+    const std::pair<std::size_t, std::size_t> size =
+        detail::data_set_image_size(jobs, options, limits);
+    const std::size_t height = size.first, width = size.second;
     const std::size_t pixels = height * width;
     std::vector<std::size_t> slot(jobs.size());
     std::vector<std::size_t> split_size(splits.size(), 0);
