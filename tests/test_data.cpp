@@ -25,6 +25,8 @@
 #include "facet/data/image_folder.hpp"
 #include "facet/data/load.hpp"
 
+#include "temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using facet::Dataset;
 using facet::DataSplits;
@@ -32,26 +34,11 @@ using facet::ReadOptions;
 
 namespace {
 
-/// A fresh folder under the system temp folder, removed at the end of the test.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("facet_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
+/// A fresh folder for one test (temp_dir.hpp).
+struct TempDir : facet_test::TempDir {
+    TempDir() : facet_test::TempDir("facet_test_data_") {}
 };
-
-void write_text(const fs::path& p, const std::string& text) {
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary) << text;
-}
+using facet_test::write_text;
 
 /// The test data set's shape: 32 pixels wide, 24 high, three classes.
 constexpr std::size_t width = 32, height = 24, pixels = width * height;

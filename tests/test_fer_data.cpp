@@ -24,6 +24,8 @@
 #include "fer/fer_csv.hpp"
 #include "fer/synthetic_faces.hpp"
 
+#include "temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using facet::Dataset;
 using facet::DataSplits;
@@ -31,26 +33,11 @@ using facet::ReadOptions;
 
 namespace {
 
-/// A fresh folder under the system temp folder, removed at the end of the test.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() / ("facet_test_fer_data_" + std::to_string(::getpid()) +
-                                            "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
+/// A fresh folder for one test (temp_dir.hpp).
+struct TempDir : facet_test::TempDir {
+    TempDir() : facet_test::TempDir("facet_test_fer_data_") {}
 };
-
-void write_text(const fs::path& p, const std::string& text) {
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary) << text;
-}
+using facet_test::write_text;
 
 /// 2304 pixel values as a CSV field, pixel i = (i * step + offset) % 256.
 std::string pixel_field(int step, int offset, std::size_t count = fer::fer_image_pixels) {

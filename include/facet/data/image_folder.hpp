@@ -212,8 +212,9 @@ inline DataSplits read_image_folder(const std::filesystem::path& root,
                   ": mixes split folders and class folders at the top level");
             if (!options.skip_bad)
                 throw Error(detail::concat(dir.string(),
-                                           ": unknown folder (expected split folders train, "
-                                           "test, val, or class folders only)"));
+                                           ": unknown folder beside the split folders (expected "
+                                           "train, val or test, or Training, PublicTest, "
+                                           "PrivateTest)"));
             result.skip_report.add(dir.string() + ": unknown folder, skipped");
         }
     }
