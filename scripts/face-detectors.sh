@@ -6,8 +6,8 @@
 #   scripts/face-detectors.sh calibrate [PER_CLASS]   re-derives fer's crop framing
 #                                                (examples/fer/face_crop.hpp) from FER-2013's
 #                                                training faces (default 150 per class)
-# The data set: $FACET_FER2013 (a folder with train/<class>/ and test/<class>/), else
-# ../shared/fer2013 beside the repository; without it the scenes use the synthetic faces and the
+# The data set: $FER2013_DIR (a folder with train/<class>/ and test/<class>/), else
+# data/fer2013 in the repository; without it the scenes use the synthetic faces and the
 # calibration is skipped. Build folder: $FACET_BUILD_DIR (default build/dev, configured with
 # -DFACET_BUILD_TESTS=ON).
 set -euo pipefail

@@ -4,8 +4,8 @@
 // bars); fer predict's text and JSON (parsed with nlohmann), the annotated pictures, folders,
 // grayscale / RGBA / 16-bit PNG input, no face, many faces, tiny pictures; refusals (a picture
 // over 100 megapixels, refused from its header; unreadable files); the crop framing re-derived
-// from FER-2013's training faces (when the data set is there: $FACET_FER2013 or
-// ../shared/fer2013) and, with a trained model in $FACET_FER_MODEL, the astronaut photo's emotion.
+// from FER-2013's training faces (when the data set is there: $FER2013_DIR,
+// -DFACET_FER2013_DIR or data/fer2013) and, with a trained model in $FACET_FER_MODEL, the astronaut photo's emotion.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
 
@@ -32,18 +32,18 @@
 #include "fer/face_crop.hpp"
 #include "fer/predict.hpp"
 #include "fer/train.hpp"
+#include "fer2013_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace vision = facet::vision;
 
 namespace {
 
-/// The FER-2013 folder (train/<class>/*.jpg, test/<class>/*.jpg): $FACET_FER2013 when set, else
-/// ../shared/fer2013; empty when it is not there.
+/// The FER-2013 folder (train/<class>/*.jpg, test/<class>/*.jpg) as fer2013_dir.hpp finds it,
+/// or an empty path when it is not there (the scenes then use the synthetic faces).
 fs::path fer2013_root() {
-    const char* env = std::getenv("FACET_FER2013");
-    const fs::path root = env && *env ? fs::path(env) : fs::path(FACET_SHARED_DIR) / "fer2013";
-    return fs::exists(root / "train") && fs::exists(root / "test") ? root : fs::path();
+    const fs::path root = facet_test::fer2013_dir();
+    return !root.empty() && fs::exists(root / "test") ? root : fs::path();
 }
 
 /// A whole number from the environment, or `fallback`.
@@ -56,7 +56,7 @@ std::size_t env_count(const char* name, std::size_t fallback) {
 facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::size_t per_class) {
     facet::Dataset d;
     d.split = split;
-    const std::vector<std::string> classes = facet::fer_class_name_list();
+    const std::vector<std::string> classes = fer::fer_class_name_list();
     for (const fs::path& folder : facet::detail::sorted_entries(root / split, true)) {
         // The label is the class's place in the models' order (angry ... neutral), not the
         // folders' alphabetical one.
@@ -83,10 +83,10 @@ const facet::Dataset& scene_faces() {
     static const facet::Dataset faces = [] {
         const fs::path root = fer2013_root();
         if (!root.empty()) return fer_sample(root, "test", 40);
-        facet::SyntheticFaceOptions o;
+        fer::SyntheticFaceOptions o;
         o.train_per_class = 40;
         o.test_per_class = 1;
-        return facet::make_synthetic_faces(o).at("synthetic-train");
+        return fer::make_synthetic_faces(o).at("synthetic-train");
     }();
     return faces;
 }
@@ -222,7 +222,7 @@ DetectionScore score_detector(vision::FaceDetector& detector, const std::vector<
             total.labels.push_back(scene.labels[truth]);
             const std::uint8_t* original = scene_faces().image(scene.sources[truth]);
             total.originals.insert(total.originals.end(), original,
-                                   original + facet::fer_image_pixels);
+                                   original + fer::fer_image_pixels);
         }
     }
     return total;
@@ -231,10 +231,10 @@ DetectionScore score_detector(vision::FaceDetector& detector, const std::vector<
 /// The emotion accuracy of `model` on the faces a detector matched: from the detector's crops and
 /// from the data set's own crops of the same faces.
 std::string emotion_accuracy(fer::TrainedModel& model, const DetectionScore& s) {
-    const std::size_t n = s.labels.size(), pixels = facet::fer_image_pixels;
+    const std::size_t n = s.labels.size(), pixels = fer::fer_image_pixels;
     if (n == 0) return "no face matched";
     auto accuracy = [&](const std::vector<std::uint8_t>& images) {
-        facet::Tensor<float> x(facet::Shape{n, 1, facet::fer_image_side, facet::fer_image_side});
+        facet::Tensor<float> x(facet::Shape{n, 1, fer::fer_image_side, fer::fer_image_side});
         model.norm.apply(images.data(), x.data(), n * pixels);
         const facet::Tensor<float>& p = model.model.predict(x);
         std::size_t right = 0;
@@ -284,7 +284,7 @@ fs::path scratch(const std::string& name) {
 /// formats (its emotions mean nothing).
 const std::string& tiny_model() {
     static const std::string path = [] {
-        facet::SyntheticFaceOptions o;
+        fer::SyntheticFaceOptions o;
         o.train_per_class = 8;
         o.test_per_class = 2;
         fer::TrainConfig c;
@@ -292,7 +292,7 @@ const std::string& tiny_model() {
         c.epochs = 1, c.batch = 16, c.threads = 2, c.seed = 3, c.checkpoint_every = 0;
         std::ostringstream quiet;
         auto* old = std::cout.rdbuf(quiet.rdbuf());
-        const int status = fer::train_on(c, facet::make_synthetic_faces(o));
+        const int status = fer::train_on(c, fer::make_synthetic_faces(o));
         std::cout.rdbuf(old);
         REQUIRE(status == 0);
         return c.out + "/model.facet";
@@ -409,7 +409,7 @@ TEST_CASE(
 TEST_CASE("the crop framing re-derived from FER-2013's training faces (when the data is there)") {
     const fs::path root = fer2013_root();
     if (root.empty()) {
-        MESSAGE("SKIPPED: FER-2013 not found ($FACET_FER2013 or ../shared/fer2013)");
+        MESSAGE(facet_test::fer2013_missing);
         return;
     }
     // The stored constants came from 150 faces per class; 30 per class must agree within the
@@ -492,7 +492,7 @@ TEST_CASE(
             REQUIRE(p.size() == 7);
             double sum = 0, best = -1;
             std::string best_name;
-            for (const std::string& c : facet::fer_class_name_list()) {
+            for (const std::string& c : fer::fer_class_name_list()) {
                 REQUIRE(p.contains(c));
                 sum += p.at(c).get<double>();
                 if (p.at(c).get<double>() > best) best = p.at(c).get<double>(), best_name = c;

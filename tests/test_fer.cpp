@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -34,10 +35,10 @@ namespace fs = std::filesystem;
 namespace {
 
 facet::DataSplits small_synthetic() {
-    facet::SyntheticFaceOptions o;
+    fer::SyntheticFaceOptions o;
     o.train_per_class = 12;
     o.test_per_class = 4;
-    return facet::make_synthetic_faces(o);
+    return fer::make_synthetic_faces(o);
 }
 
 fer::TrainConfig small_config(const std::string& out) {
@@ -204,25 +205,54 @@ TEST_CASE("fer eval --json prints one object with accuracy, per_class and confus
     }
     std::cout.rdbuf(old);
     REQUIRE(rc == 0);
-    const std::string json = captured.str();
-    CHECK(json.front() == '{');
-    CHECK(json.find_last_of('}') != std::string::npos);
-    for (const char* key : {"\"accuracy\":", "\"per_class\":", "\"confusion\":", "\"split\":"})
-        CHECK_MESSAGE(json.find(key) != std::string::npos, key);
-    // Seven rows of seven counts that add up to the evaluated samples (the synthetic test split).
-    const auto at = json.find("\"confusion\":");
-    std::size_t total = 0;
-    for (std::size_t p = json.find('[', at) + 1, depth = 1; p < json.size() && depth > 0; ++p) {
-        if (json[p] == '[')
-            ++depth;
-        else if (json[p] == ']')
-            --depth;
-        else if (std::isdigit(static_cast<unsigned char>(json[p]))) {
-            total += std::stoul(json.substr(p));
-            while (std::isdigit(static_cast<unsigned char>(json[p + 1]))) ++p;
+    const nlohmann::json json = nlohmann::json::parse(captured.str());  // one object, nothing else
+    REQUIRE(json.is_object());
+    for (const char* key : {"accuracy", "per_class", "confusion", "split", "samples", "loss"})
+        CHECK_MESSAGE(json.contains(key), key);
+    CHECK(json.at("split") == "synthetic-test");
+    CHECK(json.at("per_class").size() == 7);
+    CHECK(json.at("classes").at(3) == "happy");
+    // Seven rows of seven counts that add up to the evaluated samples (the synthetic test split),
+    // and the accuracy is their diagonal's share.
+    const std::size_t samples = fer::make_synthetic_faces().at("synthetic-test").size();
+    std::size_t total = 0, diagonal = 0;
+    REQUIRE(json.at("confusion").size() == 7);
+    for (std::size_t t = 0; t < 7; ++t) {
+        REQUIRE(json.at("confusion").at(t).size() == 7);
+        for (std::size_t p = 0; p < 7; ++p) {
+            const auto n = json.at("confusion").at(t).at(p).get<std::size_t>();
+            total += n;
+            diagonal += t == p ? n : 0;
         }
     }
-    CHECK(total == facet::make_synthetic_faces().at("synthetic-test").size());
+    CHECK(total == samples);
+    CHECK(json.at("samples").get<std::size_t>() == samples);
+    CHECK(json.at("accuracy").get<double>() ==
+          static_cast<double>(diagonal) / static_cast<double>(samples));
+}
+
+TEST_CASE("fer report reads the training log as JSON lines: numbers, null as NaN, bad lines") {
+    const std::string dir = scratch("log_lines");
+    const std::string log = dir + "/log.jsonl";
+    std::ofstream(log)
+        << "{\"epoch\": 1, \"val_acc\": 0.25, \"lr\": 1e-3, \"note\": \"a, \\\"b\\\": 2\"}\n"
+           "\n"
+           "{\"val_acc\": null, \"epoch\": 2, \"train_loss\": -1.5E+2}\n";
+    const auto rows = fer::detail::read_json_lines(log);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].at("epoch") == 1);
+    CHECK(rows[0].at("val_acc") == 0.25);
+    CHECK(rows[0].at("lr") == 1e-3);
+    CHECK(rows[0].count("note") == 0);  // a string, even one that looks like a key, is no number
+    CHECK(rows[0].count("b") == 0);
+    CHECK(std::isnan(rows[1].at("val_acc")));
+    CHECK(rows[1].at("train_loss") == -150);
+    std::ofstream(log, std::ios::app) << "{\"epoch\": 3, \"val_acc\": 0.5\n";
+    CHECK_THROWS_WITH_AS(fer::detail::read_json_lines(log),
+                         doctest::Contains("log.jsonl:4: not a JSON object"), facet::Error);
+    std::ofstream(log) << "{\"val_acc\": 0.5}\n";
+    CHECK_THROWS_WITH_AS(fer::detail::read_json_lines(log),
+                         doctest::Contains("log.jsonl:1: no \"epoch\" field"), facet::Error);
 }
 
 TEST_CASE("fer report writes one well-formed self-contained page") {
@@ -294,7 +324,7 @@ TEST_CASE("a short run on real FER-2013 images" * doctest::test_suite("fer2013")
     }
     facet::ReadOptions read;
     read.max_per_class = 16;
-    const facet::DataSplits data = facet::load_dataset(root, read);
+    const facet::DataSplits data = fer::load_fer_data(root, read);
     REQUIRE(data.training() != nullptr);
     CHECK(data.training()->size() == 7 * 16);
     const std::string out = scratch("real");

@@ -1,5 +1,6 @@
 // Tests of the fused softmax cross-entropy: values against a direct formula and hand-computed
-// cases, gradients against central finite differences, PyTorch's weighting convention, bad labels.
+// cases, gradients against central finite differences, PyTorch's weighting convention, bad labels;
+// and that the loss, the Softmax layer and Sequential::predict share one softmax (the same bits).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -7,7 +8,12 @@
 
 #include "facet/core/random.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/kernels/softmax_rows.hpp"
+#include "facet/layers/dense.hpp"
+#include "facet/layers/softmax.hpp"
 #include "facet/loss/softmax_cross_entropy.hpp"
+#include "facet/metrics/accuracy.hpp"
+#include "facet/model/sequential.hpp"
 
 using namespace facet;
 
@@ -150,4 +156,47 @@ TEST_CASE("Cross-entropy rejects bad labels, weights and shapes with clear error
     SoftmaxCrossEntropy<float> zero_weight(0, {0, 1, 1});
     CHECK_THROWS_WITH_AS(zero_weight.forward(z, std::vector<int>{0, 0}),
                          doctest::Contains("weight 0"), Error);
+}
+
+TEST_CASE("one softmax: the loss, the Softmax layer and Sequential::predict give the same bits") {
+    Sequential<float> model(Shape{6});
+    model.add<Dense<float>>(6, 5, true, /*seed=*/3);
+    Rng rng(8);
+    Tensor<float> x(Shape{9, 6});
+    x.fill_normal(rng, 0, 4);
+    const Tensor<float> logits = model.forward(x);
+    const std::vector<int> labels = {0, 1, 2, 3, 4, 0, 1, 2, 3};
+
+    SoftmaxCrossEntropy<float> loss;
+    loss.forward(logits, labels);
+    Softmax<float> layer;
+    Tensor<float> from_layer, from_rows;
+    layer.forward(logits, from_layer);
+    softmax_rows(logits, from_rows);
+    const Tensor<float>& from_predict = model.predict(x);
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+        CHECK(loss.probabilities()[i] == from_layer[i]);
+        CHECK(from_layer[i] == from_predict[i]);
+        CHECK(from_rows[i] == from_predict[i]);
+    }
+    // Against the slow formula in long double, each row summing to one.
+    for (std::size_t n = 0; n < 9; ++n) {
+        long double sum = 0;
+        for (std::size_t k = 0; k < 5; ++k) sum += std::exp((long double)logits(n, k));
+        for (std::size_t k = 0; k < 5; ++k)
+            CHECK(from_predict(n, k) ==
+                  doctest::Approx(double(std::exp((long double)logits(n, k)) / sum)).epsilon(1e-6));
+    }
+    // The one accuracy: from logits or from probabilities alike, and from predicted classes.
+    const double from_logits = Sequential<float>::accuracy(logits, labels);
+    CHECK(from_logits == accuracy_of_scores(from_predict, labels));
+    CHECK(from_logits == accuracy(labels, predicted_classes(logits)));
+    std::size_t correct = 0;
+    for (std::size_t n = 0; n < 9; ++n) {
+        int best = 0;
+        for (int k = 1; k < 5; ++k)
+            if (logits(n, std::size_t(k)) > logits(n, std::size_t(best))) best = k;
+        correct += best == labels[n];
+    }
+    CHECK(from_logits == double(correct) / 9.0);
 }

@@ -1,7 +1,8 @@
-// Tests of the report building blocks: PNG encoding (decoded back with stb_image, an independent
-// decoder), base64 against RFC 4648's vectors, SVG charts and the HTML document.
-#define STB_IMAGE_IMPLEMENTATION
-#include <stb/stb_image.h>
+// Tests of the report building blocks: PNG encoding (stb_image_write's, decoded back with
+// stb_image, a separate decoder), base64 against RFC 4648's vectors, SVG charts and the HTML
+// document.
+#define FACET_IMPLEMENT_STB
+#include "facet/data/image.hpp"
 
 #include <doctest/doctest.h>
 
@@ -24,13 +25,13 @@ TEST_CASE("base64 matches the RFC 4648 test vectors") {
     CHECK(base64("foobar") == "Zm9vYmFy");
 }
 
-TEST_CASE("encode_png round-trips through stb_image, gray and RGB, including multi-block images") {
-    for (int channels : {1, 3}) {
+TEST_CASE("encode_png round-trips through stb_image: gray, gray + alpha, RGB, RGBA, large images") {
+    for (int channels : {1, 2, 3, 4}) {
         for (auto [w, h] : {std::pair<int, int>{1, 1}, {48, 48}, {7, 3}, {300, 250}}) {
             std::vector<std::uint8_t> px(static_cast<std::size_t>(w * h * channels));
             for (std::size_t i = 0; i < px.size(); ++i)
                 px[i] = static_cast<std::uint8_t>((i * 37 + i / 7) & 0xff);
-            const std::string png = encode_png(px.data(), w, h, channels);
+            const std::vector<std::uint8_t> png = facet::encode_png(px.data(), w, h, channels);
             int rw = 0, rh = 0, rc = 0;
             unsigned char* back =
                 stbi_load_from_memory(reinterpret_cast<const unsigned char*>(png.data()),
@@ -44,8 +45,9 @@ TEST_CASE("encode_png round-trips through stb_image, gray and RGB, including mul
         }
     }
     std::uint8_t p = 0;
-    CHECK_THROWS_AS(encode_png(&p, 1, 1, 2), facet::Error);
-    CHECK_THROWS_AS(encode_png(&p, 0, 1, 1), facet::Error);
+    CHECK_THROWS_AS(facet::encode_png(&p, 1, 1, 5), facet::Error);
+    CHECK_THROWS_AS(facet::encode_png(&p, 1, 1, 0), facet::Error);
+    CHECK_THROWS_AS(facet::encode_png(&p, 0, 1, 1), facet::Error);
 }
 
 TEST_CASE("charts escape text, skip non-finite points and reject mismatched input") {

@@ -523,11 +523,11 @@ TEST_CASE("fer train validates on images held out of training and never on the t
 }
 
 TEST_CASE("fer train on the synthetic faces learns: validation accuracy far above chance") {
-    facet::SyntheticFaceOptions faces;
+    fer::SyntheticFaceOptions faces;
     // 167 per class: 17 held out for validation, 150 trained on (1050 images, 33 steps of 32):
     // few enough for seconds, enough to learn. The seed fixes the result on a given CPU.
     faces.train_per_class = 167, faces.test_per_class = 10;
-    const facet::DataSplits data = facet::make_synthetic_faces(faces);
+    const facet::DataSplits data = fer::make_synthetic_faces(faces);
     fer::TrainConfig c;
     c.out = scratch("learns");
     c.epochs = 6, c.batch = 32, c.threads = 2, c.seed = 1, c.checkpoint_every = 0;

@@ -1,10 +1,13 @@
 // training_loop.cpp — one epoch of training written out step by step: BatchLoader -> forward ->
 // loss -> backward -> clipping -> optimiser, then evaluation with the metrics module (quoted in
 // docs/architecture.md). A second model trained with Sequential::train_step on the same batches
-// must end with bit-identical weights; the program exits non-zero if it does not.
+// must end with bit-identical weights; the program exits non-zero if it does not. The data are
+// the fer program's synthetic faces (examples/fer/synthetic_faces.hpp): any Dataset would do.
 #include <cstdio>
 #include <facet/facet.hpp>
 #include <vector>
+
+#include "fer/synthetic_faces.hpp"
 
 using namespace facet;
 
@@ -21,9 +24,9 @@ Sequential<float> tiny_cnn() {
 }
 
 int main() {
-    SyntheticFaceOptions faces;
+    fer::SyntheticFaceOptions faces;
     faces.train_per_class = 16, faces.test_per_class = 8;
-    const DataSplits data = make_synthetic_faces(faces);
+    const DataSplits data = fer::make_synthetic_faces(faces);
     const Dataset& train = data.at("synthetic-train");
     const Dataset& test = data.at("synthetic-test");
 

@@ -14,6 +14,7 @@
 #include <facet/kernels/system_summary.hpp>
 #include <facet/loss/softmax_cross_entropy.hpp>
 #include <facet/optim/adam.hpp>
+#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -288,13 +289,17 @@ inline int run_throughput(facet::Sequential<float>& model, std::size_t batch, in
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     const double convs = conv_stack_seconds(model, batch, repeats);  // after the memory figure
-    std::printf(
-        "{\"threads\": %d, \"batch\": %zu, \"train_images_per_second\": %.2f, "
-        "\"inference_images_per_second\": %.2f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f, "
-        "\"conv_stack_ms\": %.2f}\n",
-        facet::num_threads(), batch, static_cast<double>(batch) / median(train),
-        static_cast<double>(batch) / median(infer), 1e3 * median(latency), usage.ru_maxrss / 1024.0,
-        1e3 * convs);
+    // Rounded to what the measurement resolves; the key order is the one printed.
+    auto rounded = [](double v, double per_unit) { return std::round(v * per_unit) / per_unit; };
+    nlohmann::ordered_json line;
+    line["threads"] = facet::num_threads();
+    line["batch"] = batch;
+    line["train_images_per_second"] = rounded(static_cast<double>(batch) / median(train), 100);
+    line["inference_images_per_second"] = rounded(static_cast<double>(batch) / median(infer), 100);
+    line["latency_ms"] = rounded(1e3 * median(latency), 1000);
+    line["peak_rss_mb"] = rounded(usage.ru_maxrss / 1024.0, 10);
+    line["conv_stack_ms"] = rounded(1e3 * convs, 100);
+    std::cout << line.dump() << std::endl;
     return 0;
 }
 

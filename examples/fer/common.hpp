@@ -11,10 +11,11 @@
 #include <vector>
 
 #include <facet/data/batch_loader.hpp>
-#include <facet/data/load.hpp>
-#include <facet/data/synthetic_faces.hpp>
 #include <facet/metrics/classification.hpp>
 #include <facet/model/sequential.hpp>
+
+#include "fer_csv.hpp"
+#include "synthetic_faces.hpp"
 
 namespace fer {
 
@@ -43,10 +44,10 @@ inline DataChoice default_data() {
     return {};
 }
 
-/// Loads every split of the chosen data.
+/// Loads every split of the chosen data (as FER-2013: its classes, 48 x 48 faces).
 inline facet::DataSplits load_splits(const DataChoice& choice, const facet::ReadOptions& options) {
-    if (choice.synthetic()) return facet::make_synthetic_faces();
-    return facet::load_dataset(choice.path, options);
+    if (choice.synthetic()) return make_synthetic_faces();
+    return load_fer_data(choice.path, options);
 }
 
 /// Predictions of a model on a whole data set.
@@ -97,7 +98,7 @@ inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset
     double loss = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const float* p = ev.probabilities.data() + i * ev.classes;
-        ev.predicted[i] = static_cast<int>(std::max_element(p, p + ev.classes) - p);
+        ev.predicted[i] = facet::argmax_row(p, ev.classes);
         loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
     }
     ev.loss = loss / static_cast<double>(n);

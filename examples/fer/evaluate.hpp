@@ -5,7 +5,9 @@
 #include <iostream>
 
 #include <facet/data/image.hpp>
+#include <facet/metrics/classification_json.hpp>
 #include <facet/model/serialize.hpp>
+#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -24,7 +26,7 @@ struct TrainedModel {
 inline TrainedModel load_trained(const std::string& path) {
     facet::check(fs::exists(path), "no model file at ", path, " (train one with `fer train`)");
     facet::ModelFile<float> file = facet::load_model_file<float>(path);
-    TrainedModel t{std::move(file.model), {}, facet::fer_class_name_list(), file.metadata};
+    TrainedModel t{std::move(file.model), {}, fer_class_name_list(), file.metadata};
     auto note = [&](const std::string& key) -> std::string {
         for (const auto& [k, v] : t.metadata)
             if (k == key) return v;
@@ -86,15 +88,14 @@ inline int run_eval(const Cli& cli) {
     const facet::ClassificationReport report =
         facet::classification_report(split.labels, ev.predicted, t.classes);
     if (cli.has("json")) {
-        std::string json = report.to_json();
-        // Add where the numbers come from to the object (before its closing brace).
-        const auto close = json.rfind('}');
-        json.insert(close, ", \"split\": " + facet::detail::json_string(split.split) +
-                               ", \"data\": " + facet::detail::json_string(data.describe()) +
-                               ", \"samples\": " + std::to_string(split.size()) +
-                               ", \"loss\": " + std::to_string(ev.loss) +
-                               ", \"flip_tta\": " + (cli.has("flip-tta") ? "true" : "false"));
-        std::cout << json << "\n";
+        nlohmann::json json = report;
+        // Where the numbers come from.
+        json["split"] = split.split;
+        json["data"] = data.describe();
+        json["samples"] = split.size();
+        json["loss"] = facet::detail::json_number(ev.loss);
+        json["flip_tta"] = cli.has("flip-tta");
+        std::cout << json.dump(2) << "\n";
     } else {
         std::cout << "model " << cli.str("model") << " on '" << split.split << "' of "
                   << data.describe() << ": " << split.size() << " images in " << seconds << " s"

@@ -14,12 +14,14 @@
 #include <facet/vision/align.hpp>
 #include <facet/vision/face_detector.hpp>
 
+#include "emotions.hpp"
+
 namespace fer {
 
 namespace vision = facet::vision;
 
 /// The side of a crop the network takes.
-inline constexpr int crop_side = static_cast<int>(facet::fer_image_side);
+inline constexpr int crop_side = static_cast<int>(fer::fer_image_side);
 
 /// FER-2013's framing relative to each detector's box: medians of calibrate_framing over the
 /// first 150 training faces of each class (1050; test_faces' "crop framing" case re-derives them).

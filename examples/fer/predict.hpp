@@ -226,7 +226,7 @@ inline int run_predict(const Cli& cli) {
         } else {
             const std::size_t side = std::min(image.width, image.height);
             const std::vector<std::uint8_t> crop =
-                facet::to_square_gray(image, facet::fer_image_side);
+                facet::to_square_gray(image, fer::fer_image_side);
             crops.insert(crops.end(), crop.begin(), crop.end());
             p.faces.push_back({{static_cast<int>((image.width - side) / 2),
                                 static_cast<int>((image.height - side) / 2), static_cast<int>(side),
@@ -237,13 +237,13 @@ inline int run_predict(const Cli& cli) {
     }
 
     // Pass 2: every face of every picture through the network, `batch` at a time.
-    const std::size_t pixels = facet::fer_image_pixels, total = crops.size() / pixels;
+    const std::size_t pixels = fer::fer_image_pixels, total = crops.size() / pixels;
     std::vector<float> probabilities;
     facet::Tensor<float> x;
     for (std::size_t begin = 0; begin < total; begin += static_cast<std::size_t>(batch)) {
         const std::size_t count =
             std::min<std::size_t>(static_cast<std::size_t>(batch), total - begin);
-        x.resize(facet::Shape{count, 1, facet::fer_image_side, facet::fer_image_side});
+        x.resize(facet::Shape{count, 1, fer::fer_image_side, fer::fer_image_side});
         t.norm.apply(crops.data() + begin * pixels, x.data(), count * pixels);
         const facet::Tensor<float>& p = t.model.predict(x);
         probabilities.insert(probabilities.end(), p.begin(), p.end());

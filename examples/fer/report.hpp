@@ -11,6 +11,7 @@
 
 #include <facet/layers/conv2d.hpp>
 #include <facet/report/html.hpp>
+#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -19,8 +20,10 @@
 namespace fer {
 
 namespace detail {
-/// The numeric fields of the training log's epoch records ("key": number or null), one flat JSON
-/// object per line; the records with an "event" key (validation split, test results) are skipped.
+/// The numeric fields of the training log's epoch records, one JSON object per line: each number
+/// by its key, null as NaN (a gap in a chart); other values are left out. Records with an "event"
+/// key (validation split, test results) are skipped. An Error names the file and line of a line
+/// that is not a JSON object or has no "epoch".
 inline std::vector<std::map<std::string, double>> read_json_lines(const std::string& path) {
     std::vector<std::map<std::string, double>> rows;
     std::ifstream in(path);
@@ -28,23 +31,13 @@ inline std::vector<std::map<std::string, double>> read_json_lines(const std::str
     std::string line;
     for (std::size_t number = 1; std::getline(in, line); ++number) {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        if (line.find("\"event\"") != std::string::npos) continue;  // not an epoch record
+        const nlohmann::json object = nlohmann::json::parse(line, nullptr, false);
+        facet::check(object.is_object(), path, ":", number, ": not a JSON object");
+        if (object.contains("event")) continue;  // not an epoch record
         std::map<std::string, double> row;
-        std::size_t pos = 0;
-        while ((pos = line.find('"', pos)) != std::string::npos) {
-            const std::size_t end = line.find('"', pos + 1);
-            facet::check(end != std::string::npos, path, ":", number, ": unterminated key");
-            const std::string key = line.substr(pos + 1, end - pos - 1);
-            std::size_t v = line.find(':', end);
-            facet::check(v != std::string::npos, path, ":", number, ": no value for \"", key, "\"");
-            ++v;
-            while (v < line.size() && line[v] == ' ') ++v;
-            char* stop = nullptr;
-            const double value = std::strtod(line.c_str() + v, &stop);
-            row[key] = stop == line.c_str() + v ? std::nan("")
-                                                : value;  // null -> NaN (a gap in the chart)
-            pos = line.find_first_of(",}", v);
-            if (pos == std::string::npos) break;
+        for (const auto& [key, value] : object.items()) {
+            if (value.is_number()) row[key] = value.get<double>();
+            if (value.is_null()) row[key] = std::nan("");
         }
         facet::check(row.count("epoch") == 1, path, ":", number, ": no \"epoch\" field");
         rows.push_back(std::move(row));

@@ -589,7 +589,7 @@ inline int run_train(const TrainConfig& c) {
         // gives the images the caps keep, without the wait for the rest (quick runs): n is the
         // least number that leaves --max-per-class training images per class after the hold-out
         // and holds at least --max-val-per-class out.
-        facet::SyntheticFaceOptions o;
+        SyntheticFaceOptions o;
         if (c.max_per_class) {
             std::size_t n = c.max_per_class + 1;
             for (;; ++n) {
@@ -601,7 +601,7 @@ inline int run_train(const TrainConfig& c) {
             o.train_per_class = std::min(o.train_per_class, n);
         }
         if (c.max_val_per_class) o.test_per_class = std::min(o.test_per_class, c.max_val_per_class);
-        splits = facet::make_synthetic_faces(o);
+        splits = make_synthetic_faces(o);
     } else {
         splits = load_splits(c.data, read);
     }

@@ -20,6 +20,7 @@
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/prefetch.hpp"
 #include "facet/kernels/system_summary.hpp"
+#include "facet/kernels/softmax_rows.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/kernels/winograd.hpp"
 
@@ -63,13 +64,12 @@
 #if __has_include(<stb/stb_image.h>)
 #include "facet/data/augment.hpp"
 #include "facet/data/batch_loader.hpp"
+#include "facet/data/csv_dataset.hpp"
 #include "facet/data/dataset.hpp"
-#include "facet/data/fer_csv.hpp"
 #include "facet/data/image.hpp"
 #include "facet/data/image_folder.hpp"
 #include "facet/data/load.hpp"
 #include "facet/data/split.hpp"
-#include "facet/data/synthetic_faces.hpp"
 #endif
 
 #include "facet/train/batch_source.hpp"
@@ -86,10 +86,14 @@
 #include "facet/train/json_log.hpp"
 #endif
 
+#include "facet/metrics/accuracy.hpp"
 #include "facet/metrics/classification.hpp"
 
+// Reports inline their pictures as PNG, encoded by stb_image_write (data/image.hpp).
+#if __has_include(<stb/stb_image.h>)
 #include "facet/report/html.hpp"
 #include "facet/report/png.hpp"
+#endif
 #include "facet/report/svg.hpp"
 
 // The face detector interface and face crops; the back-ends that link OpenCV or dlib
@@ -98,3 +102,4 @@
 #include "facet/vision/face_detector.hpp"
 
 // Optional, with Eigen: facet/core/eigen_interop.hpp (tensors as Eigen matrices).
+// Optional, with nlohmann/json: facet/metrics/classification_json.hpp (reports as JSON).

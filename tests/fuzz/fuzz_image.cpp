@@ -1,7 +1,7 @@
 // libFuzzer target: our image reader around stb_image (decode_image, with the size limits checked
-// from the header before any pixel is allocated) and the crop + resample to 48 x 48 that the
-// image-folder reader applies to every file. Any input must decode within the limits or throw
-// facet::Error; anything else is a crash.
+// from the header before any pixel is allocated) and the crop + resample (fit_gray) that the
+// image readers apply to an image of another size than the data set's: to 48 x 48, and to 32 x 24.
+// Any input must decode within the limits or throw facet::Error; anything else is a crash.
 #define FACET_IMPLEMENT_STB
 #include "facet/data/image.hpp"
 
@@ -21,8 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             image.height > limits.max_side || image.width * image.height > limits.max_pixels ||
             image.pixels.size() != image.width * image.height)
             std::abort();  // the limits were bypassed or the pixels do not match the size
-        const std::vector<std::uint8_t> face = facet::to_square_gray(image);
-        if (face.size() != facet::fer_image_pixels) std::abort();
+        if (facet::to_square_gray(image, 48).size() != 48 * 48) std::abort();
+        if (facet::fit_gray(image, 32, 24).size() != 32 * 24) std::abort();
     } catch (const facet::Error&) {  // the documented way to refuse bad input
     }
     return 0;

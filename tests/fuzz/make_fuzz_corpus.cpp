@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "facet/core/random.hpp"
-#include "facet/data/fer_csv.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/batchnorm.hpp"
 #include "facet/layers/conv2d.hpp"
@@ -27,7 +26,7 @@
 #include "facet/optim/adam.hpp"
 #include "facet/optim/schedule.hpp"
 #include "facet/optim/sgd.hpp"
-#include "facet/report/png.hpp"
+#include "fer/fer_csv.hpp"
 
 namespace fs = std::filesystem;
 using namespace facet;
@@ -59,24 +58,28 @@ void csv_seeds(const fs::path& dir) {
     // Three small-valued images in the Kaggle layout, written by write_fer_csv.
     Rng rng(1);
     Dataset train, val;
+    for (Dataset* d : {&train, &val}) {
+        d->height = d->width = fer::fer_image_side;
+        d->class_names = fer::fer_class_name_list();
+    }
     train.split = "train";
     val.split = "val";
     for (Dataset* d : {&train, &val})
         for (int i = 0; i < (d == &train ? 2 : 1); ++i) {
-            d->labels.push_back(static_cast<int>(rng.below(fer_num_classes)));
-            for (std::size_t p = 0; p < fer_image_pixels; ++p)
+            d->labels.push_back(static_cast<int>(rng.below(fer::fer_num_classes)));
+            for (std::size_t p = 0; p < fer::fer_image_pixels; ++p)
                 d->pixels.push_back(static_cast<std::uint8_t>(rng.below(12)));
         }
-    write_fer_csv(dir / "kaggle.csv", {&train, &val});
+    fer::write_fer_csv(dir / "kaggle.csv", {&train, &val});
 
     // The variations the reader accepts: BOM, other column order, an extra column, class names,
     // quotes, CRLF line ends, a blank line, no Usage column.
     std::string zeros;
-    for (std::size_t p = 0; p < fer_image_pixels; ++p) zeros += p ? " 0" : "0";
+    for (std::size_t p = 0; p < fer::fer_image_pixels; ++p) zeros += p ? " 0" : "0";
     write_text(dir / "variants.csv", "\xEF\xBB\xBFUsage,id,pixels,emotion\r\n\"PrivateTest\",7,\"" +
                                          zeros + "\",happy\r\n\r\nPublicTest,8," + zeros +
                                          ",6\r\n");
-    write_text(dir / "no_usage.csv", "label,pixels\n3," + zeros + "\n");
+    write_text(dir / "no_usage.csv", "emotion,pixels\n3," + zeros + "\n");
     // Rows the lenient mode skips: a short pixel list, a bad label, a value out of range.
     write_text(dir / "bad_rows.csv", "emotion,pixels,Usage\n1,0 1 2,Training\n9," + zeros +
                                          ",Training\n2,256" + zeros.substr(1) + ",Training\n0," +
@@ -99,12 +102,11 @@ void image_seeds(const fs::path& dir) {
     write_bytes(dir / "wide.bmp", bmp.data(), bmp.size());
     write_bytes(dir / "face.jpg", jpg.data(), jpg.size());
     write_bytes(dir / "wide.tga", tga.data(), tga.size());
-    // facet's report PNG encoder (stored deflate blocks), gray and RGB.
+    // An RGB PNG (facet's encode_png with three channels).
     std::vector<std::uint8_t> rgb;
     for (std::uint8_t v : wide)
         rgb.insert(rgb.end(), {v, std::uint8_t(255 - v), std::uint8_t(v / 2)});
-    write_text(dir / "report_gray.png", report::encode_png(face.data(), 48, 48, 1));
-    write_text(dir / "report_rgb.png", report::encode_png(rgb.data(), 40, 24, 3));
+    write_png(dir / "wide_rgb.png", rgb.data(), 40, 24, 3);
     // A binary PGM (stb reads PNM too).
     std::string pgm = "P5\n40 24\n255\n";
     pgm.append(reinterpret_cast<const char*>(wide.data()), wide.size());

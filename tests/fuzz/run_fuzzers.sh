@@ -18,7 +18,7 @@ rm -rf "$dir/seeds"
 "$dir/tests/fuzz/make_fuzz_corpus" "$dir/seeds"
 
 # target, corpus kind, largest input tried (the seeds are 0.2-15 KB; a FER CSV row is 4.6-9 KB)
-targets=("fuzz_fer_csv csv 65536" "fuzz_image image 32768" "fuzz_model_file model 16384")
+targets=("fuzz_csv_dataset csv 65536" "fuzz_image image 32768" "fuzz_model_file model 16384")
 failed=0
 mkdir -p "$dir/logs"
 for t in "${targets[@]}"; do

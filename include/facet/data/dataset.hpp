@@ -1,8 +1,9 @@
-// facet/data/dataset.hpp — facet::Dataset: N grayscale images of one size (48 x 48 for FER-2013)
-// stored as bytes in one contiguous vector, their integer labels in FER-2013's canonical (Kaggle)
-// class order, and the split they belong to; plus class-distribution statistics and the record
-// of samples a reader skipped. Read next: data/fer_csv.hpp and data/image_folder.hpp (the readers),
-// data/load.hpp (the one entry point), data/batch_loader.hpp (mini-batches for training).
+// facet/data/dataset.hpp — facet::Dataset: N grayscale images of one size stored as bytes in one
+// contiguous vector, their integer labels (indices into the data set's class names), and the split
+// they belong to; the options every reader takes (class names, image size, limits); plus
+// class-distribution statistics and the record of samples a reader skipped. Read next:
+// data/image_folder.hpp and data/csv_dataset.hpp (the readers), data/load.hpp (the one entry
+// point), data/batch_loader.hpp (mini-batches for training).
 #pragma once
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <system_error>
 #include <vector>
 
+#include "facet/core/atomic_file.hpp"
 #include "facet/core/error.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -27,47 +29,27 @@
 
 namespace facet {
 
-/// FER-2013 images are 48 x 48 pixels.
-inline constexpr std::size_t fer_image_side = 48;
-inline constexpr std::size_t fer_image_pixels = fer_image_side * fer_image_side;
-inline constexpr int fer_num_classes = 7;
-
-/// The canonical class order: Kaggle's label numbers 0..6. Folder names map onto these.
-inline constexpr std::array<std::string_view, fer_num_classes> fer_class_names = {
-    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"};
-
-/// The label number of a class name in any letter case ("Happy", "HAPPY"), or -1 if unknown.
-inline int fer_class_index(std::string_view name) {
-    for (int c = 0; c < fer_num_classes; ++c) {
-        const std::string_view known = fer_class_names[static_cast<std::size_t>(c)];
+/// The index of `name` in `class_names`, compared in any letter case ("Happy" finds "happy"), or
+/// -1 when it is not there.
+inline int find_class(const std::vector<std::string>& class_names, std::string_view name) {
+    for (std::size_t c = 0; c < class_names.size(); ++c) {
+        const std::string& known = class_names[c];
         if (known.size() == name.size() &&
             std::equal(known.begin(), known.end(), name.begin(), [](char a, char b) {
-                return a == std::tolower(static_cast<unsigned char>(b));
+                return std::tolower(static_cast<unsigned char>(a)) ==
+                       std::tolower(static_cast<unsigned char>(b));
             }))
-            return c;
+            return static_cast<int>(c);
     }
     return -1;
 }
 
-/// The canonical class names as strings (for tables and reports).
-inline std::vector<std::string> fer_class_name_list() {
-    return {fer_class_names.begin(), fer_class_names.end()};
-}
-
-/// The whole content of a file, or an Error naming it when it cannot be read or is larger than
-/// `max_bytes` (checked before reading).
+/// The whole content of a file as bytes in a string (core/atomic_file.hpp's read_whole_file), or
+/// an Error naming it when it cannot be read, is not a regular file or is larger than `max_bytes`
+/// (checked before reading).
 inline std::string read_file_contents(const std::filesystem::path& path, std::size_t max_bytes) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    check(!ec, path.string(), ": cannot read (", ec.message(), ")");
-    check(size <= max_bytes, path.string(), ": ", size, " bytes exceeds the limit of ", max_bytes);
-    std::string bytes(static_cast<std::size_t>(size), '\0');
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    check(f != nullptr, path.string(), ": cannot open for reading");
-    const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
-    std::fclose(f);
-    check(got == bytes.size(), path.string(), ": read ", got, " of ", bytes.size(), " bytes");
-    return bytes;
+    const std::vector<unsigned char> bytes = read_whole_file(path, max_bytes);
+    return std::string(bytes.begin(), bytes.end());
 }
 
 /// A read-only view of a whole file: memory-mapped where the platform allows (no copy, no page
@@ -141,24 +123,6 @@ void resize_prefaulted(std::vector<T>& v, std::size_t n) {
 
 }  // namespace detail
 
-/// Writes `size` bytes to `path` through a temporary file in the same folder that is renamed into
-/// place, so a reader never sees a half-written file.
-inline void write_file_atomically(const std::filesystem::path& path, const void* data,
-                                  std::size_t size) {
-    const std::filesystem::path temporary = path.string() + ".tmp";
-    std::FILE* f = std::fopen(temporary.c_str(), "wb");
-    check(f != nullptr, temporary.string(), ": cannot open for writing");
-    const std::size_t written = size ? std::fwrite(data, 1, size, f) : 0;
-    const bool closed = std::fclose(f) == 0;
-    if (written != size || !closed) {
-        std::filesystem::remove(temporary);
-        throw Error(detail::concat(temporary.string(), ": write failed"));
-    }
-    std::error_code ec;
-    std::filesystem::rename(temporary, path, ec);
-    check(!ec, path.string(), ": cannot rename into place (", ec.message(), ")");
-}
-
 /// The canonical split name for a CSV Usage value or a split folder name, in any letter case:
 /// Training/train -> "train"; PublicTest/val/validation -> "val"; PrivateTest/test -> "test".
 /// Returns "" for a name that is none of these.
@@ -171,13 +135,22 @@ inline std::string canonical_split_name(std::string_view name) {
     return {};
 }
 
-/// Limits and policies shared by the readers. Everything read from outside is bounded so that a
-/// corrupt or hostile file gives an Error instead of a huge allocation.
+/// What the readers are told about the data set, and the limits and policies they share.
+/// Everything read from outside is bounded so that a corrupt or hostile file gives an Error instead
+/// of a huge allocation.
 struct ReadOptions {
+    /// The classes in label order (matched in any letter case). Empty: the classes found in the
+    /// data, sorted (class folder names; the distinct values of a CSV's label column).
+    std::vector<std::string> class_names;
+    std::size_t image_height = 0;  ///< 0 (with image_width 0): the size of the first image read
+    std::size_t image_width = 0;   ///< 0 (with image_height 0): the size of the first image read
+    /// An image file of another size: resized (its central region of the data set's aspect ratio,
+    /// resampled) when true, refused (an Error, or skipped with skip_bad) when false.
+    bool resize = false;
     bool skip_bad = false;  ///< skip bad samples (counted in DataSplits::skip_report)
     std::size_t max_reported_reasons = 5;
-    std::size_t max_samples = 10'000'000;   ///< CSV rows or image files, per source
-    std::size_t max_line_length = 1 << 16;  ///< CSV bytes per line (a FER row is about 9 KB)
+    std::size_t max_samples = 10'000'000;                 ///< CSV rows or image files, per source
+    std::size_t max_line_length = 1 << 16;                ///< CSV bytes per line
     std::size_t max_file_bytes = std::size_t{4} << 30;    ///< whole CSV file
     std::size_t max_image_file_bytes = 64 << 20;          ///< one image file
     std::size_t max_image_side = 8192;                    ///< width or height of an image file
@@ -190,17 +163,17 @@ struct ReadOptions {
 struct Dataset {
     std::string split;   ///< "train", "val", "test", or e.g. "synthetic-train"
     std::string source;  ///< where it came from (a file or folder), for messages
-    std::size_t height = fer_image_side;
-    std::size_t width = fer_image_side;
-    std::vector<std::uint8_t> pixels;  ///< size() * height * width bytes
-    std::vector<int> labels;           ///< one per image, in [0, class_names.size())
-    std::vector<std::string> class_names = fer_class_name_list();
+    std::size_t height = 0;
+    std::size_t width = 0;
+    std::vector<std::uint8_t> pixels;      ///< size() * height * width bytes
+    std::vector<int> labels;               ///< one per image, in [0, class_names.size())
+    std::vector<std::string> class_names;  ///< label l is class_names[l]
 
     /// Number of images.
     std::size_t size() const { return labels.size(); }
     /// True when there are no images.
     bool empty() const { return labels.empty(); }
-    /// Number of classes (7 for FER-2013).
+    /// Number of classes.
     int num_classes() const { return static_cast<int>(class_names.size()); }
     /// Pixels per image.
     std::size_t image_size() const { return height * width; }
@@ -212,8 +185,10 @@ struct Dataset {
         return pixels.data() + i * image_size();
     }
 
-    /// Appends one image of height x width bytes with its label.
+    /// Appends one image of height x width bytes with its label (set the size and the class names
+    /// first).
     void add(const std::uint8_t* image_pixels, int label) {
+        check(height > 0 && width > 0, "Dataset '", split, "': set height and width before add");
         check(label >= 0 && label < num_classes(), "Dataset '", split, "': label ", label,
               " outside [0, ", num_classes(), ")");
         pixels.insert(pixels.end(), image_pixels, image_pixels + image_size());
@@ -343,16 +318,26 @@ struct DataSplits {
         throw Error(
             detail::concat("no split '", name, "' (have: ", names.empty() ? "none" : names, ")"));
     }
-    /// The split to train on: "train", else "synthetic-train", else nullptr.
+    /// The split to train on: "train", else the first whose name ends in "-train" (e.g. a
+    /// generated "synthetic-train"), else nullptr.
     const Dataset* training() const {
         if (const Dataset* d = find("train")) return d;
-        return find("synthetic-train");
+        return find_suffix("-train");
     }
-    /// The held-out split to report results on: "test", else "val", else "synthetic-test", else
-    /// nullptr.
+    /// The held-out split to report results on: "test", else "val", else the first whose name ends
+    /// in "-test", else nullptr.
     const Dataset* evaluation() const {
-        for (const char* name : {"test", "val", "synthetic-test"})
+        for (const char* name : {"test", "val"})
             if (const Dataset* d = find(name)) return d;
+        return find_suffix("-test");
+    }
+
+  private:
+    const Dataset* find_suffix(std::string_view suffix) const {
+        for (const auto& d : splits)
+            if (d.split.size() > suffix.size() &&
+                std::string_view(d.split).substr(d.split.size() - suffix.size()) == suffix)
+                return &d;
         return nullptr;
     }
 };

@@ -1,6 +1,6 @@
 // facet/data/image.hpp — image files in and out: decode any PNG/JPEG/BMP/GIF/TGA/PNM with
-// stb_image into 8-bit gray, resample it to 48 x 48 (area averaging to shrink, bilinear to
-// enlarge), and write gray PNG pictures with stb_image_write.
+// stb_image into 8-bit gray, resample it to any size (area averaging to shrink, bilinear to
+// enlarge), and encode PNG pictures with stb_image_write (the one PNG encoder of facet).
 //
 // stb is header-only too, so its implementation must be compiled in exactly one translation unit
 // of a program: in ONE .cpp file write
@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "facet/core/atomic_file.hpp"
 #include "facet/core/error.hpp"
 #include "facet/data/dataset.hpp"
 
@@ -309,24 +310,39 @@ inline void resize_gray(const std::uint8_t* src, std::size_t src_width, std::siz
         }
 }
 
-/// The image as side x side gray pixels: a non-square image is first cropped to its central
-/// square (faces keep their proportions), then resampled with resize_gray.
-inline std::vector<std::uint8_t> to_square_gray(const GrayImage& image,
-                                                std::size_t side = fer_image_side) {
-    const std::size_t crop = std::min(image.width, image.height);
-    const std::size_t x0 = (image.width - crop) / 2, y0 = (image.height - crop) / 2;
-    std::vector<std::uint8_t> square(crop * crop);
-    for (std::size_t y = 0; y < crop; ++y)
-        std::copy_n(image.pixels.data() + (y0 + y) * image.width + x0, crop,
-                    square.data() + y * crop);
-    std::vector<std::uint8_t> out(side * side);
-    resize_gray(square.data(), crop, crop, out.data(), side, side);
+/// The image as width x height gray pixels: its central region with the target's aspect ratio
+/// (the whole image when the ratios agree), resampled with resize_gray, so nothing is stretched.
+inline std::vector<std::uint8_t> fit_gray(const GrayImage& image, std::size_t width,
+                                          std::size_t height) {
+    check(width > 0 && height > 0, "fit_gray: empty target size ", width, "x", height);
+    check(image.width > 0 && image.height > 0, "fit_gray: empty image");
+    // The largest crop_w x crop_h with crop_w / crop_h = width / height inside the image.
+    std::size_t crop_w = image.width, crop_h = image.height;
+    if (image.width * height > image.height * width)
+        crop_w = std::max<std::size_t>(1, image.height * width / height);
+    else
+        crop_h = std::max<std::size_t>(1, image.width * height / width);
+    const std::size_t x0 = (image.width - crop_w) / 2, y0 = (image.height - crop_h) / 2;
+    std::vector<std::uint8_t> crop(crop_w * crop_h);
+    for (std::size_t y = 0; y < crop_h; ++y)
+        std::copy_n(image.pixels.data() + (y0 + y) * image.width + x0, crop_w,
+                    crop.data() + y * crop_w);
+    std::vector<std::uint8_t> out(width * height);
+    resize_gray(crop.data(), crop_w, crop_h, out.data(), width, height);
     return out;
 }
 
-/// Encodes a gray image as PNG in memory.
-inline std::vector<std::uint8_t> encode_png(const std::uint8_t* gray, std::size_t width,
-                                            std::size_t height) {
+/// The image as side x side gray pixels: fit_gray to a square (a non-square image is cropped to
+/// its central square first, so faces keep their proportions).
+inline std::vector<std::uint8_t> to_square_gray(const GrayImage& image, std::size_t side) {
+    return fit_gray(image, side, side);
+}
+
+/// Encodes width x height pixels of `channels` bytes each (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA),
+/// row-major, as a PNG file in memory (stb_image_write, deflate-compressed).
+inline std::vector<std::uint8_t> encode_png(const std::uint8_t* pixels, std::size_t width,
+                                            std::size_t height, int channels = 1) {
+    check(channels >= 1 && channels <= 4, "encode_png: channels must be 1 to 4, not ", channels);
     check(width > 0 && height > 0 && width <= 1u << 16 && height <= 1u << 16,
           "encode_png: bad image size ", width, "x", height);
     std::vector<std::uint8_t> out;
@@ -335,17 +351,18 @@ inline std::vector<std::uint8_t> encode_png(const std::uint8_t* gray, std::size_
         const auto* p = static_cast<const std::uint8_t*>(data);
         bytes->insert(bytes->end(), p, p + size);
     };
-    const int ok =
-        stbi_write_png_to_func(append, &out, static_cast<int>(width), static_cast<int>(height), 1,
-                               gray, static_cast<int>(width));
+    const int stride = static_cast<int>(width) * channels;
+    const int ok = stbi_write_png_to_func(append, &out, static_cast<int>(width),
+                                          static_cast<int>(height), channels, pixels, stride);
     check(ok != 0, "encode_png: stb_image_write failed");
     return out;
 }
 
-/// Writes a gray image as a PNG file (to a temporary name, then renamed into place).
-inline void write_png(const std::filesystem::path& path, const std::uint8_t* gray,
-                      std::size_t width, std::size_t height) {
-    const std::vector<std::uint8_t> png = encode_png(gray, width, height);
+/// Writes an image as a PNG file (see encode_png) with write_file_atomically: a reader never sees
+/// a half-written file.
+inline void write_png(const std::filesystem::path& path, const std::uint8_t* pixels,
+                      std::size_t width, std::size_t height, int channels = 1) {
+    const std::vector<std::uint8_t> png = encode_png(pixels, width, height, channels);
     write_file_atomically(path, png.data(), png.size());
 }
 

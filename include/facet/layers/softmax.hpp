@@ -11,13 +11,14 @@
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/kernels/softmax_rows.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/registry.hpp"
 
 namespace facet {
 
 /// y[n, k] = exp(x[n, k] - max_j x[n, j]) / sum_j exp(x[n, j] - max_j x[n, j]) over the classes
-/// of each sample; x is (N, K).
+/// of each sample; x is (N, K). The forward pass is kernels/softmax_rows.hpp's softmax_rows.
 template <typename T>
 class Softmax : public Layer<T> {
   public:
@@ -31,17 +32,7 @@ class Softmax : public Layer<T> {
     void forward(const Tensor<T>& x, Tensor<T>& y) override {
         check(x.rank() == 2, "Softmax: input must be (N, K), got ", x.shape().str());
         output_shape(sample_shape(x.shape()));
-        y.resize(x.shape());
-        const std::size_t n = x.dim(0), K = x.dim(1);
-        for (std::size_t i = 0; i < n; ++i) {
-            const T* in = x.data() + i * K;
-            T* out = y.data() + i * K;
-            // Subtracting the maximum keeps exp() from overflowing; the ratio is unchanged.
-            const T m = *std::max_element(in, in + K);
-            T sum = 0;
-            for (std::size_t k = 0; k < K; ++k) sum += out[k] = std::exp(in[k] - m);
-            for (std::size_t k = 0; k < K; ++k) out[k] /= sum;
-        }
+        softmax_rows(x, y);
     }
     // dy_k/dx_j = y_k (delta_kj - y_j), hence dx_j = y_j (dy_j - sum_k dy_k y_k).
     void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,

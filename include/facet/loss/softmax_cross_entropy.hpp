@@ -13,6 +13,7 @@
 
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
+#include "facet/kernels/softmax_rows.hpp"
 
 namespace facet {
 
@@ -62,17 +63,10 @@ class SoftmaxCrossEntropy {
         for (std::size_t n = 0; n < N; ++n) {
             const T* z = logits.data() + n * K;
             T* p = probs_.data() + n * K;
-            // log p_k = z_k - m - log sum_j exp(z_j - m): no exp() can overflow.
-            const double m = *std::max_element(z, z + K);
-            double sum = 0;
-            for (std::size_t k = 0; k < K; ++k) sum += std::exp(double(z[k]) - m);
-            const double log_sum = m + std::log(sum);
+            // log p_k = z_k - log sum_j exp(z_j), the log-sum computed stably by softmax_row.
+            const double log_sum = softmax_row(z, p, K);
             double smooth = 0;  // sum_k w_k * (-log p_k)
-            for (std::size_t k = 0; k < K; ++k) {
-                const double log_p = double(z[k]) - log_sum;
-                p[k] = T(std::exp(log_p));
-                smooth -= weight(k) * log_p;
-            }
+            for (std::size_t k = 0; k < K; ++k) smooth -= weight(k) * (double(z[k]) - log_sum);
             const std::size_t y = std::size_t(labels[n]);
             const double wy = weight(y);
             total +=

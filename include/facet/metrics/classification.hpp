@@ -1,7 +1,7 @@
 // facet/metrics/classification.hpp — how good a classifier is: accuracy, the confusion matrix
 // (rows = true class, columns = predicted class), per-class precision / recall / F1 / support,
-// their macro averages and the support-weighted F1; printed as plain-text tables or as JSON.
-// Read next: data/dataset.hpp (the class names these tables are labelled with).
+// their macro averages and the support-weighted F1; printed as plain-text tables (as JSON with the
+// optional metrics/classification_json.hpp). Read next: report/html.hpp.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "facet/core/error.hpp"
+#include "facet/metrics/accuracy.hpp"
 
 namespace facet {
 
@@ -83,15 +84,6 @@ class ConfusionMatrix {
     std::vector<std::size_t> counts_;
 };
 
-/// Fraction of predictions equal to the true labels (equal lengths; 0 when empty).
-inline double accuracy(const std::vector<int>& truth, const std::vector<int>& predicted) {
-    check(truth.size() == predicted.size(), "accuracy: ", truth.size(), " true labels but ",
-          predicted.size(), " predictions");
-    std::size_t correct = 0;
-    for (std::size_t i = 0; i < truth.size(); ++i) correct += truth[i] == predicted[i];
-    return truth.empty() ? 0.0 : static_cast<double>(correct) / static_cast<double>(truth.size());
-}
-
 /// Precision, recall and F1 of one class, and how many samples truly belong to it.
 struct ClassMetrics {
     double precision = 0;  ///< correct / predicted as this class (0 if never predicted)
@@ -113,8 +105,6 @@ struct ClassificationReport {
     std::string confusion_table() const;
     /// Per-class precision / recall / F1 / support, then the averages and the accuracy.
     std::string metrics_table() const;
-    /// The same content as a JSON object.
-    std::string to_json() const;
 };
 
 /// Computes the report of `confusion`; `class_names` must have one name per class.
@@ -206,80 +196,6 @@ inline std::string ClassificationReport::metrics_table() const {
     std::snprintf(line, sizeof line, "%-*s %9s %9s %9.4f %9zu\n", w, "accuracy", "", "", accuracy,
                   total);
     return out + line;
-}
-
-namespace detail {
-/// A JSON string literal: quotes, backslashes and control characters escaped.
-inline std::string json_string(const std::string& s) {
-    std::string out = "\"";
-    for (unsigned char ch : s) {
-        switch (ch) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (ch < 0x20) {
-                    char esc[8];
-                    std::snprintf(esc, sizeof esc, "\\u%04x", ch);
-                    out += esc;
-                } else {
-                    out += static_cast<char>(ch);
-                }
-        }
-    }
-    return out + "\"";
-}
-
-/// A JSON number with round-trip precision; null for NaN or infinity (JSON has neither).
-inline std::string json_number(double v) {
-    if (!std::isfinite(v)) return "null";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
-}
-}  // namespace detail
-
-inline std::string ClassificationReport::to_json() const {
-    using detail::json_number;
-    using detail::json_string;
-    std::string out = "{\n  \"accuracy\": " + json_number(accuracy) + ",\n";
-    out += "  \"total\": " + std::to_string(confusion.total()) + ",\n";
-    out += "  \"macro_precision\": " + json_number(macro_precision) + ",\n";
-    out += "  \"macro_recall\": " + json_number(macro_recall) + ",\n";
-    out += "  \"macro_f1\": " + json_number(macro_f1) + ",\n";
-    out += "  \"weighted_f1\": " + json_number(weighted_f1) + ",\n";
-    out += "  \"classes\": [";
-    for (std::size_t c = 0; c < class_names.size(); ++c)
-        out += (c ? ", " : "") + json_string(class_names[c]);
-    out += "],\n  \"per_class\": [\n";
-    for (std::size_t c = 0; c < per_class.size(); ++c) {
-        const ClassMetrics& m = per_class[c];
-        out += "    {\"class\": " + json_string(class_names[c]) +
-               ", \"precision\": " + json_number(m.precision) +
-               ", \"recall\": " + json_number(m.recall) + ", \"f1\": " + json_number(m.f1) +
-               ", \"support\": " + std::to_string(m.support) + "}";
-        out += c + 1 < per_class.size() ? ",\n" : "\n";
-    }
-    out += "  ],\n  \"confusion\": [\n";
-    for (int t = 0; t < confusion.num_classes(); ++t) {
-        out += "    [";
-        for (int p = 0; p < confusion.num_classes(); ++p)
-            out += (p ? ", " : "") + std::to_string(confusion.count(t, p));
-        out += t + 1 < confusion.num_classes() ? "],\n" : "]\n";
-    }
-    return out + "  ]\n}\n";
 }
 
 }  // namespace facet

@@ -22,7 +22,9 @@
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/channel_affine.hpp"
+#include "facet/kernels/softmax_rows.hpp"
 #include "facet/layers/layer.hpp"
+#include "facet/metrics/accuracy.hpp"
 #include "facet/optim/clip.hpp"
 #include "facet/optim/optimizer.hpp"
 
@@ -437,17 +439,7 @@ class Sequential {
         set_mode(previous);
         check(logits.rank() == 2, "Sequential::predict: the last layer gives ",
               logits.shape().str(), " per batch; predict needs (N, classes)");
-        probabilities_.resize(logits.shape());
-        const std::size_t n = logits.dim(0), classes = logits.dim(1);
-        for (std::size_t i = 0; i < n; ++i) {
-            const T* z = logits.data() + i * classes;
-            T* p = probabilities_.data() + i * classes;
-            const T largest =
-                *std::max_element(z, z + classes);  // subtracted so exp cannot overflow
-            T sum = 0;
-            for (std::size_t c = 0; c < classes; ++c) sum += (p[c] = std::exp(z[c] - largest));
-            for (std::size_t c = 0; c < classes; ++c) p[c] /= sum;
-        }
+        softmax_rows(logits, probabilities_);
         input_ = Tensor<T>();  // no backward follows; do not keep the caller's batch alive
         has_forward_ = false;
         return probabilities_;
@@ -531,19 +523,11 @@ class Sequential {
         }
     }
 
-    /// The fraction of rows of `logits` (N, classes) whose largest entry is at labels[i].
+    /// The fraction of rows of `logits` (N, classes) whose largest entry is at labels[i]
+    /// (metrics/accuracy.hpp's accuracy_of_scores).
     template <typename Labels>
     static double accuracy(const Tensor<T>& logits, const Labels& labels) {
-        check(logits.rank() == 2, "accuracy: logits must be (N, classes), got ",
-              logits.shape().str());
-        const std::size_t n = logits.dim(0), classes = logits.dim(1);
-        std::size_t correct = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            const T* z = logits.data() + i * classes;
-            const auto predicted = static_cast<std::size_t>(std::max_element(z, z + classes) - z);
-            if (static_cast<double>(predicted) == static_cast<double>(labels[i])) ++correct;
-        }
-        return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+        return accuracy_of_scores(logits, labels);
     }
 
   private:

@@ -1,10 +1,10 @@
-// facet/data/synthetic_faces.hpp — a procedurally drawn, seeded stand-in for FER-2013: 48 x 48
+// fer/synthetic_faces.hpp — a procedurally drawn, seeded stand-in for FER-2013: 48 x 48
 // cartoon faces showing the seven expressions through mouth curve and opening, eyebrow height
 // and slant, and eye openness, at a random position, size, tilt, brightness and noise, and with a
 // random expression intensity (weak expressions drift towards neutral), so the task is learnable
 // but not trivial. It lets the whole pipeline run on a machine without the real data set; the
 // splits are named "synthetic-train" and "synthetic-test" so no result is mistaken for FER-2013.
-// Read next: data/batch_loader.hpp.
+// Read next: fer_csv.hpp (the real data set's CSV release).
 #pragma once
 
 #include <algorithm>
@@ -14,12 +14,14 @@
 #include <string>
 #include <vector>
 
-#include "facet/core/error.hpp"
-#include "facet/core/parallel.hpp"
-#include "facet/core/random.hpp"
-#include "facet/data/dataset.hpp"
+#include <facet/core/error.hpp>
+#include <facet/core/parallel.hpp>
+#include <facet/core/random.hpp>
+#include <facet/data/dataset.hpp>
 
-namespace facet {
+#include "emotions.hpp"
+
+namespace fer {
 
 /// Sizes and seed of the synthetic data set (classes are balanced).
 struct SyntheticFaceOptions {
@@ -115,10 +117,11 @@ inline double segment_distance(double x, double y, double ax, double ay, double 
 
 /// Draws one 48 x 48 face showing `expression` (Kaggle label 0..6) into `out`, with every random
 /// choice (pose, size, lighting, intensity, noise) taken from `rng`.
-inline void render_synthetic_face(int expression, Rng& rng, std::uint8_t* out,
+inline void render_synthetic_face(int expression, facet::Rng& rng, std::uint8_t* out,
                                   double noise = 0.04) {
-    check(expression >= 0 && expression < fer_num_classes, "render_synthetic_face: expression ",
-          expression, " outside [0, ", fer_num_classes, ")");
+    facet::check(expression >= 0 && expression < fer_num_classes,
+                 "render_synthetic_face: expression ", expression, " outside [0, ", fer_num_classes,
+                 ")");
     constexpr double side = static_cast<double>(fer_image_side);
     // Pose and lighting.
     const double radius = rng.uniform(15.0, 21.0);  // face half-height in pixels
@@ -206,18 +209,20 @@ inline void render_synthetic_face(int expression, Rng& rng, std::uint8_t* out,
 }
 
 namespace detail {
-inline Dataset synthetic_split(const std::string& name, std::size_t per_class, std::uint64_t seed,
-                               double noise) {
-    Dataset d;
+inline facet::Dataset synthetic_split(const std::string& name, std::size_t per_class,
+                                      std::uint64_t seed, double noise) {
+    facet::Dataset d;
     d.split = name;
     d.source = "synthetic faces (seed " + std::to_string(seed) + ")";
-    const std::size_t n = checked_mul(per_class, fer_num_classes, "synthetic faces");
+    d.height = d.width = fer_image_side;
+    d.class_names = fer_class_name_list();
+    const std::size_t n = facet::checked_mul(per_class, fer_num_classes, "synthetic faces");
     d.labels.resize(n);
-    d.pixels.resize(checked_mul(n, fer_image_pixels, "synthetic faces"));
-    parallel_for(n, [&](std::size_t begin, std::size_t end) {
+    d.pixels.resize(facet::checked_mul(n, fer_image_pixels, "synthetic faces"));
+    facet::parallel_for(n, [&](std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
             // One generator per image, seeded by its index, so the thread count does not matter.
-            Rng rng(seed * 0x9e3779b97f4a7c15ULL + i);
+            facet::Rng rng(seed * 0x9e3779b97f4a7c15ULL + i);
             const int label = static_cast<int>(i % fer_num_classes);
             d.labels[i] = label;
             render_synthetic_face(label, rng, d.pixels.data() + i * fer_image_pixels, noise);
@@ -230,11 +235,11 @@ inline Dataset synthetic_split(const std::string& name, std::size_t per_class, s
 /// A balanced synthetic data set with the splits "synthetic-train" and "synthetic-test" (drawn
 /// from different seeds), labelled in the canonical FER order. The same options give the same
 /// pixels on every machine.
-inline DataSplits make_synthetic_faces(const SyntheticFaceOptions& options = {}) {
-    check(options.train_per_class > 0, "make_synthetic_faces: train_per_class must be > 0");
-    check(options.noise >= 0 && options.noise <= 1, "make_synthetic_faces: noise ", options.noise,
-          " outside [0, 1]");
-    DataSplits result;
+inline facet::DataSplits make_synthetic_faces(const SyntheticFaceOptions& options = {}) {
+    facet::check(options.train_per_class > 0, "make_synthetic_faces: train_per_class must be > 0");
+    facet::check(options.noise >= 0 && options.noise <= 1, "make_synthetic_faces: noise ",
+                 options.noise, " outside [0, 1]");
+    facet::DataSplits result;
     result.splits.push_back(detail::synthetic_split("synthetic-train", options.train_per_class,
                                                     options.seed * 2 + 1, options.noise));
     if (options.test_per_class > 0)
@@ -243,4 +248,4 @@ inline DataSplits make_synthetic_faces(const SyntheticFaceOptions& options = {})
     return result;
 }
 
-}  // namespace facet
+}  // namespace fer
