@@ -1,9 +1,12 @@
-// facet/vision/face_detector.hpp — the face-detection interface: a gray image view in, boxes
-// (with a score and optional landmarks) out. Dependency-free; the back-ends that implement it
-// (OpenCV, dlib) live in their own opt-in headers.
-// Read next: vision/tracker.hpp, which follows the boxes across the frames of a video.
+// facet/vision/face_detector.hpp — the face detector interface: a detector takes an 8-bit gray
+// picture and returns each face's box, its confidence and (when the detector has them) its facial
+// landmarks. This header has no link dependency; the back-ends that implement it do, and only a
+// program that opts in includes them (vision/opencv_detector.hpp, vision/dlib_detector.hpp,
+// chosen by name in vision/detectors.hpp).
+// Read next: vision/align.hpp (cuts a face out of the picture, upright, at a chosen framing).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -11,7 +14,7 @@
 
 namespace facet::vision {
 
-/// An axis-aligned box in pixels: top-left corner and size.
+/// An axis-aligned rectangle in pixels: (x, y) is its top-left corner.
 struct Rect {
     int x = 0, y = 0, width = 0, height = 0;
 };
@@ -21,34 +24,54 @@ struct Point {
     float x = 0, y = 0;
 };
 
-/// One face found in an image.
+/// One face a detector found.
 struct DetectedFace {
-    Rect box;                      ///< the face's box in the image's pixels
-    float score = 0;               ///< the detector's confidence (scale depends on the back-end)
-    std::vector<Point> landmarks;  ///< eyes, nose, mouth, ... when the back-end finds them
+    Rect box;                      ///< in pixels of the image given to detect()
+    float score = 0;               ///< detector confidence, larger is surer (detector's own scale)
+    std::vector<Point> landmarks;  ///< empty, or the detector's landmarks (dlib: 68, iBUG order)
 };
 
-/// An 8-bit gray image the caller owns: row r starts at pixels + r * stride.
+/// A read-only view of 8-bit gray pixels: row y starts at pixels + y * stride.
 struct GrayView {
     const std::uint8_t* pixels = nullptr;
     int width = 0, height = 0;
     std::size_t stride = 0;
 };
 
-/// Settings every back-end understands.
+/// What every back-end honours.
 struct DetectorOptions {
-    int min_face = 40;        ///< smallest face side to find, in pixels of the full image
-    double downscale_to = 0;  ///< > 0: detect on a copy whose longer side is this many pixels
+    int min_face = 40;        ///< smallest face side looked for, in pixels of the given image
+    double downscale_to = 0;  ///< detect on a copy whose longer side is at most this many pixels
+                              ///< (0: full size); boxes and landmarks are mapped back
 };
 
-/// A face detector. Not thread-safe: use one per thread.
+/// A face detector. Implementations are not thread-safe: give each thread its own.
 class FaceDetector {
   public:
     virtual ~FaceDetector() = default;
-    /// A short name of the back-end and its model, for logs.
+    /// The back-end's name, as make_face_detector() takes it (e.g. "opencv", "dlib").
     virtual std::string name() const = 0;
-    /// The faces in `image`, boxes in its pixels.
+    /// Every face found in `image`, most confident first.
     virtual std::vector<DetectedFace> detect(const GrayView& image) = 0;
 };
+
+/// Intersection over union of two rectangles (0 when either is empty).
+inline double iou(const Rect& a, const Rect& b) {
+    const long long x0 = std::max(a.x, b.x), y0 = std::max(a.y, b.y);
+    const long long x1 =
+        std::min(static_cast<long long>(a.x) + a.width, static_cast<long long>(b.x) + b.width);
+    const long long y1 =
+        std::min(static_cast<long long>(a.y) + a.height, static_cast<long long>(b.y) + b.height);
+    const long long inter = std::max(0LL, x1 - x0) * std::max(0LL, y1 - y0);
+    const long long area_a = static_cast<long long>(a.width) * a.height,
+                    area_b = static_cast<long long>(b.width) * b.height;
+    const long long uni = area_a + area_b - inter;
+    return uni > 0 && area_a > 0 && area_b > 0 ? static_cast<double>(inter) / uni : 0.0;
+}
+
+/// A view of a whole contiguous gray buffer of width x height pixels.
+inline GrayView gray_view(const std::uint8_t* pixels, int width, int height) {
+    return {pixels, width, height, static_cast<std::size_t>(width)};
+}
 
 }  // namespace facet::vision
