@@ -1,9 +1,10 @@
 // facet/vision/tracker.hpp — follows boxes across the frames of a video and gives each object a
 // stable id: every frame's detections are matched to the live tracks greedily by overlap
-// (intersection over union, best pairs first); an unmatched detection starts a new track with a
-// new id; a track that finds no detection is kept for `max_age` frames (a face the detector
-// misses once keeps its id) and then retired. Dependency-free and deterministic.
-// Read next: examples/fer/video.hpp, which runs detection, tracking and the emotion CNN on videos.
+// (intersection over union, iou() in vision/face_detector.hpp, best pairs first); an unmatched
+// detection starts a new track with a new id; a track that finds no detection is kept for `max_age`
+// frames (a face the detector misses once keeps its id) and then retired. Dependency-free and
+// deterministic. Read next: examples/fer/video.hpp, which runs detection, tracking and the emotion
+// CNN on videos.
 #pragma once
 
 #include <algorithm>
@@ -15,16 +16,6 @@
 #include "facet/vision/face_detector.hpp"
 
 namespace facet::vision {
-
-/// Intersection over union of two boxes: 0 when they do not overlap, 1 when they are equal.
-inline double iou(const Rect& a, const Rect& b) {
-    const long long ix = std::max(0, std::min(a.x + a.width, b.x + b.width) - std::max(a.x, b.x));
-    const long long iy = std::max(0, std::min(a.y + a.height, b.y + b.height) - std::max(a.y, b.y));
-    const long long inter = ix * iy;
-    const long long uni = static_cast<long long>(a.width) * a.height +
-                          static_cast<long long>(b.width) * b.height - inter;
-    return uni > 0 ? static_cast<double>(inter) / static_cast<double>(uni) : 0.0;
-}
 
 /// How the tracker matches and forgets.
 struct TrackerOptions {
