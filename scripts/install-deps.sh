@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages facet's build, tests and examples need (run as root).
 # Skips apt entirely when everything is already there, so repeated runs cost nothing.
 set -euo pipefail
-packages=(build-essential cmake libeigen3-dev libstb-dev doctest-dev libbenchmark-dev)
+packages=(build-essential cmake libeigen3-dev libstb-dev doctest-dev libbenchmark-dev libopencv-dev opencv-data)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

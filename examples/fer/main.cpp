@@ -17,6 +17,9 @@
 #include "evaluate.hpp"
 #include "report.hpp"
 #include "train.hpp"
+#ifdef FACET_HAVE_OPENCV
+#include "video.hpp"
+#endif
 
 namespace {
 
@@ -29,7 +32,11 @@ const char* usage =
     "model\n"
     "  predict  the three most likely emotions of face images\n"
     "  report   a self-contained HTML report of a training run\n"
-    "  bench    per-layer forward/backward timings of the model\n";
+    "  bench    per-layer forward/backward timings of the model\n"
+#ifdef FACET_HAVE_OPENCV
+    "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
+#endif
+    ;
 
 int dispatch(int argc, char** argv) {
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
@@ -51,6 +58,9 @@ int dispatch(int argc, char** argv) {
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
     if (command == "report") return run(fer::report_cli(), fer::run_report);
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
+#ifdef FACET_HAVE_OPENCV
+    if (command == "video") return run(fer::video_cli(), fer::run_video);
+#endif
     std::cerr << "fer: unknown command '" << command << "'\n" << usage;
     return 2;
 }
