@@ -18,7 +18,7 @@
 #include "report.hpp"
 #include "train.hpp"
 #ifdef FACET_HAVE_OPENCV
-#include "video.hpp"
+#include "video_bench.hpp"
 #endif
 
 namespace {
@@ -35,6 +35,7 @@ const char* usage =
     "  bench    per-layer forward/backward timings of the model\n"
 #ifdef FACET_HAVE_OPENCV
     "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
+    "  video-bench  frames per second of fer video on generated video, stage by stage\n"
 #endif
     ;
 
@@ -60,6 +61,7 @@ int dispatch(int argc, char** argv) {
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
 #ifdef FACET_HAVE_OPENCV
     if (command == "video") return run(fer::video_cli(), fer::run_video);
+    if (command == "video-bench") return run(fer::video_bench_cli(), fer::run_video_bench);
 #endif
     std::cerr << "fer: unknown command '" << command << "'\n" << usage;
     return 2;

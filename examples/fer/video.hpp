@@ -276,6 +276,7 @@ struct VideoConfig {
     long max_frames = 0;       ///< stop after this many frames (0: until the input ends)
     bool window = false;       ///< show a live window
     bool progress = true;      ///< a progress bar for files (on stderr)
+    bool draw = false;         ///< draw the annotations even if nothing shows or keeps them
 };
 
 /// What a run did.
@@ -455,7 +456,7 @@ inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& c
         if (!config.csv.empty()) append_csv_rows(csv, index, time_s, faces, model.classes);
 
         t0 = clock::now();
-        if (!config.output.empty() || window) {
+        if (!config.output.empty() || window || config.draw) {
             if (frame.channels() != 3) cv::cvtColor(frame, frame, cv::COLOR_GRAY2BGR);
             const double dt = seconds_since(last);
             last = clock::now();
@@ -559,8 +560,8 @@ inline int run_video(const Cli& cli) {
     facet::set_num_threads(threads);
     cv::setNumThreads(facet::num_threads());
 
-    TrainedModel model = load_trained(cli.str("model"));
     cv::VideoCapture cap = open_video_input(c);
+    TrainedModel model = load_trained(cli.str("model"));
     // The frame size decides the automatic detection size.
     const int longer = static_cast<int>(
         std::max(cap.get(cv::CAP_PROP_FRAME_WIDTH), cap.get(cv::CAP_PROP_FRAME_HEIGHT)));
