@@ -2,7 +2,10 @@
 # Installs the Debian 12 packages facet's build, tests and examples need (run as root).
 # Skips apt entirely when everything is already there, so repeated runs cost nothing.
 set -euo pipefail
-packages=(build-essential cmake libeigen3-dev libstb-dev doctest-dev libbenchmark-dev libopencv-dev opencv-data)
+packages=(build-essential cmake libeigen3-dev libstb-dev doctest-dev libbenchmark-dev)
+# fer's JSON output; face detection in fer predict (OpenCV's cascades, dlib's HOG detector and its
+# 68-point landmark model; bzip2 unpacks the model where it ships compressed).
+packages+=(nlohmann-json3-dev libopencv-dev opencv-data libdlib-dev libdlib-data bzip2)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

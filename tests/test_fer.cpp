@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fer/evaluate.hpp"
+#include "fer/predict.hpp"
 #include "fer/report.hpp"
 #include "fer/train.hpp"
 

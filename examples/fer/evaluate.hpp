@@ -1,5 +1,5 @@
 // fer/evaluate.hpp — `fer eval` (accuracy, per-class precision/recall/F1, confusion matrix on any
-// split or folder) and `fer predict` (top-3 emotions for image files).
+// split or folder) and loading a trained model for inference (`fer predict` is in predict.hpp).
 #pragma once
 
 #include <iostream>
@@ -103,56 +103,6 @@ inline int run_eval(const Cli& cli) {
                   << report.confusion_table();
         if (splits.skip_report.skipped) std::cout << splits.skip_report.summary() << "\n";
     }
-    return 0;
-}
-
-inline Cli predict_cli() {
-    Cli cli("predict",
-            "Prints the three most likely emotions of each face image (any size; colour is "
-            "converted to gray).");
-    cli.option("model", "FILE", "model file written by fer train", "runs/default/model.facet")
-        .flag("json", "print a JSON array, one object per image")
-        .positional("IMAGE", "PNG, JPEG or BMP files");
-    return cli;
-}
-
-inline int run_predict(const Cli& cli) {
-    facet::check(!cli.positionals().empty(), "predict: give at least one image file (see --help)");
-    TrainedModel t = load_trained(cli.str("model"));
-    const std::size_t side = facet::fer_image_side, pixels = side * side;
-    std::string json = "[";
-    for (const std::string& path : cli.positionals()) {
-        const facet::GrayImage image = facet::load_image(path);
-        const std::vector<std::uint8_t> face = facet::to_square_gray(image, side);
-        facet::Tensor<float> x(facet::Shape{1, 1, side, side});
-        t.norm.apply(face.data(), x.data(), pixels);
-        const facet::Tensor<float>& p = t.model.predict(x);
-        std::vector<int> order(p.dim(1));
-        for (std::size_t c = 0; c < order.size(); ++c) order[c] = static_cast<int>(c);
-        std::sort(order.begin(), order.end(),
-                  [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
-        if (cli.has("json")) {
-            json += std::string(json.size() > 1 ? ", " : "") +
-                    "{\"image\": " + facet::detail::json_string(path) + ", \"top3\": [";
-            for (int k = 0; k < 3; ++k)
-                json +=
-                    std::string(k ? ", " : "") + "{\"emotion\": " +
-                    facet::detail::json_string(t.classes[std::size_t(order[std::size_t(k)])]) +
-                    ", \"probability\": " + std::to_string(p[std::size_t(order[std::size_t(k)])]) +
-                    "}";
-            json += "]}";
-        } else {
-            std::cout << path << ":";
-            for (int k = 0; k < 3; ++k) {
-                char buf[64];
-                std::snprintf(buf, sizeof buf, " %s %.1f%%",
-                              t.classes[std::size_t(order[std::size_t(k)])].c_str(),
-                              100.0 * p[std::size_t(order[std::size_t(k)])]);
-                std::cout << buf << (k < 2 ? "," : "\n");
-            }
-        }
-    }
-    if (cli.has("json")) std::cout << json << "]\n";
     return 0;
 }
 

@@ -2,7 +2,7 @@
 //
 //   fer train   [--data DIR|CSV] [--out DIR] [--epochs N] ...   train (default recipe with no
 //   flags) fer eval    --model FILE [--data ...] [--split NAME] [--json] accuracy, per-class
-//   metrics, confusion fer predict --model FILE IMAGE... [--json]                   top-3 emotions
+//   metrics, confusion fer predict --model FILE IMAGE|FOLDER... [--json]        faces and emotions
 //   per image fer report  --run DIR [--data ...] [-o FILE]                 self-contained HTML
 //   report fer bench   [--model NAME] [--batch N] [--threads N]        per-layer timings
 //
@@ -15,9 +15,10 @@
 
 #include "bench.hpp"
 #include "evaluate.hpp"
+#include "predict.hpp"
 #include "report.hpp"
 #include "train.hpp"
-#ifdef FACET_HAVE_OPENCV
+#ifdef FACET_HAVE_VIDEO
 #include "video_bench.hpp"
 #endif
 
@@ -30,10 +31,10 @@ const char* usage =
     "otherwise)\n"
     "  eval     accuracy, per-class precision/recall/F1 and the confusion matrix of a trained "
     "model\n"
-    "  predict  the three most likely emotions of face images\n"
+    "  predict  finds the faces in photos and gives each one's emotion\n"
     "  report   a self-contained HTML report of a training run\n"
     "  bench    per-layer forward/backward timings of the model\n"
-#ifdef FACET_HAVE_OPENCV
+#ifdef FACET_HAVE_VIDEO
     "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
     "  video-bench  frames per second of fer video on generated video, stage by stage\n"
 #endif
@@ -59,7 +60,7 @@ int dispatch(int argc, char** argv) {
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
     if (command == "report") return run(fer::report_cli(), fer::run_report);
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
-#ifdef FACET_HAVE_OPENCV
+#ifdef FACET_HAVE_VIDEO
     if (command == "video") return run(fer::video_cli(), fer::run_video);
     if (command == "video-bench") return run(fer::video_bench_cli(), fer::run_video_bench);
 #endif

@@ -34,6 +34,7 @@
 #include "cli.hpp"
 #include "common.hpp"
 #include "evaluate.hpp"
+#include "face_crop.hpp"
 #include "train.hpp"
 #include "video_detector.hpp"
 
@@ -72,32 +73,18 @@ struct AnalyzerOptions {
     double smooth = 0;  ///< EMA weight of the past: p = smooth * p_previous + (1 - smooth) * p_now
 };
 
-/// Cuts the face in `box` out of `gray` as a side x side crop framed like FER-2013: the face box
-/// grown by 5 % about its centre (the FER-2013 crops are that much larger than a frontal-face
-/// detector's box); the parts outside the image repeat its border.
-inline void fer_crop(const cv::Mat& gray, const facet::vision::Rect& box, int side, cv::Mat& out) {
-    const double grow = 1.05;
-    const double cx = box.x + box.width / 2.0, cy = box.y + box.height / 2.0;
-    const double half = grow * std::max(box.width, box.height) / 2.0;
-    const cv::Rect want(
-        static_cast<int>(std::lround(cx - half)), static_cast<int>(std::lround(cy - half)),
-        static_cast<int>(std::lround(2 * half)), static_cast<int>(std::lround(2 * half)));
-    const cv::Rect inside = want & cv::Rect(0, 0, gray.cols, gray.rows);
-    cv::Mat region = gray(inside);
-    if (inside != want)
-        cv::copyMakeBorder(region, region, inside.y - want.y,
-                           want.y + want.height - inside.y - inside.height, inside.x - want.x,
-                           want.x + want.width - inside.x - inside.width, cv::BORDER_REPLICATE);
-    cv::resize(region, out, cv::Size(side, side), 0, 0, cv::INTER_AREA);
-}
-
-/// The per-frame work: detect, track, crop, classify every face of the frame in one forward pass,
+/// The per-frame work: detect, track, crop (framed like FER-2013, by the eyes when the detector
+/// gives landmarks: fer/face_crop.hpp), classify every face of the frame in one forward pass,
 /// smooth per track.
 class FrameAnalyzer {
   public:
     FrameAnalyzer(TrainedModel& model, facet::vision::FaceDetector& detector,
                   AnalyzerOptions options)
-        : model_(model), detector_(detector), tracker_(options.tracking), options_(options) {
+        : model_(model),
+          detector_(detector),
+          detector_name_(detector.name()),
+          tracker_(options.tracking),
+          options_(options) {
         facet::check(options.smooth >= 0 && options.smooth < 1,
                      "video: --smooth must be in [0, 1), got ", options.smooth);
     }
@@ -106,8 +93,9 @@ class FrameAnalyzer {
     const std::vector<VideoFace>& analyze(const cv::Mat& gray, StageTimes& times) {
         using clock = std::chrono::steady_clock;
         auto t0 = clock::now();
-        const std::vector<facet::vision::DetectedFace> found = detector_.detect(
-            {gray.data, gray.cols, gray.rows, static_cast<std::size_t>(gray.step[0])});
+        const facet::vision::GrayView view{gray.data, gray.cols, gray.rows,
+                                           static_cast<std::size_t>(gray.step[0])};
+        const std::vector<facet::vision::DetectedFace> found = detector_.detect(view);
         std::vector<facet::vision::Rect> boxes;
         for (const auto& f : found) boxes.push_back(f.box);
         const std::vector<int> ids = tracker_.update(boxes);
@@ -118,8 +106,8 @@ class FrameAnalyzer {
         faces_.resize(n);
         if (n) batch_.resize(facet::Shape{n, 1, side, side});
         for (std::size_t i = 0; i < n; ++i) {
-            fer_crop(gray, boxes[i], static_cast<int>(side), crop_);
-            model_.norm.apply(crop_.data, batch_.data() + i * pixels, pixels);
+            const std::vector<std::uint8_t> crop = fer_face_crop(view, found[i], detector_name_);
+            model_.norm.apply(crop.data(), batch_.data() + i * pixels, pixels);
         }
         times.align += seconds_since(t0);
 
@@ -158,12 +146,12 @@ class FrameAnalyzer {
 
     TrainedModel& model_;
     facet::vision::FaceDetector& detector_;
+    std::string detector_name_;  // picks the crop's framing (fer/face_crop.hpp)
     facet::vision::IouTracker tracker_;
     AnalyzerOptions options_;
     std::map<int, std::vector<float>> smoothed_;
     std::vector<VideoFace> faces_;
     facet::Tensor<float> batch_;
-    cv::Mat crop_;
 };
 
 /// Boxes, "id N emotion P%" labels and, if `fps` > 0, the frame rate, drawn on a BGR frame.
@@ -290,9 +278,11 @@ struct VideoSummary {
 /// Opens the input: a file (its absence or an undecodable content named in a facet::Error) or a
 /// V4L2 camera.
 inline cv::VideoCapture open_video_input(const VideoConfig& c) {
-    // OpenCV and FFmpeg log their own warnings for an input they cannot open; the error below
-    // says it in one line.
+    // OpenCV and FFmpeg log their own messages for an input they cannot open ("moov atom not
+    // found"); the error below says it in one line. FFmpeg's level is read once, when OpenCV
+    // first loads it; a level the user set is kept.
     cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
+    ::setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);  // AV_LOG_QUIET
     cv::VideoCapture cap;
     if (c.camera >= 0) {
         cap.open(c.camera, cv::CAP_V4L2);
@@ -502,7 +492,8 @@ inline Cli video_cli() {
                 "smooth each face's probabilities over time: p = X * p_previous + (1 - X) * "
                 "p_frame (0: off; 0.7 is steady at 30 fps)",
                 "0")
-        .option("detector", "NAME", "face detector back-end", default_video_detector())
+        .option("detector", "NAME", "face detector back-end",
+                facet::vision::default_face_detector())
         .option("min-face", "N", "smallest face side found, in pixels", "40")
         .option("detect-size", "N",
                 "detect on a copy whose longer side is N pixels (auto: as small as min-face "
@@ -567,7 +558,8 @@ inline int run_video(const Cli& cli) {
         std::max(cap.get(cv::CAP_PROP_FRAME_WIDTH), cap.get(cv::CAP_PROP_FRAME_HEIGHT)));
     const std::string name = cli.str("detector");
     const facet::vision::DetectorOptions options = video_detector_options(cli, longer, name);
-    std::unique_ptr<facet::vision::FaceDetector> detector = make_video_detector(name, options);
+    std::unique_ptr<facet::vision::FaceDetector> detector =
+        facet::vision::make_face_detector(name, options);
     const VideoSummary s = process_video(c, cap, model, *detector);
     const StageTimes& t = s.times;
     const double per_frame = 1e3 / static_cast<double>(std::max<long>(1, s.frames));

@@ -129,7 +129,8 @@ inline Cli video_bench_cli() {
         .option("frames", "N", "frames per run", "300")
         .option("faces", "LIST", "face counts", "1,3,5")
         .option("threads", "LIST", "thread counts", "1,2")
-        .option("detector", "NAME", "face detector back-end", default_video_detector())
+        .option("detector", "NAME", "face detector back-end",
+                facet::vision::default_face_detector())
         .option("min-face", "N", "smallest face side found, in pixels", "40")
         .option("detect-size", "N", "as for fer video", "auto")
         .option("dir", "DIR", "where the generated videos go", "build/video-bench");
@@ -170,7 +171,8 @@ inline int run_video_bench(const Cli& cli) {
         "alignment ms | classification ms | drawing ms |\n"
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int faces : int_list(cli.str("faces"))) {
-        std::unique_ptr<facet::vision::FaceDetector> picker = make_video_detector(name, options);
+        std::unique_ptr<facet::vision::FaceDetector> picker =
+            facet::vision::make_face_detector(name, options);
         const std::vector<cv::Mat> chosen =
             detectable_faces(data, static_cast<std::size_t>(faces), spec.face_side, *picker);
         const std::string path = dir + "/faces" + std::to_string(faces) + ".mp4";
@@ -183,7 +185,7 @@ inline int run_video_bench(const Cli& cli) {
             c.progress = false;
             c.draw = true;
             std::unique_ptr<facet::vision::FaceDetector> detector =
-                make_video_detector(name, options);
+                facet::vision::make_face_detector(name, options);
             cv::VideoCapture cap = open_video_input(c);
             const VideoSummary s = process_video(c, cap, model, *detector);
             const StageTimes& t = s.times;

@@ -1,0 +1,727 @@
+// Tests of face detection, alignment and `fer predict` on photos (built when OpenCV or dlib is
+// found): the crop transforms against hand-computed ones; scenes composed of faces pasted at known
+// places, where each back-end must find them (recall and precision at IoU >= 0.5 above stated
+// bars); fer predict's text and JSON (parsed with nlohmann), the annotated pictures, folders,
+// grayscale / RGBA / 16-bit PNG input, no face, many faces, tiny pictures; refusals (a picture
+// over 100 megapixels, refused from its header; unreadable files); the crop framing re-derived
+// from FER-2013's training faces (when the data set is there: $FACET_FER2013 or
+// ../shared/fer2013) and, with a trained model in $FACET_FER_MODEL, the astronaut photo's emotion.
+#define FACET_IMPLEMENT_STB
+#include <facet/data/image.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <facet/core/crc32.hpp>
+#include <facet/data/image_folder.hpp>
+#include <facet/vision/detectors.hpp>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "fer/face_crop.hpp"
+#include "fer/predict.hpp"
+#include "fer/train.hpp"
+
+namespace fs = std::filesystem;
+namespace vision = facet::vision;
+
+namespace {
+
+/// The FER-2013 folder (train/<class>/*.jpg): $FACET_FER2013, else ../shared/fer2013; empty when
+/// absent.
+fs::path fer2013_root() {
+    if (const char* env = std::getenv("FACET_FER2013"); env && *env) return env;
+    const fs::path shared = fs::path(FACET_SHARED_DIR) / "fer2013";
+    return fs::exists(shared / "train") ? shared : fs::path();
+}
+
+/// A whole number from the environment, or `fallback`.
+std::size_t env_count(const char* name, std::size_t fallback) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::stoul(v) : fallback;
+}
+
+/// The first `per_class` faces of each class folder of a FER-2013 split, as one data set.
+facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::size_t per_class) {
+    facet::Dataset d;
+    d.split = split;
+    int label = 0;
+    for (const fs::path& folder : facet::detail::sorted_entries(root / split, true)) {
+        std::size_t taken = 0;
+        for (const fs::path& file : facet::detail::sorted_entries(folder, false)) {
+            if (taken == per_class) break;
+            if (!facet::detail::has_image_extension(file)) continue;
+            const facet::GrayImage image = facet::load_image(file);
+            const std::vector<std::uint8_t> face = facet::to_square_gray(image, d.width);
+            d.pixels.insert(d.pixels.end(), face.begin(), face.end());
+            d.labels.push_back(label);
+            ++taken;
+        }
+        ++label;
+    }
+    return d;
+}
+
+/// The faces pasted into the test scenes: FER-2013's test split when it is there, else the
+/// synthetic cartoon faces.
+const facet::Dataset& scene_faces() {
+    static const facet::Dataset faces = [] {
+        const fs::path root = fer2013_root();
+        if (!root.empty()) return fer_sample(root, "test", 40);
+        facet::SyntheticFaceOptions o;
+        o.train_per_class = 40;
+        o.test_per_class = 1;
+        return facet::make_synthetic_faces(o).at("synthetic-train");
+    }();
+    return faces;
+}
+
+bool real_faces() {
+    return !fer2013_root().empty();
+}
+
+/// A picture with faces pasted at known places: its pixels, and each face's square (the face's
+/// 48 x 48 frame, as FER-2013 frames it, enlarged to the pasted size).
+struct Scene {
+    facet::GrayImage image;
+    std::vector<vision::Rect> faces;
+};
+
+/// A width x height scene: a smooth gradient with a ripple, random flat and striped rectangles
+/// (clutter with edges), noise, and `count` faces from `faces` pasted at random sides in
+/// [min_side, max_side], apart from each other.
+Scene compose_scene(const facet::Dataset& faces, facet::Rng& rng, int width, int height, int count,
+                    int min_side = 40, int max_side = 160) {
+    Scene s;
+    s.image.width = std::size_t(width), s.image.height = std::size_t(height);
+    s.image.pixels.resize(s.image.width * s.image.height);
+    const double a = 60 + 120 * rng.uniform(), gx = 80 * (rng.uniform() - 0.5),
+                 gy = 80 * (rng.uniform() - 0.5), ripple = 20 * rng.uniform(),
+                 period = 40 + 100 * rng.uniform();
+    for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x)
+            s.image.pixels[std::size_t(y) * s.image.width + std::size_t(x)] =
+                static_cast<std::uint8_t>(
+                    std::clamp(a + gx * x / width + gy * y / height +
+                                   ripple * std::sin(x / period + y / (2 * period)) +
+                                   8 * (rng.uniform() - 0.5),
+                               0.0, 255.0));
+    for (int r = 0; r < 6; ++r) {  // clutter
+        const int w = 10 + int(rng.uniform() * width / 4), h = 10 + int(rng.uniform() * height / 4);
+        const int x0 = int(rng.uniform() * (width - w)), y0 = int(rng.uniform() * (height - h));
+        const double level = 255 * rng.uniform(),
+                     stripe = rng.uniform() < 0.5 ? 0 : 4 + 12 * rng.uniform();
+        for (int y = y0; y < y0 + h; ++y)
+            for (int x = x0; x < x0 + w; ++x)
+                s.image.pixels[std::size_t(y) * s.image.width + std::size_t(x)] =
+                    static_cast<std::uint8_t>(stripe > 0 && int((x - x0) / stripe) % 2 ? 255 - level
+                                                                                       : level);
+    }
+    for (int f = 0, tries = 0; f < count && tries < 200; ++tries) {
+        const int side = min_side + int(rng.uniform() * (max_side - min_side + 1));
+        if (side > width || side > height) break;
+        const vision::Rect box{int(rng.uniform() * (width - side + 1)),
+                               int(rng.uniform() * (height - side + 1)), side, side};
+        bool apart = true;
+        for (const vision::Rect& other : s.faces)
+            apart =
+                apart && (box.x + box.width + 8 < other.x || other.x + other.width + 8 < box.x ||
+                          box.y + box.height + 8 < other.y || other.y + other.height + 8 < box.y);
+        if (!apart) continue;
+        const std::size_t which = std::size_t(rng.uniform() * double(faces.size())) % faces.size();
+        std::vector<std::uint8_t> pasted(std::size_t(side) * std::size_t(side));
+        facet::resize_gray(faces.image(which), faces.width, faces.height, pasted.data(),
+                           std::size_t(side), std::size_t(side));
+        for (int y = 0; y < side; ++y)
+            std::copy_n(pasted.data() + std::size_t(y) * std::size_t(side), side,
+                        s.image.pixels.data() + std::size_t(box.y + y) * s.image.width +
+                            std::size_t(box.x));
+        s.faces.push_back(box);
+        ++f;
+    }
+    return s;
+}
+
+/// The square a detection would be cropped to (fer_box_framing of its detector): the detection
+/// in the same frame as a pasted face's square, whatever the detector's own box convention.
+vision::Rect crop_frame(const vision::DetectedFace& face, const std::string& detector) {
+    const vision::Similarity t =
+        vision::box_crop_transform(face.box, fer::fer_box_framing(detector), 48);
+    const int side = int(std::lround(t.a * 48));
+    return {int(std::lround(t.tx)), int(std::lround(t.ty)), side, side};
+}
+
+/// Detections matched to known faces at IoU >= 0.5 (greedily, best overlap first).
+struct DetectionScore {
+    std::size_t truths = 0, detections = 0, matched = 0;
+    double seconds = 0;
+    double recall() const { return truths ? double(matched) / double(truths) : 1.0; }
+    double precision() const { return detections ? double(matched) / double(detections) : 1.0; }
+};
+
+DetectionScore match(const std::vector<vision::Rect>& truth,
+                     const std::vector<vision::Rect>& found) {
+    DetectionScore s;
+    s.truths = truth.size(), s.detections = found.size();
+    std::vector<std::tuple<double, std::size_t, std::size_t>> pairs;
+    for (std::size_t i = 0; i < truth.size(); ++i)
+        for (std::size_t j = 0; j < found.size(); ++j)
+            if (const double o = vision::iou(truth[i], found[j]); o >= 0.5)
+                pairs.emplace_back(o, i, j);
+    std::sort(pairs.rbegin(), pairs.rend());
+    std::vector<bool> used_truth(truth.size()), used_found(found.size());
+    for (const auto& [o, i, j] : pairs)
+        if (!used_truth[i] && !used_found[j]) used_truth[i] = used_found[j] = true, ++s.matched;
+    return s;
+}
+
+DetectionScore score_detector(vision::FaceDetector& detector, const std::vector<Scene>& scenes) {
+    DetectionScore total;
+    for (const Scene& scene : scenes) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto found = detector.detect(vision::gray_view(
+            scene.image.pixels.data(), int(scene.image.width), int(scene.image.height)));
+        total.seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::vector<vision::Rect> frames;
+        for (const auto& f : found) frames.push_back(crop_frame(f, detector.name()));
+        const DetectionScore s = match(scene.faces, frames);
+        total.truths += s.truths, total.detections += s.detections, total.matched += s.matched;
+    }
+    return total;
+}
+
+std::vector<Scene> make_scenes(std::size_t count, std::uint64_t seed, int faces_per_scene = 4) {
+    facet::Rng rng(seed);
+    std::vector<Scene> scenes;
+    for (std::size_t i = 0; i < count; ++i)
+        scenes.push_back(compose_scene(scene_faces(), rng, 640, 480, faces_per_scene));
+    return scenes;
+}
+
+/// This program's folder under the system temp folder, removed when the program ends.
+const fs::path& scratch_root() {
+    static const struct Root {
+        fs::path path =
+            fs::temp_directory_path() / ("facet_test_faces_" + std::to_string(::getpid()));
+        ~Root() {
+            std::error_code ec;
+            fs::remove_all(path, ec);
+        }
+    } root;
+    return root.path;
+}
+
+fs::path scratch(const std::string& name) {
+    const fs::path p = scratch_root() / name;
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+}
+
+/// A small model trained for one epoch on synthetic faces: enough for predict's shapes and
+/// formats (its emotions mean nothing).
+const std::string& tiny_model() {
+    static const std::string path = [] {
+        facet::SyntheticFaceOptions o;
+        o.train_per_class = 8;
+        o.test_per_class = 2;
+        fer::TrainConfig c;
+        c.out = scratch("model").string();
+        c.epochs = 1, c.batch = 16, c.threads = 2, c.seed = 3, c.checkpoint_every = 0;
+        std::ostringstream quiet;
+        auto* old = std::cout.rdbuf(quiet.rdbuf());
+        const int status = fer::train_on(c, facet::make_synthetic_faces(o));
+        std::cout.rdbuf(old);
+        REQUIRE(status == 0);
+        return c.out + "/model.facet";
+    }();
+    return path;
+}
+
+/// Runs `fer predict ARGS...` in this process and returns what it printed.
+std::string predict(std::vector<std::string> args, int* status = nullptr) {
+    fer::Cli cli = fer::predict_cli();
+    args.insert(args.begin(), {"fer", "predict"});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    REQUIRE(cli.parse(int(argv.size()), argv.data(), 2));
+    std::ostringstream captured;
+    auto* old = std::cout.rdbuf(captured.rdbuf());
+    try {
+        const int s = fer::run_predict(cli);
+        if (status) *status = s;
+    } catch (...) {
+        std::cout.rdbuf(old);
+        throw;
+    }
+    std::cout.rdbuf(old);
+    return captured.str();
+}
+
+void write_gray_png(const fs::path& path, const facet::GrayImage& image) {
+    facet::write_png(path, image.pixels.data(), image.width, image.height);
+}
+
+/// The skimage astronaut photo (Debian: python3-skimage), or empty.
+fs::path astronaut_photo() {
+    const fs::path p = "/usr/lib/python3/dist-packages/skimage/data/astronaut.png";
+    return fs::exists(p) ? p : fs::path();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "similarity crops: an identity crop copies, a box framing and an eye framing land where "
+    "computed") {
+    facet::GrayImage g;
+    g.width = 64, g.height = 40;
+    for (std::size_t y = 0; y < g.height; ++y)
+        for (std::size_t x = 0; x < g.width; ++x)
+            g.pixels.push_back(std::uint8_t((x * 3 + y * 5) % 256));
+    const vision::GrayView view = vision::gray_view(g.pixels.data(), 64, 40);
+    std::vector<std::uint8_t> out(20 * 10);
+    vision::warp_similarity(view, {1, 0, 7, 3}, out.data(), 20, 10);  // a shift by (7, 3)
+    for (int y = 0; y < 10; ++y)
+        for (int x = 0; x < 20; ++x)
+            CHECK(out[std::size_t(y * 20 + x)] == g.pixels[std::size_t((y + 3) * 64 + x + 7)]);
+    // Half size: each crop pixel averages a 2 x 2 block.
+    vision::warp_similarity(view, {2, 0, 0, 0}, out.data(), 20, 10);
+    for (int y = 0; y < 10; ++y)
+        for (int x = 0; x < 20; ++x) {
+            double sum = 0;
+            for (int v = 0; v < 2; ++v)
+                for (int u = 0; u < 2; ++u)
+                    sum += g.pixels[std::size_t((2 * y + v) * 64 + 2 * x + u)];
+            CHECK(std::abs(out[std::size_t(y * 20 + x)] - sum / 4) <= 0.5 + 1e-9);
+        }
+    // A box of 40 at (10, 20) framed with side 1.5 and centre offset (0.1, -0.2): the crop square
+    // has side 60, centre (30 + 4, 40 - 8).
+    const vision::Similarity t = vision::box_crop_transform({10, 20, 40, 40}, {1.5, 0.1, -0.2}, 48);
+    CHECK(t.a == doctest::Approx(60.0 / 48));
+    CHECK(t.b == 0);
+    CHECK(t.tx == doctest::Approx(34 - 30));
+    CHECK(t.ty == doctest::Approx(32 - 30));
+    // Eyes at (10, 10) and (20, 20): 45 degrees, distance sqrt(200); the crop point (24, 0.4*48)
+    // is their midpoint and the crop's x axis runs along the eye line.
+    const vision::Similarity e = vision::eye_crop_transform({10, 10}, {20, 20}, {2.0, 0.4}, 48);
+    const vision::Point mid = e.apply({24, 0.4f * 48});
+    CHECK(mid.x == doctest::Approx(15));
+    CHECK(mid.y == doctest::Approx(15));
+    CHECK(e.scale() == doctest::Approx(2.0 * std::sqrt(200.0) / 48));
+    CHECK(std::atan2(e.b, e.a) == doctest::Approx(M_PI / 4));
+    CHECK_THROWS_AS(vision::eye_crop_transform({5, 5}, {5, 5}, {}, 48), facet::Error);
+    CHECK(vision::iou({0, 0, 10, 10}, {5, 0, 10, 10}) == doctest::Approx(50.0 / 150));
+    CHECK(vision::iou({0, 0, 10, 10}, {20, 0, 10, 10}) == 0);
+}
+
+TEST_CASE(
+    "each detector finds the faces pasted into composed scenes (recall and precision at IoU >= "
+    "0.5)") {
+    // Bars: with FER-2013's faces every back-end recalls at least 60 % at 70 % precision (measured
+    // well above: docs/faces.md); the cartoon faces are not faces to a real detector, so without
+    // the data set only the precision bar is checked (no false alarms in the clutter).
+    const std::vector<Scene> scenes = make_scenes(env_count("FACET_FACE_SCENES", 10), 11);
+    for (const std::string& name : vision::available_face_detectors()) {
+        auto detector = vision::make_face_detector(name);
+        const DetectionScore s = score_detector(*detector, scenes);
+        MESSAGE(name << ": recall " << s.recall() << " (" << s.matched << "/" << s.truths
+                     << "), precision " << s.precision() << " (" << s.detections << " detections), "
+                     << s.seconds / double(scenes.size()) << " s per 640x480 scene"
+                     << (real_faces() ? "" : " [synthetic faces]"));
+        if (real_faces()) {
+            CHECK(s.recall() >= 0.6);
+            CHECK(s.precision() >= 0.7);
+        } else {
+            CHECK(s.detections <= s.truths / 2);
+        }
+    }
+}
+
+TEST_CASE("the crop framing re-derived from FER-2013's training faces (when the data is there)") {
+    const fs::path root = fer2013_root();
+    if (root.empty()) {
+        MESSAGE("SKIPPED: FER-2013 not found ($FACET_FER2013 or ../shared/fer2013)");
+        return;
+    }
+    // The stored constants came from 150 faces per class; 30 per class must agree within the
+    // sampling spread (FACET_CALIBRATION_PER_CLASS=150 repeats the full measurement).
+    const facet::Dataset faces =
+        fer_sample(root, "train", env_count("FACET_CALIBRATION_PER_CLASS", 30));
+    for (const std::string& name : vision::available_face_detectors()) {
+        vision::DetectorOptions options;
+        options.min_face = 80;
+        auto detector = vision::make_face_detector(name, options);
+        const fer::FramingCalibration c = fer::calibrate_framing(*detector, faces, faces.size());
+        std::printf("%-10s found %zu of %zu: box side %.3f centre %+.3f %+.3f", name.c_str(),
+                    c.found, c.images, c.box.side, c.box.centre_x, c.box.centre_y);
+        if (c.with_eyes)
+            std::printf("; eyes (%zu) side %.3f y %.3f x %.3f angle %+.2f deg", c.with_eyes,
+                        c.eyes.side, c.eyes.eyes_y, c.eyes_x, c.eye_angle_degrees);
+        std::printf("\n");
+        CHECK(c.found > c.images / 2);
+        const vision::BoxFraming stored = fer::fer_box_framing(name);
+        CHECK(c.box.side == doctest::Approx(stored.side).epsilon(0.05));
+        CHECK(std::abs(c.box.centre_x - stored.centre_x) < 0.03);
+        CHECK(std::abs(c.box.centre_y - stored.centre_y) < 0.03);
+        if (c.with_eyes) {
+            CHECK(c.eyes.side == doctest::Approx(fer::fer_eye_framing().side).epsilon(0.05));
+            CHECK(std::abs(c.eyes.eyes_y - fer::fer_eye_framing().eyes_y) < 0.02);
+        }
+    }
+}
+
+TEST_CASE("the real photo a Debian package ships: each detector finds the astronaut's face") {
+    const fs::path photo = astronaut_photo();
+    if (photo.empty()) {
+        MESSAGE("SKIPPED: astronaut.png not found (Debian: python3-skimage)");
+        return;
+    }
+    const facet::GrayImage image = facet::load_image(photo);
+    // The face framed as FER-2013 frames faces, measured by hand on the 512 x 512 photo.
+    const vision::Rect face{172, 62, 104, 104};
+    for (const std::string& name : vision::available_face_detectors()) {
+        auto detector = vision::make_face_detector(name);
+        const auto found = detector->detect(
+            vision::gray_view(image.pixels.data(), int(image.width), int(image.height)));
+        REQUIRE_MESSAGE(!found.empty(), name);
+        std::vector<vision::Rect> frames;
+        for (const auto& f : found) frames.push_back(crop_frame(f, name));
+        CHECK_MESSAGE(match({face}, frames).matched == 1, name);
+        if (name == "dlib") CHECK(found.front().landmarks.size() == 68);
+    }
+}
+
+TEST_CASE(
+    "fer predict --json: per picture its path and faces, each with box, emotion and "
+    "probabilities") {
+    const fs::path dir = scratch("json");
+    facet::Rng rng(5);
+    const Scene scene = compose_scene(scene_faces(), rng, 400, 300, 3, 60, 120);
+    write_gray_png(dir / "scene.png", scene.image);
+    write_gray_png(dir / "empty.png", compose_scene(scene_faces(), rng, 200, 150, 0).image);
+    std::vector<std::string> args = {"--model", tiny_model(), "--json",
+                                     (dir / "scene.png").string(), (dir / "empty.png").string()};
+    const fs::path photo = astronaut_photo();
+    if (!photo.empty()) args.push_back(photo.string());
+    const nlohmann::json out = nlohmann::json::parse(predict(args));
+    REQUIRE(out.is_array());
+    REQUIRE(out.size() == args.size() - 3);
+    std::size_t faces_seen = 0;
+    for (const auto& picture : out) {
+        CHECK(picture.size() == 2);
+        REQUIRE(picture.at("image").is_string());
+        REQUIRE(picture.at("faces").is_array());
+        for (const auto& face : picture.at("faces")) {
+            ++faces_seen;
+            CHECK(face.size() == 3);
+            REQUIRE(face.at("box").is_array());
+            REQUIRE(face.at("box").size() == 4);
+            for (const auto& v : face.at("box")) CHECK(v.is_number_integer());
+            CHECK(face.at("box")[2].get<int>() >= 40);  // --min-face 40 by default
+            const auto& p = face.at("probabilities");
+            REQUIRE(p.size() == 7);
+            double sum = 0, best = -1;
+            std::string best_name;
+            for (const std::string& c : facet::fer_class_name_list()) {
+                REQUIRE(p.contains(c));
+                sum += p.at(c).get<double>();
+                if (p.at(c).get<double>() > best) best = p.at(c).get<double>(), best_name = c;
+            }
+            CHECK(sum == doctest::Approx(1.0).epsilon(1e-4));
+            CHECK(face.at("emotion").get<std::string>() == best_name);
+        }
+    }
+    CHECK(out[0].at("image").get<std::string>() == (dir / "scene.png").string());
+    CHECK(out[1].at("faces").empty());  // the background alone
+    if (real_faces()) CHECK(out[0].at("faces").size() >= 2);
+    if (!photo.empty()) CHECK(out[2].at("faces").size() >= 1);
+    if (faces_seen == 0) MESSAGE("no face detected: the face fields were not checked");
+
+    // --no-detect: one face per picture, the central square.
+    const nlohmann::json whole = nlohmann::json::parse(
+        predict({"--model", tiny_model(), "--json", "--no-detect", (dir / "scene.png").string()}));
+    REQUIRE(whole.size() == 1);
+    REQUIRE(whole[0].at("faces").size() == 1);
+    CHECK(whole[0].at("faces")[0].at("box") == nlohmann::json({50, 0, 300, 300}));
+}
+
+TEST_CASE(
+    "fer predict in text: each face's box and emotion, 'no face found', tiny pictures, folders") {
+    const fs::path dir = scratch("text");
+    facet::Rng rng(6);
+    write_gray_png(dir / "b_empty.png", compose_scene(scene_faces(), rng, 200, 150, 0).image);
+    facet::GrayImage tiny;
+    tiny.width = 30, tiny.height = 20;
+    tiny.pixels.assign(600, 128);
+    write_gray_png(dir / "c_tiny.png", tiny);
+    write_gray_png(dir / "a_scene.png",
+                   compose_scene(scene_faces(), rng, 400, 300, 2, 60, 120).image);
+    std::ofstream(dir / "notes.txt") << "not a picture";
+    int status = -1;
+    const std::string text = predict({"--model", tiny_model(), dir.string()}, &status);
+    CHECK(status == 0);
+    CHECK(text.find((dir / "b_empty.png").string() + ": no face found") != std::string::npos);
+    CHECK(text.find((dir / "c_tiny.png").string() + ": no face found") != std::string::npos);
+    CHECK(text.find("notes.txt") == std::string::npos);  // not an image file name
+    // Sorted: a_scene first.
+    CHECK(text.find("a_scene.png") < text.find("b_empty.png"));
+    // A folder through JSON: three pictures.
+    CHECK(
+        nlohmann::json::parse(predict({"--model", tiny_model(), "--json", dir.string()})).size() ==
+        3);
+}
+
+TEST_CASE(
+    "fer predict batches faces across pictures: any batch size gives the same probabilities") {
+    const fs::path photo = astronaut_photo();
+    const fs::path dir = scratch("batch");
+    facet::Rng rng(9);
+    for (int i = 0; i < 3; ++i)
+        write_gray_png(dir / ("s" + std::to_string(i) + ".png"),
+                       compose_scene(scene_faces(), rng, 320, 240, 3, 50, 90).image);
+    std::vector<std::string> args = {"--model", tiny_model(), "--json", dir.string()};
+    if (!photo.empty()) args.push_back(photo.string());
+    auto one = args, many = args;
+    one.insert(one.end(), {"--batch", "1"});
+    many.insert(many.end(), {"--batch", "64"});
+    const nlohmann::json a = nlohmann::json::parse(predict(one)),
+                         b = nlohmann::json::parse(predict(many));
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        REQUIRE(a[i].at("faces").size() == b[i].at("faces").size());
+        for (std::size_t f = 0; f < a[i].at("faces").size(); ++f) {
+            CHECK(a[i]["faces"][f]["box"] == b[i]["faces"][f]["box"]);
+            for (const auto& [name, p] : a[i]["faces"][f]["probabilities"].items())
+                CHECK(p.get<double>() ==
+                      doctest::Approx(b[i]["faces"][f]["probabilities"][name].get<double>())
+                          .epsilon(1e-5));
+        }
+    }
+}
+
+TEST_CASE("gray, RGB, RGBA and 16-bit PNGs of one picture give the same faces") {
+    // The base picture: a scene of FER-2013 faces, else the astronaut in gray, else a scene of
+    // cartoon faces (which no detector finds: then only "no crash, same answer" is checked).
+    facet::GrayImage base;
+    if (!real_faces() && !astronaut_photo().empty()) {
+        base = facet::load_image(astronaut_photo());
+    } else {
+        facet::Rng rng(12);
+        base = compose_scene(scene_faces(), rng, 400, 300, 3, 60, 120).image;
+    }
+    const fs::path dir = scratch("formats");
+    const int w = int(base.width), h = int(base.height);
+    cv::Mat gray(h, w, CV_8UC1, base.pixels.data());
+    cv::Mat rgb, rgba, sixteen;
+    cv::cvtColor(gray, rgb, cv::COLOR_GRAY2BGR);
+    cv::cvtColor(gray, rgba, cv::COLOR_GRAY2BGRA);
+    gray.convertTo(sixteen, CV_16UC1, 257.0);  // v -> v * 257: its top byte is v again
+    REQUIRE(cv::imwrite((dir / "gray.png").string(), gray));
+    REQUIRE(cv::imwrite((dir / "rgb.png").string(), rgb));
+    REQUIRE(cv::imwrite((dir / "rgba.png").string(), rgba));
+    REQUIRE(cv::imwrite((dir / "sixteen.png").string(), sixteen));
+    REQUIRE(cv::imread((dir / "sixteen.png").string(), cv::IMREAD_UNCHANGED).depth() == CV_16U);
+    REQUIRE(cv::imread((dir / "rgba.png").string(), cv::IMREAD_UNCHANGED).channels() == 4);
+    const nlohmann::json out = nlohmann::json::parse(predict(
+        {"--model", tiny_model(), "--json", (dir / "gray.png").string(), (dir / "rgb.png").string(),
+         (dir / "rgba.png").string(), (dir / "sixteen.png").string()}));
+    REQUIRE(out.size() == 4);
+    for (std::size_t i = 1; i < 4; ++i)
+        CHECK_MESSAGE(out[i]["faces"] == out[0]["faces"], out[i]["image"]);
+    MESSAGE(out[0]["faces"].size() << " face(s) in the base picture");
+}
+
+TEST_CASE("fer predict --annotate writes each picture with boxes drawn, in colour when it was") {
+    const fs::path dir = scratch("annotate"), out_dir = dir / "out";
+    facet::Rng rng(21);
+    const Scene scene = compose_scene(scene_faces(), rng, 400, 300, 3, 60, 120);
+    // A colour version of the scene: a warm tint, so colour survives only if kept.
+    cv::Mat gray(int(scene.image.height), int(scene.image.width), CV_8UC1,
+                 const_cast<std::uint8_t*>(scene.image.pixels.data()));
+    cv::Mat colour;
+    cv::cvtColor(gray, colour, cv::COLOR_GRAY2BGR);
+    colour.forEach<cv::Vec3b>(
+        [](cv::Vec3b& p, const int*) { p[0] = cv::saturate_cast<uchar>(p[0] * 0.7); });
+    REQUIRE(cv::imwrite((dir / "colour.png").string(), colour));
+    std::vector<std::string> inputs = {(dir / "colour.png").string()};
+    if (!astronaut_photo().empty()) inputs.push_back(astronaut_photo().string());
+    std::vector<std::string> args = {"--model", tiny_model(), "--json", "--annotate",
+                                     out_dir.string()};
+    args.insert(args.end(), inputs.begin(), inputs.end());
+    const nlohmann::json out = nlohmann::json::parse(predict(args));
+    std::size_t boxes_checked = 0;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const fs::path written = out_dir / fs::path(inputs[i]).filename();
+        REQUIRE_MESSAGE(fs::exists(written), written);
+        const cv::Mat before =
+            cv::imread(inputs[i], cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+        const cv::Mat after = cv::imread(written.string(), cv::IMREAD_UNCHANGED);
+        REQUIRE(after.channels() == 3);
+        REQUIRE(after.size() == before.size());
+        cv::Mat difference;
+        cv::absdiff(before, after, difference);
+        const cv::Mat changed = difference.reshape(1, before.rows * before.cols);
+        std::size_t changed_pixels = 0;
+        for (int r = 0; r < changed.rows; ++r)
+            changed_pixels +=
+                changed.at<uchar>(r, 0) || changed.at<uchar>(r, 1) || changed.at<uchar>(r, 2);
+        // Colour kept: blue and red differ somewhere away from the drawings.
+        cv::Mat channels[3];
+        cv::split(after, channels);
+        CHECK(cv::norm(channels[0], channels[2], cv::NORM_L1) > 0);
+        for (const auto& face : out[i]["faces"]) {
+            const int x = face["box"][0], y = face["box"][1], w = face["box"][2],
+                      h = face["box"][3];
+            // The middle of each side of the box is drawn over.
+            for (const cv::Point p : {cv::Point(x + w / 2, y), cv::Point(x + w / 2, y + h - 1),
+                                      cv::Point(x, y + h / 2), cv::Point(x + w - 1, y + h / 2)}) {
+                if (p.x < 0 || p.y < 0 || p.x >= after.cols || p.y >= after.rows) continue;
+                CHECK(difference.at<cv::Vec3b>(p) != cv::Vec3b(0, 0, 0));
+            }
+            ++boxes_checked;
+        }
+        if (out[i]["faces"].empty())
+            CHECK(changed_pixels == 0);  // nothing drawn, nothing changed
+        else
+            CHECK(changed_pixels < std::size_t(before.rows * before.cols) / 2);
+    }
+    if (boxes_checked == 0) MESSAGE("no face detected: the drawn boxes were not checked");
+}
+
+namespace {
+/// A PNG file that claims width x height 8-bit gray pixels in its header and holds almost none.
+std::vector<std::uint8_t> png_header_only(std::uint32_t width, std::uint32_t height) {
+    std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    auto chunk = [&](const char* type, const std::vector<std::uint8_t>& data) {
+        for (int s = 24; s >= 0; s -= 8) png.push_back(std::uint8_t(data.size() >> s));
+        std::vector<std::uint8_t> typed(type, type + 4);
+        typed.insert(typed.end(), data.begin(), data.end());
+        png.insert(png.end(), typed.begin(), typed.end());
+        const std::uint32_t crc = facet::crc32(typed.data(), typed.size());
+        for (int s = 24; s >= 0; s -= 8) png.push_back(std::uint8_t(crc >> s));
+    };
+    std::vector<std::uint8_t> ihdr;
+    for (std::uint32_t v : {width, height})
+        for (int s = 24; s >= 0; s -= 8) ihdr.push_back(std::uint8_t(v >> s));
+    ihdr.insert(ihdr.end(), {8, 0, 0, 0, 0});  // 8-bit gray, deflate, no filter, no interlace
+    chunk("IHDR", ihdr);
+    chunk("IDAT", {0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01});
+    chunk("IEND", {});
+    return png;
+}
+}  // namespace
+
+TEST_CASE("refusals: a picture over 100 megapixels from its header alone, unreadable files") {
+    const fs::path dir = scratch("refuse");
+    const std::vector<std::uint8_t> huge = png_header_only(20000, 20000);
+    std::ofstream(dir / "huge.png", std::ios::binary)
+        .write(reinterpret_cast<const char*>(huge.data()), std::streamsize(huge.size()));
+    std::ofstream(dir / "junk.jpg") << "this is not an image";
+    facet::Rng rng(3);
+    write_gray_png(dir / "fine.png", compose_scene(scene_faces(), rng, 100, 80, 0).image);
+    (void)tiny_model();  // trained before the fork below, not in the child
+
+    CHECK_THROWS_WITH_AS(
+        predict({"--model", tiny_model(), (dir / "huge.png").string()}),
+        doctest::Contains((dir / "huge.png").string() +
+                          ": image of 20000x20000 exceeds the limit of 100000000 pixels"),
+        facet::Error);
+    CHECK_THROWS_WITH_AS(predict({"--model", tiny_model(), (dir / "junk.jpg").string()}),
+                         doctest::Contains("junk.jpg"), facet::Error);
+    CHECK_THROWS_WITH_AS(predict({"--model", tiny_model(), (dir / "missing.png").string()}),
+                         doctest::Contains("missing.png"), facet::Error);
+    // --skip-bad: the others are read, the status is 0.
+    int status = -1;
+    const std::string text =
+        predict({"--model", tiny_model(), "--skip-bad", (dir / "huge.png").string(),
+                 (dir / "junk.jpg").string(), (dir / "fine.png").string()},
+                &status);
+    CHECK(status == 0);
+    CHECK(text.find("fine.png: no face found") != std::string::npos);
+    CHECK(text.find("2 unreadable picture(s) skipped") != std::string::npos);
+
+    // Without allocating the 400 MB: in a child whose address space can grow by 64 MB at most,
+    // the refusal is the same (decoding would fail to allocate instead).
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        long pages = 0;
+        std::ifstream("/proc/self/statm") >> pages;
+        const rlim_t limit = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGESIZE)) + (rlim_t(64) << 20);
+        const rlimit r{limit, limit};
+        ::setrlimit(RLIMIT_AS, &r);
+        int code = 3;
+        try {
+            predict({"--model", tiny_model(), (dir / "huge.png").string()});
+        } catch (const facet::Error& e) {
+            code = std::string(e.what()).find("exceeds the limit") != std::string::npos ? 0 : 4;
+        } catch (const std::bad_alloc&) {
+            code = 2;
+        }
+        std::_Exit(code);
+    }
+    int wstatus = 0;
+    ::waitpid(child, &wstatus, 0);
+    CHECK(WIFEXITED(wstatus));
+    CHECK(WEXITSTATUS(wstatus) == 0);
+}
+
+TEST_CASE("a trained model (FACET_FER_MODEL) calls the astronaut happy, with every detector") {
+    const char* model = std::getenv("FACET_FER_MODEL");
+    const fs::path photo = astronaut_photo();
+    if (!model || !*model || !fs::exists(model) || photo.empty()) {
+        MESSAGE(
+            "SKIPPED: needs FACET_FER_MODEL (a model trained on FER-2013) and astronaut.png "
+            "(python3-skimage)");
+        return;
+    }
+    for (const std::string& name : vision::available_face_detectors()) {
+        const std::string text = predict({"--model", model, "--detector", name, photo.string()});
+        MESSAGE(name << ": " << text);
+        const nlohmann::json out = nlohmann::json::parse(
+            predict({"--model", model, "--json", "--detector", name, photo.string()}));
+        REQUIRE(out[0]["faces"].size() >= 1);
+        CHECK_MESSAGE(out[0]["faces"][0]["emotion"] == "happy", name);
+    }
+}
+
+TEST_CASE(
+    "what each detector finds on the real photos Debian packages ship (reported, for "
+    "docs/faces.md)") {
+    const std::vector<fs::path> photos = {
+        "/usr/lib/python3/dist-packages/skimage/data/astronaut.png",
+        "/usr/lib/python3/dist-packages/skimage/data/camera.png",
+        "/usr/share/doc/opencv-doc/examples/data/messi5.jpg",
+        "/usr/share/doc/opencv-doc/examples/data/lena.jpg"};
+    std::size_t seen = 0;
+    for (const fs::path& photo : photos) {
+        if (!fs::exists(photo)) continue;
+        ++seen;
+        const facet::GrayImage image = facet::load_image(photo);
+        for (const std::string& name : vision::available_face_detectors()) {
+            auto detector = vision::make_face_detector(name);
+            const auto found = detector->detect(
+                vision::gray_view(image.pixels.data(), int(image.width), int(image.height)));
+            std::string boxes;
+            for (const auto& f : found)
+                boxes += " [" + std::to_string(f.box.x) + ", " + std::to_string(f.box.y) + ", " +
+                         std::to_string(f.box.width) + ", " + std::to_string(f.box.height) + "]";
+            MESSAGE(photo.filename().string()
+                    << " " << name << ": " << found.size() << " face(s)" << boxes);
+            CHECK(found.size() < 10);
+        }
+    }
+    if (seen == 0) MESSAGE("SKIPPED: no photo found (Debian: python3-skimage, opencv-doc)");
+}
