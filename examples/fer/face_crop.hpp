@@ -31,7 +31,9 @@ inline vision::BoxFraming fer_box_framing(const std::string& detector) {
 
 /// FER-2013's framing relative to the eyes (dlib's 68 landmarks), measured the same way (768 of
 /// the 1050 faces had landmarks; their eye line tilts by -0.4 degrees at the median).
-inline vision::EyeFraming fer_eye_framing() { return {2.716, 0.394}; }
+inline vision::EyeFraming fer_eye_framing() {
+    return {2.716, 0.394};
+}
 
 /// The 48 x 48 crop of `face` in `picture`: by the eyes when it has 68 landmarks, else by its box
 /// with the framing of the detector that found it.

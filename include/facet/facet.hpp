@@ -1,5 +1,5 @@
 // facet/facet.hpp — the umbrella header: everything facet offers, in reading order.
-// core -> kernels -> layers -> loss -> optim -> model -> data -> metrics -> report.
+// core -> kernels -> layers -> loss -> optim -> model -> data -> metrics -> report -> vision.
 #pragma once
 
 #include "facet/core/atomic_file.hpp"
@@ -59,5 +59,10 @@
 #include "facet/report/html.hpp"
 #include "facet/report/png.hpp"
 #include "facet/report/svg.hpp"
+
+// The face detector interface and face crops; the back-ends that link OpenCV or dlib
+// (vision/opencv_detector.hpp, vision/dlib_detector.hpp, vision/detectors.hpp) are opt-in.
+#include "facet/vision/align.hpp"
+#include "facet/vision/face_detector.hpp"
 
 // Optional, with Eigen: facet/core/eigen_interop.hpp (tensors as Eigen matrices).
