@@ -2,7 +2,8 @@
 // exact header and one row per face per frame, each true face keeps one id for the whole video
 // (with the detector's order shuffled, its boxes jittered and a face missed for a frame), the
 // probabilities sum to 1 and smoothing keeps them so; the annotated video has every frame; the
-// real detector runs the whole command; a corrupt or truncated video, a missing file and a
+// real detector runs the whole command; live input keeps only the newest frame and counts the
+// others as dropped; a corrupt or truncated video, a missing file and a
 // camera that cannot be opened end the program with one clear line and a non-zero exit status.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -318,4 +320,52 @@ TEST_CASE("bad input: corrupt, truncated or missing video, a camera that cannot 
     CHECK(run_fer("video " + model).first != 0);                           // no input
     CHECK(run_fer("video " + model + junk + " --camera 0").first != 0);    // both
     CHECK(run_fer("video " + model + good + " --smooth 1.5").first != 0);  // smooth out of range
+}
+
+TEST_CASE("live input keeps only the newest frame: the others are dropped and counted") {
+    fer::LatestFrame latest;
+    for (int i = 0; i < 5; ++i) {
+        cv::Mat m(2, 2, CV_8U, cv::Scalar(i));
+        latest.put(m);
+    }
+    cv::Mat got;
+    long index = -1;
+    REQUIRE(latest.take(got, index));
+    CHECK(index == 4);  // the newest
+    CHECK(got.at<std::uint8_t>(0, 0) == 4);
+    CHECK(latest.dropped() == 4);
+    latest.close();
+    CHECK_FALSE(latest.take(got, index));  // closed and nothing new: the end
+
+    // A file read the live way: the capture thread reads as fast as it decodes, the pipeline is
+    // slower; every frame is either analysed or counted as dropped, and the rows name the
+    // frames analysed, in capture order.
+    const std::string dir = scratch("live");
+    fer::TestVideoSpec spec;
+    spec.width = 320, spec.height = 240, spec.frames = 40, spec.face_side = 64;
+    const std::string video = dir + "/live.avi";
+    const auto truth = make_test_video(video, synthetic_faces(2), spec);
+    struct Slow : facet::vision::FaceDetector {
+        std::string name() const override { return "slow"; }
+        std::vector<facet::vision::DetectedFace> detect(const facet::vision::GrayView&) override {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            return {{{20, 20, 64, 64}, 1.0f, {}}};
+        }
+    } detector;
+    fer::TrainedModel model = fer::load_trained(model_file());
+    fer::VideoConfig c;
+    c.input = video, c.live = true, c.csv = dir + "/live.csv", c.progress = false;
+    cv::VideoCapture cap = fer::open_video_input(c);
+    const fer::VideoSummary s = fer::process_video(c, cap, model, detector);
+    CHECK(s.frames + s.dropped == 40);
+    CHECK(s.frames >= 1);
+    const std::vector<std::string> lines = lines_of(c.csv);
+    REQUIRE(lines.size() == static_cast<std::size_t>(s.frames) + 1);
+    long previous = -1;
+    for (std::size_t r = 1; r < lines.size(); ++r) {
+        const long frame = std::stol(fields_of(lines[r])[0]);
+        CHECK(frame > previous);
+        CHECK(frame < 40);
+        previous = frame;
+    }
 }

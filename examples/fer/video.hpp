@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -259,6 +260,7 @@ class LatestFrame {
 struct VideoConfig {
     std::string input;         ///< a video file, or empty with camera >= 0
     int camera = -1;           ///< V4L2 device number, or -1
+    bool live = false;         ///< read as a live source even if it is a file (a camera always is)
     std::string csv, output;   ///< where to write (empty: not written)
     AnalyzerOptions analysis;  ///< tracking and smoothing
     long max_frames = 0;       ///< stop after this many frames (0: until the input ends)
@@ -272,6 +274,7 @@ struct VideoSummary {
     long frames = 0;   ///< frames analysed
     long dropped = 0;  ///< live frames the pipeline had no time for
     double seconds = 0;
+    double cpu_seconds = 0;  ///< processor time of all threads (the load of other programs aside)
     StageTimes times;
 };
 
@@ -377,7 +380,7 @@ class VideoProgress {
 inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& cap,
                                   TrainedModel& model, facet::vision::FaceDetector& detector) {
     using clock = std::chrono::steady_clock;
-    const bool live = config.camera >= 0;
+    const bool live = config.live || config.camera >= 0;
     const double fps = cap.get(cv::CAP_PROP_FPS);
     const long total = live ? 0 : static_cast<long>(cap.get(cv::CAP_PROP_FRAME_COUNT));
     const std::string source =
@@ -414,6 +417,7 @@ inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& c
 
     detail::StopSignals signals;  // Ctrl-C ends the run with complete output files
     const auto start = clock::now();
+    const std::clock_t cpu_start = std::clock();
     cv::Mat frame, gray;
     double shown_fps = 0;
     auto last = start;
@@ -467,6 +471,7 @@ inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& c
         if (progress) progress->update(summary.frames, seconds_since(start));
     }
     summary.seconds = seconds_since(start);
+    summary.cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
     stop_capture = true;
     if (capture.joinable()) capture.join();
     summary.dropped = latest.dropped();
@@ -494,7 +499,10 @@ inline Cli video_cli() {
                 "0")
         .option("detector", "NAME", "face detector back-end",
                 facet::vision::default_face_detector())
-        .option("min-face", "N", "smallest face side found, in pixels", "40")
+        .option("min-face", "N",
+                "smallest face side found, in pixels (a smaller face is enlarged to the "
+                "network's 48 x 48 anyway)",
+                "48")
         .option("detect-size", "N",
                 "detect on a copy whose longer side is N pixels (auto: as small as min-face "
                 "allows without losing a face; 0: full size)",
