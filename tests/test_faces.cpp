@@ -56,8 +56,13 @@ std::size_t env_count(const char* name, std::size_t fallback) {
 facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::size_t per_class) {
     facet::Dataset d;
     d.split = split;
-    int label = 0;
+    const std::vector<std::string> classes = facet::fer_class_name_list();
     for (const fs::path& folder : facet::detail::sorted_entries(root / split, true)) {
+        // The label is the class's place in the models' order (angry ... neutral), not the
+        // folders' alphabetical one.
+        const auto known = std::find(classes.begin(), classes.end(), folder.filename().string());
+        if (known == classes.end()) continue;
+        const int label = int(known - classes.begin());
         std::size_t taken = 0;
         for (const fs::path& file : facet::detail::sorted_entries(folder, false)) {
             if (taken == per_class) break;
@@ -68,7 +73,6 @@ facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::s
             d.labels.push_back(label);
             ++taken;
         }
-        ++label;
     }
     return d;
 }
@@ -375,10 +379,10 @@ TEST_CASE(
 TEST_CASE(
     "each detector finds the faces pasted into composed scenes (recall and precision at IoU >= "
     "0.5)") {
-    // Bars, per back-end, on FER-2013's faces (measured above them on 100 scenes: docs/faces.md):
+    // Bars, per back-end (measured above them on 100 scenes: docs/faces.md). On FER-2013's faces:
     // recall at least 50 % (Haar, dlib), 25 % (LBP, which misses many of these small,
-    // low-contrast faces), precision at least 80 % for all. The cartoon faces are not faces to a
-    // real detector, so without the data set only false alarms in the clutter are bounded.
+    // low-contrast faces). On the synthetic cartoon faces, which stand in without the data set:
+    // at least 40 % (Haar), 25 % (dlib); LBP finds none of them. Precision at least 80 % for all.
     // With a trained model (FACET_FER_MODEL): the emotion accuracy on the faces found, from each
     // detector's crops and from the original 48 x 48 faces (reported, not checked).
     std::unique_ptr<fer::TrainedModel> model;
@@ -395,10 +399,10 @@ TEST_CASE(
         if (model && real_faces()) MESSAGE(name << ": " << emotion_accuracy(*model, s));
         if (real_faces()) {
             CHECK(s.recall() >= (name == "opencv-lbp" ? 0.25 : 0.5));
-            CHECK(s.precision() >= 0.8);
         } else {
-            CHECK(s.detections <= s.truths / 2);
+            CHECK(s.recall() >= (name == "opencv" ? 0.4 : name == "dlib" ? 0.25 : 0.0));
         }
+        CHECK(s.precision() >= 0.8);
     }
 }
 
@@ -482,7 +486,8 @@ TEST_CASE(
             REQUIRE(face.at("box").is_array());
             REQUIRE(face.at("box").size() == 4);
             for (const auto& v : face.at("box")) CHECK(v.is_number_integer());
-            CHECK(face.at("box")[2].get<int>() >= 40);  // --min-face 40 by default
+            CHECK(face.at("box")[2].get<int>() > 0);
+            CHECK(face.at("box")[3].get<int>() > 0);
             const auto& p = face.at("probabilities");
             REQUIRE(p.size() == 7);
             double sum = 0, best = -1;
@@ -566,7 +571,7 @@ TEST_CASE(
 
 TEST_CASE("gray, RGB, RGBA and 16-bit PNGs of one picture give the same faces") {
     // The base picture: a scene of FER-2013 faces, else the astronaut in gray, else a scene of
-    // cartoon faces (which no detector finds: then only "no crash, same answer" is checked).
+    // cartoon faces.
     facet::GrayImage base;
     if (!real_faces() && !astronaut_photo().empty()) {
         base = facet::load_image(astronaut_photo());

@@ -258,7 +258,7 @@ TEST_CASE("fer video with the real detector writes the CSV and the annotated vid
     fer::TestVideoSpec spec;
     spec.frames = 20;
     std::unique_ptr<facet::vision::FaceDetector> picker =
-        facet::vision::make_face_detector(facet::vision::default_face_detector(), {});
+        facet::vision::make_face_detector("opencv", {});
     // Synthetic faces the detector finds when alone: the run must then find faces too.
     const std::vector<cv::Mat> faces = fer::detectable_faces({}, 2, spec.face_side, *picker);
     const std::string video = dir + "/two.avi";

@@ -157,6 +157,7 @@ inline void write_annotated(const PicturePrediction& picture, const facet::GrayI
     const fs::path out = folder / (fs::path(picture.path).stem().string() + ext);
     facet::write_file_atomically(out, encoded.data(), encoded.size());
 #else
+    static_cast<void>(classes);  // the labels need OpenCV's fonts; the boxes alone are drawn
     facet::GrayImage image = gray;
     for (const FacePrediction& f : picture.faces)
         for (int t = 0; t < thickness; ++t)

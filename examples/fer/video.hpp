@@ -497,8 +497,7 @@ inline Cli video_cli() {
                 "smooth each face's probabilities over time: p = X * p_previous + (1 - X) * "
                 "p_frame (0: off; 0.7 is steady at 30 fps)",
                 "0")
-        .option("detector", "NAME", "face detector back-end",
-                facet::vision::default_face_detector())
+        .option("detector", "NAME", "face detector back-end (opencv, opencv-lbp, dlib)", "opencv")
         .option("min-face", "N",
                 "smallest face side found, in pixels (a smaller face is enlarged to the "
                 "network's 48 x 48 anyway)",

@@ -129,8 +129,7 @@ inline Cli video_bench_cli() {
         .option("frames", "N", "frames per run", "300")
         .option("faces", "LIST", "face counts", "1,3,5")
         .option("threads", "LIST", "thread counts", "1,2")
-        .option("detector", "NAME", "face detector back-end",
-                facet::vision::default_face_detector())
+        .option("detector", "NAME", "face detector back-end (opencv, opencv-lbp, dlib)", "opencv")
         .option("min-face", "N", "smallest face side found, in pixels", "48")
         .option("detect-size", "N", "as for fer video", "auto")
         .option("dir", "DIR", "where the generated videos go", "build/video-bench");
