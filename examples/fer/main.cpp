@@ -18,6 +18,9 @@
 #include "predict.hpp"
 #include "report.hpp"
 #include "train.hpp"
+#ifdef FACET_HAVE_VIDEO
+#include "video_bench.hpp"
+#endif
 
 namespace {
 
@@ -30,7 +33,12 @@ const char* usage =
     "model\n"
     "  predict  finds the faces in photos and gives each one's emotion\n"
     "  report   a self-contained HTML report of a training run\n"
-    "  bench    per-layer forward/backward timings of the model\n";
+    "  bench    per-layer forward/backward timings of the model\n"
+#ifdef FACET_HAVE_VIDEO
+    "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
+    "  video-bench  frames per second of fer video on generated video, stage by stage\n"
+#endif
+    ;
 
 int dispatch(int argc, char** argv) {
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
@@ -52,6 +60,10 @@ int dispatch(int argc, char** argv) {
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
     if (command == "report") return run(fer::report_cli(), fer::run_report);
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
+#ifdef FACET_HAVE_VIDEO
+    if (command == "video") return run(fer::video_cli(), fer::run_video);
+    if (command == "video-bench") return run(fer::video_bench_cli(), fer::run_video_bench);
+#endif
     std::cerr << "fer: unknown command '" << command << "'\n" << usage;
     return 2;
 }

@@ -96,10 +96,11 @@
 #endif
 #include "facet/report/svg.hpp"
 
-// The face detector interface and face crops; the back-ends that link OpenCV or dlib
+// The face detector interface, face crops and the tracker; the back-ends that link OpenCV or dlib
 // (vision/opencv_detector.hpp, vision/dlib_detector.hpp, vision/detectors.hpp) are opt-in.
 #include "facet/vision/align.hpp"
 #include "facet/vision/face_detector.hpp"
+#include "facet/vision/tracker.hpp"
 
 // Optional, with Eigen: facet/core/eigen_interop.hpp (tensors as Eigen matrices).
 // Optional, with nlohmann/json: facet/metrics/classification_json.hpp (reports as JSON).
