@@ -50,12 +50,12 @@ std::string scratch(const std::string& name) {
 /// not the accuracy), trained once for all the tests.
 const std::string& model_file() {
     static const std::string path = [] {
-        facet::SyntheticFaceOptions o;
+        fer::SyntheticFaceOptions o;
         o.train_per_class = 4, o.test_per_class = 2;
         fer::TrainConfig c;
         c.out = scratch("model");
         c.epochs = 1, c.batch = 14, c.threads = 2, c.seed = 3, c.checkpoint_every = 0;
-        REQUIRE(fer::train_on(c, facet::make_synthetic_faces(o)) == 0);
+        REQUIRE(fer::train_on(c, fer::make_synthetic_faces(o)) == 0);
         return c.out + "/model.facet";
     }();
     return path;
@@ -63,9 +63,9 @@ const std::string& model_file() {
 
 /// `count` 48 x 48 synthetic faces, of different classes.
 std::vector<cv::Mat> synthetic_faces(std::size_t count) {
-    facet::SyntheticFaceOptions o;
+    fer::SyntheticFaceOptions o;
     o.train_per_class = 1, o.test_per_class = 1;
-    const facet::DataSplits s = facet::make_synthetic_faces(o);
+    const facet::DataSplits s = fer::make_synthetic_faces(o);
     const facet::Dataset& d = s.splits.front();
     std::vector<cv::Mat> faces;
     for (std::size_t i = 0; i < count; ++i)

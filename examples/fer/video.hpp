@@ -103,7 +103,7 @@ class FrameAnalyzer {
         times.detect += seconds_since(t0);
 
         t0 = clock::now();
-        const std::size_t side = facet::fer_image_side, pixels = side * side, n = boxes.size();
+        const std::size_t side = fer::fer_image_side, pixels = side * side, n = boxes.size();
         faces_.resize(n);
         if (n) batch_.resize(facet::Shape{n, 1, side, side});
         for (std::size_t i = 0; i < n; ++i) {

@@ -151,7 +151,7 @@ inline int run_video_bench(const Cli& cli) {
     TrainedModel model =
         cli.has("model")
             ? load_trained(cli.str("model"))
-            : TrainedModel{build_model("fer-cnn-s", 1), {}, facet::fer_class_name_list(), {}};
+            : TrainedModel{build_model("fer-cnn-s", 1), {}, fer::fer_class_name_list(), {}};
     model.model.set_mode(facet::Mode::Eval);
     const std::string dir = cli.str("dir"), name = cli.str("detector");
     fs::create_directories(dir);
