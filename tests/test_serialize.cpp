@@ -458,6 +458,14 @@ Tensor<float> fixture_input() {
     return x;
 }
 
+/// Options that store the weights as `type` (GCC's -Wextra warns about designated initialisers
+/// that leave a member out).
+SaveOptions weights_as(DType type) {
+    SaveOptions options;
+    options.weights = type;
+    return options;
+}
+
 /// A config with every value kind, nested: what a graph or composite layer might store.
 LayerConfig nested_config() {
     LayerConfig inner{"Inner", {{"units", 3}, {"rate", 0.5}, {"on", true}, {"name", "a b"}}};
@@ -628,16 +636,16 @@ TEST_CASE("weights stored as f16, bf16 and int8 load as what they were rounded t
             worst = std::max(worst, double(std::abs(p[i] - reference[i])));
         CHECK(worst <= (type == DType::F32 ? 0.0 : 0.05));
     }
-    CHECK(encode_model(model, {}, {.weights = DType::F16}).size() < encode_model(model).size());
+    CHECK(encode_model(model, {}, weights_as(DType::F16)).size() < encode_model(model).size());
     // f16 cannot hold 1e6: saving refuses instead of writing infinity.
     Sequential<float> big(Shape{2});
     auto& dense = big.add<Dense<float>>(2, 2);
     dense.weight()[1] = 1e6f;
-    CHECK_THROWS_WITH_AS(encode_model(big, {}, {.weights = DType::F16}),
+    CHECK_THROWS_WITH_AS(encode_model(big, {}, weights_as(DType::F16)),
                          doctest::Contains("'0.weight' as f16: its element 1 (1e+06) does not fit"),
                          Error);
-    CHECK_NOTHROW(encode_model(big, {}, {.weights = DType::BF16}));
-    CHECK_THROWS_AS(encode_model(big, {}, {.weights = DType::F64}), Error);
+    CHECK_NOTHROW(encode_model(big, {}, weights_as(DType::BF16)));
+    CHECK_THROWS_AS(encode_model(big, {}, weights_as(DType::F64)), Error);
 }
 
 TEST_CASE("format 2 tensors: bad element types, NaN halves and bad int8 scales are refused") {
