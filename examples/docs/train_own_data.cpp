@@ -36,7 +36,7 @@ int main() {
     write_toy_folder(root);
 
     // Your data: folders of images, one per class. Hold a fifth of each class out for validation.
-    const DataSplits data = load_dataset(root);  // gray, resized to 48 x 48
+    const DataSplits data = load_dataset(root);  // gray; classes and size from the folders
     const StratifiedSplit split = stratified_split(data.at("train"), 0.2, /*seed=*/1);
     const Normalization norm = Normalization::of(split.kept);
     BatchOptions batches;  // shuffled every epoch, seeded; augment = true to jitter images
@@ -45,12 +45,12 @@ int main() {
     LoaderBatches train(loader);
     DatasetBatches validation(split.held_out, norm);
 
-    Sequential<float> model(Shape{1, 48, 48});
-    model.add<Conv2d<float>>(1, 8, 3, 2, 1);  // (8, 24, 24)
+    Sequential<float> model(Shape{1, 32, 32});
+    model.add<Conv2d<float>>(1, 8, 3, 2, 1);  // (8, 16, 16)
     model.add<ReLU<float>>();
-    model.add<MaxPool2d<float>>(4);  // (8, 6, 6)
+    model.add<MaxPool2d<float>>(4);  // (8, 4, 4)
     model.add<Flatten<float>>();
-    model.add<Dense<float>>(8 * 6 * 6, split.kept.num_classes());
+    model.add<Dense<float>>(8 * 4 * 4, split.kept.num_classes());
     AdamW<float> optimizer(model.parameters(), {.learning_rate = 0.01});
     ConstantSchedule schedule(0.01);
 

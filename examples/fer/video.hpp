@@ -415,7 +415,7 @@ inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& c
         }
     } join_capture{stop_capture, capture};
 
-    detail::StopSignals signals;  // Ctrl-C ends the run with complete output files
+    const facet::StopSignals signals;  // Ctrl-C ends the run with complete output files
     const auto start = clock::now();
     const std::clock_t cpu_start = std::clock();
     cv::Mat frame, gray;
@@ -423,7 +423,7 @@ inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& c
     auto last = start;
     bool quit = false;  // q or Esc in the window
     for (long n = 0; config.max_frames <= 0 || n < config.max_frames; ++n) {
-        if (detail::stop_requested || quit) break;
+        if (facet::StopSignals::requested() || quit) break;
         auto t0 = clock::now();
         long index = n;
         double time_s = 0;

@@ -19,8 +19,8 @@
 #include "facet/kernels/gemm.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/prefetch.hpp"
-#include "facet/kernels/system_summary.hpp"
 #include "facet/kernels/softmax_rows.hpp"
+#include "facet/kernels/system_summary.hpp"
 #include "facet/kernels/vector_loops.hpp"
 #include "facet/kernels/winograd.hpp"
 
