@@ -188,6 +188,30 @@ TEST_CASE("a saved model carries the training normalisation to the last bit") {
     CHECK(loaded.norm.stddev == norm.stddev);
 }
 
+TEST_CASE("fer train records the model's provenance: command, data fingerprint, validation") {
+    const std::string out = scratch("provenance");
+    const char* argv[] = {"fer", "train", "--out", out.c_str(), "--epochs", "1", "--resume"};
+    fer::Cli cli = fer::train_cli();
+    REQUIRE(cli.parse(7, const_cast<char**>(argv), 2));
+    fer::TrainConfig c = small_config(out);
+    c.command_line = fer::train_config(cli).command_line;
+    CHECK(c.command_line == "fer train --epochs 1");  // neither where the files go nor --resume
+    REQUIRE(fer::train_on(c, small_synthetic()) == 0);
+    const facet::ModelFile<float> file = facet::load_model_file<float>(out + "/model.facet");
+    const facet::Provenance& p = file.provenance;
+    CHECK(p.command_line == c.command_line);
+    CHECK(p.library_version == facet::version_string);
+    CHECK(p.data_fingerprint.rfind("crc32 ", 0) == 0);
+    CHECK(p.data_fingerprint.find("images of 48x48") != std::string::npos);
+    CHECK(p.metric("epoch") >= 1);
+    CHECK(p.metric("val_accuracy", -1) ==
+          doctest::Approx(std::stod(file.note("val_accuracy"))).epsilon(1e-5));
+    CHECK(p.note("model") == "fer-cnn-s");
+    // The test split, reported once after training, is recorded too (never used to choose).
+    CHECK(p.metric("test.accuracy_best_epoch", -1) ==
+          doctest::Approx(std::stod(file.note("test.accuracy_best_epoch"))).epsilon(1e-9));
+}
+
 TEST_CASE("fer eval --json prints one object with accuracy, per_class and confusion") {
     const std::string out = scratch("eval_json");
     auto c = small_config(out);

@@ -3,6 +3,8 @@
 // Unknown flags and malformed numbers are errors naming the flag.
 #pragma once
 
+#include <algorithm>
+
 #include <charconv>
 #include <cstdlib>
 #include <map>
@@ -38,6 +40,7 @@ class Cli {
     /// Parses argv[first..argc). Returns false when --help was asked for (help() is then printed
     /// by the caller). Throws facet::Error on an unknown flag or a missing value.
     bool parse(int argc, char** argv, int first) {
+        arguments_.assign(argv + std::min(first, argc), argv + argc);
         for (int i = first; i < argc; ++i) {
             std::string arg = argv[i];
             if (arg == "--help" || arg == "-h") return false;
@@ -96,6 +99,8 @@ class Cli {
         return v;
     }
     const std::vector<std::string>& positionals() const { return positionals_; }
+    /// The arguments parse() was given, as typed (for a model's provenance).
+    const std::vector<std::string>& arguments() const { return arguments_; }
 
     std::string help() const {
         std::string h = "usage: fer " + command_ + " [options]" +
@@ -127,6 +132,7 @@ class Cli {
     std::vector<Spec> specs_;
     std::map<std::string, std::string> values_;
     std::vector<std::string> positionals_;
+    std::vector<std::string> arguments_;
 };
 
 }  // namespace fer

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 
+#include <facet/core/crc32.hpp>
 #include <facet/data/split.hpp>
 #include <facet/model/serialize.hpp>
 #include <facet/optim/adam.hpp>
@@ -70,6 +71,10 @@ struct TrainConfig {
     /// Called with the step number (1-based) and the batch just before each step; tests use it to
     /// corrupt chosen batches. Not settable from the command line.
     std::function<void(std::uint64_t, facet::Batch&)> before_step;
+    /// The command that trained the model, for its provenance: "fer train" and the options that
+    /// shape the model. Where the files go (--out, --log) and --resume are left out, so the same
+    /// training gives the same model bytes wherever it writes them and however often it resumed.
+    std::string command_line = "fer train";
 };
 
 inline Cli train_cli() {
@@ -193,6 +198,16 @@ inline TrainConfig train_config(const Cli& cli) {
                  "train: --on-nonfinite must be stop or skip, got '", c.on_nonfinite, "'");
     c.max_consecutive_skips = positive("max-consecutive-skips");
     c.skip_bad = cli.has("skip-bad");
+    const std::vector<std::string>& args = cli.arguments();
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--out" || a == "--log") {  // where the files go: the value is left out too
+            ++i;
+            continue;
+        }
+        if (a == "--resume" || a.rfind("--out=", 0) == 0 || a.rfind("--log=", 0) == 0) continue;
+        c.command_line += " " + a;
+    }
     return c;
 }
 
@@ -422,6 +437,11 @@ inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Seque
                         const std::string& best_path, std::size_t best_epoch, facet::JsonLog& log) {
     facet::ModelFile<float> best = facet::load_model_file<float>(best_path);
     facet::ModelMetadata notes = detail::without_test_notes(best.metadata);
+    facet::SaveOptions options;
+    options.provenance = best.provenance;
+    std::erase_if(options.provenance.metrics, [](const auto& metric) {  // from an earlier report
+        return metric.first.rfind("test.", 0) == 0 || metric.first.rfind("private_test.", 0) == 0;
+    });
     for (const auto& [name, data] : plan.tests) {
         facet::DatasetBatches batches(*data, norm, c.batch);
         const facet::ValidationResult at_best = facet::evaluate_batches(best.model, batches);
@@ -449,8 +469,10 @@ inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Seque
         notes.emplace_back(key + ".accuracy_best_epoch", detail::exact_number(at_best.accuracy));
         notes.emplace_back(key + ".accuracy_last_epoch", detail::exact_number(at_last.accuracy));
         notes.emplace_back(key + ".last_epoch", std::to_string(last_epoch));
+        options.provenance.metrics.emplace_back(key + ".accuracy_best_epoch", at_best.accuracy);
+        options.provenance.metrics.emplace_back(key + ".accuracy_last_epoch", at_last.accuracy);
     }
-    if (!plan.tests.empty()) facet::save(best.model, best_path, notes);
+    if (!plan.tests.empty()) facet::save(best.model, best_path, notes, options);
 }
 
 /// Trains on already loaded data (run_train() loads them; tests pass small sets directly).
@@ -540,8 +562,27 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     trainer.add<detail::FerHooks>(cfg, best_path, ckpt_path);
     facet::JsonLog& log =
         trainer.add<facet::JsonLog>(log_path, std::vector<facet::JsonLog::Record>{plan.record()});
+    // The training images and labels after the hold-out identify the data the weights saw.
+    std::uint32_t data_crc =
+        facet::crc32_update(0, plan.train.pixels.data(), plan.train.pixels.size());
+    data_crc = facet::crc32_update(data_crc, plan.train.labels.data(),
+                                   plan.train.labels.size() * sizeof(plan.train.labels[0]));
+    char data_fingerprint[96];
+    std::snprintf(data_fingerprint, sizeof data_fingerprint, "crc32 %08x of %zu images of %zux%zu",
+                  data_crc, plan.train.size(), plan.train.height, plan.train.width);
+    auto provenance = [&](const facet::EpochReport& r) {
+        facet::Provenance p;
+        p.command_line = cfg.command_line;
+        p.data_fingerprint = data_fingerprint;
+        p.metrics = {{"val_accuracy", r.val_accuracy},
+                     {"val_loss", r.val_loss},
+                     {"epoch", static_cast<double>(r.epoch)}};
+        p.notes = {{"data", cfg.data.describe()}, {"model", cfg.model}};
+        return p;
+    };
     trainer.add<facet::BestModel>(
-        best_path, [&](const facet::EpochReport& r) { return notes(r.val_accuracy, r.epoch); });
+        best_path, [&](const facet::EpochReport& r) { return notes(r.val_accuracy, r.epoch); },
+        provenance);
     if (cfg.patience) trainer.add<facet::EarlyStopping>(cfg.patience);
     trainer.add<facet::CheckpointSaver>(ckpt_path, cfg.checkpoint_every);
 

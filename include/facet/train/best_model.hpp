@@ -14,20 +14,30 @@
 namespace facet {
 
 /// Writes the model to `path` after every epoch whose validation accuracy beats all earlier ones,
-/// with the notes `notes(report)` gives (e.g. the input normalisation a program needs again).
+/// with the notes `notes(report)` gives (e.g. the input normalisation a program needs again) and
+/// the provenance `provenance(report)` gives; without it, the epoch's validation metrics.
 class BestModel : public Callback {
   public:
     explicit BestModel(std::string path,
-                       std::function<ModelMetadata(const EpochReport&)> notes = {})
-        : path_(std::move(path)), notes_(std::move(notes)) {}
+                       std::function<ModelMetadata(const EpochReport&)> notes = {},
+                       std::function<Provenance(const EpochReport&)> provenance = {})
+        : path_(std::move(path)), notes_(std::move(notes)), provenance_(std::move(provenance)) {}
     void on_epoch_end(Trainer& t, const EpochReport& r) override {
-        if (r.improved) save(t.model(), path_, notes_ ? notes_(r) : ModelMetadata{});
+        if (!r.improved) return;
+        SaveOptions options;
+        options.provenance = provenance_ ? provenance_(r) : Provenance{};
+        if (!provenance_)
+            options.provenance.metrics = {{"val_accuracy", r.val_accuracy},
+                                          {"val_loss", r.val_loss},
+                                          {"epoch", static_cast<double>(r.epoch)}};
+        save(t.model(), path_, notes_ ? notes_(r) : ModelMetadata{}, options);
     }
     const std::string& path() const { return path_; }
 
   private:
     std::string path_;
     std::function<ModelMetadata(const EpochReport&)> notes_;
+    std::function<Provenance(const EpochReport&)> provenance_;
 };
 
 }  // namespace facet
