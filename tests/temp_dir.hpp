@@ -1,5 +1,6 @@
-// tests/temp_dir.hpp — what the data tests share for files: a fresh folder under the system temp
-// folder, removed when the test ends, and a way to write a text file into it.
+// tests/temp_dir.hpp — what the tests share for files: a fresh folder under the system temp
+// folder, removed when the test ends; named scratch folders under one folder per test program,
+// removed when the program ends; and a way to write a text file.
 #pragma once
 
 #include <unistd.h>
@@ -29,6 +30,28 @@ struct TempDir {
         std::filesystem::remove_all(path, ec);
     }
 };
+
+/// This program's folder under the system temp folder, removed when the program ends, so the runs
+/// and models the tests write (hundreds of MB) are never left behind.
+inline const std::filesystem::path& scratch_root() {
+    static const struct Root {
+        std::filesystem::path path =
+            std::filesystem::temp_directory_path() / ("facet_test_" + std::to_string(::getpid()));
+        ~Root() {
+            std::error_code ec;
+            std::filesystem::remove_all(path, ec);
+        }
+    } root;
+    return root.path;
+}
+
+/// A fresh, empty folder `name` under scratch_root().
+inline std::string scratch(const std::string& name) {
+    const std::filesystem::path p = scratch_root() / name;
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p.string();
+}
 
 /// Writes `text` to the file `p`, creating its folder.
 inline void write_text(const std::filesystem::path& p, const std::string& text) {

@@ -34,6 +34,7 @@
 #include "fer/predict.hpp"
 #include "fer/train.hpp"
 #include "fer2013_dir.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace vision = facet::vision;
@@ -261,25 +262,7 @@ std::vector<Scene> make_scenes(std::size_t count, std::uint64_t seed, int faces_
     return scenes;
 }
 
-/// This program's folder under the system temp folder, removed when the program ends.
-const fs::path& scratch_root() {
-    static const struct Root {
-        fs::path path =
-            fs::temp_directory_path() / ("facet_test_faces_" + std::to_string(::getpid()));
-        ~Root() {
-            std::error_code ec;
-            fs::remove_all(path, ec);
-        }
-    } root;
-    return root.path;
-}
-
-fs::path scratch(const std::string& name) {
-    const fs::path p = scratch_root() / name;
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-}
+using facet_test::scratch;
 
 /// A small model trained for one epoch on synthetic faces: enough for predict's shapes and
 /// formats (its emotions mean nothing).
@@ -289,7 +272,7 @@ const std::string& tiny_model() {
         o.train_per_class = 10;  // 9 per class after the validation hold-out: no batch of one
         o.test_per_class = 2;
         fer::TrainConfig c;
-        c.out = scratch("model").string();
+        c.out = scratch("model");
         c.epochs = 1, c.batch = 16, c.threads = 2, c.seed = 3, c.checkpoint_every = 0;
         std::ostringstream quiet;
         struct Restore {  // std::cout gets its buffer back even when training throws

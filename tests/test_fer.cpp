@@ -29,6 +29,7 @@
 #include "fer/report.hpp"
 #include "fer/train.hpp"
 #include "fer2013_dir.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -52,26 +53,7 @@ fer::TrainConfig small_config(const std::string& out) {
     return c;
 }
 
-/// This program's folder under the system temp folder, removed when the program ends: the runs
-/// and models the tests write come to 321 MB, and each run used to leave them behind.
-const fs::path& scratch_root() {
-    static const struct Root {
-        fs::path path =
-            fs::temp_directory_path() / ("facet_test_fer_" + std::to_string(::getpid()));
-        ~Root() {
-            std::error_code ec;
-            fs::remove_all(path, ec);
-        }
-    } root;
-    return root.path;
-}
-
-std::string scratch(const std::string& name) {
-    const fs::path p = scratch_root() / name;
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p.string();
-}
+using facet_test::scratch;
 
 std::vector<std::string> lines_of(const std::string& path) {
     std::ifstream in(path);

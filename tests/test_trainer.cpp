@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fer/train.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace facet;
@@ -114,24 +115,7 @@ struct Run {
     }
 };
 
-const fs::path& scratch_root() {
-    static const struct Root {
-        fs::path path =
-            fs::temp_directory_path() / ("facet_test_trainer_" + std::to_string(::getpid()));
-        ~Root() {
-            std::error_code ec;
-            fs::remove_all(path, ec);
-        }
-    } root;
-    return root.path;
-}
-
-std::string scratch(const std::string& name) {
-    const fs::path p = scratch_root() / name;
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p.string();
-}
+using facet_test::scratch;
 
 std::string bytes_of(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

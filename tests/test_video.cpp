@@ -21,30 +21,14 @@
 
 #include "fer/train.hpp"
 #include "fer/video_bench.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using facet::vision::Rect;
 
 namespace {
 
-const fs::path& scratch_root() {
-    static const struct Root {
-        fs::path path =
-            fs::temp_directory_path() / ("facet_test_video_" + std::to_string(::getpid()));
-        ~Root() {
-            std::error_code ec;
-            fs::remove_all(path, ec);
-        }
-    } root;
-    return root.path;
-}
-
-std::string scratch(const std::string& name) {
-    const fs::path p = scratch_root() / name;
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p.string();
-}
+using facet_test::scratch;
 
 /// A model file from one short epoch on a few synthetic faces (the formats and ids are tested,
 /// not the accuracy), trained once for all the tests.
@@ -120,7 +104,7 @@ std::vector<std::string> fields_of(const std::string& line) {
 
 /// Runs the fer program with `args`; returns its exit status and what it printed on stderr.
 std::pair<int, std::string> run_fer(const std::string& args) {
-    const std::string err = scratch_root() / "stderr.txt";
+    const std::string err = facet_test::scratch_root() / "stderr.txt";
     const std::string command =
         std::string(FACET_FER_PROGRAM) + " " + args + " >/dev/null 2>" + err;
     const int status = std::system(command.c_str());

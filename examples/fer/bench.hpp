@@ -213,8 +213,9 @@ inline int run_eval_table(facet::Sequential<float>& model, const std::string& na
 }
 
 /// Median time of forward + backward (data and weights) of every Conv2d of the model, each on a
-/// random input of its own at batch `batch`: what facet_bench's BM_ConvStack and REFERENCE.md's
-/// oneDNN figure count, so that compare_pytorch.py can put PyTorch's convolutions beside it.
+/// random input of its own at batch `batch`: what facet_bench's BM_ConvStack and the oneDNN figure
+/// of docs/benchmarks.md count, so that compare_pytorch.py can put PyTorch's convolutions beside
+/// it.
 inline double conv_stack_seconds(facet::Sequential<float>& model, std::size_t batch, int repeats) {
     struct Conv {
         facet::Layer<float>* layer;

@@ -1,6 +1,7 @@
-// fer/model_zoo.hpp — the networks `fer train` can build: fer-cnn-s, the reference model of
-// REFERENCE.md, fer-cnn-m, the same design with twice the channels (about 4x the FLOPs), and
-// fer-resnet-s, a small residual network (each block a facet::Graph inside the Sequential).
+// fer/model_zoo.hpp — the networks `fer train` can build: fer-cnn-s, the reference model (a
+// VGG-style CNN, docs/benchmarks.md), fer-cnn-m, the same design with twice the channels (about 4x
+// the FLOPs), and fer-resnet-s, a small residual network (each block a facet::Graph inside the
+// Sequential).
 #pragma once
 
 #include <cstddef>
@@ -76,7 +77,7 @@ inline facet::Sequential<float> build_resnet(std::size_t width, std::size_t bloc
     return model;
 }
 
-/// Builds a model by name: "fer-cnn-s" (default; 1.28 M parameters), "fer-cnn-m" or
+/// Builds a model by name: "fer-cnn-s" (default; 1,468,839 parameters), "fer-cnn-m" or
 /// "fer-resnet-s" (0.31 M parameters).
 inline facet::Sequential<float> build_model(const std::string& name, std::uint64_t seed) {
     if (name == "fer-cnn-s") return build_vgg_style(32, 256, seed);

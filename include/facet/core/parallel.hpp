@@ -88,8 +88,7 @@ void parallel_for(std::size_t n, Body&& body, int threads = 0) {
 /// stripes' pieces from their far ends, as long as their owners have not come that far. Handing
 /// out the pieces in one increasing sequence instead put the two threads on neighbouring images,
 /// where a core's prefetcher, running past the end of its image, keeps taking lines the other
-/// core is writing: that cost about 5 % of the 2-thread training step (the 48 x 48 batch norms'
-/// passes 15-25 %).
+/// core is writing (docs/benchmarks.md gives the cost).
 ///
 /// Each thread claims its next piece before it runs the current one and first calls
 /// ahead(begin, end) on that next piece: the place to prefetch its data while this one computes.

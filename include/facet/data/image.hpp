@@ -57,7 +57,7 @@ namespace detail {
 ///  * a table with more than 256 codes: stb writes past its tables (fixed upstream in 2.28);
 ///  * a scan that uses a table the file has not defined before it: stb decodes with the table's
 ///    uninitialised memory, and a symbol index taken from it reads far outside the table
-///    (UBSan: index -873 in stbi__jpeg_huff_decode, found by fuzz_image in session 3).
+///    (UBSan: index -873 in stbi__jpeg_huff_decode, found by the fuzz_image target).
 /// decode_image refuses such a stream first. The markers are walked the way stb reads them: fill
 /// bytes 0xFF skipped, segments skipped by their length, entropy-coded data up to the next marker
 /// that is neither a stuffed 0xFF00 nor a restart; bytes past the end read as 0, as in stb. A scan

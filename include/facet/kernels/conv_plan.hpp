@@ -63,15 +63,12 @@ template <typename T>
 class ConvPlan {
   public:
     /// Winograd needs this many input channels (output channels for the input gradient). Below
-    /// it the 16 products are too thin (K = C) and the transforms dominate: measured per image
-    /// on 48 x 48 with 32 outputs, 1 thread, Winograd against im2col took 0.097 / 0.064 ms for
-    /// C = 8, 0.134 / 0.129 ms for C = 16 and 0.176 / 0.195 ms for C = 24.
+    /// it the 16 products are too thin (K = C) and the transforms dominate (the timings are in
+    /// docs/internals/convolution.md).
     static constexpr std::size_t winograd_min_channels = 16;
     /// The weight gradient by Winograd needs this many input and output channels: its 16 (or
-    /// 36) products are OC x C x tiles (gemm's dot-product path for C, OC <= 64). Measured per
-    /// image, 1 thread, F(2x2, 3x3) against im2col: 0.173 / 0.268 ms for 32->32 on 48 x 48,
-    /// 0.108 / 0.119 for 32->64 and 0.176 / 0.236 for 64->64 on 24 x 24, 0.078 / 0.114 for
-    /// 64->128 and 0.128 / 0.228 for 128->128 on 12 x 12; F(4x4, 3x3) is 25-30 % faster still.
+    /// 36) products are OC x C x tiles (gemm's dot-product path for C, OC <= 64), too thin below
+    /// it to beat im2col (docs/internals/convolution.md).
     static constexpr std::size_t winograd_weights_min_channels = 32;
 
     /// With `on`, every pass goes by im2col + GEMM, even a pointwise or Winograd-shaped one: the
@@ -413,13 +410,12 @@ class ConvPlan {
     /// buffers are allocated one after another, and a core's hardware prefetcher, following
     /// a matrix read row by row (im2col's, 9 KB apart at 48 x 48), runs several rows past its
     /// end, into the next thread's buffer while that thread writes it: the lines then bounce
-    /// between the cores. Without the gap the first convolution's forward pass took 0.80 ms
-    /// on 2 threads, as long as on 1; with it, 0.44-0.51.
+    /// between the cores, and the first convolution ran no faster on 2 threads than on 1.
     static void resize_worker_buffer(Tensor<T>& buffer, std::initializer_list<std::size_t> dims) {
         std::size_t elements = 1;
         for (std::size_t d : dims) elements = checked_mul(elements, d, "Conv2d workspace");
-        // One allocation with the gap, kept once grown (a first one without it stayed resident
-        // in the heap: 7 and 12 MB more peak RSS in fer bench on 1 and 2 threads).
+        // One allocation with the gap, kept once grown (a first one without it would stay
+        // resident in the heap).
         buffer.resize(Shape{elements + worker_buffer_gap / sizeof(T)});
         buffer.resize(Shape(dims));
     }
@@ -458,7 +454,6 @@ class ConvPlan {
 
     /// Unused room after each thread's buffer (see resize_worker_buffer): about 8 rows of
     /// the 48 x 48 im2col matrix's, which is as far as the prefetcher was seen to run ahead.
-    /// It costs 3.8 MB of peak RSS on 1 thread and 7.3 MB on 2 (fer-cnn-s, fer bench).
     static constexpr std::size_t worker_buffer_gap = 128 * 1024;
 
     bool im2col_only_ = false;
