@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,7 +48,7 @@ class ConfigValue {
     requires(!std::same_as<I, bool>) ConfigValue(I v) : value_(to_int64(v)) {}
     ConfigValue(const char* v) : value_(std::string(v)) {}
     ConfigValue(std::string v) : value_(std::move(v)) {}
-    ConfigValue(List v) : value_(std::move(v)) {}
+    ConfigValue(List v) : value_(Shared<List>{std::make_shared<const List>(std::move(v))}) {}
     ConfigValue(Children v);
 
     Kind kind() const { return static_cast<Kind>(value_.index()); }
@@ -84,7 +85,7 @@ class ConfigValue {
         throw mismatch(what, "a text");
     }
     const List& as_list(std::string_view what = "config value") const {
-        if (const auto* l = std::get_if<List>(&value_)) return *l;
+        if (const auto* l = std::get_if<Shared<List>>(&value_)) return *l->value;
         throw mismatch(what, "a list");
     }
     const Children& as_children(std::string_view what = "config value") const;
@@ -106,7 +107,17 @@ class ConfigValue {
         return Error(detail::concat(what, " must be ", expected, ", got ", describe()));
     }
 
-    std::variant<std::int64_t, double, bool, std::string, List, Children> value_{std::int64_t{0}};
+    /// Lists and child configs are held by pointer: a variant holding a vector of a type not yet
+    /// complete (ConfigValue itself, LayerConfig) is refused by some compilers (clang). Values
+    /// never change once built, so copies may share them.
+    template <typename V>
+    struct Shared {
+        std::shared_ptr<const V> value;
+        bool operator==(const Shared& other) const { return *value == *other.value; }
+    };
+
+    std::variant<std::int64_t, double, bool, std::string, Shared<List>, Shared<Children>> value_{
+        std::int64_t{0}};
 };
 
 /// The name of a value kind ("integer", "real", "flag", "text", "list", "children").
@@ -210,10 +221,11 @@ struct LayerConfig {
 };
 
 // The members that need LayerConfig complete.
-inline ConfigValue::ConfigValue(Children v) : value_(std::move(v)) {}
+inline ConfigValue::ConfigValue(Children v)
+    : value_(Shared<Children>{std::make_shared<const Children>(std::move(v))}) {}
 
 inline const ConfigValue::Children& ConfigValue::as_children(std::string_view what) const {
-    if (const auto* c = std::get_if<Children>(&value_)) return *c;
+    if (const auto* c = std::get_if<Shared<Children>>(&value_)) return *c->value;
     throw mismatch(what, "a list of layer configs");
 }
 
@@ -232,9 +244,10 @@ inline std::string ConfigValue::describe() const {
         case Kind::Text:
             return detail::concat("text \"", std::get<std::string>(value_), "\"");
         case Kind::List:
-            return detail::concat("list of ", std::get<List>(value_).size());
+            return detail::concat("list of ", std::get<Shared<List>>(value_).value->size());
         case Kind::Children:
-            return detail::concat("list of ", std::get<Children>(value_).size(), " layer configs");
+            return detail::concat("list of ", std::get<Shared<Children>>(value_).value->size(),
+                                  " layer configs");
     }
     return "unknown";
 }
