@@ -1,10 +1,12 @@
 // fer — trains, evaluates and uses a facial-emotion CNN on FER-2013, built on facet.
 //
-//   fer train   [--data DIR|CSV] [--out DIR] [--epochs N] ...   train (default recipe with no
-//   flags) fer eval    --model FILE [--data ...] [--split NAME] [--json] accuracy, per-class
-//   metrics, confusion fer predict --model FILE IMAGE|FOLDER... [--json]        faces and emotions
-//   per image fer report  --run DIR [--data ...] [-o FILE]                 self-contained HTML
-//   report fer bench   [--model NAME] [--batch N] [--threads N]        per-layer timings
+//   fer train    [--data DIR|CSV] [--out DIR] [--epochs N] ...    train (default recipe)
+//   fer eval     --model FILE [--split NAME] [--json]              accuracy, per-class metrics
+//   fer predict  --model FILE IMAGE|FOLDER... [--json]             faces and emotions per image
+//   fer report   --run DIR [-o FILE]                               self-contained HTML report
+//   fer bench    [--model NAME] [--batch N] [--threads N]          per-layer timings
+//   fer convert  --model FILE -o FILE [--weights f16] [--fold]     rewrite a model file
+//   fer export   --onnx FILE [--model FILE]                        ONNX for other runtimes
 //
 // The subcommands live in the headers beside this file; this file only dispatches.
 #define FACET_IMPLEMENT_STB  // this translation unit compiles stb_image and stb_image_write
@@ -14,7 +16,9 @@
 #include <iostream>
 
 #include "bench.hpp"
+#include "convert.hpp"
 #include "evaluate.hpp"
+#include "export.hpp"
 #include "predict.hpp"
 #include "report.hpp"
 #include "train.hpp"
@@ -34,6 +38,8 @@ const char* usage =
     "  predict  finds the faces in photos and gives each one's emotion\n"
     "  report   a self-contained HTML report of a training run\n"
     "  bench    per-layer forward/backward timings of the model\n"
+    "  convert  rewrites a model file: f16/bf16 weights, batch norms folded\n"
+    "  export   writes the model as an ONNX file for other runtimes\n"
 #ifdef FACET_HAVE_VIDEO
     "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
     "  video-bench  frames per second of fer video on generated video, stage by stage\n"
@@ -60,6 +66,8 @@ int dispatch(int argc, char** argv) {
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
     if (command == "report") return run(fer::report_cli(), fer::run_report);
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
+    if (command == "convert") return run(fer::convert_cli(), fer::run_convert);
+    if (command == "export") return run(fer::export_cli(), fer::run_export);
 #ifdef FACET_HAVE_VIDEO
     if (command == "video") return run(fer::video_cli(), fer::run_video);
     if (command == "video-bench") return run(fer::video_bench_cli(), fer::run_video_bench);

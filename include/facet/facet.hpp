@@ -60,6 +60,9 @@
 #include "facet/model/sequential.hpp"
 #include "facet/model/serialize.hpp"
 
+#include "facet/export/onnx.hpp"
+#include "facet/export/protobuf_writer.hpp"
+
 // The readers decode images with stb_image (Debian: libstb-dev); one translation unit of the
 // program defines FACET_IMPLEMENT_STB before including facet/data/image.hpp (see there).
 #if __has_include(<stb/stb_image.h>)
