@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace facet {
 
@@ -27,14 +28,21 @@ inline std::size_t int8_padded_k(std::size_t K) {
 template <std::size_t MR>
 void pack_int8_a(std::size_t rows, std::size_t K, const std::uint8_t* A, std::size_t lda,
                  std::uint8_t* out) {
-    const std::size_t groups = int8_padded_k(K) / 4;
-    for (std::size_t r0 = 0; r0 < rows; r0 += MR)
-        for (std::size_t g = 0; g < groups; ++g)
-            for (std::size_t i = 0; i < MR; ++i)
-                for (std::size_t t = 0; t < 4; ++t) {
-                    const std::size_t row = r0 + i, k = 4 * g + t;
-                    *out++ = row < rows && k < K ? A[row * lda + k] : std::uint8_t{0};
-                }
+    const std::size_t groups = int8_padded_k(K) / 4, whole = K / 4;
+    for (std::size_t r0 = 0; r0 < rows; r0 += MR, out += MR * 4 * groups)
+        for (std::size_t i = 0; i < MR; ++i) {
+            // Row r0 + i goes to bytes 4i .. 4i + 3 of each group's MR * 4 bytes.
+            std::uint8_t* dst = out + 4 * i;
+            if (r0 + i >= rows) {
+                for (std::size_t g = 0; g < groups; ++g) std::memset(dst + g * MR * 4, 0, 4);
+                continue;
+            }
+            const std::uint8_t* src = A + (r0 + i) * lda;
+            for (std::size_t g = 0; g < whole; ++g) std::memcpy(dst + g * MR * 4, src + 4 * g, 4);
+            if (whole < groups)
+                for (std::size_t t = 0; t < 4; ++t)
+                    dst[whole * MR * 4 + t] = 4 * whole + t < K ? src[4 * whole + t] : 0;
+        }
 }
 
 /// Packs the N x K weights W (row stride ldw; row j is output column j of the product) into
