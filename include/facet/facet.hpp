@@ -56,6 +56,7 @@
 #include "facet/optim/schedule.hpp"
 #include "facet/optim/sgd.hpp"
 
+#include "facet/model/fold_batchnorm.hpp"
 #include "facet/model/gradient_check.hpp"
 #include "facet/model/graph.hpp"
 #include "facet/model/provenance.hpp"

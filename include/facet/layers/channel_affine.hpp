@@ -8,6 +8,9 @@
 #include <cstddef>
 #include <vector>
 
+#include "facet/core/error.hpp"
+#include "facet/core/tensor.hpp"
+
 namespace facet {
 
 namespace detail {
@@ -56,5 +59,33 @@ struct ChannelAffine {
                 y[f] = detail::batch_norm_value<false>(y[f], m[f], s[f], b[f]);
     }
 };
+
+/// Folds `affine` (without its ReLU) into a layer's weights and bias, for a layer whose output
+/// channel o is weight row o (the weight's outermost extent) times its input plus bias[o]
+/// (Conv2d, GroupedConv2d, Dense). With y = W x + b, the map gives (y - m) s + t, so
+///     W'[o] = W[o] s[o],   b'[o] = (b[o] - m[o]) s[o] + t[o]
+/// (b = 0 for a layer without bias: `bias` is then resized and filled). The arithmetic is in
+/// double, rounded once to T.
+template <typename T>
+void fold_affine_into_weights(const ChannelAffine<T>& affine, Tensor<T>& weight, Tensor<T>& bias,
+                              bool had_bias) {
+    const std::size_t out = affine.channels();
+    check(!affine.relu, "fold_affine_into_weights: a ReLU cannot be folded into weights");
+    check(weight.rank() >= 1 && weight.dim(0) == out, "fold_affine_into_weights: ", out,
+          " channels in the map, the weight is ", weight.shape().str());
+    if (!had_bias) {
+        bias.resize(Shape{out});
+        bias.zero();
+    }
+    check(bias.size() == out, "fold_affine_into_weights: bias of ", bias.size(), " values for ",
+          out, " channels");
+    const std::size_t row = weight.size() / out;
+    for (std::size_t o = 0; o < out; ++o) {
+        const double s = double(affine.scale[o]);
+        T* w = weight.data() + o * row;
+        for (std::size_t k = 0; k < row; ++k) w[k] = T(double(w[k]) * s);
+        bias[o] = T((double(bias[o]) - double(affine.mean[o])) * s + double(affine.shift[o]));
+    }
+}
 
 }  // namespace facet

@@ -101,6 +101,15 @@ class Conv2d : public Layer<T> {
         return Shape{opt_.out_channels, g.out_h(), g.out_w()};
     }
 
+    bool absorbs_output_affine() const override { return true; }
+    void absorb_output_affine(const ChannelAffine<T>& affine) override {
+        fold_affine_into_weights(affine, weight_, bias_, opt_.bias);
+        if (!opt_.bias) {
+            bias_grad_.resize(Shape{opt_.out_channels});
+            opt_.bias = true;
+        }
+    }
+
     // y[n] = W * im2col(x[n]) + b: (OC x K) * (K x P), K = C*kh*kw, P = OH*OW.
     void forward(const Tensor<T>& x, Tensor<T>& y) override { forward_affine(x, y, nullptr); }
     bool applies_affine_epilogue() const override { return true; }

@@ -86,6 +86,15 @@ class Dense : public Layer<T> {
             });
     }
 
+    bool absorbs_output_affine() const override { return true; }
+    void absorb_output_affine(const ChannelAffine<T>& affine) override {
+        fold_affine_into_weights(affine, weight_, bias_, has_bias_);
+        if (!has_bias_) {
+            bias_grad_.resize(Shape{out_});
+            has_bias_ = true;
+        }
+    }
+
     // dx = dy W,  dW = dy^T x,  db = sum over the batch of dy.
     void backward(const Tensor<T>& x, const Tensor<T>& /*y*/, const Tensor<T>& dy,
                   Tensor<T>& dx) override {

@@ -179,6 +179,15 @@ class GroupedConv2d : public Layer<T> {
         }
     }
 
+    bool absorbs_output_affine() const override { return true; }
+    void absorb_output_affine(const ChannelAffine<T>& affine) override {
+        fold_affine_into_weights(affine, weight_, bias_, has_bias_);
+        if (!has_bias_) {
+            bias_grad_.resize(Shape{out_});
+            has_bias_ = true;
+        }
+    }
+
     std::vector<Parameter<T>> parameters() override {
         std::vector<Parameter<T>> p{{"weight", &weight_, &weight_grad_, true}};
         if (has_bias_) p.push_back({"bias", &bias_, &bias_grad_, false});

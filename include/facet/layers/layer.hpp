@@ -22,7 +22,9 @@
 //    layer's weights), saved with the model as they are; check_loaded() refuses what a model file
 //    may hold but the layer cannot use (a zero scale), after the loader has filled the layer in.
 //  * The fusion hooks (applies_affine_epilogue, affine_in_eval, is_relu, identity_in_eval,
-//    fuses_relu) declare what Sequential may run as one pass with a neighbouring layer.
+//    fuses_relu) declare what Sequential may run as one pass with a neighbouring layer; the
+//    folding hooks (absorbs_output_affine, fold_batch_norms) what batch-norm folding
+//    (model/fold_batchnorm.hpp) may rewrite.
 #pragma once
 
 #include <cstddef>
@@ -142,6 +144,23 @@ class Layer {
         throw Error(detail::concat(type(), " has no pass fused with a ReLU"));
     }
 
+    // ---- Folding hooks (model/fold_batchnorm.hpp): batch-norm folding rewrites a model by what
+    // the layers declare here, never by their class.
+
+    /// Whether absorb_output_affine() can fold a per-output-channel map into this layer's
+    /// weights and bias, so that forward() alone gives what forward() and the map gave (Conv2d,
+    /// GroupedConv2d, Dense).
+    virtual bool absorbs_output_affine() const { return false; }
+    /// Rewrites the weights and bias (adding a bias when the layer has none) so that forward()
+    /// gives `affine` (which must have no ReLU) applied to the old output.
+    virtual void absorb_output_affine(const ChannelAffine<T>& /*affine*/) {
+        throw Error(detail::concat(type(), " cannot absorb a per-channel map into its weights"));
+    }
+    /// For a layer that holds other layers (Graph): folds every batch norm inside it into the
+    /// layer before it where that is exact (see fold_batchnorm) and returns how many it folded.
+    /// Needs Mode::Eval. Other layers hold none: 0.
+    virtual std::size_t fold_batch_norms() { return 0; }
+
     virtual void set_mode(Mode m) { mode_ = m; }
     Mode mode() const { return mode_; }
     bool training() const { return mode_ == Mode::Train; }
@@ -150,6 +169,22 @@ class Layer {
     Mode mode_ = Mode::Train;
     bool input_gradient_ = true;
 };
+
+/// Whether `next`, reading only `producer`'s output, can be folded into `producer`: an
+/// eval-mode per-channel map (a batch norm) after a layer that absorbs_output_affine().
+template <typename T>
+bool foldable_pair(const Layer<T>& producer, const Layer<T>& next) {
+    return producer.absorbs_output_affine() && next.affine_in_eval();
+}
+
+/// Folds `next` (an eval-mode per-channel map, foldable_pair) into `producer`'s weights; the
+/// caller then removes `next` from the model.
+template <typename T>
+void fold_pair(Layer<T>& producer, const Layer<T>& next) {
+    check(foldable_pair(producer, next), "fold_pair: ", next.describe(), " cannot be folded into ",
+          producer.describe());
+    producer.absorb_output_affine(next.inference_affine(false));
+}
 
 /// The per-sample shape of a batch tensor: its shape without the outermost (batch) extent.
 inline Shape sample_shape(const Shape& batch) {

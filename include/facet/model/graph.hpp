@@ -446,6 +446,55 @@ class Graph : public Layer<T> {
         return g;
     }
 
+    /// Folds each batch norm (a layer that is affine_in_eval()) into the node it reads when that
+    /// node absorbs_output_affine() (a convolution or dense layer), the batch norm is its only
+    /// reader and it is not the output; the batch norm's node is removed, its readers read the
+    /// producer instead, and the nodes are numbered again. Graphs nested in nodes fold first.
+    /// Needs Mode::Eval (the running statistics are folded); returns how many it folded.
+    std::size_t fold_batch_norms() override {
+        require_output("fold_batch_norms");
+        std::size_t nested = 0;
+        for (std::size_t i = 1; i < nodes_.size(); ++i)
+            nested += nodes_[i].layer->fold_batch_norms();
+        std::size_t folded = 0;
+        const std::size_t n = nodes_.size();
+        std::vector<std::size_t> readers(n, 0), target(n);
+        for (std::size_t i = 0; i < n; ++i) target[i] = i;
+        for (std::size_t i = 1; i < n; ++i)
+            for (std::size_t in : nodes_[i].inputs) ++readers[in];
+        // A removed node's readers read what it read: target[i] < i, resolved in index order.
+        for (std::size_t i = 1; i < n; ++i) {
+            Node& node = nodes_[i];
+            for (std::size_t& in : node.inputs) in = target[in];
+            if (node.merge || node.inputs.size() != 1) continue;
+            const std::size_t p = node.inputs[0];
+            if (p == 0 || readers[p] != 1 || p == output_ ||
+                !foldable_pair(*nodes_[p].layer, *node.layer))
+                continue;
+            fold_pair(*nodes_[p].layer, *node.layer);
+            target[i] = p;
+            readers[p] = readers[i];
+            if (output_ == i) output_ = p;
+            ++folded;
+        }
+        if (folded == 0) return nested;
+        // Number the kept nodes again, in the same order.
+        std::vector<std::size_t> renumber(n, 0);
+        std::vector<Node> kept;
+        for (std::size_t i = 0; i < n; ++i)
+            if (target[i] == i) {
+                renumber[i] = kept.size();
+                kept.push_back(std::move(nodes_[i]));
+            }
+        for (Node& node : kept)
+            for (std::size_t& in : node.inputs) in = renumber[in];
+        nodes_ = std::move(kept);
+        activations_.assign(nodes_.size() - 1, Tensor<T>());
+        gradients_.assign(nodes_.size(), Tensor<T>());
+        set_output(renumber[output_]);
+        return nested + folded;
+    }
+
     /// Each node's inputs, layer, output shape, parameters and FLOPs per sample, and the totals.
     GraphSummary summary() {
         GraphSummary s;

@@ -226,6 +226,26 @@ class Sequential {
         return *layers_.back();
     }
 
+    /// Removes layer i and returns it. Only a layer whose output shape equals its input's (a batch
+    /// norm, dropout, an activation) may go, so every other shape stays as it was; an Error
+    /// otherwise. The kept activations and the parameters() vector are dropped with it.
+    std::unique_ptr<Layer<T>> remove(std::size_t i) {
+        check(i < layers_.size(), "Sequential::remove: layer ", i, " out of range (",
+              layers_.size(), " layers)");
+        check(shapes_[i] == shapes_[i + 1], "Sequential::remove: layer ", i, " (",
+              layers_[i]->describe(), ") changes the shape ", shapes_[i].str(), " to ",
+              shapes_[i + 1].str(), "; only a shape-preserving layer can be removed");
+        std::unique_ptr<Layer<T>> removed = std::move(layers_[i]);
+        layers_.erase(layers_.begin() + static_cast<std::ptrdiff_t>(i));
+        shapes_.erase(shapes_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+        activations_.erase(activations_.begin() + static_cast<std::ptrdiff_t>(i));
+        has_forward_ = false;
+        fused_.clear();
+        parameters_.clear();
+        buffer_backup_.clear();
+        return removed;
+    }
+
     /// The per-sample input shape given at construction.
     const Shape& input_shape() const { return input_shape_; }
     /// The per-sample output shape of the last layer (the input shape for an empty model).
