@@ -6,6 +6,8 @@
 //   per image fer report  --run DIR [--data ...] [-o FILE]                 self-contained HTML
 //   report fer bench   [--model NAME] [--batch N] [--threads N]        per-layer timings
 //
+//   fer quantize --model FILE -o OUT.facet  [--calib N]  an int8 model for inference
+//
 // The subcommands live in the headers beside this file; this file only dispatches.
 #define FACET_IMPLEMENT_STB  // this translation unit compiles stb_image and stb_image_write
 #include <facet/data/image.hpp>
@@ -16,6 +18,7 @@
 #include "bench.hpp"
 #include "evaluate.hpp"
 #include "predict.hpp"
+#include "quantize.hpp"
 #include "report.hpp"
 #include "train.hpp"
 #ifdef FACET_HAVE_VIDEO
@@ -33,7 +36,9 @@ const char* usage =
     "model\n"
     "  predict  finds the faces in photos and gives each one's emotion\n"
     "  report   a self-contained HTML report of a training run\n"
-    "  bench    per-layer forward/backward timings of the model\n"
+    "  bench    per-layer forward/backward timings of the model (--latency: fp32 against "
+    "int8)\n"
+    "  quantize an int8 model for inference from a trained model\n"
 #ifdef FACET_HAVE_VIDEO
     "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
     "  video-bench  frames per second of fer video on generated video, stage by stage\n"
@@ -60,6 +65,7 @@ int dispatch(int argc, char** argv) {
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
     if (command == "report") return run(fer::report_cli(), fer::run_report);
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
+    if (command == "quantize") return run(fer::quantize_cli(), fer::run_quantize);
 #ifdef FACET_HAVE_VIDEO
     if (command == "video") return run(fer::video_cli(), fer::run_video);
     if (command == "video-bench") return run(fer::video_bench_cli(), fer::run_video_bench);
