@@ -13,6 +13,9 @@
 #include <facet/kernels/gemm.hpp>
 #include <facet/kernels/system_summary.hpp>
 #include <facet/loss/softmax_cross_entropy.hpp>
+#include <facet/model/fold_batchnorm.hpp>
+#include <facet/model/quantize.hpp>
+#include <facet/model/serialize.hpp>
 #include <facet/optim/adam.hpp>
 #include <nlohmann/json.hpp>
 
@@ -24,7 +27,10 @@ namespace fer {
 
 inline Cli bench_cli() {
     Cli cli("bench", "Times forward and backward of every layer of the model on random data.");
-    cli.option("model", "NAME", "fer-cnn-s, fer-cnn-m or fer-resnet-s", "fer-cnn-s")
+    cli.option("model", "NAME|FILE",
+               "fer-cnn-s, fer-cnn-m or fer-resnet-s (random weights), or with --latency a "
+               "model file written by fer train",
+               "fer-cnn-s")
         .option("batch", "N", "batch size", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
         .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")
@@ -42,7 +48,16 @@ inline Cli bench_cli() {
         .flag("throughput",
               "instead of the per-layer table: training-step images/s (forward + backward + "
               "AdamW), inference images/s at --batch, batch-1 latency, peak memory and the conv "
-              "layers' forward + backward time, as JSON");
+              "layers' forward + backward time, as JSON")
+        .flag("latency",
+              "instead of the per-layer table: batch-1 latency (median of --runs predictions "
+              "after warm-up, the models taking turns) and file size of the model as it is "
+              "(fp32), with its batch norms folded, and quantised to int8 (calibrated on random "
+              "images: for timing and size only; fer quantize makes the int8 model to use)")
+        .option("runs", "N", "timed predictions per model with --latency", "200")
+        .flag("json",
+              "with --latency: print one JSON object (fp32_ms, folded_ms, int8_ms, "
+              "fp32_bytes, folded_bytes, int8_bytes, ...)");
     return cli;
 }
 
@@ -304,6 +319,79 @@ inline int run_throughput(facet::Sequential<float>& model, std::size_t batch, in
     return 0;
 }
 
+/// `fer bench --latency`: batch-1 latency and file size of the fp32, folded fp32 and int8 versions
+/// of one model, measured in one run.
+inline int run_latency(const std::string& model_arg, int runs, bool json) {
+    using clock = std::chrono::steady_clock;
+    const bool from_file = fs::is_regular_file(model_arg);
+    facet::check(from_file || (model_arg.find('/') == std::string::npos &&
+                               model_arg.find(".facet") == std::string::npos),
+                 "bench: no model file at ", model_arg);
+    facet::Sequential<float> fp32 =
+        from_file ? facet::load<float>(model_arg) : build_model(model_arg, 1);
+    fp32.set_mode(facet::Mode::Eval);
+    for (const auto& layer : fp32.layers())
+        facet::check(layer->quantized_tensors().empty(), "bench --latency: ", model_arg,
+                     " is already int8; give the float model it was made from");
+    const std::vector<unsigned char> fp32_bytes = facet::encode_model(fp32);
+    facet::Sequential<float> folded = facet::decode_model<float>(fp32_bytes, model_arg);
+    facet::fold_batchnorm(folded);
+    facet::Rng rng(17);
+    facet::Tensor<float> calibration(facet::batch_shape(32, fp32.input_shape()));
+    calibration.fill_normal(rng, 0, 1);
+    facet::Sequential<float> int8 = facet::quantize_model(folded, {calibration});
+    const std::size_t sizes[3] = {fp32_bytes.size(), facet::encode_model(folded).size(),
+                                  facet::encode_model(int8).size()};
+
+    facet::Tensor<float> one(facet::batch_shape(1, fp32.input_shape()));
+    one.fill_normal(rng, 0, 1);
+    facet::Sequential<float>* models[3] = {&fp32, &folded, &int8};
+    std::vector<double> ms[3];
+    // The models take turns, so that whatever else the machine runs slows each of them alike.
+    const int warm_up = 10;
+    for (int r = 0; r < warm_up + runs; ++r)
+        for (int m = 0; m < 3; ++m) {
+            const auto t0 = clock::now();
+            models[m]->predict(one);
+            if (r >= warm_up) ms[m].push_back(seconds_since(t0) * 1e3);
+        }
+    double median[3];
+    for (int m = 0; m < 3; ++m) {
+        std::sort(ms[m].begin(), ms[m].end());
+        median[m] = ms[m][ms[m].size() / 2];
+    }
+    if (json) {
+        auto rounded = [](double v) { return std::round(v * 1e4) / 1e4; };
+        nlohmann::ordered_json j;
+        j["model"] = model_arg;
+        j["threads"] = facet::num_threads();
+        j["runs"] = runs;
+        j["gemm_isa"] = facet::gemm_isa_name(facet::gemm_isa());
+        j["int8_isa"] = facet::int8_isa_name(facet::int8_isa());
+        j["fp32_ms"] = rounded(median[0]);
+        j["folded_ms"] = rounded(median[1]);
+        j["int8_ms"] = rounded(median[2]);
+        j["fp32_bytes"] = sizes[0];
+        j["folded_bytes"] = sizes[1];
+        j["int8_bytes"] = sizes[2];
+        j["int8_latency_ratio"] = rounded(median[2] / median[0]);
+        j["int8_size_ratio"] = rounded(double(sizes[2]) / double(sizes[0]));
+        std::cout << j.dump() << std::endl;
+        return 0;
+    }
+    std::printf(
+        "fer bench --latency: %s, batch 1, %d threads, int8 kernel %s, GEMM %s; median of "
+        "%d predictions after %d\n",
+        model_arg.c_str(), facet::num_threads(), facet::int8_isa_name(facet::int8_isa()),
+        facet::gemm_isa_name(facet::gemm_isa()), runs, warm_up);
+    const char* names[3] = {"fp32", "fp32, batch norms folded", "int8"};
+    std::printf("%-26s %10s %6s %12s %6s\n", "model", "ms", "x fp32", "file bytes", "x fp32");
+    for (int m = 0; m < 3; ++m)
+        std::printf("%-26s %10.3f %6.2f %12zu %6.3f\n", names[m], median[m], median[m] / median[0],
+                    sizes[m], double(sizes[m]) / double(sizes[0]));
+    return 0;
+}
+
 inline int run_bench(const Cli& cli) {
     const std::string name = cli.str("model");
     const long long batch = cli.integer("batch"), repeats = cli.integer("repeats"),
@@ -316,6 +404,12 @@ inline int run_bench(const Cli& cli) {
     facet::check(tile == 2 || tile == 4, "bench: --winograd-tile must be 2 or 4, got ", tile);
     facet::set_winograd_tile(static_cast<std::size_t>(tile));
     // What the figures below ran on: the CPU, its caches, the blocking and kernel chosen.
+    if (cli.has("latency")) {
+        const long long runs = cli.integer("runs");
+        facet::check(runs > 0, "bench: --runs must be positive, got ", runs);
+        if (!cli.has("json")) std::fputs(facet::system_summary().c_str(), stdout);
+        return run_latency(name, static_cast<int>(runs), cli.has("json"));
+    }
     std::fputs(facet::system_summary().c_str(), stdout);
     facet::Sequential<float> model = build_model(name, 1);
     const std::size_t B = static_cast<std::size_t>(batch);

@@ -7,6 +7,7 @@
 //   fer bench    [--model NAME] [--batch N] [--threads N]          per-layer timings
 //   fer convert  --model FILE -o FILE [--weights f16] [--fold]     rewrite a model file
 //   fer export   --onnx FILE [--model FILE]                        ONNX for other runtimes
+//   fer quantize --model FILE -o OUT.facet [--calib N]             an int8 model for inference
 //
 // The subcommands live in the headers beside this file; this file only dispatches.
 #define FACET_IMPLEMENT_STB  // this translation unit compiles stb_image and stb_image_write
@@ -20,6 +21,7 @@
 #include "evaluate.hpp"
 #include "export.hpp"
 #include "predict.hpp"
+#include "quantize.hpp"
 #include "report.hpp"
 #include "train.hpp"
 #ifdef FACET_HAVE_VIDEO
@@ -40,6 +42,9 @@ const char* usage =
     "  bench    per-layer forward/backward timings of the model\n"
     "  convert  rewrites a model file: f16/bf16 weights, batch norms folded\n"
     "  export   writes the model as an ONNX file for other runtimes\n"
+    "  bench    per-layer forward/backward timings of the model (--latency: fp32 against "
+    "int8)\n"
+    "  quantize an int8 model for inference from a trained model\n"
 #ifdef FACET_HAVE_VIDEO
     "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
     "  video-bench  frames per second of fer video on generated video, stage by stage\n"
@@ -68,6 +73,7 @@ int dispatch(int argc, char** argv) {
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
     if (command == "convert") return run(fer::convert_cli(), fer::run_convert);
     if (command == "export") return run(fer::export_cli(), fer::run_export);
+    if (command == "quantize") return run(fer::quantize_cli(), fer::run_quantize);
 #ifdef FACET_HAVE_VIDEO
     if (command == "video") return run(fer::video_cli(), fer::run_video);
     if (command == "video-bench") return run(fer::video_bench_cli(), fer::run_video_bench);

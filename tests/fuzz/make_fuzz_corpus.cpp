@@ -22,6 +22,7 @@
 #include "facet/layers/maxpool2d.hpp"
 #include "facet/layers/softmax.hpp"
 #include "facet/loss/softmax_cross_entropy.hpp"
+#include "facet/model/quantize.hpp"
 #include "facet/model/serialize.hpp"
 #include "facet/optim/adam.hpp"
 #include "facet/optim/schedule.hpp"
@@ -145,6 +146,24 @@ void model_seeds(const fs::path& dir) {
          {DType::F16, provenance});
     save(model, (dir / "every_layer_bf16.fmdl").string(), {}, {DType::BF16, provenance});
     save(model, (dir / "every_layer_i8.fmdl").string(), {}, {DType::I8, provenance});
+    // A quantised model (QuantizedConv2d and QuantizedDense: int8 weights with their scales, the
+    // input scales and zero points), and the same with one weight scale zeroed, which is refused.
+    {
+        Sequential<float> fp32(Shape{1, 8, 8});
+        fp32.add<Conv2d<float>>(1, 2, 3, 1, 1, true, 5);
+        fp32.add<ReLU<float>>();
+        fp32.add<MaxPool2d<float>>(2);
+        fp32.add<Flatten<float>>();
+        fp32.add<Dense<float>>(32, 3, true, 6);
+        Tensor<float> calibration(Shape{2, 1, 8, 8});
+        Rng calibration_rng(4);
+        calibration.fill_normal(calibration_rng, 0, 1);
+        Sequential<float> int8 = quantize_model(fp32, {calibration});
+        save(int8, (dir / "quantized.fmdl").string(), {{"classes", "a,b,c"}},
+             {DType::F32, provenance});
+        int8.quantized_tensors()[0].second->scales[1] = 0;
+        save(int8, (dir / "quantized_zero_scale.fmdl").string());
+    }
 
     // A Dense layer whose config carries values of every kind, nested (from_config ignores the
     // keys it does not know), so that mutations reach every branch of the config reader.

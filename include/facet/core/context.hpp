@@ -14,6 +14,10 @@ namespace facet {
 /// the CPU supports.
 enum class GemmIsa { Auto, Avx512, Avx2, Portable };
 
+/// The micro-kernel family of the int8 GEMM (kernels/int8_gemm.hpp). Auto: the best the CPU
+/// supports (AVX-512 VNNI, then AVX-VNNI, then AVX2, then the portable kernel).
+enum class Int8Isa { Auto, Avx512Vnni, AvxVnni, Avx2, Portable };
+
 /// Who computes gemm(): facet's own kernels, or Eigen's product (for comparison; needs
 /// FACET_HAVE_EIGEN).
 enum class GemmBackend { Facet, Eigen };
@@ -48,6 +52,7 @@ struct Context {
         4;                     ///< Winograd's output tile: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3)
     bool avx512_loops = true;  ///< element-wise loops compiled for AVX-512 when the CPU has it
     Precision precision = Precision::Fp32;  ///< the number format asked for (compute stays fp32)
+    Int8Isa int8_isa = Int8Isa::Auto;       ///< the int8 GEMM's micro-kernel family
 
     bool operator==(const Context&) const = default;
 };

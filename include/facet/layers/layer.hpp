@@ -18,6 +18,9 @@
 //    saved with the model but not trained (batch norm's running mean and variance).
 //  * config() describes the layer's hyper-parameters so make_layer() (layers/registry.hpp) can
 //    rebuild it from a model file; a static from_config() does the rebuilding.
+//  * quantized_tensors() exposes int8 tensors with one float scale per outer index (a quantised
+//    layer's weights), saved with the model as they are; check_loaded() refuses what a model file
+//    may hold but the layer cannot use (a zero scale), after the loader has filled the layer in.
 //  * The fusion hooks (applies_affine_epilogue, affine_in_eval, is_relu, identity_in_eval,
 //    fuses_relu) declare what Sequential may run as one pass with a neighbouring layer; the
 //    folding hooks (absorbs_output_affine, fold_batch_norms) what batch-norm folding
@@ -30,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "facet/core/convert.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/layers/channel_affine.hpp"
@@ -69,6 +73,12 @@ class Layer {
 
     virtual std::vector<Parameter<T>> parameters() { return {}; }
     virtual std::vector<std::pair<std::string, Tensor<T>*>> buffers() { return {}; }
+    /// int8 tensors with their scales (a quantised layer's weights), saved as they are: int8
+    /// values and one float32 scale per outer index.
+    virtual std::vector<std::pair<std::string, QuantizedTensor*>> quantized_tensors() { return {}; }
+    /// Called by the model loader once every tensor of the layer is read: throws facet::Error
+    /// (naming the tensor) for values the file format allows but the layer cannot use.
+    virtual void check_loaded() const {}
     /// Floating-point operations of one forward pass for one sample (a multiply-add counts 2).
     virtual std::size_t flops(const Shape& /*input*/) const { return 0; }
     virtual LayerConfig config() const = 0;

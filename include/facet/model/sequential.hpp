@@ -288,6 +288,14 @@ class Sequential {
                 all.emplace_back(std::to_string(i) + "." + name, tensor);
         return all;
     }
+    /// Every layer's int8 tensors (layer.hpp, quantized_tensors), named like parameters.
+    std::vector<std::pair<std::string, QuantizedTensor*>> quantized_tensors() {
+        std::vector<std::pair<std::string, QuantizedTensor*>> all;
+        for (std::size_t i = 0; i < layers_.size(); ++i)
+            for (auto& [name, tensor] : layers_[i]->quantized_tensors())
+                all.emplace_back(std::to_string(i) + "." + name, tensor);
+        return all;
+    }
     /// Total number of trainable values.
     std::size_t parameter_count() {
         std::size_t n = 0;

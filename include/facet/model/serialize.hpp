@@ -38,6 +38,8 @@
 #include "facet/layers/dropout.hpp"
 #include "facet/layers/flatten.hpp"
 #include "facet/layers/maxpool2d.hpp"
+#include "facet/layers/quantized_conv2d.hpp"
+#include "facet/layers/quantized_dense.hpp"
 #include "facet/layers/softmax.hpp"
 #include "facet/model/provenance.hpp"
 #include "facet/model/sequential.hpp"
@@ -157,6 +159,18 @@ class ByteWriter {
                 throw Error(detail::concat("cannot save tensor '", name, "' as ", dtype_name(type),
                                            " (f32, f16, bf16 or i8)"));
         }
+    }
+    /// An int8 tensor with its scales, as it is (format 2): name, shape, the i8 tag, one float32
+    /// scale per outer index, then the values.
+    void quantized(const std::string& name, const QuantizedTensor& q) {
+        check(q.values.rank() >= 1 && q.scales.size() == q.values.dim(0),
+              "cannot save int8 tensor '", name, "': ", q.scales.size(), " scales for shape ",
+              q.values.shape().str());
+        string(name);
+        shape(q.values.shape());
+        u8(static_cast<std::uint8_t>(DType::I8));
+        for (float scale : q.scales) u32(std::bit_cast<std::uint32_t>(scale));
+        raw(q.values.data(), q.values.size());
     }
     /// A tensor as format 1 stored it: name, shape, float32 data (tests write old files with it).
     template <typename T>
@@ -369,6 +383,19 @@ class ByteReader {
                 fail("internal: unexpected element type");
         }
     }
+    /// The data of an int8 tensor (q.values already shaped), kept as int8 with its scales; the
+    /// layer's check_loaded() judges the values.
+    void quantized(QuantizedTensor& q, const std::string& name, DType type) {
+        if (type != DType::I8)
+            fail(detail::concat("tensor '", name,
+                                "' must be stored as i8 (with its scales), found ",
+                                dtype_name(type)));
+        need_data(name, q.values.shape(), type);
+        q.scales.resize(q.values.dim(0));
+        for (float& scale : q.scales) scale = std::bit_cast<float>(u32("int8 scale"));
+        std::memcpy(q.values.data(), data_ + pos_, q.values.size());
+        pos_ += q.values.size();
+    }
     /// A named tensor whose shape is not known in advance; its size is checked against the bytes
     /// left before it is allocated.
     template <typename T>
@@ -528,10 +555,12 @@ void write_model(ByteWriter& w, Sequential<T>& model, DType weights = DType::F32
     for (const auto& layer : model.layers()) w.config(layer->config());
     const auto params = model.parameters();
     const auto buffers = model.buffers();
-    w.u32(static_cast<std::uint32_t>(params.size() + buffers.size()));
+    const auto quantized = model.quantized_tensors();
+    w.u32(static_cast<std::uint32_t>(params.size() + buffers.size() + quantized.size()));
     for (const Parameter<T>& p : params)
         w.tensor(p.name, *p.value, p.value->rank() >= 2 ? weights : DType::F32);
     for (const auto& [name, tensor] : buffers) w.tensor(name, *tensor);
+    for (const auto& [name, tensor] : quantized) w.quantized(name, *tensor);
 }
 
 /// Rebuilds a model written by write_model (or by format 1's), checking each tensor's name and
@@ -575,10 +604,11 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory,
     std::vector<std::pair<std::string, Tensor<T>*>> expected;
     for (const Parameter<T>& p : model->parameters()) expected.emplace_back(p.name, p.value);
     for (const auto& b : model->buffers()) expected.push_back(b);
+    const auto quantized = model->quantized_tensors();
     const std::size_t tensors = r.count("tensor count", max_tensors);
-    if (tensors != expected.size())
+    if (tensors != expected.size() + quantized.size())
         r.fail(detail::concat("the file holds ", tensors, " tensors, the architecture needs ",
-                              expected.size()));
+                              expected.size() + quantized.size()));
     for (const auto& [name, tensor] : expected) {
         const std::string found = r.string("tensor name");
         if (found != name)
@@ -591,6 +621,24 @@ Sequential<T> read_model(ByteReader& r, const LayerFactory<T>& factory,
         r.elements(*tensor, name, type);
         if (stored) stored->emplace_back(name, type);
     }
+    // int8 tensors come last (write_model), kept as int8; each layer then checks its values.
+    for (const auto& [name, tensor] : quantized) {
+        const std::string found = r.string("tensor name");
+        if (found != name)
+            r.fail(detail::concat("expected tensor '", name, "', found '", found, "'"));
+        const Shape shape = r.shape(("shape of '" + name + "'").c_str());
+        if (shape != tensor->values.shape())
+            r.fail(detail::concat("tensor '", name, "' has shape ", shape.str(),
+                                  ", the layer needs ", tensor->values.shape().str()));
+        const DType type = r.dtype(name);
+        r.quantized(*tensor, name, type);
+        if (stored) stored->emplace_back(name, type);
+    }
+    for (std::size_t i = 0; i < model->size(); ++i) try {
+            model->layer(i).check_loaded();
+        } catch (const Error& e) {
+            r.fail(detail::concat("layer ", i, " (", model->layer(i).type(), "): ", e.what()));
+        }
     return std::move(*model);
 }
 

@@ -1,0 +1,307 @@
+// Tests of the int8 layers (layers/quantized_conv2d.hpp, layers/quantized_dense.hpp) and of
+// post-training quantisation (model/quantize.hpp): each layer against an independent naive integer
+// computation, exactly; against the float layer within the error bound the scheme implies; model
+// files round trip; corrupt scales and values are refused naming the layer and the tensor.
+#include <doctest/doctest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "facet/core/random.hpp"
+#include "facet/layers/activations.hpp"
+#include "facet/layers/conv2d.hpp"
+#include "facet/layers/dense.hpp"
+#include "facet/layers/flatten.hpp"
+#include "facet/layers/maxpool2d.hpp"
+#include "facet/layers/quantized_conv2d.hpp"
+#include "facet/layers/quantized_dense.hpp"
+#include "facet/model/quantize.hpp"
+#include "facet/model/serialize.hpp"
+
+using namespace facet;
+
+namespace {
+
+/// The input code of x, written out: round half up of x / s + z, clamped to [0, 127].
+int code_of(float x, const ActivationQuantization& q) {
+    const float v = x * (1.0f / q.scale) + static_cast<float>(q.zero_point);
+    return static_cast<int>(std::floor(std::clamp(v, 0.0f, 127.0f) + 0.5f));
+}
+
+/// The epilogue, written out from the formula of layers/int8_quantization.hpp.
+float dequantized(std::int64_t sum, std::int64_t weight_sum, const ActivationQuantization& q,
+                  float weight_scale, float bias, bool relu) {
+    const float y = static_cast<float>(static_cast<std::int32_t>(sum - q.zero_point * weight_sum)) *
+                        (q.scale * weight_scale) +
+                    bias;
+    return relu ? std::max(y, 0.0f) : y;
+}
+
+/// QuantizedConv2d's output by direct convolution over the codes (no unrolling, no GEMM).
+Tensor<float> naive_quantized_conv(const QuantizedConv2d<float>& layer, const Tensor<float>& x) {
+    const Conv2dOptions& o = layer.options();
+    const ActivationQuantization q = layer.activation();
+    const ConvGeometry g = layer.geometry(sample_shape(x.shape()));
+    const std::size_t N = x.dim(0), C = o.in_channels, H = x.dim(2), W = x.dim(3);
+    Tensor<float> y(Shape{N, o.out_channels, g.out_h(), g.out_w()});
+    const QuantizedTensor& w = layer.weight();
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t oc = 0; oc < o.out_channels; ++oc)
+            for (std::size_t oy = 0; oy < g.out_h(); ++oy)
+                for (std::size_t ox = 0; ox < g.out_w(); ++ox) {
+                    std::int64_t sum = 0, wsum = 0;
+                    for (std::size_t c = 0; c < C; ++c)
+                        for (std::size_t i = 0; i < o.kernel_h; ++i)
+                            for (std::size_t j = 0; j < o.kernel_w; ++j) {
+                                const long iy = long(oy * o.stride_h + i) - long(o.pad_h);
+                                const long ix = long(ox * o.stride_w + j) - long(o.pad_w);
+                                const bool inside =
+                                    iy >= 0 && iy < long(H) && ix >= 0 && ix < long(W);
+                                const int a =
+                                    inside ? code_of(x(n, c, std::size_t(iy), std::size_t(ix)), q)
+                                           : q.zero_point;
+                                const int wv =
+                                    w.values[((oc * C + c) * o.kernel_h + i) * o.kernel_w + j];
+                                sum += std::int64_t{a} * wv;
+                                wsum += wv;
+                            }
+                    y(n, oc, oy, ox) =
+                        dequantized(sum, wsum, q, w.scales[oc], layer.bias()[oc], layer.relu());
+                }
+    return y;
+}
+
+Tensor<float> random_tensor(const Shape& s, std::uint64_t seed, float lo, float hi) {
+    Rng rng(seed);
+    Tensor<float> t(s);
+    for (auto& v : t) v = static_cast<float>(rng.uniform(lo, hi));
+    return t;
+}
+
+Conv2d<float> random_conv(const Conv2dOptions& o) {
+    Conv2d<float> conv(o);
+    Rng rng(o.seed + 100);
+    for (auto& b : conv.bias()) b = static_cast<float>(rng.uniform(-0.5, 0.5));
+    return conv;
+}
+
+}  // namespace
+
+TEST_CASE("QuantizedConv2d equals a naive integer convolution exactly") {
+    struct Case {
+        Conv2dOptions o;
+        std::size_t n, h, w;
+        float lo, hi;
+        bool relu;
+    };
+    const std::vector<Case> cases = {
+        {{1, 3, 3, 3, 1, 1, 1, 1, true, 1}, 2, 7, 5, -1.5f, 2.0f, false},  // signed input
+        {{3, 5, 3, 3, 2, 2, 1, 1, true, 2}, 1, 9, 8, 0.0f, 3.0f, true},    // stride 2
+        {{2, 17, 1, 3, 1, 2, 0, 1, true, 3}, 3, 4, 6, -0.5f, 0.5f, true},  // 1x3, K = 6
+        {{5, 4, 2, 2, 1, 1, 0, 0, false, 4}, 1, 3, 3, 0.0f, 1.0f, false},  // K = 20
+    };
+    for (const Case& c : cases) {
+        Conv2d<float> conv = random_conv(c.o);
+        const auto input = ActivationQuantization::covering(c.lo, c.hi * 0.8);  // some clipping
+        auto q = QuantizedConv2d<float>::from_layer(conv, input, c.relu);
+        const Tensor<float> x = random_tensor(Shape{c.n, c.o.in_channels, c.h, c.w}, 9, c.lo, c.hi);
+        Tensor<float> y;
+        for (Int8Isa isa : {Int8Isa::Portable, Int8Isa::Auto}) {
+            Context context = current_context();
+            context.int8_isa = isa;
+            const ContextScope scope(context);
+            q->forward(x, y);
+            const Tensor<float> expected = naive_quantized_conv(*q, x);
+            REQUIRE(y.shape() == expected.shape());
+            INFO(q->describe(), " isa ", int8_isa_name(int8_isa()));
+            for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == expected[i]);
+        }
+    }
+}
+
+TEST_CASE("QuantizedDense equals a naive integer product exactly") {
+    Dense<float> dense(37, 11, true, 5);
+    Rng rng(6);
+    for (auto& b : dense.bias()) b = static_cast<float>(rng.uniform(-1, 1));
+    for (bool relu : {false, true}) {
+        const auto input = ActivationQuantization::covering(-1.0, 2.0);
+        auto q = QuantizedDense<float>::from_layer(dense, input, relu);
+        const Tensor<float> x = random_tensor(Shape{5, 37}, 8, -1.2f, 2.2f);
+        Tensor<float> y;
+        q->forward(x, y);
+        const QuantizedTensor& w = q->weight();
+        for (std::size_t n = 0; n < 5; ++n)
+            for (std::size_t o = 0; o < 11; ++o) {
+                std::int64_t sum = 0, wsum = 0;
+                for (std::size_t k = 0; k < 37; ++k) {
+                    sum += std::int64_t{code_of(x[n * 37 + k], input)} * w.values[o * 37 + k];
+                    wsum += w.values[o * 37 + k];
+                }
+                REQUIRE(y[n * 11 + o] ==
+                        dequantized(sum, wsum, input, w.scales[o], q->bias()[o], relu));
+            }
+    }
+}
+
+TEST_CASE("int8 layers stay within the error bound of the scheme from the float layers") {
+    // |y8 - y| <= sum_k |dx_k| |w_k| + |x_k| |dw_k| + |dx_k| |dw_k|, with |dw_k| <= sw / 2 and
+    // |dx_k| <= s / 2 for inputs inside the calibrated range; plus a little float rounding.
+    Conv2dOptions o{4, 6, 3, 3, 1, 1, 1, 1, true, 11};
+    Conv2d<float> conv = random_conv(o);
+    const Tensor<float> x = random_tensor(Shape{2, 4, 6, 6}, 12, -1.0f, 3.0f);
+    const auto input = ActivationQuantization::covering(-1.0, 3.0);
+    auto q = QuantizedConv2d<float>::from_layer(conv, input, false);
+    Tensor<float> y, y8;
+    conv.forward(x, y);
+    q->forward(x, y8);
+    const QuantizedTensor& w = q->weight();
+    double worst = 0;
+    for (std::size_t n = 0; n < 2; ++n)
+        for (std::size_t oc = 0; oc < 6; ++oc)
+            for (std::size_t oy = 0; oy < 6; ++oy)
+                for (std::size_t ox = 0; ox < 6; ++ox) {
+                    double bound = 1e-4;
+                    for (std::size_t c = 0; c < 4; ++c)
+                        for (std::size_t i = 0; i < 3; ++i)
+                            for (std::size_t j = 0; j < 3; ++j) {
+                                const long iy = long(oy + i) - 1, ix = long(ox + j) - 1;
+                                if (iy < 0 || iy >= 6 || ix < 0 || ix >= 6) continue;
+                                const double xv =
+                                    std::abs(x(n, c, std::size_t(iy), std::size_t(ix)));
+                                const double wv = std::abs(conv.weight()(oc, c, i, j));
+                                const double dx = input.scale / 2.0, dw = w.scales[oc] / 2.0;
+                                bound += dx * wv + xv * dw + dx * dw;
+                            }
+                    const double err = std::abs(y8(n, oc, oy, ox) - y(n, oc, oy, ox));
+                    REQUIRE(err <= bound);
+                    worst = std::max(worst, err / bound);
+                }
+    CHECK(worst > 0.01);  // the bound is not vacuous: some error reaches a few % of it
+
+    Dense<float> dense(50, 7, true, 13);
+    const Tensor<float> xd = random_tensor(Shape{3, 50}, 14, 0.0f, 2.0f);
+    const auto dense_input = ActivationQuantization::covering(0.0, 2.0);
+    auto qd = QuantizedDense<float>::from_layer(dense, dense_input, false);
+    Tensor<float> yd, yd8;
+    dense.forward(xd, yd);
+    qd->forward(xd, yd8);
+    for (std::size_t n = 0; n < 3; ++n)
+        for (std::size_t oc = 0; oc < 7; ++oc) {
+            double bound = 1e-4;
+            for (std::size_t k = 0; k < 50; ++k) {
+                const double dx = dense_input.scale / 2.0, dw = qd->weight().scales[oc] / 2.0;
+                bound += dx * std::abs(dense.weight()[oc * 50 + k]) +
+                         std::abs(xd[n * 50 + k]) * dw + dx * dw;
+            }
+            REQUIRE(std::abs(yd8[n * 7 + oc] - yd[n * 7 + oc]) <= bound);
+        }
+}
+
+namespace {
+
+/// A small float network and its quantised version, calibrated on random images.
+struct SmallInt8Model {
+    Sequential<float> fp32{Shape{1, 8, 8}};
+    Sequential<float> int8{Shape{1, 8, 8}};
+    Tensor<float> x;
+    SmallInt8Model() {
+        fp32.add<Conv2d<float>>(1, 4, 3, 1, 1, true, 21);
+        fp32.add<ReLU<float>>();
+        fp32.add<MaxPool2d<float>>(2);
+        fp32.add<Flatten<float>>();
+        fp32.add<Dense<float>>(64, 5, true, 22);
+        x = random_tensor(Shape{6, 1, 8, 8}, 23, -1.0f, 1.0f);
+        int8 = quantize_model(fp32, {x});
+    }
+};
+
+}  // namespace
+
+TEST_CASE("quantize_model fuses the ReLU, keeps the other layers and follows the float model") {
+    SmallInt8Model m;
+    REQUIRE(m.int8.size() == 4);
+    CHECK(m.int8.layer(0).type() == "QuantizedConv2d");
+    CHECK(m.int8.layer(1).type() == "MaxPool2d");
+    CHECK(m.int8.layer(3).type() == "QuantizedDense");
+    const Tensor<float> p32 = m.fp32.predict(m.x);
+    const Tensor<float> p8 = m.int8.predict(m.x);
+    for (std::size_t i = 0; i < p32.size(); ++i) CHECK(std::abs(p8[i] - p32[i]) < 0.05);
+    Tensor<float> dx;
+    CHECK_THROWS_WITH_AS(m.int8.layer(0).backward(m.x, p8, p8, dx),
+                         doctest::Contains("inference only"), Error);
+}
+
+TEST_CASE("CalibrationRange takes the percentile of the values and of their negatives") {
+    std::vector<float> v(10000);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) - 2000.0f;
+    CalibrationRange max_range(10000, 100), p99(10000, 99);
+    for (std::size_t i = 0; i < v.size(); i += 1000) {  // in pieces, as batches arrive
+        max_range.add(v.data() + i, 1000);
+        p99.add(v.data() + i, 1000);
+    }
+    CHECK(max_range.high() == 7999.0);
+    CHECK(max_range.low() == -2000.0);
+    CHECK(p99.high() == 7899.0);  // the 101st largest: 100 values left out
+    CHECK(p99.low() == -1900.0);
+}
+
+TEST_CASE("int8 model files round trip and store int8 weights with their scales") {
+    SmallInt8Model m;
+    const std::vector<unsigned char> bytes = encode_model(m.int8);
+    ModelFile<float> file = decode_model_file<float>(bytes, "int8.facet");
+    Sequential<float>& loaded = file.model;
+    const Tensor<float> before = m.int8.predict(m.x);
+    const Tensor<float> after = loaded.predict(m.x);
+    REQUIRE(before.size() == after.size());
+    for (std::size_t i = 0; i < before.size(); ++i) CHECK(before[i] == after[i]);
+    int int8_tensors = 0;
+    for (const auto& [name, type] : file.tensor_types) int8_tensors += type == DType::I8;
+    CHECK(int8_tensors == 2);
+    // The 356 weights take one byte each instead of four: at least two bytes saved per weight
+    // after the scales and the input quantisation tensors are paid for.
+    CHECK(encode_model(m.fp32).size() >= bytes.size() + 2 * 356);
+}
+
+TEST_CASE("int8 model files with corrupt scales or values are refused, naming layer and tensor") {
+    struct Corruption {
+        const char* what;
+        void (*apply)(Sequential<float>&);
+        const char* message;
+    };
+    const std::vector<Corruption> corruptions = {
+        {"zero weight scale",
+         [](Sequential<float>& s) { s.quantized_tensors()[0].second->scales[1] = 0; },
+         "'weight' has scale 0 for output channel 1"},
+        {"negative weight scale",
+         [](Sequential<float>& s) { s.quantized_tensors()[1].second->scales[0] = -0.5f; },
+         "has scale -0.5"},
+        {"NaN weight scale",
+         [](Sequential<float>& s) { s.quantized_tensors()[1].second->scales[2] = std::nanf(""); },
+         "must be finite and > 0"},
+        {"weight -128",
+         [](Sequential<float>& s) { s.quantized_tensors()[0].second->values[3] = -128; },
+         "holds -128 at element 3"},
+        {"zero input scale", [](Sequential<float>& s) { (*s.buffers()[1].second)[0] = 0; },
+         "input_scale must be finite and > 0"},
+        {"fractional zero point", [](Sequential<float>& s) { (*s.buffers()[2].second)[0] = 1.5f; },
+         "input_zero_point must be a whole number"},
+        {"zero point out of range", [](Sequential<float>& s) { (*s.buffers()[2].second)[0] = 128; },
+         "input_zero_point must be a whole number"},
+    };
+    for (const Corruption& c : corruptions) {
+        SmallInt8Model m;
+        c.apply(m.int8);
+        const std::vector<unsigned char> bytes = encode_model(m.int8);
+        INFO(c.what);
+        CHECK_THROWS_WITH_AS(decode_model<float>(bytes, "bad.facet"), doctest::Contains(c.message),
+                             Error);
+        CHECK_THROWS_WITH_AS(decode_model<float>(bytes, "bad.facet"),
+                             doctest::Contains("bad.facet"), Error);
+        CHECK_THROWS_WITH_AS(decode_model<float>(bytes, "bad.facet"),
+                             doctest::Contains("Quantized"), Error);
+    }
+}
