@@ -14,7 +14,10 @@
 #include <iostream>
 
 #include "bench.hpp"
+#include "corrections.hpp"
+#include "domain_shift.hpp"
 #include "evaluate.hpp"
+#include "finetune.hpp"
 #include "predict.hpp"
 #include "report.hpp"
 #include "train.hpp"
@@ -32,6 +35,10 @@ const char* usage =
     "  eval     accuracy, per-class precision/recall/F1 and the confusion matrix of a trained "
     "model\n"
     "  predict  finds the faces in photos and gives each one's emotion\n"
+    "  correct  files a face with its right emotion into the corrections folder\n"
+    "  finetune adapts a trained model to corrections, rehearsing FER-2013 so as not to forget "
+    "it\n"
+    "  shift    writes FER-2013 faces as another camera sees them (for measuring adaptation)\n"
     "  report   a self-contained HTML report of a training run\n"
     "  bench    per-layer forward/backward timings of the model\n"
 #ifdef FACET_HAVE_VIDEO
@@ -58,6 +65,9 @@ int dispatch(int argc, char** argv) {
                    [](const fer::Cli& c) { return fer::run_train(fer::train_config(c)); });
     if (command == "eval") return run(fer::eval_cli(), fer::run_eval);
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
+    if (command == "correct") return run(fer::correct_cli(), fer::run_correct);
+    if (command == "finetune") return run(fer::finetune_cli(), fer::run_finetune);
+    if (command == "shift") return run(fer::shift_cli(), fer::run_shift);
     if (command == "report") return run(fer::report_cli(), fer::run_report);
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
 #ifdef FACET_HAVE_VIDEO
