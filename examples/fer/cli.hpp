@@ -70,6 +70,7 @@ class Cli {
                 value = argv[++i];
             }
             values_[name] = value;
+            repeated_[name].push_back(value);
         }
         return true;
     }
@@ -97,6 +98,12 @@ class Cli {
         facet::check(!s.empty() && end == s.c_str() + s.size(), command_, ": --", name,
                      " expects a number, got '", s, "'");
         return v;
+    }
+    /// Every value given for a flag that may be repeated (`--model A --model B`), in order; the
+    /// default alone when none was given and it has one.
+    std::vector<std::string> all(const std::string& name) const {
+        if (auto it = repeated_.find(name); it != repeated_.end()) return it->second;
+        return {str(name)};
     }
     const std::vector<std::string>& positionals() const { return positionals_; }
     /// The arguments parse() was given, as typed (for a model's provenance).
@@ -131,6 +138,7 @@ class Cli {
     std::string command_, summary_, positional_name_, positional_help_;
     std::vector<Spec> specs_;
     std::map<std::string, std::string> values_;
+    std::map<std::string, std::vector<std::string>> repeated_;
     std::vector<std::string> positionals_;
     std::vector<std::string> arguments_;
 };

@@ -46,7 +46,10 @@ inline Cli eval_cli() {
     Cli cli("eval",
             "Evaluates a trained model: accuracy, per-class precision/recall/F1 and the confusion "
             "matrix.");
-    cli.option("model", "FILE", "model file written by fer train", "runs/default/model.facet")
+    cli.option("model", "FILE",
+               "model file written by fer train; repeat it for an ensemble that averages the "
+               "models' probabilities (same classes and input normalisation)",
+               "runs/default/model.facet")
         .option("data", "DIR|CSV",
                 "data: a FER-2013 folder or CSV, or a folder of class folders (default: "
                 "data/fer2013, else synthetic)")
@@ -56,7 +59,11 @@ inline Cli eval_cli() {
         .option("threads", "N", "threads (0: all cores)", "0")
         .flag("flip-tta", "average the predictions for each face and its mirror image")
         .flag("json", "print one JSON object (accuracy, per_class, confusion, ...)")
-        .flag("skip-bad", "skip unreadable or malformed samples (counted and reported)");
+        .flag("skip-bad", "skip unreadable or malformed samples (counted and reported)")
+        .flag("compare",
+              "fer eval --compare OLD NEW: both models on the split, per-class precision, recall "
+              "and F1 and the accuracy side by side with NEW - OLD")
+        .positional("OLD NEW", "with --compare: the two model files");
     return cli;
 }
 
@@ -70,10 +77,100 @@ inline const facet::Dataset& pick_split(const facet::DataSplits& splits, const s
     return splits.splits.front();
 }
 
+/// The probabilities of several models averaged, face by face: p = (p_1 + ... + p_M) / M (summed
+/// in double). The models must have the same classes and input normalisation (an Error naming
+/// the files otherwise); each is evaluated as evaluate() does.
+inline Evaluation evaluate_ensemble(std::vector<TrainedModel>& models,
+                                    const std::vector<std::string>& paths,
+                                    const facet::Dataset& data, std::size_t batch_size,
+                                    bool flip_tta) {
+    facet::check(!models.empty() && models.size() == paths.size(), "ensemble: no models");
+    auto note = [](const TrainedModel& t, const std::string& key) {
+        for (const auto& [k, v] : t.metadata)
+            if (k == key) return v;
+        return std::string();
+    };
+    for (std::size_t m = 1; m < models.size(); ++m) {
+        facet::check(note(models[m], "classes") == note(models[0], "classes"),
+                     "ensemble: ", paths[m], " has the classes '", note(models[m], "classes"),
+                     "', ", paths[0], " '", note(models[0], "classes"),
+                     "'; an ensemble needs the same classes");
+        facet::check(models[m].norm.mean == models[0].norm.mean &&
+                         models[m].norm.stddev == models[0].norm.stddev,
+                     "ensemble: ", paths[m], " normalises its input with mean ",
+                     note(models[m], "normalization.mean"), ", stddev ",
+                     note(models[m], "normalization.stddev"), "; ", paths[0], " with mean ",
+                     note(models[0], "normalization.mean"), ", stddev ",
+                     note(models[0], "normalization.stddev"),
+                     "; an ensemble needs the same input normalisation");
+    }
+    Evaluation sum = evaluate(models[0].model, data, models[0].norm, batch_size, flip_tta);
+    if (models.size() == 1) return sum;
+    std::vector<double> total(sum.probabilities.begin(), sum.probabilities.end());
+    for (std::size_t m = 1; m < models.size(); ++m) {
+        const Evaluation ev = evaluate(models[m].model, data, models[m].norm, batch_size, flip_tta);
+        facet::check(ev.classes == sum.classes, "ensemble: ", paths[m], " gives ", ev.classes,
+                     " probabilities per face, ", paths[0], " ", sum.classes);
+        for (std::size_t k = 0; k < total.size(); ++k) total[k] += ev.probabilities[k];
+    }
+    const auto count = static_cast<double>(models.size());
+    for (std::size_t k = 0; k < total.size(); ++k)
+        sum.probabilities[k] = static_cast<float>(total[k] / count);
+    double loss = 0;
+    for (std::size_t i = 0; i < data.size(); ++i) {
+        const float* p = sum.probabilities.data() + i * sum.classes;
+        sum.predicted[i] = facet::argmax_row(p, sum.classes);
+        loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
+    }
+    sum.loss = loss / static_cast<double>(data.size());
+    return sum;
+}
+
+/// The side-by-side table of `fer eval --compare`: each class's precision, recall and F1 for OLD
+/// and NEW and their difference, in points, then the accuracy.
+inline std::string compare_table(const facet::ClassificationReport& old_report,
+                                 const facet::ClassificationReport& new_report) {
+    std::string out =
+        "class        precision: old    new   diff |  recall: old    new   diff |      F1: old "
+        "   new   diff | support\n";
+    char buf[256];
+    for (std::size_t c = 0; c < old_report.per_class.size(); ++c) {
+        const facet::ClassMetrics &o = old_report.per_class[c], &n = new_report.per_class[c];
+        std::snprintf(buf, sizeof buf,
+                      "%-10s %15.1f %6.1f %+6.1f | %11.1f %6.1f %+6.1f | %11.1f %6.1f %+6.1f | "
+                      "%zu\n",
+                      old_report.class_names[c].c_str(), 100 * o.precision, 100 * n.precision,
+                      100 * (n.precision - o.precision), 100 * o.recall, 100 * n.recall,
+                      100 * (n.recall - o.recall), 100 * o.f1, 100 * n.f1, 100 * (n.f1 - o.f1),
+                      o.support);
+        out += buf;
+    }
+    std::snprintf(buf, sizeof buf, "%-10s %15.1f %6.1f %+6.1f | %11.1f %6.1f %+6.1f\n", "macro",
+                  100 * old_report.macro_precision, 100 * new_report.macro_precision,
+                  100 * (new_report.macro_precision - old_report.macro_precision),
+                  100 * old_report.macro_recall, 100 * new_report.macro_recall,
+                  100 * (new_report.macro_recall - old_report.macro_recall));
+    out += buf;
+    std::snprintf(buf, sizeof buf,
+                  "\naccuracy: old %.2f %%, new %.2f %%, difference %+.2f points\n",
+                  100 * old_report.accuracy, 100 * new_report.accuracy,
+                  100 * (new_report.accuracy - old_report.accuracy));
+    out += buf;
+    return out;
+}
+
 inline int run_eval(const Cli& cli) {
     const int threads = static_cast<int>(cli.integer("threads"));
     facet::set_num_threads(threads);
-    TrainedModel t = load_trained(cli.str("model"));
+    const bool compare = cli.has("compare");
+    if (!compare && !cli.positionals().empty())
+        throw facet::Error("eval: unexpected argument '" + cli.positionals()[0] +
+                           "' (models are given with --model, or --compare OLD NEW)");
+    facet::check(!compare || (cli.positionals().size() == 2 && !cli.has("model")),
+                 "eval --compare: give two model files, OLD and NEW (and no --model)");
+    const std::vector<std::string> paths = compare ? cli.positionals() : cli.all("model");
+    std::vector<TrainedModel> models;
+    for (const std::string& path : paths) models.push_back(load_trained(path));
     const DataChoice data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
     facet::ReadOptions read;
     read.skip_bad = cli.has("skip-bad");
@@ -82,11 +179,54 @@ inline int run_eval(const Cli& cli) {
     const auto t0 = std::chrono::steady_clock::now();
     const long long batch = cli.integer("batch");
     facet::check(batch > 0, "eval: --batch must be positive");
-    const Evaluation ev =
-        evaluate(t.model, split, t.norm, static_cast<std::size_t>(batch), cli.has("flip-tta"));
+    const auto batch_size = static_cast<std::size_t>(batch);
+    const bool flip = cli.has("flip-tta");
+    const std::vector<std::string>& classes = models[0].classes;
+
+    if (compare) {
+        std::vector<facet::ClassificationReport> reports;
+        for (TrainedModel& t : models)
+            reports.push_back(facet::classification_report(
+                split.labels, evaluate(t.model, split, t.norm, batch_size, flip).predicted,
+                classes));
+        if (cli.has("json")) {
+            nlohmann::json json;
+            json["old"] = reports[0];
+            json["new"] = reports[1];
+            json["old_model"] = paths[0];
+            json["new_model"] = paths[1];
+            json["split"] = split.split;
+            json["data"] = data.describe();
+            json["samples"] = split.size();
+            nlohmann::json delta;
+            delta["accuracy"] = reports[1].accuracy - reports[0].accuracy;
+            nlohmann::json per_class = nlohmann::json::array();
+            for (std::size_t c = 0; c < reports[0].per_class.size(); ++c) {
+                const facet::ClassMetrics &o = reports[0].per_class[c],
+                                          &n = reports[1].per_class[c];
+                per_class.push_back({{"class", classes[c]},
+                                     {"precision", n.precision - o.precision},
+                                     {"recall", n.recall - o.recall},
+                                     {"f1", n.f1 - o.f1}});
+            }
+            delta["per_class"] = per_class;
+            json["delta"] = delta;
+            std::cout << json.dump(2) << "\n";
+        } else {
+            std::cout << "old " << paths[0] << ", new " << paths[1] << " on '" << split.split
+                      << "' of " << data.describe() << ": " << split.size() << " images"
+                      << (flip ? " (flip TTA)" : "") << "; differences in points (new - old)\n\n"
+                      << compare_table(reports[0], reports[1]);
+        }
+        return 0;
+    }
+
+    const Evaluation ev = evaluate_ensemble(models, paths, split, batch_size, flip);
     const double seconds = seconds_since(t0);
     const facet::ClassificationReport report =
-        facet::classification_report(split.labels, ev.predicted, t.classes);
+        facet::classification_report(split.labels, ev.predicted, classes);
+    std::string name = paths[0];
+    for (std::size_t m = 1; m < paths.size(); ++m) name += " + " + paths[m];
     if (cli.has("json")) {
         nlohmann::json json = report;
         // Where the numbers come from.
@@ -94,12 +234,13 @@ inline int run_eval(const Cli& cli) {
         json["data"] = data.describe();
         json["samples"] = split.size();
         json["loss"] = facet::detail::json_number(ev.loss);
-        json["flip_tta"] = cli.has("flip-tta");
+        json["flip_tta"] = flip;
+        json["models"] = paths;
         std::cout << json.dump(2) << "\n";
     } else {
-        std::cout << "model " << cli.str("model") << " on '" << split.split << "' of "
-                  << data.describe() << ": " << split.size() << " images in " << seconds << " s"
-                  << (cli.has("flip-tta") ? " (flip TTA)" : "") << "\n\n"
+        std::cout << (paths.size() > 1 ? "ensemble (mean probability) of " : "model ") << name
+                  << " on '" << split.split << "' of " << data.describe() << ": " << split.size()
+                  << " images in " << seconds << " s" << (flip ? " (flip TTA)" : "") << "\n\n"
                   << report.metrics_table() << "\n"
                   << report.confusion_table();
         if (splits.skip_report.skipped) std::cout << splits.skip_report.summary() << "\n";

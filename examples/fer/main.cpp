@@ -18,8 +18,11 @@
 
 #include "bench.hpp"
 #include "convert.hpp"
+#include "corrections.hpp"
+#include "domain_shift.hpp"
 #include "evaluate.hpp"
 #include "export.hpp"
+#include "finetune.hpp"
 #include "predict.hpp"
 #include "quantize.hpp"
 #include "report.hpp"
@@ -38,12 +41,15 @@ const char* usage =
     "  eval     accuracy, per-class precision/recall/F1 and the confusion matrix of a trained "
     "model\n"
     "  predict  finds the faces in photos and gives each one's emotion\n"
+    "  correct  files a face with its right emotion into the corrections folder\n"
+    "  finetune adapts a trained model to corrections, rehearsing FER-2013 so as not to forget "
+    "it\n"
+    "  shift    writes FER-2013 faces as another camera sees them (for measuring adaptation)\n"
     "  report   a self-contained HTML report of a training run\n"
-    "  bench    per-layer forward/backward timings of the model\n"
-    "  convert  rewrites a model file: f16/bf16 weights, batch norms folded\n"
-    "  export   writes the model as an ONNX file for other runtimes\n"
     "  bench    per-layer forward/backward timings of the model (--latency: fp32 against "
     "int8)\n"
+    "  convert  rewrites a model file: f16/bf16 weights, batch norms folded\n"
+    "  export   writes the model as an ONNX file for other runtimes\n"
     "  quantize an int8 model for inference from a trained model\n"
 #ifdef FACET_HAVE_VIDEO
     "  video    emotions of the faces in a video file or a webcam, tracked across frames\n"
@@ -69,6 +75,9 @@ int dispatch(int argc, char** argv) {
                    [](const fer::Cli& c) { return fer::run_train(fer::train_config(c)); });
     if (command == "eval") return run(fer::eval_cli(), fer::run_eval);
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
+    if (command == "correct") return run(fer::correct_cli(), fer::run_correct);
+    if (command == "finetune") return run(fer::finetune_cli(), fer::run_finetune);
+    if (command == "shift") return run(fer::shift_cli(), fer::run_shift);
     if (command == "report") return run(fer::report_cli(), fer::run_report);
     if (command == "bench") return run(fer::bench_cli(), fer::run_bench);
     if (command == "convert") return run(fer::convert_cli(), fer::run_convert);

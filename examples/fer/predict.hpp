@@ -28,6 +28,7 @@
 #endif
 
 #include "cli.hpp"
+#include "corrections.hpp"
 #include "evaluate.hpp"
 #include "face_crop.hpp"
 
@@ -52,6 +53,9 @@ inline Cli predict_cli() {
         .option("max-side", "PX",
                 "detect on a copy shrunk to at most this many pixels per side (0: full size)", "0")
         .option("annotate", "DIR", "write each picture with boxes and labels drawn into DIR")
+        .option("save-faces", "DIR",
+                "save each face's 48 x 48 crop as DIR/<predicted emotion>/<picture>_<n>.png "
+                "(n: the face's number in the picture), for filing corrections (fer correct)")
         .option("batch", "N", "faces per network batch", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
         .flag("no-detect", "take each whole picture as one face (pictures already cropped)")
@@ -257,6 +261,13 @@ inline int run_predict(const Cli& cli) {
             ++next;
         }
 
+    if (cli.has("save-faces")) {
+        std::size_t face = 0;
+        for (const PicturePrediction& p : pictures)
+            for (std::size_t n = 0; n < p.faces.size(); ++n, ++face)
+                save_face_crop(cli.str("save-faces"), t.classes[top_class(p.faces[n])],
+                               fs::path(p.path).stem().string(), n, crops.data() + face * pixels);
+    }
     if (cli.has("annotate"))
         for (const PicturePrediction& p : pictures)
             write_annotated(p, facet::load_image(p.path, predict_limits()), t.classes,

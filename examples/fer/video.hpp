@@ -34,6 +34,7 @@
 
 #include "cli.hpp"
 #include "common.hpp"
+#include "corrections.hpp"
 #include "evaluate.hpp"
 #include "face_crop.hpp"
 #include "train.hpp"
@@ -106,8 +107,10 @@ class FrameAnalyzer {
         const std::size_t side = fer::fer_image_side, pixels = side * side, n = boxes.size();
         faces_.resize(n);
         if (n) batch_.resize(facet::Shape{n, 1, side, side});
+        crops_.resize(n * pixels);
         for (std::size_t i = 0; i < n; ++i) {
             const std::vector<std::uint8_t> crop = fer_face_crop(view, found[i], detector_name_);
+            std::copy(crop.begin(), crop.end(), crops_.begin() + std::ptrdiff_t(i * pixels));
             model_.norm.apply(crop.data(), batch_.data() + i * pixels, pixels);
         }
         times.align += seconds_since(t0);
@@ -133,6 +136,9 @@ class FrameAnalyzer {
         return faces_;
     }
 
+    /// The 48 x 48 crops of the last analyze(), face after face (as its faces are ordered).
+    const std::vector<std::uint8_t>& crops() const { return crops_; }
+
   private:
     /// Exponential moving average per track; a new track starts from its first prediction.
     void smooth(VideoFace& face) {
@@ -152,6 +158,7 @@ class FrameAnalyzer {
     AnalyzerOptions options_;
     std::map<int, std::vector<float>> smoothed_;
     std::vector<VideoFace> faces_;
+    std::vector<std::uint8_t> crops_;
     facet::Tensor<float> batch_;
 };
 
@@ -262,6 +269,7 @@ struct VideoConfig {
     int camera = -1;           ///< V4L2 device number, or -1
     bool live = false;         ///< read as a live source even if it is a file (a camera always is)
     std::string csv, output;   ///< where to write (empty: not written)
+    std::string save_faces;    ///< folder for each face's crop, by predicted emotion (empty: none)
     AnalyzerOptions analysis;  ///< tracking and smoothing
     long max_frames = 0;       ///< stop after this many frames (0: until the input ends)
     bool window = false;       ///< show a live window
@@ -448,6 +456,12 @@ inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& c
 
         const std::vector<VideoFace>& faces = analyzer.analyze(gray, times);
         if (!config.csv.empty()) append_csv_rows(csv, index, time_s, faces, model.classes);
+        const std::string stem = live ? "camera" : fs::path(config.input).stem().string();
+        for (std::size_t i = 0; !config.save_faces.empty() && i < faces.size(); ++i)
+            save_face_crop(
+                config.save_faces, model.classes[static_cast<std::size_t>(faces[i].emotion)],
+                stem + "_f" + std::to_string(index) + "_id" + std::to_string(faces[i].id), 0,
+                analyzer.crops().data() + i * fer::fer_image_pixels);
 
         t0 = clock::now();
         if (!config.output.empty() || window || config.draw) {
@@ -493,6 +507,9 @@ inline Cli video_cli() {
                 "one row per face per frame: frame,time_s,face_id,x,y,w,h,emotion,p_angry,...,"
                 "p_neutral")
         .option("output", "FILE", "the annotated video (.mp4 or .avi)")
+        .option("save-faces", "DIR",
+                "save each face's 48 x 48 crop of every frame as DIR/<predicted emotion>/"
+                "<video>_f<frame>_id<face id>_0.png, for filing corrections (fer correct)")
         .option("smooth", "X",
                 "smooth each face's probabilities over time: p = X * p_previous + (1 - X) * "
                 "p_frame (0: off; 0.7 is steady at 30 fps)",
@@ -547,6 +564,7 @@ inline int run_video(const Cli& cli) {
     }
     c.csv = cli.has("csv") ? cli.str("csv") : "";
     c.output = cli.has("output") ? cli.str("output") : "";
+    c.save_faces = cli.has("save-faces") ? cli.str("save-faces") : "";
     c.analysis.smooth = cli.number("smooth");
     c.analysis.tracking.max_age = static_cast<int>(cli.integer("max-age"));
     c.analysis.tracking.min_iou = cli.number("min-iou");

@@ -1,0 +1,419 @@
+// fer/finetune.hpp — `fer finetune --model M --corrections DIR --out OUT`: adapts a trained model
+// to its users' faces. It trains on the corrections (fer/corrections.hpp) mixed with rehearsal
+// faces drawn from the original training data, so that it does not forget FER-2013, with a small
+// learning rate for a few epochs (facet::Trainer). Part of the corrections is held out: with as
+// many faces of the parent's own validation split (never trained on), they choose the epoch kept.
+// The test split chooses nothing. The parent file is never written; OUT is written atomically and
+// records the parent (file name and fingerprint) and the corrections (fingerprint and count).
+#pragma once
+
+#include <cmath>
+#include <csignal>
+#include <iostream>
+
+#include <facet/core/crc32.hpp>
+#include <facet/data/split.hpp>
+#include <facet/model/serialize.hpp>
+#include <facet/optim/adam.hpp>
+#include <facet/optim/schedule.hpp>
+#include <facet/train/best_model.hpp>
+#include <facet/train/progress.hpp>
+#include <facet/train/trainer.hpp>
+
+#include "cli.hpp"
+#include "common.hpp"
+#include "corrections.hpp"
+#include "evaluate.hpp"
+
+namespace fer {
+
+/// Everything `fer finetune` can be told; the defaults are shown by --help.
+struct FinetuneConfig {
+    std::string parent;       ///< the model to adapt (never written)
+    std::string corrections;  ///< DIR/<emotion>/*.png
+    std::string out;          ///< the new model file
+    DataChoice data;          ///< where the rehearsal faces come from
+    std::size_t epochs = 8;
+    double lr = 3e-4;  ///< AdamW, cosine decay to lr / 20, no warm-up
+    double weight_decay = 0.02;
+    double rehearsal = 3;  ///< rehearsal faces per correction in each epoch
+    double holdout = 0.2;  ///< fraction of each emotion's corrections held out to choose the epoch
+    std::size_t min_epoch =
+        1024;  ///< corrections are repeated (augmented) to fill an epoch of this many faces
+    std::size_t batch = 64;
+    double label_smoothing = 0.1;
+    bool augment = true;
+    bool freeze_backbone = false;
+    std::uint64_t seed = 1;
+    int threads = 0;
+    std::string command_line = "fer finetune";
+    bool progress = true;
+};
+
+inline Cli finetune_cli() {
+    Cli cli("finetune",
+            "Fine-tunes a trained model on corrections (CORRECTIONS/<emotion>/*.png, e.g. filed "
+            "with `fer correct`) mixed with rehearsal faces from the original training data, so "
+            "it learns the users' faces without forgetting FER-2013. A fraction of each "
+            "emotion's corrections is held out and, together with as many faces of the parent's "
+            "validation split (held out of training, never trained on), chooses the epoch kept; "
+            "with --holdout 0 the last epoch is kept. Duplicate corrections are reported and used "
+            "once; one face filed under two emotions is refused. OUT must differ from MODEL "
+            "(never overwritten) and is written atomically; its provenance names the parent and "
+            "the corrections.");
+    cli.option("model", "FILE", "the parent model (fer train's model.facet)")
+        .option("corrections", "DIR", "the corrections folder, one sub-folder per emotion")
+        .option("out", "FILE", "the new model file (not MODEL)")
+        .option("data", "DIR|CSV",
+                "FER-2013 for the rehearsal faces (default: data/fer2013, else synthetic)")
+        .option("epochs", "N", "epochs", "8")
+        .option("lr", "X", "AdamW learning rate, cosine decay to lr/20", "0.0003")
+        .option("weight-decay", "X", "decoupled weight decay", "0.02")
+        .option("rehearsal", "X",
+                "rehearsal faces from the training data per correction in each epoch (the mix "
+                "ratio; 0: corrections only)",
+                "3")
+        .option("holdout", "X",
+                "fraction of each emotion's corrections held out to choose the epoch (0: keep the "
+                "last epoch)",
+                "0.2")
+        .option("min-epoch", "N",
+                "repeat the corrections (each time differently augmented) until an epoch has N "
+                "faces",
+                "1024")
+        .option("batch", "N", "mini-batch size", "64")
+        .option("label-smoothing", "X", "label smoothing of the loss", "0.1")
+        .flag("no-augment", "turn data augmentation off")
+        .flag("freeze-backbone",
+              "train only the classifier: the layers after the last Flatten or global pooling "
+              "(fer-cnn-s: dense-BN-ReLU-dropout-dense); the convolutions and their batch norms "
+              "stay as they are")
+        .option("seed", "N", "seed of the hold-out, rehearsal draw, shuffling and augmentation",
+                "1")
+        .option("threads", "N", "threads (0: all cores)", "0");
+    return cli;
+}
+
+inline FinetuneConfig finetune_config(const Cli& cli) {
+    FinetuneConfig c;
+    c.parent = cli.str("model");
+    c.corrections = cli.str("corrections");
+    c.out = cli.str("out");
+    c.data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
+    auto positive = [&](const char* name) {
+        const long long v = cli.integer(name);
+        facet::check(v > 0, "finetune: --", name, " must be positive, got ", v);
+        return static_cast<std::size_t>(v);
+    };
+    c.epochs = positive("epochs");
+    c.batch = positive("batch");
+    c.min_epoch = positive("min-epoch");
+    c.lr = cli.number("lr");
+    facet::check(c.lr > 0 && std::isfinite(c.lr), "finetune: --lr must be a positive number");
+    c.weight_decay = cli.number("weight-decay");
+    c.rehearsal = cli.number("rehearsal");
+    facet::check(c.rehearsal >= 0 && c.rehearsal <= 100,
+                 "finetune: --rehearsal must be in [0, 100]");
+    c.holdout = cli.number("holdout");
+    facet::check(c.holdout >= 0 && c.holdout < 1, "finetune: --holdout must be in [0, 1)");
+    c.label_smoothing = cli.number("label-smoothing");
+    c.augment = !cli.has("no-augment");
+    c.freeze_backbone = cli.has("freeze-backbone");
+    const long long seed = cli.integer("seed"), threads = cli.integer("threads");
+    facet::check(seed >= 0 && threads >= 0, "finetune: --seed and --threads must not be negative");
+    c.seed = static_cast<std::uint64_t>(seed);
+    c.threads = static_cast<int>(threads);
+    for (std::size_t i = 0; i < cli.arguments().size(); ++i) {  // where files go is left out
+        const std::string& a = cli.arguments()[i];
+        if (a == "--out" || a == "--model" || a == "--corrections") {
+            ++i;
+            continue;
+        }
+        if (a.rfind("--out=", 0) == 0 || a.rfind("--model=", 0) == 0 ||
+            a.rfind("--corrections=", 0) == 0)
+            continue;
+        c.command_line += " " + a;
+    }
+    return c;
+}
+
+/// What a fine-tuning run measured on the data that chose the epoch (never the test split).
+struct FinetuneSummary {
+    std::size_t corrections = 0, held_out = 0, trained_on = 0, rehearsal = 0, epoch = 0;
+    double parent_heldout = NAN, heldout = NAN;  ///< accuracy on the held-out corrections
+    double parent_val = NAN, val = NAN;          ///< on the parent's validation faces used
+};
+
+namespace detail {
+
+/// The first layer of the classifier head: the one after the last Flatten or global pooling.
+inline std::size_t head_start(facet::Sequential<float>& model) {
+    std::size_t start = model.size();
+    for (std::size_t i = 0; i < model.size(); ++i) {
+        const std::string type = model.layer(i).type();
+        if (type == "Flatten" || type == "GlobalAvgPool2d") start = i + 1;
+    }
+    facet::check(start < model.size(),
+                 "finetune --freeze-backbone: the model has no Flatten or global pooling layer "
+                 "before its classifier");
+    return start;
+}
+
+/// Keeps the frozen layers in inference behaviour (running batch-norm statistics, no dropout)
+/// during training steps: the trainer puts the whole model in training mode.
+class FreezeBackbone : public facet::Callback {
+  public:
+    explicit FreezeBackbone(std::size_t head) : head_(head) {}
+    void on_batch_begin(facet::Trainer& t, facet::Batch&) override {
+        t.model().set_mode(facet::Mode::Train);
+        for (std::size_t i = 0; i < head_; ++i) t.model().layer(i).set_mode(facet::Mode::Eval);
+    }
+
+  private:
+    std::size_t head_;
+};
+
+/// `count` images of `pool` drawn without replacement (seeded; all of them if count >= size).
+inline facet::Dataset sample_of(const facet::Dataset& pool, std::size_t count, std::uint64_t seed) {
+    std::vector<std::size_t> order(pool.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    facet::Rng rng(seed);
+    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+    facet::Dataset out;
+    out.height = pool.height, out.width = pool.width, out.class_names = pool.class_names;
+    out.split = pool.split, out.source = pool.source;
+    for (std::size_t k = 0; k < std::min(count, order.size()); ++k)
+        out.add(pool.image(order[k]), pool.labels[order[k]]);
+    return out;
+}
+
+inline void append(facet::Dataset& to, const facet::Dataset& from) {
+    for (std::size_t i = 0; i < from.size(); ++i) to.add(from.image(i), from.labels[i]);
+}
+
+inline double accuracy_on(facet::Sequential<float>& model, const facet::Dataset& data,
+                          const facet::Normalization& norm) {
+    if (data.empty()) return NAN;
+    facet::DatasetBatches batches(data, norm, 256);
+    return facet::evaluate_batches(model, batches).accuracy;
+}
+
+inline std::string file_fingerprint(const std::string& path) {
+    const std::string bytes = facet::read_file_contents(path, std::size_t{1} << 32);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "crc32 %08x of %zu bytes",
+                  facet::crc32(bytes.data(), bytes.size()), bytes.size());
+    return buf;
+}
+
+inline std::string percent(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %%", 100 * v);
+    return buf;
+}
+
+}  // namespace detail
+
+/// Fine-tunes c.parent on `corrections` with rehearsal faces from `training` (the original
+/// training split, whole: the parent's validation hold-out is taken out of it again here).
+inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& corrections,
+                                   const facet::Dataset& training) {
+    facet::set_num_threads(c.threads);
+    facet::check(!c.out.empty(), "finetune: --out is required");
+    facet::check(fs::exists(c.parent), "finetune: no model file at ", c.parent);
+    facet::check(!(fs::exists(c.out) && fs::equivalent(c.parent, c.out)) &&
+                     fs::weakly_canonical(c.parent) != fs::weakly_canonical(c.out),
+                 "finetune: --out ", c.out,
+                 " is the parent model; the parent is never "
+                 "overwritten, give another file");
+    TrainedModel parent = load_trained(c.parent);
+    const facet::Provenance parent_provenance = facet::load_model_file<float>(c.parent).provenance;
+    const std::string parent_fingerprint = detail::file_fingerprint(c.parent);
+    auto note = [&](const std::string& key, const std::string& fallback) {
+        for (const auto& [k, v] : parent.metadata)
+            if (k == key) return v;
+        return fallback;
+    };
+    const std::string classes = note("classes", "");
+    std::string fer_classes;
+    for (const auto& n : fer_class_name_list()) fer_classes += (fer_classes.empty() ? "" : ",") + n;
+    facet::check(classes.empty() || classes == fer_classes, "finetune: ", c.parent,
+                 " has the classes ", classes,
+                 ", not FER-2013's; corrections are filed by FER-2013's emotions");
+    facet::check(training.height == fer_image_side && training.width == fer_image_side &&
+                     training.class_names == fer_class_name_list(),
+                 "finetune: the rehearsal data are not FER-2013's 48 x 48 faces of 7 emotions");
+
+    // The parent's own validation faces (its notes say how fer train held them out).
+    const double val_fraction = std::stod(note("validation.fraction", "0.1"));
+    const auto val_seed = static_cast<std::uint64_t>(std::stoull(note("validation.seed", "2013")));
+    facet::StratifiedSplit original =
+        facet::stratified_split(training, val_fraction, val_seed, "val (held out of train)");
+
+    // Corrections: held out to choose the epoch, and trained on.
+    FinetuneSummary summary;
+    summary.corrections = corrections.faces.size();
+    facet::Dataset train_corrections = corrections.faces, heldout_corrections;
+    if (c.holdout > 0 && corrections.faces.size() >= 2) {
+        facet::StratifiedSplit s =
+            facet::stratified_split(corrections.faces, c.holdout,
+                                    facet::detail::mix_seed(c.seed, 11), "corrections (held out)");
+        train_corrections = std::move(s.kept);
+        heldout_corrections = std::move(s.held_out);
+    }
+    summary.held_out = heldout_corrections.size();
+    summary.trained_on = train_corrections.size();
+    facet::check(!train_corrections.empty(), "finetune: no corrections left to train on");
+
+    // One epoch: the corrections, repeated until it has min_epoch faces with the rehearsal ones.
+    const double per_copy = static_cast<double>(train_corrections.size()) * (1 + c.rehearsal);
+    const auto copies = static_cast<std::size_t>(
+        std::max(1.0, std::ceil(static_cast<double>(c.min_epoch) / per_copy)));
+    facet::Dataset mix = train_corrections;
+    mix.split = "finetune";
+    for (std::size_t k = 1; k < copies; ++k) detail::append(mix, train_corrections);
+    const auto rehearsal_count =
+        static_cast<std::size_t>(std::llround(c.rehearsal * static_cast<double>(mix.size())));
+    const facet::Dataset rehearsal =
+        detail::sample_of(original.kept, rehearsal_count, facet::detail::mix_seed(c.seed, 12));
+    detail::append(mix, rehearsal);
+    summary.rehearsal = rehearsal.size();
+
+    // What chooses the epoch: the held-out corrections and as many of the parent's validation
+    // faces (the old domain weighs as much as the new). Without a hold-out, those faces only
+    // report, and the last epoch is kept.
+    const facet::Dataset val_original = detail::sample_of(
+        original.held_out, heldout_corrections.empty() ? 1024 : heldout_corrections.size(),
+        facet::detail::mix_seed(c.seed, 13));
+    facet::Dataset validation = heldout_corrections;
+    if (validation.empty()) {
+        validation = val_original;
+    } else {
+        detail::append(validation, val_original);
+    }
+    validation.split = "finetune-val";
+
+    facet::Sequential<float>& model = parent.model;
+    summary.parent_heldout = detail::accuracy_on(model, heldout_corrections, parent.norm);
+    summary.parent_val = detail::accuracy_on(model, val_original, parent.norm);
+
+    std::vector<facet::Parameter<float>> trained = model.parameters();
+    std::size_t head = 0;
+    if (c.freeze_backbone) {
+        head = detail::head_start(model);
+        std::erase_if(trained, [&](const facet::Parameter<float>& p) {
+            return std::stoul(p.name.substr(0, p.name.find('.'))) < head;
+        });
+    }
+    facet::AdamOptions ao;
+    ao.learning_rate = c.lr, ao.weight_decay = c.weight_decay;
+    facet::AdamW<float> optimizer(trained, ao);
+    facet::BatchOptions bo;
+    bo.batch_size = c.batch, bo.shuffle = true, bo.augment = c.augment, bo.seed = c.seed;
+    facet::BatchLoader loader(mix, parent.norm, bo);
+    facet::LoaderBatches train_batches(loader);
+    facet::DatasetBatches val_batches(validation, parent.norm, 256);
+    facet::CosineSchedule schedule(c.lr, 0, c.epochs * loader.batches_per_epoch(), c.lr / 20);
+    facet::TrainerOptions to;
+    to.epochs = c.epochs, to.seed = c.seed, to.label_smoothing = c.label_smoothing;
+    facet::Trainer trainer(model, optimizer, schedule, to);
+    if (c.progress) trainer.add<facet::ProgressBar>();
+    if (c.freeze_backbone) trainer.add<detail::FreezeBackbone>(head);
+
+    std::cout << "fine-tuning " << c.parent << " on " << summary.corrections << " corrections ("
+              << summary.trained_on << " trained on x" << copies << ", " << summary.held_out
+              << " held out) and " << summary.rehearsal << " rehearsal faces of "
+              << c.data.describe() << "; " << c.epochs << " epochs of "
+              << loader.batches_per_epoch() << " steps, lr " << c.lr
+              << (c.freeze_backbone ? ", layers " + std::to_string(head) + "+ only" : "") << "\n";
+
+    // The parent's notes, less what described its own training epoch and test figures.
+    facet::ModelMetadata base;
+    for (const auto& [k, v] : parent.metadata)
+        if (k != "val_accuracy" && k != "epoch" && k.rfind("test.", 0) != 0 &&
+            k.rfind("private_test.", 0) != 0 && k.rfind("finetune.", 0) != 0)
+            base.emplace_back(k, v);
+    const std::string parent_name = fs::path(c.parent).filename().string();
+    const std::string corrections_fingerprint = corrections.fingerprint();
+    auto notes = [&](double val_acc, std::size_t epoch) {
+        facet::ModelMetadata m = base;
+        m.emplace_back("val_accuracy", facet::detail::round_trip_digits(val_acc));
+        m.emplace_back("epoch", std::to_string(epoch));
+        m.emplace_back("finetune.parent", parent_name);
+        m.emplace_back("finetune.parent_fingerprint", parent_fingerprint);
+        m.emplace_back("finetune.corrections", std::to_string(summary.corrections));
+        m.emplace_back("finetune.corrections_fingerprint", corrections_fingerprint);
+        m.emplace_back("finetune.held_out", std::to_string(summary.held_out));
+        m.emplace_back("finetune.rehearsal", std::to_string(summary.rehearsal));
+        return m;
+    };
+    auto provenance = [&](double val_acc, double val_loss, std::size_t epoch) {
+        facet::Provenance p;
+        p.command_line = c.command_line;
+        p.data_fingerprint = corrections_fingerprint;
+        p.metrics = {{"val_accuracy", val_acc},
+                     {"val_loss", val_loss},
+                     {"epoch", static_cast<double>(epoch)}};
+        p.notes = {{"parent", parent_name},
+                   {"parent_fingerprint", parent_fingerprint},
+                   {"parent_command", parent_provenance.command_line},
+                   {"parent_data_fingerprint", parent_provenance.data_fingerprint},
+                   {"corrections", std::to_string(summary.corrections)},
+                   {"corrections_fingerprint", corrections_fingerprint},
+                   {"duplicates", std::to_string(corrections.duplicates.size())},
+                   {"rehearsal_data", c.data.describe()}};
+        return p;
+    };
+    if (!heldout_corrections.empty())
+        trainer.add<facet::BestModel>(
+            c.out, [&](const facet::EpochReport& r) { return notes(r.val_accuracy, r.epoch); },
+            [&](const facet::EpochReport& r) {
+                return provenance(r.val_accuracy, r.val_loss, r.epoch);
+            });
+    const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
+    facet::check(s.reason != facet::StopReason::Interrupted, "finetune: interrupted",
+                 heldout_corrections.empty() || s.best_epoch == 0
+                     ? "; nothing was written"
+                     : "; " + c.out + " holds the best epoch so far");
+    if (heldout_corrections.empty()) {
+        facet::SaveOptions options;
+        options.provenance = provenance(s.best_val_accuracy, NAN, s.completed_epochs);
+        facet::save(model, c.out, notes(NAN, s.completed_epochs), options);
+        summary.epoch = s.completed_epochs;
+    } else {
+        summary.epoch = s.best_epoch;
+    }
+    TrainedModel tuned = load_trained(c.out);
+    summary.heldout = detail::accuracy_on(tuned.model, heldout_corrections, tuned.norm);
+    summary.val = detail::accuracy_on(tuned.model, val_original, tuned.norm);
+    std::cout << "kept epoch " << summary.epoch << " of " << c.epochs << " — model: " << c.out
+              << "\n";
+    if (!heldout_corrections.empty())
+        std::cout << "held-out corrections (" << heldout_corrections.size()
+                  << "): " << detail::percent(summary.parent_heldout) << " -> "
+                  << detail::percent(summary.heldout) << "\n";
+    std::cout << "parent's validation faces (" << val_original.size()
+              << ", never trained on): " << detail::percent(summary.parent_val) << " -> "
+              << detail::percent(summary.val) << "\n";
+    return summary;
+}
+
+/// Runs `fer finetune`.
+inline int run_finetune(const Cli& cli) {
+    const FinetuneConfig c = finetune_config(cli);
+    facet::set_num_threads(c.threads);
+    const Corrections corrections = read_corrections(c.corrections);
+    std::cout << "corrections: " << corrections.faces.size() << " faces in " << c.corrections
+              << " (" << corrections.fingerprint() << ")\n";
+    for (const auto& [kept, dropped] : corrections.duplicates)
+        std::cout << "duplicate: " << dropped << " holds the same face as " << kept
+                  << " (used once)\n";
+    const facet::DataSplits splits = load_splits(c.data, {});
+    const facet::Dataset* training = splits.training();
+    facet::check(training && !training->empty(), "finetune: ", c.data.describe(),
+                 " has no training split for the rehearsal faces");
+    finetune_on(c, corrections, *training);
+    return 0;
+}
+
+}  // namespace fer

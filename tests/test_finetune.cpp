@@ -1,0 +1,395 @@
+// Tests of learning from corrections: the domain-shift generator is deterministic and changes the
+// faces; corrections are filed (fer correct) and read with duplicates reported and conflicts
+// refused; fer predict --save-faces writes the crops it classified; fer finetune never overwrites
+// its parent, records where the new model came from, keeps a frozen backbone as it was, and
+// raises accuracy on held-out faces of a shifted domain; fer eval averages an ensemble's
+// probabilities as stated and compares two models class by class.
+#define FACET_IMPLEMENT_STB
+#include <facet/data/image.hpp>
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "fer/corrections.hpp"
+#include "fer/domain_shift.hpp"
+#include "fer/evaluate.hpp"
+#include "fer/finetune.hpp"
+#include "fer/model_zoo.hpp"
+#include "fer/predict.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using facet_test::scratch;
+
+namespace {
+
+/// Runs a fer subcommand body with `args`, returning its status and what it printed.
+std::pair<int, std::string> run_cli(fer::Cli cli, int (*body)(const fer::Cli&),
+                                    std::vector<std::string> args) {
+    std::vector<char*> argv;
+    args.insert(args.begin(), {"fer", "cmd"});
+    for (auto& a : args) argv.push_back(a.data());
+    REQUIRE(cli.parse(static_cast<int>(argv.size()), argv.data(), 2));
+    std::ostringstream captured;
+    auto* old = std::cout.rdbuf(captured.rdbuf());
+    int rc = -1;
+    try {
+        rc = body(cli);
+    } catch (...) {
+        std::cout.rdbuf(old);
+        throw;
+    }
+    std::cout.rdbuf(old);
+    return {rc, captured.str()};
+}
+
+facet::DataSplits synthetic(std::size_t train, std::size_t test) {
+    fer::SyntheticFaceOptions o;
+    o.train_per_class = train;
+    o.test_per_class = test;
+    return fer::make_synthetic_faces(o);
+}
+
+/// A small CNN (two conv blocks, a two-layer classifier), fast enough to train in a test.
+facet::Sequential<float> small_cnn(std::uint64_t seed) {
+    using namespace facet;
+    Sequential<float> m(Shape{1, 48, 48});
+    m.add<Conv2d<float>>(1, 8, 3, 1, 1, false, seed + 1);
+    m.add<BatchNorm2d<float>>(8);
+    m.add<ReLU<float>>();
+    m.add<MaxPool2d<float>>(4);
+    m.add<Conv2d<float>>(8, 16, 3, 1, 1, false, seed + 2);
+    m.add<BatchNorm2d<float>>(16);
+    m.add<ReLU<float>>();
+    m.add<MaxPool2d<float>>(2);
+    m.add<Flatten<float>>();
+    m.add<Dense<float>>(16 * 6 * 6, 32, false, seed + 3);
+    m.add<BatchNorm1d<float>>(32);
+    m.add<ReLU<float>>();
+    m.add<Dense<float>>(32, 7, true, seed + 4);
+    return m;
+}
+
+/// Trains small_cnn on `train` for a few epochs and saves it with the notes fer models carry.
+void train_parent(const facet::Dataset& train, const std::string& path, std::uint64_t seed,
+                  std::size_t epochs = 6) {
+    facet::set_num_threads(2);
+    facet::Sequential<float> model = small_cnn(seed);
+    const facet::Normalization norm = facet::Normalization::of(train);
+    facet::AdamOptions ao;
+    ao.learning_rate = 3e-3;
+    facet::AdamW<float> optimizer(model.parameters(), ao);
+    facet::BatchOptions bo;
+    bo.batch_size = 32, bo.shuffle = true, bo.augment = true, bo.seed = seed;
+    facet::BatchLoader loader(train, norm, bo);
+    facet::LoaderBatches batches(loader);
+    facet::DatasetBatches val(train, norm, 256);
+    facet::ConstantSchedule schedule(3e-3);
+    facet::TrainerOptions to;
+    to.epochs = epochs, to.seed = seed, to.handle_signals = false;
+    facet::Trainer trainer(model, optimizer, schedule, to);
+    trainer.fit(batches, val);
+    facet::save(model, path,
+                {{"program", "fer"},
+                 {"normalization.mean", facet::detail::round_trip_digits(norm.mean)},
+                 {"normalization.stddev", facet::detail::round_trip_digits(norm.stddev)},
+                 {"classes", "angry,disgust,fear,happy,sad,surprise,neutral"}});
+}
+
+/// A camera far from the synthetic faces' look, so the shift costs a clean model accuracy.
+fer::CameraProfile hard_camera() {
+    fer::CameraProfile p;
+    p.low_resolution = 12;
+    p.blur_sigma = 1.2;
+    p.gamma = 1.9;
+    p.contrast = 0.5;
+    p.brightness = 30;
+    p.noise_sigma = 14;
+    p.jpeg_quality = 15;
+    return p;
+}
+
+/// Writes the faces of `data` as a corrections folder.
+void write_folder(const facet::Dataset& data, const fs::path& folder) {
+    for (std::size_t i = 0; i < data.size(); ++i)
+        fer::save_face_crop(folder, data.class_names[std::size_t(data.labels[i])], "face", i,
+                            data.image(i));
+}
+
+/// write_png into a folder made first.
+void png(const fs::path& path, const std::uint8_t* pixels) {
+    fs::create_directories(path.parent_path());
+    facet::write_png(path, pixels, 48, 48);
+}
+
+double accuracy(const std::string& model_path, const facet::Dataset& data) {
+    fer::TrainedModel t = fer::load_trained(model_path);
+    const fer::Evaluation ev = fer::evaluate(t.model, data, t.norm);
+    std::size_t correct = 0;
+    for (std::size_t i = 0; i < data.size(); ++i) correct += ev.predicted[i] == data.labels[i];
+    return double(correct) / double(data.size());
+}
+
+fer::FinetuneConfig quick_finetune(const std::string& parent, const std::string& out) {
+    fer::FinetuneConfig c;
+    c.parent = parent, c.out = out;
+    c.epochs = 5, c.lr = 1e-3, c.min_epoch = 256, c.batch = 32, c.threads = 2;
+    c.progress = false;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("the domain shift is deterministic, changes the faces, and draws cameras from seeds") {
+    const facet::Dataset faces = synthetic(2, 1).at("synthetic-train");
+    const fer::CameraProfile camera = fer::CameraProfile::from_seed(1);
+    const facet::Dataset a = fer::shift_dataset(faces, camera, 1);
+    const facet::Dataset b = fer::shift_dataset(faces, camera, 1);
+    CHECK(a.pixels == b.pixels);
+    CHECK(a.labels == faces.labels);
+    CHECK(a.pixels != faces.pixels);
+    CHECK(fer::shift_dataset(faces, camera, 2).pixels != a.pixels);  // other noise
+    CHECK(fer::CameraProfile::from_seed(2).describe() != camera.describe());
+    CHECK(fer::CameraProfile::from_seed(1).describe() == camera.describe());
+
+    // Each defect alone, on a flat gray image: gamma and contrast move it as their formulas say,
+    // the JPEG-like step keeps a flat block flat, and noise has the standard deviation asked for.
+    fer::CameraProfile plain;
+    plain.low_resolution = 0, plain.blur_sigma = 0, plain.cast = {1, 1, 1}, plain.gamma = 1;
+    plain.contrast = 1, plain.brightness = 0, plain.noise_sigma = 0, plain.jpeg_quality = 50;
+    std::vector<std::uint8_t> flat(48 * 48, 100), out(48 * 48);
+    fer::shift_face(plain, 1, 0, flat.data(), out.data(), 48);
+    CHECK(out == flat);
+    fer::CameraProfile gamma = plain;
+    gamma.gamma = 0.5;
+    fer::shift_face(gamma, 1, 0, flat.data(), out.data(), 48);
+    CHECK(int(out[0]) == int(std::lround(255 * std::sqrt(100.0 / 255))));
+    fer::CameraProfile noisy = plain;
+    noisy.noise_sigma = 10, noisy.jpeg_quality = 100;
+    fer::shift_face(noisy, 1, 0, flat.data(), out.data(), 48);
+    double sum = 0, sum_sq = 0;
+    for (std::uint8_t v : out) sum += v, sum_sq += double(v) * v;
+    const double mean = sum / out.size(), sd = std::sqrt(sum_sq / out.size() - mean * mean);
+    CHECK(mean == doctest::Approx(100).epsilon(0.02));
+    CHECK(sd == doctest::Approx(10).epsilon(0.1));
+}
+
+TEST_CASE("fer correct files a face; refuses an unknown emotion, a bad image, a conflict") {
+    const fs::path dir = scratch("correct");
+    const facet::Dataset faces = synthetic(1, 1).at("synthetic-train");
+    const fs::path face = dir / "face.png";
+    png(face, faces.image(0));
+    const std::string into = (dir / "corrections").string();
+
+    auto [rc, out] =
+        run_cli(fer::correct_cli(), fer::run_correct, {face.string(), "Happy", "--into", into});
+    CHECK(rc == 0);
+    const fs::path filed = dir / "corrections" / "happy" / "face.png";
+    REQUIRE(fs::exists(filed));
+    CHECK(facet::load_image(filed).pixels ==
+          std::vector<std::uint8_t>(faces.image(0), faces.image(0) + 48 * 48));
+    // Filed again under the same emotion: nothing new; under another: refused.
+    std::tie(rc, out) =
+        run_cli(fer::correct_cli(), fer::run_correct, {face.string(), "happy", "--into", into});
+    CHECK(out.find("already filed") != std::string::npos);
+    CHECK_THROWS_WITH_AS(
+        run_cli(fer::correct_cli(), fer::run_correct, {face.string(), "sad", "--into", into}),
+        doctest::Contains("already filed as"), facet::Error);
+    CHECK_THROWS_WITH_AS(
+        run_cli(fer::correct_cli(), fer::run_correct, {face.string(), "bored", "--into", into}),
+        doctest::Contains("angry, disgust, fear, happy, sad, surprise, neutral"), facet::Error);
+    facet_test::write_text(dir / "broken.png", "not a png");
+    CHECK_THROWS_WITH_AS(run_cli(fer::correct_cli(), fer::run_correct,
+                                 {(dir / "broken.png").string(), "sad", "--into", into}),
+                         doctest::Contains("broken.png"), facet::Error);
+    CHECK(fer::read_corrections(into).faces.size() == 1);
+}
+
+TEST_CASE("corrections: duplicates are used once and reported, conflicts name both files") {
+    const fs::path dir = scratch("corrections_read");
+    const facet::Dataset faces = synthetic(1, 1).at("synthetic-train");
+    png(dir / "ok" / "happy" / "a.png", faces.image(0));
+    png(dir / "ok" / "happy" / "b.png", faces.image(0));  // duplicate
+    png(dir / "ok" / "sad" / "c.png", faces.image(1));
+    const fer::Corrections c = fer::read_corrections(dir / "ok");
+    CHECK(c.faces.size() == 2);
+    REQUIRE(c.duplicates.size() == 1);
+    CHECK(c.duplicates[0].second.find("b.png") != std::string::npos);
+    CHECK(c.fingerprint().find("of 2 faces") != std::string::npos);
+
+    png(dir / "bad" / "happy" / "a.png", faces.image(0));
+    png(dir / "bad" / "sad" / "z.png", faces.image(0));
+    try {
+        fer::read_corrections(dir / "bad");
+        FAIL("a conflict was accepted");
+    } catch (const facet::Error& e) {
+        const std::string what = e.what();
+        CHECK(what.find("a.png") != std::string::npos);
+        CHECK(what.find("z.png") != std::string::npos);
+        CHECK(what.find("two emotions") != std::string::npos);
+    }
+    png(dir / "odd" / "bored" / "a.png", faces.image(0));
+    CHECK_THROWS_WITH_AS(fer::read_corrections(dir / "odd"), doctest::Contains("not an emotion"),
+                         facet::Error);
+}
+
+TEST_CASE("fer predict --save-faces writes each classified crop under its predicted emotion") {
+    const fs::path dir = scratch("save_faces");
+    const facet::Dataset faces = synthetic(1, 1).at("synthetic-train");
+    train_parent(faces, (dir / "m.facet").string(), 3, 1);
+    png(dir / "in" / "x.png", faces.image(3));
+    auto [rc, out] = run_cli(fer::predict_cli(), fer::run_predict,
+                             {"--model", (dir / "m.facet").string(), "--no-detect", "--json",
+                              "--save-faces", (dir / "faces").string(), (dir / "in").string()});
+    REQUIRE(rc == 0);
+    const std::string emotion =
+        nlohmann::json::parse(out).at(0).at("faces").at(0).at("emotion").get<std::string>();
+    const fs::path saved = dir / "faces" / emotion / "x_0.png";
+    REQUIRE(fs::exists(saved));
+    CHECK(facet::load_image(saved).pixels ==
+          std::vector<std::uint8_t>(faces.image(3), faces.image(3) + 48 * 48));
+}
+
+TEST_CASE("fer finetune raises accuracy on held-out faces of a shifted domain") {
+    const fs::path dir = scratch("finetune_gain");
+    const facet::DataSplits data = synthetic(60, 30);
+    const facet::Dataset& train = *data.training();
+    const std::string parent = (dir / "parent.facet").string();
+    train_parent(train, parent, 1, 10);
+    const fer::CameraProfile camera = fer::CameraProfile::from_seed(1);
+    // Corrections: shifted faces of the training split; held-out domain: the shifted test split.
+    const facet::Dataset corrections_data =
+        fer::detail::sample_of(fer::shift_dataset(train, camera, 5), 140, 3);
+    const facet::Dataset shifted_test = fer::shift_dataset(data.at("synthetic-test"), camera, 6);
+    write_folder(corrections_data, dir / "corrections");
+    const fer::Corrections corrections = fer::read_corrections(dir / "corrections");
+    REQUIRE(corrections.faces.size() == 140);
+
+    const std::string child = (dir / "child.facet").string();
+    fer::FinetuneConfig config = quick_finetune(parent, child);
+    config.epochs = 10, config.lr = 2e-3;
+    const fer::FinetuneSummary s = fer::finetune_on(config, corrections, train);
+    CHECK(s.held_out + s.trained_on == 140);
+    CHECK(s.held_out >= 21);  // about 20 % of each emotion's
+    CHECK(s.held_out <= 35);
+    const double before = accuracy(parent, shifted_test), after = accuracy(child, shifted_test);
+    const double clean_before = accuracy(parent, data.at("synthetic-test")),
+                 clean_after = accuracy(child, data.at("synthetic-test"));
+    MESSAGE("shifted: ", before, " -> ", after, "; clean: ", clean_before, " -> ", clean_after);
+    CHECK(after >= before + 0.10);
+    CHECK(clean_after >= clean_before - 0.05);
+
+    // Where the new model came from.
+    const facet::ModelFile<float> file = facet::load_model_file<float>(child);
+    CHECK(file.provenance.note("parent") == "parent.facet");
+    CHECK(file.provenance.note("parent_fingerprint") == fer::detail::file_fingerprint(parent));
+    CHECK(file.provenance.note("corrections") == "140");
+    CHECK(file.provenance.note("corrections_fingerprint") == corrections.fingerprint());
+    CHECK(file.provenance.data_fingerprint == corrections.fingerprint());
+}
+
+TEST_CASE("fer finetune: never the parent as output; --freeze-backbone trains the head only") {
+    const fs::path dir = scratch("finetune_safety");
+    const facet::DataSplits data = synthetic(10, 2);
+    const facet::Dataset& train = *data.training();
+    const std::string parent = (dir / "parent.facet").string();
+    train_parent(train, parent, 2, 1);
+    write_folder(fer::shift_dataset(train, hard_camera(), 1), dir / "corrections");
+    const fer::Corrections corrections = fer::read_corrections(dir / "corrections");
+    const std::string parent_bytes = facet::read_file_contents(parent, 1 << 30);
+
+    for (const std::string& out : {parent, (dir / "." / "parent.facet").string()})
+        CHECK_THROWS_WITH_AS(fer::finetune_on(quick_finetune(parent, out), corrections, train),
+                             doctest::Contains("never overwritten"), facet::Error);
+    CHECK(facet::read_file_contents(parent, 1 << 30) == parent_bytes);
+
+    fer::FinetuneConfig c = quick_finetune(parent, (dir / "frozen.facet").string());
+    c.freeze_backbone = true, c.epochs = 2;
+    fer::finetune_on(c, corrections, train);
+    facet::Sequential<float> before = facet::load_model_file<float>(parent).model;
+    facet::Sequential<float> after = facet::load_model_file<float>(c.out).model;
+    REQUIRE(fer::detail::head_start(after) == 9);  // the layers after Flatten
+    auto values = [](facet::Sequential<float>& m, std::size_t from, std::size_t to) {
+        std::vector<float> v;
+        for (const auto& p : m.parameters()) {
+            const std::size_t layer = std::stoul(p.name.substr(0, p.name.find('.')));
+            if (layer >= from && layer < to) v.insert(v.end(), p.value->begin(), p.value->end());
+        }
+        for (const auto& [name, t] : m.buffers()) {
+            const std::size_t layer = std::stoul(name.substr(0, name.find('.')));
+            if (layer >= from && layer < to) v.insert(v.end(), t->begin(), t->end());
+        }
+        return v;
+    };
+    CHECK(values(before, 0, 9) == values(after, 0, 9));    // weights and BN statistics
+    CHECK(values(before, 9, 13) != values(after, 9, 13));  // the classifier learned
+}
+
+TEST_CASE("fer eval: an ensemble averages the probabilities; --compare shows the differences") {
+    const fs::path dir = scratch("ensemble");
+    const facet::DataSplits data = synthetic(10, 3);
+    const facet::Dataset& train = *data.training();
+    const facet::Dataset& test = data.at("synthetic-test");
+    const std::string a = (dir / "a.facet").string(), b = (dir / "b.facet").string();
+    train_parent(train, a, 1, 1);
+    // b: another model with a's normalisation (copied notes), so the two may be averaged.
+    {
+        facet::ModelFile<float> fa = facet::load_model_file<float>(a);
+        facet::Sequential<float> other = small_cnn(9);
+        facet::save(other, b, fa.metadata);
+    }
+    std::vector<fer::TrainedModel> models;
+    models.push_back(fer::load_trained(a));
+    models.push_back(fer::load_trained(a));
+    const fer::Evaluation single = fer::evaluate(models[0].model, test, models[0].norm);
+    const fer::Evaluation self = fer::evaluate_ensemble(models, {a, a}, test, 256, false);
+    CHECK(self.probabilities == single.probabilities);  // (p + p) / 2 = p exactly
+    CHECK(self.predicted == single.predicted);
+
+    models[1] = fer::load_trained(b);
+    const fer::Evaluation eb = fer::evaluate(models[1].model, test, models[1].norm);
+    const fer::Evaluation pair = fer::evaluate_ensemble(models, {a, b}, test, 256, false);
+    for (std::size_t k = 0; k < pair.probabilities.size(); ++k)
+        CHECK(pair.probabilities[k] ==
+              float((double(single.probabilities[k]) + double(eb.probabilities[k])) / 2));
+    for (std::size_t i = 0; i < test.size(); ++i)
+        CHECK(pair.predicted[i] ==
+              facet::argmax_row(pair.probabilities.data() + i * pair.classes, pair.classes));
+
+    // Another normalisation: refused, naming both files.
+    {
+        facet::ModelFile<float> fb = facet::load_model_file<float>(b);
+        for (auto& [k, v] : fb.metadata)
+            if (k == "normalization.mean") v = "0.25";
+        facet::save(fb.model, (dir / "c.facet").string(), fb.metadata);
+    }
+    models[1] = fer::load_trained((dir / "c.facet").string());
+    CHECK_THROWS_WITH_AS(fer::evaluate_ensemble(models, {a, "c.facet"}, test, 256, false),
+                         doctest::Contains("same input normalisation"), facet::Error);
+
+    // fer eval --model A --model A prints A's figures; --compare A B the per-class differences.
+    auto [rc, out] = run_cli(fer::eval_cli(), fer::run_eval,
+                             {"--model", a, "--model", a, "--json", "--threads", "2"});
+    REQUIRE(rc == 0);
+    const nlohmann::json ensemble = nlohmann::json::parse(out);
+    std::tie(rc, out) = run_cli(fer::eval_cli(), fer::run_eval, {"--model", a, "--json"});
+    CHECK(nlohmann::json::parse(out).at("accuracy") == ensemble.at("accuracy"));
+    CHECK(ensemble.at("models").size() == 2);
+    std::tie(rc, out) =
+        run_cli(fer::eval_cli(), fer::run_eval, {"--compare", a, b, "--json", "--threads", "2"});
+    REQUIRE(rc == 0);
+    const nlohmann::json cmp = nlohmann::json::parse(out);
+    CHECK(cmp.at("delta").at("accuracy").get<double>() ==
+          doctest::Approx(cmp.at("new").at("accuracy").get<double>() -
+                          cmp.at("old").at("accuracy").get<double>()));
+    CHECK(cmp.at("delta").at("per_class").size() == 7);
+    std::tie(rc, out) = run_cli(fer::eval_cli(), fer::run_eval, {"--compare", a, b});
+    CHECK(out.find("difference") != std::string::npos);
+    CHECK(out.find("surprise") != std::string::npos);
+    CHECK_THROWS_WITH_AS(run_cli(fer::eval_cli(), fer::run_eval, {"--compare", a}),
+                         doctest::Contains("OLD and NEW"), facet::Error);
+}
