@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 #include "common.hpp"
+#include "default_model.hpp"
 
 namespace fer {
 
@@ -46,7 +47,7 @@ inline Cli eval_cli() {
     Cli cli("eval",
             "Evaluates a trained model: accuracy, per-class precision/recall/F1 and the confusion "
             "matrix.");
-    cli.option("model", "FILE", "model file written by fer train", "runs/default/model.facet")
+    cli.option("model", "FILE", model_option_help())
         .option("data", "DIR|CSV",
                 "data: a FER-2013 folder or CSV, or a folder of class folders (default: "
                 "data/fer2013, else synthetic)")
@@ -73,7 +74,8 @@ inline const facet::Dataset& pick_split(const facet::DataSplits& splits, const s
 inline int run_eval(const Cli& cli) {
     const int threads = static_cast<int>(cli.integer("threads"));
     facet::set_num_threads(threads);
-    TrainedModel t = load_trained(cli.str("model"));
+    const std::string model_path = model_to_use(cli, "eval");
+    TrainedModel t = load_trained(model_path);
     const DataChoice data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
     facet::ReadOptions read;
     read.skip_bad = cli.has("skip-bad");
@@ -97,8 +99,8 @@ inline int run_eval(const Cli& cli) {
         json["flip_tta"] = cli.has("flip-tta");
         std::cout << json.dump(2) << "\n";
     } else {
-        std::cout << "model " << cli.str("model") << " on '" << split.split << "' of "
-                  << data.describe() << ": " << split.size() << " images in " << seconds << " s"
+        std::cout << "model " << model_path << " on '" << split.split << "' of " << data.describe()
+                  << ": " << split.size() << " images in " << seconds << " s"
                   << (cli.has("flip-tta") ? " (flip TTA)" : "") << "\n\n"
                   << report.metrics_table() << "\n"
                   << report.confusion_table();
