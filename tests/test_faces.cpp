@@ -401,8 +401,8 @@ TEST_CASE(
     "each detector finds the faces pasted into composed scenes (recall and precision at IoU >= "
     "0.5)") {
     // Bars, per back-end, below what 60 scenes of this seed measured (docs/faces.md). On
-    // FER-2013's faces: recall at least 50 % (Haar 56 %, dlib 70 %), 25 % (LBP 46 %, which misses
-    // many of these small, low-contrast faces); precision at least 65 % (measured 79 to 84 %). On
+    // FER-2013's faces: recall at least 50 % (Haar 56 %, dlib 70 %), 25 % (LBP, which misses many
+    // of these small, low-contrast faces: 38 %); precision at least 65 % (measured 79 to 87 %). On
     // the synthetic cartoon faces, which stand in without the data set: recall at least 30 %
     // (Haar), 20 % (dlib); LBP finds almost none of them.
     // With a trained model (FACET_FER_MODEL): the emotion accuracy on the faces found, from each
