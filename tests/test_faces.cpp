@@ -55,7 +55,8 @@ std::size_t env_count(const char* name, std::size_t fallback) {
 }
 
 /// The first `per_class` faces of each class folder of a FER-2013 split, as one data set.
-facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::size_t per_class) {
+facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::size_t per_class,
+                          std::size_t skip_per_class = 0) {
     facet::Dataset d;
     d.split = split;
     const std::vector<std::string> classes = fer::fer_class_name_list();
@@ -65,10 +66,14 @@ facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::s
         const auto known = std::find(classes.begin(), classes.end(), folder.filename().string());
         if (known == classes.end()) continue;
         const int label = int(known - classes.begin());
-        std::size_t taken = 0;
+        std::size_t taken = 0, skipped = 0;
         for (const fs::path& file : facet::detail::sorted_entries(folder, false)) {
             if (taken == per_class) break;
             if (!facet::detail::has_image_extension(file)) continue;
+            if (skipped < skip_per_class) {
+                ++skipped;
+                continue;
+            }
             const facet::GrayImage image = facet::load_image(file);
             const std::vector<std::uint8_t> face = facet::to_square_gray(image, d.width);
             d.pixels.insert(d.pixels.end(), face.begin(), face.end());
@@ -79,12 +84,22 @@ facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::s
     return d;
 }
 
-/// The faces pasted into the test scenes: FER-2013's test split when it is there, else the
-/// synthetic cartoon faces.
+/// Which faces the scenes are made of: FER-2013's test split (the default; for reporting), or with
+/// FACET_FACE_SPLIT=train its training split (for choosing the detectors' settings: faces 151 to
+/// 190 of each class, apart from the first 150 the framing was measured on).
+bool validation_scenes() {
+    const char* split = std::getenv("FACET_FACE_SPLIT");
+    return split && std::string(split) == "train";
+}
+
+/// The faces pasted into the test scenes: 40 per class of FER-2013 (validation_scenes()) when it is
+/// there, else the synthetic cartoon faces.
 const facet::Dataset& scene_faces() {
     static const facet::Dataset faces = [] {
         const fs::path root = fer2013_root();
-        if (!root.empty()) return fer_sample(root, "test", 40);
+        if (!root.empty())
+            return validation_scenes() ? fer_sample(root, "train", 40, 150)
+                                       : fer_sample(root, "test", 40);
         fer::SyntheticFaceOptions o;
         o.train_per_class = 40;
         o.test_per_class = 1;
@@ -108,9 +123,12 @@ struct Scene {
 
 /// A width x height scene: a smooth gradient with a ripple, random flat and striped rectangles
 /// (clutter with edges), noise, and `count` faces from `faces` pasted at random sides in
-/// [min_side, max_side], apart from each other.
+/// [min_side, max_side], apart from each other. FER-2013's crops end at the forehead and chin, so
+/// a face pasted as is would be a square with hard edges cutting through its head; instead each
+/// face is continued beyond its square by `context` times its side (its border pixels repeated,
+/// like hair, cheeks and neck going on) and blended into the background over that ring.
 Scene compose_scene(const facet::Dataset& faces, facet::Rng& rng, int width, int height, int count,
-                    int min_side = 40, int max_side = 160) {
+                    int min_side = 40, int max_side = 160, double context = 0.5) {
     Scene s;
     s.image.width = std::size_t(width), s.image.height = std::size_t(height);
     s.image.pixels.resize(s.image.width * s.image.height);
@@ -136,26 +154,43 @@ Scene compose_scene(const facet::Dataset& faces, facet::Rng& rng, int width, int
                     static_cast<std::uint8_t>(stripe > 0 && int((x - x0) / stripe) % 2 ? 255 - level
                                                                                        : level);
     }
-    for (int f = 0, tries = 0; f < count && tries < 200; ++tries) {
+    std::vector<int> margins;  // each pasted face's context ring, in pixels
+    for (int f = 0, tries = 0; f < count && tries < 400; ++tries) {
         const int side = min_side + int(rng.uniform() * (max_side - min_side + 1));
         if (side > width || side > height) break;
+        const int margin = int(std::lround(context * side));
         const vision::Rect box{int(rng.uniform() * (width - side + 1)),
                                int(rng.uniform() * (height - side + 1)), side, side};
         bool apart = true;
-        for (const vision::Rect& other : s.faces)
-            apart =
-                apart && (box.x + box.width + 8 < other.x || other.x + other.width + 8 < box.x ||
-                          box.y + box.height + 8 < other.y || other.y + other.height + 8 < box.y);
+        for (std::size_t o = 0; o < s.faces.size(); ++o) {
+            const vision::Rect& other = s.faces[o];
+            const int gap = 8 + std::max(margin, margins[o]);
+            apart = apart &&
+                    (box.x + box.width + gap < other.x || other.x + other.width + gap < box.x ||
+                     box.y + box.height + gap < other.y || other.y + other.height + gap < box.y);
+        }
         if (!apart) continue;
         const std::size_t which = std::size_t(rng.uniform() * double(faces.size())) % faces.size();
         std::vector<std::uint8_t> pasted(std::size_t(side) * std::size_t(side));
         facet::resize_gray(faces.image(which), faces.width, faces.height, pasted.data(),
                            std::size_t(side), std::size_t(side));
-        for (int y = 0; y < side; ++y)
-            std::copy_n(pasted.data() + std::size_t(y) * std::size_t(side), side,
-                        s.image.pixels.data() + std::size_t(box.y + y) * s.image.width +
-                            std::size_t(box.x));
+        for (int y = std::max(0, box.y - margin); y < std::min(height, box.y + side + margin); ++y)
+            for (int x = std::max(0, box.x - margin); x < std::min(width, box.x + side + margin);
+                 ++x) {
+                const int u = std::clamp(x - box.x, 0, side - 1),
+                          v = std::clamp(y - box.y, 0, side - 1);
+                // Opaque inside the square, fading smoothly to nothing at the ring's outer edge.
+                const double outside = std::hypot(double(x - box.x - u), double(y - box.y - v));
+                const double t = margin > 0 ? std::clamp(1 - outside / margin, 0.0, 1.0)
+                                            : (outside > 0 ? 0.0 : 1.0);
+                const double alpha = t * t * (3 - 2 * t);
+                std::uint8_t& out = s.image.pixels[std::size_t(y) * s.image.width + std::size_t(x)];
+                out = static_cast<std::uint8_t>(std::lround(
+                    alpha * pasted[std::size_t(v) * std::size_t(side) + std::size_t(u)] +
+                    (1 - alpha) * out));
+            }
         s.faces.push_back(box);
+        margins.push_back(margin);
         s.labels.push_back(faces.labels[which]);
         s.sources.push_back(which);
         ++f;
@@ -365,16 +400,18 @@ TEST_CASE(
 TEST_CASE(
     "each detector finds the faces pasted into composed scenes (recall and precision at IoU >= "
     "0.5)") {
-    // Bars, per back-end (measured above them on 100 scenes: docs/faces.md). On FER-2013's faces:
-    // recall at least 50 % (Haar, dlib), 25 % (LBP, which misses many of these small,
-    // low-contrast faces). On the synthetic cartoon faces, which stand in without the data set:
-    // at least 40 % (Haar), 25 % (dlib); LBP finds none of them. Precision at least 80 % for all.
+    // Bars, per back-end, below what 60 scenes of this seed measured (docs/faces.md). On
+    // FER-2013's faces: recall at least 50 % (Haar 56 %, dlib 70 %), 25 % (LBP, which misses many
+    // of these small, low-contrast faces: 38 %); precision at least 65 % (measured 79 to 87 %). On
+    // the synthetic cartoon faces, which stand in without the data set: recall at least 30 %
+    // (Haar), 20 % (dlib); LBP finds almost none of them.
     // With a trained model (FACET_FER_MODEL): the emotion accuracy on the faces found, from each
     // detector's crops and from the original 48 x 48 faces (reported, not checked).
     std::unique_ptr<fer::TrainedModel> model;
     if (const char* path = std::getenv("FACET_FER_MODEL"); path && *path && fs::exists(path))
         model = std::make_unique<fer::TrainedModel>(fer::load_trained(path));
-    const std::vector<Scene> scenes = make_scenes(env_count("FACET_FACE_SCENES", 10), 11);
+    const std::vector<Scene> scenes =
+        make_scenes(env_count("FACET_FACE_SCENES", 10), env_count("FACET_FACE_SEED", 11));
     for (const std::string& name : vision::available_face_detectors()) {
         auto detector = vision::make_face_detector(name);
         const DetectionScore s = score_detector(*detector, scenes);
@@ -386,9 +423,74 @@ TEST_CASE(
         if (real_faces()) {
             CHECK(s.recall() >= (name == "opencv-lbp" ? 0.25 : 0.5));
         } else {
-            CHECK(s.recall() >= (name == "opencv" ? 0.4 : name == "dlib" ? 0.25 : 0.0));
+            CHECK(s.recall() >= (name == "opencv" ? 0.3 : name == "dlib" ? 0.2 : 0.0));
         }
-        CHECK(s.precision() >= 0.8);
+        CHECK(s.precision() >= 0.65);
+    }
+}
+
+TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_SWEEP=1 only)") {
+    // The measurement that chose the detectors' default thresholds (docs/faces.md): run it on the
+    // validation scenes (FACET_FACE_SPLIT=train, FACET_FACE_SEED=1). Each detector runs once per
+    // OpenCV neighbour count with no score threshold; the thresholds are then applied to its
+    // detections (a lower threshold only adds detections, it never removes one).
+    if (env_count("FACET_FACE_SWEEP", 0) == 0) {
+        MESSAGE("not run: set FACET_FACE_SWEEP=1 (scripts/face-detectors.sh sweep)");
+        return;
+    }
+    const std::vector<Scene> scenes =
+        make_scenes(env_count("FACET_FACE_SCENES", 100), env_count("FACET_FACE_SEED", 1));
+    const int bucket_edges[] = {40, 60, 90, 130, 161};
+    for (const std::string& name : vision::available_face_detectors()) {
+        const bool opencv = name != "dlib";
+        for (int neighbours : opencv ? std::vector<int>{1, 2, 3, 4, 5} : std::vector<int>{0}) {
+            vision::DetectorOptions options;
+            options.min_neighbors = neighbours;
+            options.threshold = opencv ? -1e9 : -1.0;
+            auto detector = vision::make_face_detector(name, options);
+            std::vector<std::vector<vision::DetectedFace>> found;
+            double seconds = 0;
+            for (const Scene& scene : scenes) {
+                const auto t0 = std::chrono::steady_clock::now();
+                found.push_back(detector->detect(vision::gray_view(
+                    scene.image.pixels.data(), int(scene.image.width), int(scene.image.height))));
+                seconds +=
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            }
+            const std::vector<double> thresholds =
+                opencv ? std::vector<double>{-1e9, -1, 0, 1, 2, 3}
+                       : std::vector<double>{-1, -0.8, -0.6, -0.5, -0.4, -0.3, -0.2, -0.1, 0, 0.2};
+            for (double threshold : thresholds) {
+                std::size_t truths = 0, detections = 0, matched = 0;
+                std::size_t in_bucket[4] = {}, found_in_bucket[4] = {};
+                for (std::size_t i = 0; i < scenes.size(); ++i) {
+                    std::vector<vision::Rect> frames;
+                    for (const auto& f : found[i])
+                        if (f.score >= threshold) frames.push_back(crop_frame(f, name));
+                    const DetectionScore m = match(scenes[i].faces, frames);
+                    truths += m.truths, detections += m.detections, matched += m.matched;
+                    std::vector<bool> hit(scenes[i].faces.size());
+                    for (const auto& pair : m.pairs) hit[pair.first] = true;
+                    for (std::size_t k = 0; k < scenes[i].faces.size(); ++k)
+                        for (int b = 0; b < 4; ++b)
+                            if (scenes[i].faces[k].width >= bucket_edges[b] &&
+                                scenes[i].faces[k].width < bucket_edges[b + 1])
+                                ++in_bucket[b], found_in_bucket[b] += hit[k];
+                }
+                std::printf(
+                    "%-10s neighbours %d threshold %6.2f: recall %.3f precision %.3f "
+                    "(%zu/%zu, %zu detections) by side 40-59/60-89/90-129/130-160: "
+                    "%.2f %.2f %.2f %.2f; %.3f s per scene\n",
+                    name.c_str(), neighbours, threshold, double(matched) / double(truths),
+                    detections ? double(matched) / double(detections) : 1.0, matched, truths,
+                    detections,
+                    double(found_in_bucket[0]) / double(std::max<std::size_t>(1, in_bucket[0])),
+                    double(found_in_bucket[1]) / double(std::max<std::size_t>(1, in_bucket[1])),
+                    double(found_in_bucket[2]) / double(std::max<std::size_t>(1, in_bucket[2])),
+                    double(found_in_bucket[3]) / double(std::max<std::size_t>(1, in_bucket[3])),
+                    seconds / double(scenes.size()));
+            }
+        }
     }
 }
 
@@ -558,7 +660,8 @@ TEST_CASE(
 TEST_CASE("many faces in one picture: each found face is reported once, in its own box") {
     const fs::path dir = scratch("many");
     facet::Rng rng(17);
-    const Scene scene = compose_scene(scene_faces(), rng, 800, 600, 16, 60, 100);
+    // A narrow context ring, so that 16 faces fit.
+    const Scene scene = compose_scene(scene_faces(), rng, 800, 600, 16, 60, 100, 0.2);
     REQUIRE(scene.faces.size() >= 12);
     write_gray_png(dir / "crowd.png", scene.image);
     const nlohmann::json out = nlohmann::json::parse(
@@ -664,6 +767,38 @@ TEST_CASE("fer predict --annotate writes each picture with boxes drawn, in colou
             CHECK(changed_pixels < std::size_t(before.rows * before.cols) / 2);
     }
     if (boxes_checked == 0) MESSAGE("no face detected: the drawn boxes were not checked");
+}
+
+TEST_CASE("without --model: runs/default/model.facet, else models/fer.facet, else an error") {
+    const fs::path dir = scratch("default-model");
+    facet::Rng rng(4);
+    write_gray_png(dir / "scene.png", compose_scene(scene_faces(), rng, 200, 150, 1, 60, 90).image);
+    const std::string model = tiny_model();  // trained before changing folder
+    struct Back {  // the working folder is restored even when a check throws
+        fs::path old = fs::current_path();
+        ~Back() { fs::current_path(old); }
+    } back;
+    fs::current_path(dir);
+    // Neither: one clear error naming what was searched and how to get a model.
+    CHECK_THROWS_WITH_AS(predict({"scene.png"}),
+                         doctest::Contains("no model given and none found (searched "
+                                           "runs/default/model.facet, models/fer.facet"),
+                         facet::Error);
+    CHECK_THROWS_WITH_AS(predict({"scene.png"}), doctest::Contains("fer train"), facet::Error);
+    // The shipped model alone.
+    fs::create_directories("models");
+    fs::copy_file(model, "models/fer.facet");
+    CHECK(fer::default_model() == "models/fer.facet");
+    int status = -1;
+    CHECK(predict({"scene.png"}, &status).find("scene.png") != std::string::npos);
+    CHECK(status == 0);
+    // The user's own model comes first.
+    fs::create_directories("runs/default");
+    fs::copy_file(model, "runs/default/model.facet");
+    CHECK(fer::default_model() == "runs/default/model.facet");
+    // --model wins over both.
+    CHECK_THROWS_WITH_AS(predict({"--model", "missing.facet", "scene.png"}),
+                         doctest::Contains("missing.facet"), facet::Error);
 }
 
 namespace {

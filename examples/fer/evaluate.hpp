@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 #include "common.hpp"
+#include "default_model.hpp"
 
 namespace fer {
 
@@ -47,9 +48,9 @@ inline Cli eval_cli() {
             "Evaluates a trained model: accuracy, per-class precision/recall/F1 and the confusion "
             "matrix.");
     cli.option("model", "FILE",
-               "model file written by fer train; repeat it for an ensemble that averages the "
-               "models' probabilities (same classes and input normalisation)",
-               "runs/default/model.facet")
+               model_option_help() +
+                   "; repeat it for an ensemble that averages the models' probabilities (same "
+                   "classes and input normalisation)")
         .option("data", "DIR|CSV",
                 "data: a FER-2013 folder or CSV, or a folder of class folders (default: "
                 "data/fer2013, else synthetic)")
@@ -168,7 +169,10 @@ inline int run_eval(const Cli& cli) {
                            "' (models are given with --model, or --compare OLD NEW)");
     facet::check(!compare || (cli.positionals().size() == 2 && !cli.has("model")),
                  "eval --compare: give two model files, OLD and NEW (and no --model)");
-    const std::vector<std::string> paths = compare ? cli.positionals() : cli.all("model");
+    const std::vector<std::string> paths =
+        compare ? cli.positionals()
+                : (cli.has("model") ? cli.all("model")
+                                    : std::vector<std::string>{model_to_use(cli, "eval")});
     std::vector<TrainedModel> models;
     for (const std::string& path : paths) models.push_back(load_trained(path));
     const DataChoice data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();

@@ -1,15 +1,24 @@
 // fer — trains, evaluates and uses a facial-emotion CNN on FER-2013, built on facet.
 //
-//   fer train    [--data DIR|CSV] [--out DIR] [--epochs N] ...    train (default recipe)
-//   fer eval     --model FILE [--split NAME] [--json]              accuracy, per-class metrics
-//   fer predict  --model FILE IMAGE|FOLDER... [--json]             faces and emotions per image
-//   fer report   --run DIR [-o FILE]                               self-contained HTML report
-//   fer bench    [--model NAME] [--batch N] [--threads N]          per-layer timings
-//   fer convert  --model FILE -o FILE [--weights f16] [--fold]     rewrite a model file
-//   fer export   --onnx FILE [--model FILE]                        ONNX for other runtimes
-//   fer quantize --model FILE -o OUT.facet [--calib N]             an int8 model for inference
+// clang-format off
+//   fer train       [--data DIR|CSV] [--out DIR] [--epochs N] ...  train (default recipe: no flags)
+//   fer eval        [--model FILE...] [--data ...] [--split NAME]  accuracy, per class, confusion
+//   fer predict     [--model FILE] IMAGE|FOLDER... [--json]        faces in photos, their emotions
+//   fer video       [--model FILE] INPUT | --camera N              the same on a video or a webcam
+//   fer video-bench [--frames N] [--json]                          fer video's speed, by stage
+//   fer report      --run DIR [--data ...] [-o FILE]               HTML report of a training run
+//   fer bench       [--model NAME] [--batch N] [--threads N]       per-layer timings
+//   fer convert     --model FILE -o FILE [--weights f16] [--fold]  rewrite a model file
+//   fer export      --onnx FILE [--model FILE]                     ONNX for other runtimes
+//   fer quantize    --model FILE -o OUT.facet [--calib N]          an int8 model for inference
+//   fer correct     FACE.png EMOTION [--into DIR]                  file a correction
+//   fer finetune    --model FILE --corrections DIR --out FILE      learn from corrections
+//   fer shift       --split train|test --out DIR                   faces as another camera sees them
+// clang-format on
 //
-// The subcommands live in the headers beside this file; this file only dispatches.
+// Without --model, eval, predict and video use runs/default/model.facet, else the shipped
+// models/fer.facet (default_model.hpp). The subcommands live in the headers beside this file;
+// this file only dispatches.
 #define FACET_IMPLEMENT_STB  // this translation unit compiles stb_image and stb_image_write
 #include <facet/data/image.hpp>
 

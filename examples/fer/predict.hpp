@@ -46,7 +46,7 @@ inline Cli predict_cli() {
     }();
     Cli cli("predict",
             "Finds the faces in photos and prints each face's box and emotion probabilities.");
-    cli.option("model", "FILE", "model file written by fer train", "runs/default/model.facet")
+    cli.option("model", "FILE", model_option_help())
         .option("detector", "NAME", "face detector: " + detectors,
                 vision::default_face_detector().empty() ? "none" : vision::default_face_detector())
         .option("min-face", "PX", "smallest face looked for, in pixels", "40")
@@ -190,7 +190,7 @@ inline int run_predict(const Cli& cli) {
     facet::check(max_side >= 0, "predict: --max-side must be 0 or positive");
     const bool detect = !cli.has("no-detect"), skip_bad = cli.has("skip-bad");
     const std::vector<std::string> files = expand_image_arguments(cli.positionals());
-    TrainedModel t = load_trained(cli.str("model"));
+    TrainedModel t = load_trained(model_to_use(cli, "predict"));
 
     // Made at the first picture that decodes, so a bad file is reported as such first.
     std::unique_ptr<vision::FaceDetector> detector;

@@ -501,7 +501,7 @@ inline Cli video_cli() {
     Cli cli("video",
             "Detects, tracks and classifies the faces of a video file or a webcam (OpenCV/FFmpeg "
             "input). Ctrl-C (or q in the window) ends a run with complete output files.");
-    cli.option("model", "FILE", "model file written by fer train", "runs/default/model.facet")
+    cli.option("model", "FILE", model_option_help())
         .option("camera", "N", "read the V4L2 webcam /dev/videoN instead of a file")
         .option("csv", "FILE",
                 "one row per face per frame: frame,time_s,face_id,x,y,w,h,emotion,p_angry,...,"
@@ -577,7 +577,7 @@ inline int run_video(const Cli& cli) {
     cv::setNumThreads(facet::num_threads());
 
     cv::VideoCapture cap = open_video_input(c);
-    TrainedModel model = load_trained(cli.str("model"));
+    TrainedModel model = load_trained(model_to_use(cli, "video"));
     // The frame size decides the automatic detection size.
     const int longer = static_cast<int>(
         std::max(cap.get(cv::CAP_PROP_FRAME_WIDTH), cap.get(cv::CAP_PROP_FRAME_HEIGHT)));

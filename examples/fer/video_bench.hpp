@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include <facet/core/random.hpp>
+#include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
@@ -132,7 +133,9 @@ inline Cli video_bench_cli() {
         .option("detector", "NAME", "face detector back-end (opencv, opencv-lbp, dlib)", "opencv")
         .option("min-face", "N", "smallest face side found, in pixels", "48")
         .option("detect-size", "N", "as for fer video", "auto")
-        .option("dir", "DIR", "where the generated videos go", "build/video-bench");
+        .option("dir", "DIR", "where the generated videos go", "build/video-bench")
+        .flag("json",
+              "print one JSON object (the settings and a row per run) instead of the table");
     return cli;
 }
 
@@ -158,19 +161,24 @@ inline int run_video_bench(const Cli& cli) {
     const DataChoice data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
     const TestVideoSpec spec{640, 480, static_cast<int>(cli.integer("frames")), 96, 30, 1};
     const facet::vision::DetectorOptions options = video_detector_options(cli, 640, name);
-    std::printf(
-        "fer video-bench: %dx%d, %d frames per run, faces of %d px from %s, detector %s "
-        "at %s\n\n",
-        spec.width, spec.height, spec.frames, spec.face_side, data.describe().c_str(), name.c_str(),
-        options.downscale_to > 0
-            ? (std::to_string(static_cast<int>(options.downscale_to)) + " px").c_str()
-            : "full size");
-    // CPU ms/frame is the processor time of all threads: on a machine busy with other work the
-    // wall-clock columns grow, this one much less.
-    std::printf(
-        "| faces | threads | frames/s | found/frame | decode ms | detection ms | "
-        "alignment ms | classification ms | drawing ms | CPU ms/frame |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    const bool json = cli.has("json");
+    nlohmann::ordered_json runs = nlohmann::ordered_json::array();
+    if (!json) {
+        std::printf(
+            "fer video-bench: %dx%d, %d frames per run, faces of %d px from %s, detector %s "
+            "at %s\n\n",
+            spec.width, spec.height, spec.frames, spec.face_side, data.describe().c_str(),
+            name.c_str(),
+            options.downscale_to > 0
+                ? (std::to_string(static_cast<int>(options.downscale_to)) + " px").c_str()
+                : "full size");
+        // CPU ms/frame is the processor time of all threads: on a machine busy with other work the
+        // wall-clock columns grow, this one much less.
+        std::printf(
+            "| faces | threads | frames/s | found/frame | decode ms | detection ms | "
+            "alignment ms | classification ms | drawing ms | CPU ms/frame |\n"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     for (int faces : int_list(cli.str("faces"))) {
         std::unique_ptr<facet::vision::FaceDetector> picker =
             facet::vision::make_face_detector(name, options);
@@ -191,13 +199,40 @@ inline int run_video_bench(const Cli& cli) {
             const VideoSummary s = process_video(c, cap, model, *detector);
             const StageTimes& t = s.times;
             const double ms = 1e3 / static_cast<double>(s.frames);
+            const double fps = static_cast<double>(s.frames) / s.seconds,
+                         found = static_cast<double>(t.faces) / static_cast<double>(s.frames);
+            if (json) {
+                runs.push_back({{"faces", faces},
+                                {"threads", threads},
+                                {"frames", s.frames},
+                                {"frames_per_s", fps},
+                                {"found_per_frame", found},
+                                {"ms_per_frame",
+                                 {{"decode", t.decode * ms},
+                                  {"detection", t.detect * ms},
+                                  {"alignment", t.align * ms},
+                                  {"classification", t.classify * ms},
+                                  {"drawing", t.draw * ms}}},
+                                {"cpu_ms_per_frame", s.cpu_seconds * ms}});
+                continue;
+            }
             std::printf("| %d | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-                        faces, threads, static_cast<double>(s.frames) / s.seconds,
-                        static_cast<double>(t.faces) / static_cast<double>(s.frames), t.decode * ms,
-                        t.detect * ms, t.align * ms, t.classify * ms, t.draw * ms,
-                        s.cpu_seconds * ms);
+                        faces, threads, fps, found, t.decode * ms, t.detect * ms, t.align * ms,
+                        t.classify * ms, t.draw * ms, s.cpu_seconds * ms);
             std::fflush(stdout);
         }
+    }
+    if (json) {
+        nlohmann::ordered_json out = {
+            {"width", spec.width},
+            {"height", spec.height},
+            {"face_side", spec.face_side},
+            {"faces_from", data.describe()},
+            {"detector", name},
+            {"detect_size", options.downscale_to > 0 ? nlohmann::ordered_json(options.downscale_to)
+                                                     : nlohmann::ordered_json("full")},
+            {"runs", runs}};
+        std::cout << out.dump(2) << "\n";
     }
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -40,9 +41,18 @@ struct GrayView {
 
 /// What every back-end honours.
 struct DetectorOptions {
-    int min_face = 40;        ///< smallest face side looked for, in pixels of the given image
+    int min_face = 40;        ///< smallest face looked for, in pixels of the given image: the
+                              ///< side of its square from forehead to chin, as OpenCV's Haar
+                              ///< cascade boxes a face (dlib's box is about 0.8 of it)
     double downscale_to = 0;  ///< detect on a copy whose longer side is at most this many pixels
                               ///< (0: full size); boxes and landmarks are mapped back
+    /// The score a face must reach, on the back-end's own scale (dlib: SVM margin, 0 at dlib's
+    /// own threshold; OpenCV: the last stage's sum). Lower finds more faces, and more false ones.
+    /// NaN: the back-end's default, chosen on validation scenes (docs/faces.md).
+    double threshold = std::numeric_limits<double>::quiet_NaN();
+    /// OpenCV: how many overlapping windows a face needs (detectMultiScale's minNeighbors);
+    /// 0: the back-end's default.
+    int min_neighbors = 0;
 };
 
 /// A face detector. Implementations are not thread-safe: give each thread its own.

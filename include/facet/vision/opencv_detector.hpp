@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -59,6 +60,9 @@ class OpenCvFaceDetector : public FaceDetector {
                                 std::string cascade_file = "")
         : options_(options), kind_(cascade) {
         check(options.min_face > 0, "OpenCvFaceDetector: min_face must be positive");
+        check(options.min_neighbors >= 0, "OpenCvFaceDetector: min_neighbors must be 0 or more");
+        if (options.min_neighbors > 0) min_neighbors_ = options.min_neighbors;
+        if (!std::isnan(options.threshold)) threshold_ = options.threshold;
         if (cascade_file.empty())
             cascade_file = find_opencv_cascade(cascade == Cascade::haar
                                                    ? "haarcascade_frontalface_default.xml"
@@ -93,10 +97,11 @@ class OpenCvFaceDetector : public FaceDetector {
         std::vector<cv::Rect> rects;
         std::vector<int> levels;
         std::vector<double> weights;
-        classifier_.detectMultiScale(equalised, rects, levels, weights, 1.1, 3, 0,
-                                     cv::Size(min_side, min_side), cv::Size(), true);
+        classifier_.detectMultiScale(equalised, rects, levels, weights, scale_step, min_neighbors_,
+                                     0, cv::Size(min_side, min_side), cv::Size(), true);
         std::vector<DetectedFace> faces;
         for (std::size_t i = 0; i < rects.size(); ++i) {
+            if (i < weights.size() && weights[i] < threshold_) continue;
             DetectedFace f;
             f.box = {static_cast<int>(std::lround(rects[i].x / scale)),
                      static_cast<int>(std::lround(rects[i].y / scale)),
@@ -112,8 +117,11 @@ class OpenCvFaceDetector : public FaceDetector {
     }
 
   private:
+    static constexpr double scale_step = 1.1;  ///< between the sizes of window scanned
     DetectorOptions options_;
     Cascade kind_;
+    int min_neighbors_ = 3;
+    double threshold_ = -std::numeric_limits<double>::infinity();
     cv::CascadeClassifier classifier_;
 };
 
