@@ -20,6 +20,7 @@
 #include "facet/kernels/int8_gemm.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/int8_quantization.hpp"
+#include "facet/layers/int8_quantizers.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/registry.hpp"
 
@@ -46,6 +47,9 @@ class QuantizedConv2d : public Layer<T> {
 
     /// The int8 version of `conv` for inputs quantised by `input`, with a ReLU after it when
     /// `relu`.
+    /// The float layer this one replaces (layers/int8_quantizers.hpp).
+    using Source = Conv2d<T>;
+
     static std::unique_ptr<QuantizedConv2d<T>> from_layer(Conv2d<T>& conv,
                                                           const ActivationQuantization& input,
                                                           bool relu) {
@@ -242,5 +246,6 @@ class QuantizedConv2d : public Layer<T> {
 };
 
 inline const bool quantized_conv2d_registered = register_layer<QuantizedConv2d>("QuantizedConv2d");
+inline const bool conv2d_int8_quantizer = register_int8_quantizer<QuantizedConv2d>("Conv2d");
 
 }  // namespace facet

@@ -18,6 +18,7 @@
 #include "facet/kernels/int8_gemm.hpp"
 #include "facet/layers/dense.hpp"
 #include "facet/layers/int8_quantization.hpp"
+#include "facet/layers/int8_quantizers.hpp"
 #include "facet/layers/layer.hpp"
 #include "facet/layers/registry.hpp"
 
@@ -43,6 +44,9 @@ class QuantizedDense : public Layer<T> {
 
     /// The int8 version of `dense` for inputs quantised by `input`, with a ReLU after it when
     /// `relu`.
+    /// The float layer this one replaces (layers/int8_quantizers.hpp).
+    using Source = Dense<T>;
+
     static std::unique_ptr<QuantizedDense<T>> from_layer(Dense<T>& dense,
                                                          const ActivationQuantization& input,
                                                          bool relu) {
@@ -159,5 +163,6 @@ class QuantizedDense : public Layer<T> {
 };
 
 inline const bool quantized_dense_registered = register_layer<QuantizedDense>("QuantizedDense");
+inline const bool dense_int8_quantizer = register_int8_quantizer<QuantizedDense>("Dense");
 
 }  // namespace facet

@@ -3,6 +3,8 @@
 // its epilogue); the other layers are copied as they are. Fold the batch norms first
 // (model/fold_batchnorm.hpp), so that the convolutions carry them in their int8 weights.
 //
+// Which layers are quantised is decided by what is registered (layers/int8_quantizers.hpp).
+//
 // Weights need no data: symmetric int8, one scale per output channel (max |w| / 127).
 // Activations are quantised per tensor, so each quantised layer needs a range for its input,
 // measured on calibration batches run through the float model: the `percentile`-th percentile of
@@ -86,10 +88,7 @@ Sequential<T> quantize_model(Sequential<T>& model, const std::vector<Tensor<T>>&
     check(!calibration.empty(), "quantize: no calibration batches");
     model.set_mode(Mode::Eval);
     const std::size_t L = model.size();
-    auto quantizable = [&](std::size_t i) {
-        return dynamic_cast<Conv2d<T>*>(&model.layer(i)) != nullptr ||
-               dynamic_cast<Dense<T>*>(&model.layer(i)) != nullptr;
-    };
+    auto quantizable = [&](std::size_t i) { return int8_quantizer(model.layer(i)) != nullptr; };
     // The ranges of the quantised layers' inputs, over every calibration batch.
     double samples = 0;
     for (const Tensor<T>& batch : calibration) {
@@ -125,10 +124,7 @@ Sequential<T> quantize_model(Sequential<T>& model, const std::vector<Tensor<T>>&
             const ActivationQuantization input =
                 ActivationQuantization::covering(ranges[i]->low(), ranges[i]->high());
             const bool relu = i + 1 < L && model.layer(i + 1).is_relu();
-            if (auto* conv = dynamic_cast<Conv2d<T>*>(&layer))
-                out.add(QuantizedConv2d<T>::from_layer(*conv, input, relu));
-            else
-                out.add(QuantizedDense<T>::from_layer(dynamic_cast<Dense<T>&>(layer), input, relu));
+            out.add((*int8_quantizer(layer))(layer, input, relu));
             if (relu) ++i;
             continue;
         }
