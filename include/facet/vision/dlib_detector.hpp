@@ -91,9 +91,8 @@ inline std::filesystem::path find_dlib_landmark_model() {
 }
 
 /// dlib's HOG face detector with 68 landmarks per face. The score is the SVM's margin (larger is
-/// surer, 0 at dlib's own threshold; faces down to -0.5 are kept unless options.threshold says
-/// otherwise). The HOG window sees faces of about 80 pixels, so a picture is
-/// enlarged until a face of options.min_face fills it.
+/// surer, 0 at dlib's own threshold, the default; options.threshold moves it). The HOG window sees
+/// faces of about 80 pixels, so a picture is enlarged until a face of options.min_face fills it.
 class DlibFaceDetector : public FaceDetector {
   public:
     /// Loads the detector and (when `landmarks`) the landmark model, found with
@@ -175,9 +174,10 @@ class DlibFaceDetector : public FaceDetector {
     static constexpr double box_per_face = 0.8;
     /// The most a picture is enlarged (a 640 x 480 frame to 2048 x 1536 at most).
     static constexpr double max_enlargement = 3.2;
-    /// Below dlib's own 0: chosen on validation scenes of FER-2013 training faces (docs/faces.md),
-    /// the lowest threshold that kept precision at 0.9 or more; it finds faces of low contrast.
-    double threshold_ = -0.5;
+    /// dlib's own threshold. -0.5 found more faces on composed validation scenes, but lost
+    /// precision on the test scenes and found three false faces in a real portrait
+    /// (docs/faces.md); DetectorOptions::threshold lowers it.
+    double threshold_ = 0;
     DetectorOptions options_;
     dlib::frontal_face_detector detector_;
     dlib::shape_predictor predictor_;
