@@ -59,6 +59,7 @@ facet::Dataset fer_sample(const fs::path& root, const std::string& split, std::s
                           std::size_t skip_per_class = 0) {
     facet::Dataset d;
     d.split = split;
+    d.height = d.width = 48;  // FER-2013's size; to_square_gray fits each image to it
     const std::vector<std::string> classes = fer::fer_class_name_list();
     for (const fs::path& folder : facet::detail::sorted_entries(root / split, true)) {
         // The label is the class's place in the models' order (angry ... neutral), not the
@@ -403,8 +404,9 @@ TEST_CASE(
     // Bars, per back-end, below what 60 scenes of this seed measured (docs/faces.md). On
     // FER-2013's faces: recall at least 50 % (Haar 56 %, dlib 70 %), 25 % (LBP, which misses many
     // of these small, low-contrast faces: 38 %); precision at least 65 % (measured 79 to 87 %). On
-    // the synthetic cartoon faces, which stand in without the data set: recall at least 30 %
-    // (Haar), 20 % (dlib); LBP finds almost none of them.
+    // the synthetic cartoon faces, which stand in without the data set (10 scenes, 40 faces; seed
+    // 11 measured recall 37.5 % for Haar and dlib, precision 62.5 % Haar, 100 % dlib): recall at
+    // least 30 % (Haar), 20 % (dlib), precision at least 50 %; LBP finds almost none of them.
     // With a trained model (FACET_FER_MODEL): the emotion accuracy on the faces found, from each
     // detector's crops and from the original 48 x 48 faces (reported, not checked).
     std::unique_ptr<fer::TrainedModel> model;
@@ -425,7 +427,7 @@ TEST_CASE(
         } else {
             CHECK(s.recall() >= (name == "opencv" ? 0.3 : name == "dlib" ? 0.2 : 0.0));
         }
-        CHECK(s.precision() >= 0.65);
+        CHECK(s.precision() >= (real_faces() ? 0.65 : 0.5));
     }
 }
 
