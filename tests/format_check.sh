@@ -9,7 +9,7 @@ if ! command -v clang-format > /dev/null; then
   exit 0
 fi
 cd "$source_dir"
-mapfile -t files < <(find include tests examples bench -type f \( -name '*.hpp' -o -name '*.cpp' -o -name '*.h' \) | sort)
+mapfile -t files < <(find include src tests examples bench -type f \( -name '*.hpp' -o -name '*.cpp' -o -name '*.h' \) | sort)
 status=0
 for f in "${files[@]}"; do
   if ! clang-format --dry-run --Werror "$f" > /dev/null 2>&1; then

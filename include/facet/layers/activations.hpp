@@ -166,6 +166,15 @@ class ELU : public Layer<T> {
     double alpha_;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class ReLU<float>;
+extern template class ReLU<double>;
+extern template class LeakyReLU<float>;
+extern template class LeakyReLU<double>;
+extern template class ELU<float>;
+extern template class ELU<double>;
+#endif
+
 inline const bool relu_registered = register_layer<ReLU>("ReLU");
 inline const bool leaky_relu_registered = register_layer<LeakyReLU>("LeakyReLU");
 inline const bool elu_registered = register_layer<ELU>("ELU");

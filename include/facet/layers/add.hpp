@@ -80,6 +80,11 @@ class Add : public MergeLayer<T> {
     }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Add<float>;
+extern template class Add<double>;
+#endif
+
 inline const bool add_registered = register_layer<Add>("Add");
 
 }  // namespace facet

@@ -155,6 +155,11 @@ class AvgPool2d : public Layer<T> {
     bool count_include_pad_;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class AvgPool2d<float>;
+extern template class AvgPool2d<double>;
+#endif
+
 inline const bool avg_pool_2d_registered = register_layer<AvgPool2d>("AvgPool2d");
 
 }  // namespace facet

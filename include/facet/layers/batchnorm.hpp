@@ -534,6 +534,15 @@ class BatchNorm1d : public BatchNorm<T> {
     }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class BatchNorm<float>;
+extern template class BatchNorm<double>;
+extern template class BatchNorm2d<float>;
+extern template class BatchNorm2d<double>;
+extern template class BatchNorm1d<float>;
+extern template class BatchNorm1d<double>;
+#endif
+
 inline const bool batch_norm_2d_registered = register_layer<BatchNorm2d>("BatchNorm2d");
 inline const bool batch_norm_1d_registered = register_layer<BatchNorm1d>("BatchNorm1d");
 

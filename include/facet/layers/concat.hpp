@@ -108,6 +108,11 @@ class Concat : public MergeLayer<T> {
     }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Concat<float>;
+extern template class Concat<double>;
+#endif
+
 inline const bool concat_registered = register_layer<Concat>("Concat");
 
 }  // namespace facet

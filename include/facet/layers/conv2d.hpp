@@ -245,6 +245,11 @@ class Conv2d : public Layer<T> {
     ConvPlan<T> plan_;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Conv2d<float>;
+extern template class Conv2d<double>;
+#endif
+
 inline const bool conv2d_registered = register_layer<Conv2d>("Conv2d");
 
 }  // namespace facet

@@ -154,6 +154,11 @@ class Dense : public Layer<T> {
 template <typename T>
 using Linear = Dense<T>;
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Dense<float>;
+extern template class Dense<double>;
+#endif
+
 inline const bool dense_registered = register_layer<Dense>("Dense");
 /// "Linear", PyTorch's name, is accepted for Dense.
 inline const bool linear_registered = register_layer<Dense>("Linear");

@@ -152,6 +152,11 @@ class Dropout : public Layer<T> {
     Tensor<T> mask_;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Dropout<float>;
+extern template class Dropout<double>;
+#endif
+
 inline const bool dropout_registered = register_layer<Dropout>("Dropout");
 
 }  // namespace facet

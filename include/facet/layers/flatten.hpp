@@ -42,6 +42,11 @@ class Flatten : public Layer<T> {
     }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Flatten<float>;
+extern template class Flatten<double>;
+#endif
+
 inline const bool flatten_registered = register_layer<Flatten>("Flatten");
 
 }  // namespace facet

@@ -66,6 +66,11 @@ class GlobalAvgPool2d : public Layer<T> {
     }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class GlobalAvgPool2d<float>;
+extern template class GlobalAvgPool2d<double>;
+#endif
+
 inline const bool global_avg_pool_2d_registered =
     register_layer<GlobalAvgPool2d>("GlobalAvgPool2d");
 

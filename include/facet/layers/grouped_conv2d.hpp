@@ -330,6 +330,11 @@ class GroupedConv2d : public Layer<T> {
     std::vector<std::vector<T>> partial_w_, partial_b_;  // per chunk: its images' dW and db
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class GroupedConv2d<float>;
+extern template class GroupedConv2d<double>;
+#endif
+
 inline const bool grouped_conv_2d_registered = register_layer<GroupedConv2d>("GroupedConv2d");
 
 }  // namespace facet

@@ -216,4 +216,9 @@ inline Shape batch_shape(std::size_t n, const Shape& sample) {
     }
 }
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Layer<float>;
+extern template class Layer<double>;
+#endif
+
 }  // namespace facet

@@ -221,6 +221,11 @@ class MaxPool2d : public Layer<T> {
     std::vector<std::uint32_t> argmax_;  // per output: in-plane index of its input maximum
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class MaxPool2d<float>;
+extern template class MaxPool2d<double>;
+#endif
+
 inline const bool max_pool_2d_registered = register_layer<MaxPool2d>("MaxPool2d");
 
 }  // namespace facet

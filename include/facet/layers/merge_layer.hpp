@@ -49,4 +49,9 @@ class MergeLayer : public Layer<T> {
     }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class MergeLayer<float>;
+extern template class MergeLayer<double>;
+#endif
+
 }  // namespace facet

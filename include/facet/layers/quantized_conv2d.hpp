@@ -245,6 +245,11 @@ class QuantizedConv2d : public Layer<T> {
     std::vector<std::int32_t> sums_;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class QuantizedConv2d<float>;
+extern template class QuantizedConv2d<double>;
+#endif
+
 inline const bool quantized_conv2d_registered = register_layer<QuantizedConv2d>("QuantizedConv2d");
 inline const bool conv2d_int8_quantizer = register_int8_quantizer<QuantizedConv2d>("Conv2d");
 

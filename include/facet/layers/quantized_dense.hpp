@@ -162,6 +162,11 @@ class QuantizedDense : public Layer<T> {
     std::vector<std::int32_t> sums_;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class QuantizedDense<float>;
+extern template class QuantizedDense<double>;
+#endif
+
 inline const bool quantized_dense_registered = register_layer<QuantizedDense>("QuantizedDense");
 inline const bool dense_int8_quantizer = register_int8_quantizer<QuantizedDense>("Dense");
 

@@ -57,6 +57,11 @@ class Softmax : public Layer<T> {
     }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Softmax<float>;
+extern template class Softmax<double>;
+#endif
+
 inline const bool softmax_registered = register_layer<Softmax>("Softmax");
 
 }  // namespace facet

@@ -122,4 +122,9 @@ class SoftmaxCrossEntropy {
     double normaliser_ = 1;  // sum_n w_y of the last forward
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class SoftmaxCrossEntropy<float>;
+extern template class SoftmaxCrossEntropy<double>;
+#endif
+
 }  // namespace facet

@@ -608,6 +608,11 @@ class Graph : public Layer<T> {
     std::vector<char> started_;       // started_[u]: a reader has written node u's gradient
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Graph<float>;
+extern template class Graph<double>;
+#endif
+
 inline const bool graph_registered = register_layer<Graph>("Graph");
 
 }  // namespace facet

@@ -669,4 +669,9 @@ class Sequential {
     std::optional<Context> context_;  // none: the caller's current context
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Sequential<float>;
+extern template class Sequential<double>;
+#endif
+
 }  // namespace facet

@@ -222,4 +222,11 @@ class AdamW : public Adam<T> {
     bool decoupled_decay() const override { return true; }
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Adam<float>;
+extern template class Adam<double>;
+extern template class AdamW<float>;
+extern template class AdamW<double>;
+#endif
+
 }  // namespace facet

@@ -122,4 +122,9 @@ class Optimizer {
     std::size_t steps_ = 0;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class Optimizer<float>;
+extern template class Optimizer<double>;
+#endif
+
 }  // namespace facet

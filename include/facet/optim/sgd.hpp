@@ -107,4 +107,9 @@ class SGD : public Optimizer<T> {
     std::vector<Tensor<T>> velocity_;
 };
 
+#ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
+extern template class SGD<float>;
+extern template class SGD<double>;
+#endif
+
 }  // namespace facet
