@@ -34,6 +34,7 @@
 #include "fer/predict.hpp"
 #include "fer/train.hpp"
 #include "fer2013_dir.hpp"
+#include "fer_command.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -324,22 +325,9 @@ const std::string& tiny_model() {
 
 /// Runs `fer predict ARGS...` in this process and returns what it printed.
 std::string predict(std::vector<std::string> args, int* status = nullptr) {
-    fer::Cli cli = fer::predict_cli();
-    args.insert(args.begin(), {"fer", "predict"});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    REQUIRE(cli.parse(int(argv.size()), argv.data(), 2));
-    std::ostringstream captured;
-    auto* old = std::cout.rdbuf(captured.rdbuf());
-    try {
-        const int s = fer::run_predict(cli);
-        if (status) *status = s;
-    } catch (...) {
-        std::cout.rdbuf(old);
-        throw;
-    }
-    std::cout.rdbuf(old);
-    return captured.str();
+    const auto run = facet_test::run_fer_command(fer::predict_cli(), fer::run_predict, args);
+    if (status) *status = run.status;
+    return run.output;
 }
 
 void write_gray_png(const fs::path& path, const facet::GrayImage& image) {
@@ -405,8 +393,9 @@ TEST_CASE(
     // FER-2013's faces: recall at least 50 % (Haar 56 %, dlib 70 %), 25 % (LBP, which misses many
     // of these small, low-contrast faces: 38 %); precision at least 65 % (measured 79 to 87 %). On
     // the synthetic cartoon faces, which stand in without the data set (10 scenes, 40 faces; seed
-    // 11 measured recall 37.5 % for Haar and dlib, precision 62.5 % Haar, 100 % dlib): recall at
-    // least 30 % (Haar), 20 % (dlib), precision at least 50 %; LBP finds almost none of them.
+    // 11 measured recall 37.5 % Haar, 17.5 % dlib, precision 62.5 % Haar, 46.7 % dlib, in the
+    // frames of the framing calibrated on real faces): recall at least 30 % (Haar), 10 % (dlib),
+    // precision at least 50 % (Haar), 40 % (dlib); LBP finds none of them.
     // With a trained model (FACET_FER_MODEL): the emotion accuracy on the faces found, from each
     // detector's crops and from the original 48 x 48 faces (reported, not checked).
     std::unique_ptr<fer::TrainedModel> model;
@@ -425,9 +414,9 @@ TEST_CASE(
         if (real_faces()) {
             CHECK(s.recall() >= (name == "opencv-lbp" ? 0.25 : 0.5));
         } else {
-            CHECK(s.recall() >= (name == "opencv" ? 0.3 : name == "dlib" ? 0.2 : 0.0));
+            CHECK(s.recall() >= (name == "opencv" ? 0.3 : name == "dlib" ? 0.1 : 0.0));
         }
-        CHECK(s.precision() >= (real_faces() ? 0.65 : 0.5));
+        CHECK(s.precision() >= (real_faces() ? 0.65 : name == "dlib" ? 0.4 : 0.5));
     }
 }
 
@@ -680,6 +669,31 @@ TEST_CASE("many faces in one picture: each found face is reported once, in its o
     for (std::size_t i = 0; i < boxes.size(); ++i)
         for (std::size_t j = i + 1; j < boxes.size(); ++j)
             CHECK(vision::iou(boxes[i], boxes[j]) < 0.5);
+}
+
+TEST_CASE("fer predict --detector-threshold moves each detector's threshold; bad values refused") {
+    const fs::path dir = scratch("threshold");
+    facet::Rng rng(23);
+    const Scene scene = compose_scene(scene_faces(), rng, 640, 480, 6, 70, 110, 0.5);
+    write_gray_png(dir / "scene.png", scene.image);
+    auto faces_found = [&](const std::string& detector, const std::string& threshold) {
+        std::vector<std::string> args = {"--model",    tiny_model(), "--json",
+                                         "--detector", detector,     (dir / "scene.png").string()};
+        if (threshold != "none") args.insert(args.end() - 1, {"--detector-threshold", threshold});
+        return nlohmann::json::parse(predict(args)).at(0).at("faces").size();
+    };
+    for (const std::string& name : vision::available_face_detectors()) {
+        CAPTURE(name);
+        const std::size_t usual = faces_found(name, "none");
+        if (name != "opencv-lbp" || real_faces()) CHECK(usual > 0);  // LBP misses cartoons
+        CHECK(faces_found(name, "auto") == usual);
+        CHECK(faces_found(name, "1000") == 0);  // nothing is that sure
+        if (name == "dlib")                     // below dlib's own 0 keeps every face found at 0
+            CHECK(faces_found(name, "-0.5") >= usual);
+    }
+    for (const char* bad : {"abc", "nan", "inf", ""})
+        CHECK_THROWS_WITH_AS(faces_found(vision::available_face_detectors().front(), bad),
+                             doctest::Contains("--detector-threshold"), facet::Error);
 }
 
 TEST_CASE("gray, RGB, RGBA and 16-bit PNGs of one picture give the same faces") {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -29,6 +30,7 @@
 #include "fer/report.hpp"
 #include "fer/train.hpp"
 #include "fer2013_dir.hpp"
+#include "fer_command.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -84,11 +86,7 @@ std::vector<float> checkpoint_weights(const std::string& path) {
 }
 
 int run_cli(fer::Cli cli, int (*body)(const fer::Cli&), std::vector<std::string> args) {
-    std::vector<char*> argv;
-    args.insert(args.begin(), {"fer", "cmd"});
-    for (auto& a : args) argv.push_back(a.data());
-    REQUIRE(cli.parse(static_cast<int>(argv.size()), argv.data(), 2));
-    return body(cli);
+    return facet_test::run_fer_command(std::move(cli), body, std::move(args)).status;
 }
 
 }  // namespace
@@ -189,6 +187,20 @@ TEST_CASE("fer train records the model's provenance: command, data fingerprint, 
     CHECK(p.metric("val_accuracy", -1) ==
           doctest::Approx(std::stod(file.note("val_accuracy"))).epsilon(1e-5));
     CHECK(p.note("model") == "fer-cnn-s");
+    // The commit the program was built from, when it was built from a git checkout.
+    std::string head;
+    if (FILE* git = ::popen("git -C " FACET_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r")) {
+        char line[128] = {};
+        if (std::fgets(line, sizeof line, git)) head = std::string(line, 40);
+        ::pclose(git);
+    }
+    if (head.size() == 40 && head.find_first_not_of("0123456789abcdef") == std::string::npos) {
+        CHECK(fer::source_revision().rfind(head, 0) == 0);
+        CHECK(p.note("git_commit") == fer::source_revision());
+    } else {
+        MESSAGE("not a git checkout: no commit to record");
+        CHECK(p.note("git_commit").empty());
+    }
     // The test split, reported once after training, is recorded too (never used to choose).
     CHECK(p.metric("test.accuracy_best_epoch", -1) ==
           doctest::Approx(std::stod(file.note("test.accuracy_best_epoch"))).epsilon(1e-9));

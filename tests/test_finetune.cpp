@@ -20,6 +20,7 @@
 #include "fer/finetune.hpp"
 #include "fer/model_zoo.hpp"
 #include "fer/predict.hpp"
+#include "fer_command.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -30,21 +31,8 @@ namespace {
 /// Runs a fer subcommand body with `args`, returning its status and what it printed.
 std::pair<int, std::string> run_cli(fer::Cli cli, int (*body)(const fer::Cli&),
                                     std::vector<std::string> args) {
-    std::vector<char*> argv;
-    args.insert(args.begin(), {"fer", "cmd"});
-    for (auto& a : args) argv.push_back(a.data());
-    REQUIRE(cli.parse(static_cast<int>(argv.size()), argv.data(), 2));
-    std::ostringstream captured;
-    auto* old = std::cout.rdbuf(captured.rdbuf());
-    int rc = -1;
-    try {
-        rc = body(cli);
-    } catch (...) {
-        std::cout.rdbuf(old);
-        throw;
-    }
-    std::cout.rdbuf(old);
-    return {rc, captured.str()};
+    auto run = facet_test::run_fer_command(std::move(cli), body, std::move(args));
+    return {run.status, run.output};
 }
 
 facet::DataSplits synthetic(std::size_t train, std::size_t test) {

@@ -29,6 +29,7 @@
 #include "facet/layers/maxpool2d.hpp"
 #include "fer/convert.hpp"
 #include "fer/export.hpp"
+#include "fer_command.hpp"
 #include "temp_dir.hpp"
 
 using namespace facet;
@@ -56,22 +57,9 @@ std::string varint(std::uint64_t v) {
 /// Runs a fer subcommand with `args`, its standard output captured into `out`.
 int run_cli(fer::Cli cli, int (*body)(const fer::Cli&), std::vector<std::string> args,
             std::string* out = nullptr) {
-    std::vector<char*> argv;
-    args.insert(args.begin(), {"fer", "cmd"});
-    for (auto& a : args) argv.push_back(a.data());
-    REQUIRE(cli.parse(static_cast<int>(argv.size()), argv.data(), 2));
-    std::ostringstream captured;
-    auto* old = std::cout.rdbuf(captured.rdbuf());
-    int rc = -1;
-    try {
-        rc = body(cli);
-    } catch (...) {
-        std::cout.rdbuf(old);
-        throw;
-    }
-    std::cout.rdbuf(old);
-    if (out) *out = captured.str();
-    return rc;
+    auto run = facet_test::run_fer_command(std::move(cli), body, std::move(args));
+    if (out) *out = run.output;
+    return run.status;
 }
 
 /// A small fer-shaped model (48 x 48 in, 7 classes out, batch norms after a conv and a dense

@@ -106,6 +106,8 @@ class Cli {
         return {str(name)};
     }
     const std::vector<std::string>& positionals() const { return positionals_; }
+    /// The subcommand's name ("train", "predict", ...), for messages.
+    const std::string& command() const { return command_; }
     /// The arguments parse() was given, as typed (for a model's provenance).
     const std::vector<std::string>& arguments() const { return arguments_; }
 

@@ -29,6 +29,7 @@
 
 #include "cli.hpp"
 #include "corrections.hpp"
+#include "detector_cli.hpp"
 #include "evaluate.hpp"
 #include "face_crop.hpp"
 
@@ -62,6 +63,7 @@ inline Cli predict_cli() {
         .flag("json", "print a JSON array, one object per picture")
         .flag("skip-bad", "skip unreadable pictures (reported on stderr) instead of stopping")
         .positional("IMAGE|FOLDER", "PNG, JPEG, BMP, ... files, or folders of them");
+    add_detector_threshold_option(cli);
     return cli;
 }
 
@@ -199,6 +201,7 @@ inline int run_predict(const Cli& cli) {
         vision::DetectorOptions options;
         options.min_face = static_cast<int>(min_face);
         options.downscale_to = static_cast<double>(max_side);
+        apply_detector_threshold(cli, options);
         detector = vision::make_face_detector(cli.str("detector"), options);
         detector_name = detector->name();
     };

@@ -27,6 +27,7 @@
 #include "cli.hpp"
 #include "common.hpp"
 #include "model_zoo.hpp"
+#include "source_revision.hpp"
 
 namespace fer {
 
@@ -578,6 +579,8 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
                      {"val_loss", r.val_loss},
                      {"epoch", static_cast<double>(r.epoch)}};
         p.notes = {{"data", cfg.data.describe()}, {"model", cfg.model}};
+        if (const std::string revision = source_revision(); !revision.empty())
+            p.notes.emplace_back("git_commit", revision);
         return p;
     };
     trainer.add<facet::BestModel>(

@@ -35,6 +35,7 @@
 #include "cli.hpp"
 #include "common.hpp"
 #include "corrections.hpp"
+#include "detector_cli.hpp"
 #include "evaluate.hpp"
 #include "face_crop.hpp"
 #include "train.hpp"
@@ -531,6 +532,7 @@ inline Cli video_cli() {
         .flag("no-window", "never open a window (the default without $DISPLAY or for files)")
         .flag("quiet", "no progress bar")
         .positional("INPUT", "a video file (any format OpenCV/FFmpeg reads)");
+    add_detector_threshold_option(cli);
     return cli;
 }
 
@@ -548,6 +550,7 @@ inline facet::vision::DetectorOptions video_detector_options(const Cli& cli, int
     else
         o.downscale_to = static_cast<double>(cli.integer("detect-size"));
     facet::check(o.downscale_to >= 0, "video: --detect-size must be >= 0");
+    apply_detector_threshold(cli, o);
     return o;
 }
 

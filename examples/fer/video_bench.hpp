@@ -136,6 +136,7 @@ inline Cli video_bench_cli() {
         .option("dir", "DIR", "where the generated videos go", "build/video-bench")
         .flag("json",
               "print one JSON object (the settings and a row per run) instead of the table");
+    add_detector_threshold_option(cli);
     return cli;
 }
 
