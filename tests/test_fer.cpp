@@ -211,19 +211,11 @@ TEST_CASE("fer eval --json prints one object with accuracy, per_class and confus
     auto c = small_config(out);
     c.epochs = 1;
     REQUIRE(fer::train_on(c, small_synthetic()) == 0);
-    std::ostringstream captured;
-    auto* old = std::cout.rdbuf(captured.rdbuf());
-    int rc = -1;
-    try {
-        rc = run_cli(fer::eval_cli(), fer::run_eval,
-                     {"--model", out + "/model.facet", "--json", "--threads", "2"});
-    } catch (...) {
-        std::cout.rdbuf(old);
-        throw;
-    }
-    std::cout.rdbuf(old);
-    REQUIRE(rc == 0);
-    const nlohmann::json json = nlohmann::json::parse(captured.str());  // one object, nothing else
+    const auto run =
+        facet_test::run_fer_command(fer::eval_cli(), fer::run_eval,
+                                    {"--model", out + "/model.facet", "--json", "--threads", "2"});
+    REQUIRE(run.status == 0);
+    const nlohmann::json json = nlohmann::json::parse(run.output);  // one object, nothing else
     REQUIRE(json.is_object());
     for (const char* key : {"accuracy", "per_class", "confusion", "split", "samples", "loss"})
         CHECK_MESSAGE(json.contains(key), key);
