@@ -6,6 +6,8 @@ packages=(build-essential cmake libeigen3-dev libstb-dev doctest-dev libbenchmar
 # fer's JSON output; face detection in fer predict (OpenCV's cascades, dlib's HOG detector and its
 # 68-point landmark model; bzip2 unpacks the model where it ships compressed).
 packages+=(nlohmann-json3-dev libopencv-dev opencv-data libdlib-dev libdlib-data bzip2)
+# Data-parallel training (fer train under mpirun, tests/test_mpi.cpp): Open MPI.
+packages+=(libopenmpi-dev openmpi-bin)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

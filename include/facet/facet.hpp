@@ -4,6 +4,7 @@
 #pragma once
 
 #include "facet/core/atomic_file.hpp"
+#include "facet/core/communicator.hpp"
 #include "facet/core/context.hpp"
 #include "facet/core/convert.hpp"
 #include "facet/core/crc32.hpp"

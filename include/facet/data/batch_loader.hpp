@@ -74,6 +74,9 @@ struct BatchOptions {
     AugmentConfig augmentation;
     std::uint64_t seed = 42;
     std::size_t prefetch = 2;  ///< batches prepared ahead by the worker thread (0: no thread)
+    /// Data-parallel training: each of `shard_count` processes takes the part `shard_index` of
+    /// every batch, so batch_size is the global batch and the shards of one batch are disjoint.
+    std::size_t shard_index = 0, shard_count = 1;
 };
 
 /// One mini-batch.
@@ -116,6 +119,8 @@ class BatchLoader {
         check(options_.batch_size > 0, "BatchLoader: batch_size must be > 0");
         check(!data_.empty(), "BatchLoader: data set '", data_.split, "' is empty");
         check(normalization_.stddev > 0, "BatchLoader: normalisation stddev must be > 0");
+        check(options_.shard_count > 0 && options_.shard_index < options_.shard_count,
+              "BatchLoader: shard ", options_.shard_index, " of ", options_.shard_count);
         if (options_.augment) options_.augmentation.validate();
     }
     BatchLoader(const BatchLoader&) = delete;
@@ -152,15 +157,20 @@ class BatchLoader {
         return order;
     }
 
-    /// Builds batch `index` of epoch `epoch` given that epoch's order. Sample i of the data set
-    /// is augmented with an Rng seeded by (seed, epoch, i), so its batch position and the thread
-    /// that prepares it do not matter.
+    /// Builds batch `index` of epoch `epoch` given that epoch's order (this shard's part of it:
+    /// [n k / shards, n (k + 1) / shards) of the batch's n samples, which may be empty). Sample
+    /// i of the data set is augmented with an Rng seeded by (seed, epoch, i), so its batch
+    /// position and the thread or process that prepares it do not matter.
     Batch make_batch(std::size_t epoch, std::size_t index,
                      const std::vector<std::size_t>& order) const {
         check(index < batches_per_epoch(), "BatchLoader: batch ", index, " out of range (",
               batches_per_epoch(), " per epoch)");
-        const std::size_t begin = index * options_.batch_size;
-        const std::size_t end = std::min(begin + options_.batch_size, order.size());
+        const std::size_t global_begin = index * options_.batch_size;
+        const std::size_t n =
+            std::min(global_begin + options_.batch_size, order.size()) - global_begin;
+        const std::size_t begin = global_begin + n * options_.shard_index / options_.shard_count;
+        const std::size_t end =
+            global_begin + n * (options_.shard_index + 1) / options_.shard_count;
         const std::size_t pixels = data_.image_size();
         Batch batch;
         batch.epoch = epoch;

@@ -10,14 +10,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <iomanip>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "facet/core/communicator.hpp"
 #include "facet/core/context.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
@@ -80,6 +83,7 @@ struct StepResult {
     double loss = 0;           ///< mean loss over the batch
     double accuracy = 0;       ///< fraction of samples whose largest logit is the label
     double gradient_norm = 0;  ///< global gradient norm (before clipping, if clipping)
+    std::size_t samples = 0;   ///< the samples of the step (of every process, when distributed)
 };
 
 /// What Sequential::train_step() throws when a batch gives a NaN or infinite loss or parameter
@@ -97,15 +101,17 @@ class NonFiniteError : public Error {
 
     NonFiniteError(Kind kind, double loss, std::size_t layer, std::string layer_description,
                    std::string parameter, bool input_not_finite,
-                   std::optional<std::uint64_t> step = std::nullopt)
-        : Error(message(kind, loss, layer, layer_description, parameter, input_not_finite, step)),
+                   std::optional<std::uint64_t> step = std::nullopt, bool other_process = false)
+        : Error(message(kind, loss, layer, layer_description, parameter, input_not_finite, step,
+                        other_process)),
           kind_(kind),
           loss_(loss),
           layer_(layer),
           layer_description_(std::move(layer_description)),
           parameter_(std::move(parameter)),
           input_not_finite_(input_not_finite),
-          step_(step) {}
+          step_(step),
+          other_process_(other_process) {}
 
     Kind kind() const { return kind_; }
     /// The batch's mean loss (NaN or infinite when kind() is Loss).
@@ -124,22 +130,28 @@ class NonFiniteError : public Error {
     bool input_not_finite() const { return input_not_finite_; }
     /// The trainer's step number, when it added one with at_step() (Sequential counts no steps).
     std::optional<std::uint64_t> step() const { return step_; }
+    /// Data-parallel training: the non-finite loss came from another process's shard of the
+    /// batch (that process's error names the layer).
+    bool other_process() const { return other_process_; }
     /// The same error with the trainer's step number in the fields and in the message.
     NonFiniteError at_step(std::uint64_t step) const {
         return NonFiniteError(kind_, loss_, layer_, layer_description_, parameter_,
-                              input_not_finite_, step);
+                              input_not_finite_, step, other_process_);
     }
 
   private:
     static std::string message(Kind kind, double loss, std::size_t layer,
                                const std::string& description, const std::string& parameter,
-                               bool input_not_finite, std::optional<std::uint64_t> step) {
+                               bool input_not_finite, std::optional<std::uint64_t> step,
+                               bool other_process) {
         std::ostringstream os;
         os << "non-finite " << (kind == Kind::Loss ? "loss" : "gradient");
         if (kind == Kind::Loss) os << " (" << loss << ")";
         if (step) os << " at step " << *step;
         os << ": ";
-        if (kind == Kind::Gradient) {
+        if (other_process)
+            os << "in another process's shard of the batch (its message names the layer)";
+        else if (kind == Kind::Gradient) {
             os << "layer " << layer << " " << description << ", parameter '" << parameter
                << "' (the first layer from the output back whose gradient holds NaN or infinity)";
             if (input_not_finite) os << "; the input batch holds NaN or infinite values";
@@ -161,6 +173,7 @@ class NonFiniteError : public Error {
     std::string layer_description_, parameter_;
     bool input_not_finite_;
     std::optional<std::uint64_t> step_;
+    bool other_process_ = false;
 };
 
 /// A chain of layers, each fed by the previous one.
@@ -445,6 +458,103 @@ class Sequential {
         return result;
     }
 
+    /// train_step() for data-parallel training: this process's `batch` is its shard of the
+    /// global batch (it may be empty). Forward and backward run on the shard; then one buffer
+    /// holding every parameter gradient (weighted by the shard's size), every buffer (batch-norm
+    /// running statistics, as `buffer_sync` says), the loss and accuracy totals, a non-finite
+    /// flag and `shared_sums` is summed over the processes in rank order (Communicator::sum).
+    /// Every process then holds the same bits: the mean gradient of the global batch, and so
+    /// the same norm, clipping, non-finite decision and optimiser step. `shared_sums` comes
+    /// back summed (the Trainer agrees on a stop signal with it), also when the step throws.
+    /// result.samples, loss and accuracy are those of the global batch.
+    template <typename Loss, typename Labels>
+    StepResult train_step(const Tensor<T>& batch, const Labels& labels, Loss& loss,
+                          Optimizer<T>& optimizer, double max_gradient_norm,
+                          Communicator& communicator, BufferSync buffer_sync = BufferSync::Average,
+                          std::span<T> shared_sums = {}) {
+        check(max_gradient_norm >= 0 && std::isfinite(max_gradient_norm),
+              "train_step: max_gradient_norm must be >= 0, got ", max_gradient_norm);
+        const ContextScope scope(context_ ? &*context_ : nullptr);
+        if (mode_ != Mode::Train) set_mode(Mode::Train);
+        save_buffers();
+        const std::vector<Parameter<T>>& params = parameters();
+        const std::vector<std::pair<std::string, Tensor<T>*>> buffer_list = buffers();
+        const std::size_t n = labels.size();
+        double local_loss = 0, local_correct = 0;
+        bool loss_finite = true;
+        if (n > 0) {
+            const Tensor<T>& logits = forward(batch);
+            local_loss = static_cast<double>(loss.forward(logits, labels));
+            loss_finite = std::isfinite(local_loss);
+            if (loss_finite) {
+                local_correct = accuracy(logits, labels) * static_cast<double>(n);
+                loss.backward(dlogits_);
+                backward(dlogits_, /*input_gradient=*/false);
+            }
+        }
+        // The packed buffer: gradients, buffers, then [loss total, correct, samples, bad loss]
+        // and the caller's sums.
+        std::size_t length = 0;
+        for (const auto& p : params) length += p.grad->size();
+        const std::size_t gradient_length = length;
+        for (const auto& b : buffer_list) length += b.second->size();
+        const std::size_t tail = length;
+        length += 4 + shared_sums.size();
+        exchange_.assign(length, T(0));
+        T* out = exchange_.data();
+        const bool contributes = n > 0 && loss_finite;
+        for (const auto& p : params) {  // the shard's gradient sum: mean times shard size
+            if (contributes)
+                for (std::size_t i = 0; i < p.grad->size(); ++i)
+                    out[i] = (*p.grad)[i] * static_cast<T>(n);
+            out += p.grad->size();
+        }
+        const bool own_buffers = buffer_sync == BufferSync::Average || communicator.is_root();
+        for (const auto& b : buffer_list) {
+            if (own_buffers) std::copy(b.second->begin(), b.second->end(), out);
+            out += b.second->size();
+        }
+        out[0] = contributes ? static_cast<T>(local_loss * static_cast<double>(n)) : T(0);
+        out[1] = static_cast<T>(local_correct), out[2] = static_cast<T>(n);
+        out[3] = loss_finite ? T(0) : T(1);
+        std::copy(shared_sums.begin(), shared_sums.end(), out + 4);
+        communicator.sum(std::span<T>(exchange_));
+        const T* in = exchange_.data() + tail;
+        std::copy(in + 4, in + 4 + shared_sums.size(), shared_sums.begin());
+        StepResult result;
+        result.samples = static_cast<std::size_t>(in[2]);
+        check(result.samples > 0, "train_step: the global batch is empty");
+        const double samples = static_cast<double>(in[2]);
+        result.loss = static_cast<double>(in[0]) / samples;
+        result.accuracy = static_cast<double>(in[1]) / samples;
+        if (in[3] > 0) {  // some process's loss is not finite: every process skips or stops
+            restore_buffers();
+            if (!loss_finite) throw non_finite_loss(local_loss);
+            throw NonFiniteError(NonFiniteError::Kind::Loss,
+                                 std::numeric_limits<double>::quiet_NaN(), NonFiniteError::no_layer,
+                                 "", "", false, std::nullopt, true);
+        }
+        const T* sum = exchange_.data();
+        for (const auto& p : params) {
+            for (std::size_t i = 0; i < p.grad->size(); ++i)
+                (*p.grad)[i] = static_cast<T>(static_cast<double>(sum[i]) / samples);
+            sum += p.grad->size();
+        }
+        // Identical on every process, so a non-finite gradient stops or skips all of them.
+        result.gradient_norm = checked_gradient_norm(result.loss);
+        const T processes = static_cast<T>(communicator.size());
+        sum = exchange_.data() + gradient_length;
+        for (const auto& b : buffer_list) {
+            for (std::size_t i = 0; i < b.second->size(); ++i)
+                (*b.second)[i] = buffer_sync == BufferSync::Average ? sum[i] / processes : sum[i];
+            sum += b.second->size();
+        }
+        if (max_gradient_norm > 0)
+            scale_to_max_norm(parameters_, result.gradient_norm, max_gradient_norm);
+        optimizer.step();
+        return result;
+    }
+
     /// Class probabilities (softmax of the logits) for the batch x, computed in inference mode; the
     /// model's mode is restored afterwards. The result lives until the next predict().
     ///
@@ -662,6 +772,7 @@ class Sequential {
     // train_step's copy of every buffer (and where it came from) from before the forward pass,
     // put back when the step fails: the forward pass already moved batch-norm running statistics.
     std::vector<std::pair<Tensor<T>*, Tensor<T>>> buffer_backup_;
+    std::vector<T> exchange_;  // the distributed train_step's packed buffer, kept between steps
     Mode mode_ = Mode::Train;
     bool has_forward_ = false;
     bool fuse_ = true;

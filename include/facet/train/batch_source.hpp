@@ -44,9 +44,10 @@ class LoaderBatches : public BatchSource {
 class DatasetBatches : public BatchSource {
   public:
     /// Batches of `batch_size` images of `data`, standardised with `normalization` (the training
-    /// set's).
-    DatasetBatches(const Dataset& data, Normalization normalization, std::size_t batch_size = 256)
-        : loader_(data, normalization, options(batch_size)) {}
+    /// set's); with shard_count > 1, this process's shard of each (BatchOptions::shard_index).
+    DatasetBatches(const Dataset& data, Normalization normalization, std::size_t batch_size = 256,
+                   std::size_t shard_index = 0, std::size_t shard_count = 1)
+        : loader_(data, normalization, options(batch_size, shard_index, shard_count)) {}
     std::size_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
     void start_epoch(std::size_t epoch, std::size_t first_batch = 0) override {
         loader_.start_epoch(epoch, first_batch);
@@ -54,9 +55,11 @@ class DatasetBatches : public BatchSource {
     bool next(Batch& batch) override { return loader_.next(batch); }
 
   private:
-    static BatchOptions options(std::size_t batch_size) {
+    static BatchOptions options(std::size_t batch_size, std::size_t shard_index,
+                                std::size_t shard_count) {
         BatchOptions o;
         o.batch_size = batch_size, o.shuffle = false, o.augment = false;
+        o.shard_index = shard_index, o.shard_count = shard_count;
         o.prefetch = 0;  // read once per epoch, right after training: a thread would only wait
         return o;
     }

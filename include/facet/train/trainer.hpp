@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "facet/core/atomic_file.hpp"
+#include "facet/core/communicator.hpp"
 #include "facet/core/error.hpp"
 #include "facet/data/batch_loader.hpp"
 #include "facet/loss/softmax_cross_entropy.hpp"
@@ -74,6 +76,12 @@ struct TrainerOptions {
     /// Notes written into every checkpoint besides the trainer's own (e.g. what a program needs
     /// to rebuild its set-up); called at each save with the state being saved.
     std::function<ModelMetadata(const TrainState&)> notes = {};
+    /// Data-parallel training (docs/distributed.md): the processes that train together, each
+    /// fit() given its shard of every batch (BatchOptions::shard_index). Null: this process
+    /// alone. The communicator must outlive the Trainer.
+    Communicator* communicator = nullptr;
+    /// With a communicator: what becomes of batch-norm running statistics (BufferSync).
+    BufferSync buffer_sync = BufferSync::Average;
 };
 
 namespace detail {
@@ -89,6 +97,28 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 }  // namespace detail
+
+/// Loads the checkpoint at `path`. With a communicator, rank 0 reads the file and every process
+/// decodes rank 0's bytes, so the others need no access to rank 0's disk; an error reading it
+/// is thrown on every process.
+inline Checkpoint<float> read_checkpoint(const std::string& path, Communicator* communicator) {
+    if (!communicator) return load_checkpoint<float>(path);
+    std::vector<unsigned char> bytes;
+    std::string failure;
+    if (communicator->is_root()) {
+        try {
+            bytes = read_whole_file(path, serial::max_file_size);
+            check(!bytes.empty(), "read_checkpoint: ", path, " is empty");
+        } catch (const std::exception& e) {
+            failure = e.what();
+            bytes.clear();
+        }
+    }
+    bytes = communicator->broadcast_vector(std::move(bytes), 0);
+    check(!bytes.empty(), "read_checkpoint: rank 0 could not read ", path,
+          failure.empty() ? "" : ": ", failure);
+    return decode_checkpoint<float>(bytes, path);
+}
 
 /// Trains a Sequential<float> classifier (softmax cross-entropy on integer labels). The model,
 /// optimiser (bound to model.parameters()) and schedule are the caller's and must outlive it.
@@ -183,9 +213,10 @@ class Trainer {
         state_.skipped_in_a_row = count("skipped_steps_in_a_row");
         state_.resumed = true;
     }
-    /// resume() from the checkpoint file at `path`.
+    /// resume() from the checkpoint file at `path` (distributed: rank 0's file, which rank 0
+    /// reads and sends to the others; see read_checkpoint()).
     void resume(const std::string& path) {
-        Checkpoint<float> checkpoint = load_checkpoint<float>(path);
+        Checkpoint<float> checkpoint = read_checkpoint(path, options_.communicator);
         resume(checkpoint);
     }
 
@@ -206,6 +237,7 @@ class Trainer {
         std::optional<StopSignals> signals;
         if (options_.handle_signals) signals.emplace();
         stop_.reset();
+        if (options_.communicator) broadcast_model_state();
         bool mid_epoch = false;
         for (auto& c : callbacks_) c->on_train_begin(*this);
 
@@ -223,22 +255,28 @@ class Trainer {
                 StepReport r;
                 r.learning_rate = schedule_.rate(static_cast<std::size_t>(state_.step));
                 optimizer_.set_learning_rate(r.learning_rate);
-                // Dropout masks are a function of the step, so a resumed run draws the same ones.
-                model_.reseed(detail::mix_seed(options_.seed, state_.step, 7));
+                // Dropout masks are a function of the step, so a resumed run draws the same ones
+                // (and of the rank, so that the shards of one batch draw different ones).
+                std::uint64_t masks = detail::mix_seed(options_.seed, state_.step, 7);
+                if (options_.communicator && options_.communicator->rank() > 0)
+                    masks = detail::mix_seed(masks, options_.communicator->rank(), 8);
+                model_.reseed(masks);
                 for (auto& c : callbacks_) c->on_batch_begin(*this, batch);
-                r.skipped = !train_step(batch, r.result);
+                float signalled = StopSignals::requested() ? 1.0f : 0.0f;
+                r.skipped = !train_step(batch, r.result, signalled);
                 if (!r.skipped) {
-                    const auto n = static_cast<double>(batch.size());
+                    const auto n = static_cast<double>(r.result.samples);
                     loss_sum += r.result.loss * n, correct += r.result.accuracy * n, seen += n;
                 }
                 ++state_.step, ++position;
                 r.step = state_.step, r.epoch = epoch, r.batch_index = batch.index;
-                r.batch_size = batch.size();
+                r.batch_size = options_.communicator ? r.result.samples : batch.size();
                 r.epoch_loss = loss_sum / seen, r.epoch_accuracy = correct / seen;
                 r.skipped_in_epoch = state_.skipped_in_epoch;
                 r.seconds = detail::seconds_since(t0);
                 for (auto& c : callbacks_) c->on_step_end(*this, r);
-                if (StopSignals::requested() && signals)
+                // Distributed: stop when a signal reached any process (summed with the step).
+                if (signals && (options_.communicator ? signalled > 0 : StopSignals::requested()))
                     request_stop(StopReason::Interrupted);
                 else if (options_.max_steps && state_.step >= options_.max_steps)
                     request_stop(StopReason::MaxSteps);
@@ -249,12 +287,14 @@ class Trainer {
                 break;
             }
             end_epoch(epoch, validation, detail::seconds_since(t0), loss_sum, correct, seen);
-            if (StopSignals::requested() && signals) request_stop(StopReason::Interrupted);
+            if (signals && any_process(StopSignals::requested()))
+                request_stop(StopReason::Interrupted);
         }
 
         TrainSummary summary;
         summary.reason = stop_.value_or(StopReason::Completed);
-        if (StopSignals::requested() && signals) summary.reason = StopReason::Interrupted;
+        if (signals && any_process(StopSignals::requested()))
+            summary.reason = StopReason::Interrupted;
         summary.mid_epoch = mid_epoch;
         summary.completed_epochs = state_.completed_epochs;
         summary.steps = state_.step;
@@ -267,10 +307,19 @@ class Trainer {
 
   private:
     /// One optimiser step on `batch`; false when it was skipped for non-finite values.
-    bool train_step(Batch& batch, StepResult& result) {
+    /// Distributed, `signalled` (this process's stop signal, 0 or 1) comes back summed over the
+    /// processes.
+    bool train_step(Batch& batch, StepResult& result, float& signalled) {
         try {
-            result = model_.train_step(batch.images, batch.labels, loss_, optimizer_,
-                                       options_.max_gradient_norm);
+            if (options_.communicator) {
+                result = model_.train_step(batch.images, batch.labels, loss_, optimizer_,
+                                           options_.max_gradient_norm, *options_.communicator,
+                                           options_.buffer_sync, std::span<float>(&signalled, 1));
+            } else {
+                result = model_.train_step(batch.images, batch.labels, loss_, optimizer_,
+                                           options_.max_gradient_norm);
+                result.samples = batch.size();
+            }
             state_.skipped_in_a_row = 0;
             return true;
         } catch (const NonFiniteError& e) {
@@ -294,7 +343,15 @@ class Trainer {
     void end_epoch(std::size_t epoch, BatchSource& validation, double train_seconds,
                    double loss_sum, double correct, double seen) {
         const auto t0 = std::chrono::steady_clock::now();
-        const ValidationResult v = evaluate_batches(model_, validation);
+        ValidationResult v;
+        if (options_.communicator) {  // each process validated its shard
+            ValidationSums sums = validation_sums(model_, validation);
+            double totals[3] = {sums.loss, sums.correct, sums.samples};
+            options_.communicator->sum(std::span<double>(totals));
+            v = validation_result({totals[0], totals[1], totals[2]});
+        } else {
+            v = evaluate_batches(model_, validation);
+        }
         EpochReport report;
         report.epoch = epoch + 1;
         report.train_loss = loss_sum / seen, report.train_accuracy = correct / seen;
@@ -318,6 +375,24 @@ class Trainer {
         for (auto& c : callbacks_) c->on_epoch_end(*this, report);
         state_.skipped_in_epoch = 0;  // a checkpoint at an epoch's end starts the next one afresh
         for (auto& c : callbacks_) c->after_epoch(*this, report);
+    }
+
+    /// Whether `flag` holds on any process (this one's alone without a communicator).
+    bool any_process(bool flag) {
+        if (!options_.communicator) return flag;
+        double count = flag ? 1 : 0;
+        options_.communicator->sum(std::span<double>(&count, 1));
+        return count > 0;
+    }
+
+    /// Gives every process rank 0's parameters and buffers: a fresh run starts from rank 0's
+    /// initial weights (whatever the seeds of the others), a resumed one from the same state.
+    void broadcast_model_state() {
+        Communicator& comm = *options_.communicator;
+        for (const auto& p : model_.parameters())
+            comm.broadcast(std::span<float>(p.value->data(), p.value->size()), 0);
+        for (auto& [name, tensor] : model_.buffers())
+            comm.broadcast(std::span<float>(tensor->data(), tensor->size()), 0);
     }
 
     /// Copies every parameter and buffer of `source` into the model, checking that both have the
