@@ -22,8 +22,11 @@
 #define FACET_IMPLEMENT_STB  // this translation unit compiles stb_image and stb_image_write
 #include <facet/data/image.hpp>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <thread>
 
 #include "bench.hpp"
 #include "convert.hpp"
@@ -38,6 +41,9 @@
 #include "train.hpp"
 #ifdef FACET_HAVE_VIDEO
 #include "video_bench.hpp"
+#endif
+#ifdef FACET_HAVE_MPI
+#include <facet/distributed/mpi.hpp>
 #endif
 
 namespace {
@@ -66,6 +72,40 @@ const char* usage =
 #endif
     ;
 
+/// `fer train`; under an MPI launcher (mpirun -np N fer train ...), the N processes train one
+/// model data-parallel, and only rank 0 prints and writes files.
+int train(const fer::Cli& cli) {
+    fer::TrainConfig config = fer::train_config(cli);
+#ifdef FACET_HAVE_MPI
+    if (facet::launched_by_mpi()) {
+        facet::MpiSession session;
+        facet::MpiCommunicator world;
+        config.communicator = &world;
+        if (config.threads == 0) {  // share the machine's cores among its processes
+            const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+            const int here = local ? std::max(1, std::atoi(local)) : 1;
+            const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+            config.threads = std::max(1, cores / here);
+        }
+        std::streambuf* const console = std::cout.rdbuf();
+        if (!world.is_root()) std::cout.rdbuf(nullptr);  // one report: rank 0's
+        try {
+            const int status = fer::run_train(config);
+            std::cout.rdbuf(console);
+            return status;
+        } catch (const std::exception& e) {
+            std::cout.rdbuf(console);
+            std::cerr << "fer: error (process " << world.rank() << " of " << world.size()
+                      << "): " << e.what() << "\n";
+            // The others may be waiting for this one in a collective call: end them all.
+            if (world.size() > 1) facet::MpiSession::abort(1);
+            return 1;
+        }
+    }
+#endif
+    return fer::run_train(config);
+}
+
 int dispatch(int argc, char** argv) {
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
         std::cout << usage;
@@ -79,9 +119,7 @@ int dispatch(int argc, char** argv) {
         }
         return body(cli);
     };
-    if (command == "train")
-        return run(fer::train_cli(),
-                   [](const fer::Cli& c) { return fer::run_train(fer::train_config(c)); });
+    if (command == "train") return run(fer::train_cli(), train);
     if (command == "eval") return run(fer::eval_cli(), fer::run_eval);
     if (command == "predict") return run(fer::predict_cli(), fer::run_predict);
     if (command == "correct") return run(fer::correct_cli(), fer::run_correct);

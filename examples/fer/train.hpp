@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 
+#include <facet/core/communicator.hpp>
 #include <facet/core/crc32.hpp>
 #include <facet/data/split.hpp>
 #include <facet/model/serialize.hpp>
@@ -76,6 +77,9 @@ struct TrainConfig {
     /// shape the model. Where the files go (--out, --log) and --resume are left out, so the same
     /// training gives the same model bytes wherever it writes them and however often it resumed.
     std::string command_line = "fer train";
+    /// Data-parallel training (main.cpp sets it under mpirun): the processes that train
+    /// together; --batch is then the global batch, and only rank 0 writes files and prints.
+    facet::Communicator* communicator = nullptr;
 };
 
 inline Cli train_cli() {
@@ -87,7 +91,10 @@ inline Cli train_cli() {
             "or the CSV's PublicTest rows; its PrivateTest rows as a second figure) never choose "
             "anything: after training, their accuracy is reported once, for the best-validation "
             "model and for the last epoch's. Writes OUT/model.facet (best validation accuracy), "
-            "OUT/checkpoint.facet (the last state, for --resume) and a JSON-lines log.");
+            "OUT/checkpoint.facet (the last state, for --resume) and a JSON-lines log. Under "
+            "`mpirun -np N` (when fer was built with MPI) the N processes train one model "
+            "data-parallel: each takes its shard of every batch, and rank 0 writes the files "
+            "(docs/distributed.md).");
     cli.option("data", "DIR|CSV",
                "FER-2013 as image folders or Kaggle's CSV (default: data/fer2013 if present, else "
                "synthetic faces)")
@@ -97,8 +104,14 @@ inline Cli train_cli() {
                 "(residual)",
                 "fer-cnn-s")
         .option("epochs", "N", "epochs (default: 50 on FER-2013, 12 on synthetic faces)")
-        .option("batch", "N", "mini-batch size", "64")
-        .option("threads", "N", "threads (0: all cores)", "0")
+        .option("batch", "N",
+                "mini-batch size (under mpirun: the global batch, shared out among the "
+                "processes)",
+                "64")
+        .option("threads", "N",
+                "threads (0: all cores; under mpirun, per process: the cores over the processes "
+                "on the machine)",
+                "0")
         .option("seed", "N", "seed of initialisation, shuffling, augmentation and dropout", "1")
         .option("max-steps", "N", "stop after N optimiser steps in all (0: no limit)", "0")
         .flag("resume", "continue from OUT/checkpoint.facet")
@@ -420,6 +433,30 @@ class FerHooks : public facet::Callback {
     std::string best_, checkpoint_;
 };
 
+/// Data-parallel: every process must end with rank 0's weights and buffers. Rank 0 prints the
+/// CRC-32 of each process's (a check from outside can compare them); an Error when they differ.
+inline void check_same_weights(facet::Communicator& world, facet::Sequential<float>& model) {
+    std::uint32_t crc = 0;
+    for (const auto& p : model.parameters())
+        crc = facet::crc32_update(crc, p.value->data(), p.value->size() * sizeof(float));
+    for (auto& [name, t] : model.buffers())
+        crc = facet::crc32_update(crc, t->data(), t->size() * sizeof(float));
+    std::vector<double> crcs(static_cast<std::size_t>(world.size()), 0);
+    crcs[static_cast<std::size_t>(world.rank())] = crc;
+    world.sum(std::span<double>(crcs));  // each slot is one process's
+    std::string line;
+    bool same = true;
+    for (double v : crcs) {
+        char hex[16];
+        std::snprintf(hex, sizeof hex, "%08x", static_cast<std::uint32_t>(v));
+        line += line.empty() ? hex : std::string(" ") + hex;
+        same = same && v == crcs[0];
+    }
+    std::cout << "weights on the " << crcs.size() << " processes: crc32 " << line
+              << (same ? " (identical)" : " (DIFFERENT)") << "\n";
+    facet::check(same, "train: the processes ended with different weights (crc32 ", line, ")");
+}
+
 /// The notes of `metadata` without the test results a finished run added.
 inline facet::ModelMetadata without_test_notes(const facet::ModelMetadata& metadata) {
     facet::ModelMetadata kept;
@@ -479,13 +516,20 @@ inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Seque
 /// Trains on already loaded data (run_train() loads them; tests pass small sets directly).
 inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     facet::set_num_threads(c.threads);
-    fs::create_directories(c.out);
+    facet::Communicator* const world = c.communicator;
+    const bool writer = !world || world->is_root();  // the process that writes files
+    const std::size_t ranks = world ? static_cast<std::size_t>(world->size()) : 1;
+    const std::size_t rank = world ? static_cast<std::size_t>(world->rank()) : 0;
+    facet::check(c.batch >= ranks, "train: --batch ", c.batch,
+                 " is the global batch and must be at least the ", ranks, " processes");
+    if (writer) fs::create_directories(c.out);
     const std::string best_path = c.out + "/model.facet", ckpt_path = c.out + "/checkpoint.facet";
     const std::string log_path = c.log.empty() ? c.out + "/log.jsonl" : c.log;
     // A run killed while writing leaves its temporary file behind (the real file is intact).
     std::size_t stale = 0;
-    for (const std::string& p : {best_path, ckpt_path, log_path})
-        stale += facet::remove_stale_temporaries(p);
+    if (writer)
+        for (const std::string& p : {best_path, ckpt_path, log_path})
+            stale += facet::remove_stale_temporaries(p);
     if (stale)
         std::cout << "removed " << stale
                   << " unfinished temporary file(s) left by an interrupted run\n";
@@ -510,10 +554,11 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
 
     facet::BatchOptions bo;
     bo.batch_size = cfg.batch, bo.shuffle = true, bo.augment = cfg.augment, bo.seed = cfg.seed;
+    bo.shard_index = rank, bo.shard_count = ranks;
     facet::BatchLoader loader(plan.train, norm, bo);
     facet::LoaderBatches train_batches(loader);
     // The training batch size: no bigger activations than training has.
-    facet::DatasetBatches val_batches(plan.val, norm, cfg.batch);
+    facet::DatasetBatches val_batches(plan.val, norm, cfg.batch, rank, ranks);
 
     facet::Sequential<float> model = build_model(cfg.model, cfg.seed);
     const std::unique_ptr<facet::Optimizer<float>> optimizer = make_optimizer(cfg, model);
@@ -532,14 +577,17 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     to.on_nonfinite =
         cfg.on_nonfinite == "skip" ? facet::NonFinitePolicy::Skip : facet::NonFinitePolicy::Stop;
     to.max_consecutive_skips = cfg.max_consecutive_skips;
+    to.communicator = world;
     to.notes = [&](const facet::TrainState& s) {
         return notes(s.best_val_accuracy, s.completed_epochs);
     };
     facet::Trainer trainer(model, *optimizer, *schedule, to);
 
     if (cfg.resume) {
-        facet::check(fs::exists(ckpt_path), "train --resume: no checkpoint at ", ckpt_path);
-        facet::Checkpoint<float> ck = facet::load_checkpoint<float>(ckpt_path);
+        facet::check(!writer || fs::exists(ckpt_path), "train --resume: no checkpoint at ",
+                     ckpt_path);
+        // Distributed: rank 0's file, which rank 0 reads and sends to the others.
+        facet::Checkpoint<float> ck = facet::read_checkpoint(ckpt_path, world);
         facet::check(ck.info.note("model") == cfg.model, "train --resume: ", ckpt_path,
                      " holds model '", ck.info.note("model"), "', not '", cfg.model, "'");
         const std::string fingerprint = ck.info.note("validation.fingerprint");
@@ -558,11 +606,19 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
               << ", " << cfg.epochs << " epochs of " << loader.batches_per_epoch()
               << " steps, augmentation " << (cfg.augment ? "on" : "off") << ", threads "
               << facet::num_threads() << "\n";
+    if (world)
+        std::cout << "data-parallel: " << ranks << " processes of " << facet::num_threads()
+                  << " thread(s), each a shard of about " << cfg.batch / ranks
+                  << " images of every batch of " << cfg.batch << "\n";
 
-    trainer.add<facet::ProgressBar>();
+    // Only rank 0 prints progress and writes the log, the best model and the checkpoint; every
+    // process runs the hooks that decide (early stopping, the test hook).
+    if (writer) trainer.add<facet::ProgressBar>();
     trainer.add<detail::FerHooks>(cfg, best_path, ckpt_path);
-    facet::JsonLog& log =
-        trainer.add<facet::JsonLog>(log_path, std::vector<facet::JsonLog::Record>{plan.record()});
+    facet::JsonLog* log = nullptr;
+    if (writer)
+        log = &trainer.add<facet::JsonLog>(log_path,
+                                           std::vector<facet::JsonLog::Record>{plan.record()});
     // The training images and labels after the hold-out identify the data the weights saw.
     std::uint32_t data_crc =
         facet::crc32_update(0, plan.train.pixels.data(), plan.train.pixels.size());
@@ -583,13 +639,15 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
             p.notes.emplace_back("git_commit", revision);
         return p;
     };
-    trainer.add<facet::BestModel>(
-        best_path, [&](const facet::EpochReport& r) { return notes(r.val_accuracy, r.epoch); },
-        provenance);
+    if (writer)
+        trainer.add<facet::BestModel>(
+            best_path, [&](const facet::EpochReport& r) { return notes(r.val_accuracy, r.epoch); },
+            provenance);
     if (cfg.patience) trainer.add<facet::EarlyStopping>(cfg.patience);
-    trainer.add<facet::CheckpointSaver>(ckpt_path, cfg.checkpoint_every);
+    if (writer) trainer.add<facet::CheckpointSaver>(ckpt_path, cfg.checkpoint_every);
 
     const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
+    if (world) detail::check_same_weights(*world, model);
 
     const bool interrupted = s.reason == facet::StopReason::Interrupted;
     if (s.mid_epoch)
@@ -613,8 +671,8 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
                   << " (epoch " << s.best_epoch << ") — model: " << best_path << "\n";
         const bool finished =
             s.reason == facet::StopReason::Completed || s.reason == facet::StopReason::EarlyStopped;
-        if (finished)
-            report_test(cfg, plan, model, s.completed_epochs, norm, best_path, s.best_epoch, log);
+        if (finished && writer)
+            report_test(cfg, plan, model, s.completed_epochs, norm, best_path, s.best_epoch, *log);
     }
     // 128 + SIGINT, as a shell reports a program Ctrl-C ended: a script must not take an
     // interrupted run for a finished one.
