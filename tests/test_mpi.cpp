@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -304,10 +305,39 @@ TEST_CASE("a run stopped mid-epoch and resumed from rank 0's checkpoint ends wit
     CHECK(same_on_every_rank(weights_of(resumed.model)));
 }
 
+/// Not a test: `mpirun -np N test_mpi --sum-timings` prints the time of Communicator::sum against
+/// the buffer size (the median of 21 calls after 3 warm-up calls), for docs/distributed.md.
+int print_sum_timings(MpiCommunicator& comm) {
+    if (comm.is_root())
+        std::cout << "processes " << comm.size() << "\nfloats bytes median_us GB/s_per_process\n";
+    for (std::size_t n = 1; n <= (std::size_t{1} << 24); n *= 4) {
+        std::vector<float> values(n, 1.0f);
+        std::vector<double> seconds;
+        for (int i = 0; i < 24; ++i) {
+            comm.barrier();
+            const auto t0 = std::chrono::steady_clock::now();
+            comm.sum(std::span<float>(values));
+            const double s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (i >= 3) seconds.push_back(s);
+        }
+        std::sort(seconds.begin(), seconds.end());
+        const double median = seconds[seconds.size() / 2];
+        // Each process sends and receives 2 (p - 1) / p of the buffer.
+        const double moved = 2.0 * (comm.size() - 1) / comm.size() * static_cast<double>(n) * 4;
+        if (comm.is_root())
+            std::cout << n << " " << n * 4 << " " << median * 1e6 << " " << moved / median / 1e9
+                      << "\n";
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
     MpiSession session(argc, argv);
     MpiCommunicator communicator;
     world = &communicator;
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--sum-timings") return print_sum_timings(communicator);
     if (communicator.size() != expected_ranks) {
         if (communicator.is_root())
             std::cerr << "test_mpi: FAILED: needs exactly " << expected_ranks

@@ -38,6 +38,7 @@ class Communicator {
     /// Replaces `bytes` on every process with rank `root`'s (same length everywhere).
     virtual void broadcast(std::span<unsigned char> bytes, int root) = 0;
 
+    /// Whether this is rank 0, the process that writes a run's files.
     bool is_root() const { return rank() == 0; }
 
     /// Rank `root`'s vector on every process; the others need not know its length beforehand.

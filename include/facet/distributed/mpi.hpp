@@ -30,6 +30,7 @@ namespace facet {
 /// worker threads never do) and finalises it when destroyed. One per process, in main().
 class MpiSession {
   public:
+    /// Starts MPI with the command line (MPI may take its own arguments out of it).
     MpiSession(int& argc, char**& argv) { start(&argc, &argv); }
     /// Without the command line (MPI reads what it needs from the environment).
     MpiSession() { start(nullptr, nullptr); }
