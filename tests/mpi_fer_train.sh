@@ -41,6 +41,8 @@ weights() {  # the CRC-32 line of a run, checked to show 2 identical processes
 run first
 grep -q '^data-parallel: 2 processes' first.txt || { cat first.txt; fail "first: not data-parallel"; }
 echo "first run: weights $(weights first)"
+# The test split is evaluated in shards (one per process) whose totals rank 0 reports.
+grep -q '^test accuracy (28 images, ' first.txt || { cat first.txt; fail "first: no test report over all 28 images"; }
 
 run second
 [ "$(weights second)" = "$(weights first)" ] || fail "second run: other weights than the first"
