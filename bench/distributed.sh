@@ -7,6 +7,7 @@
 #
 #   bench/distributed.sh FER DATA [ROUNDS] [EPOCHS] [PER_CLASS]
 #   bench/distributed.sh build/release/fer data/fer2013 3 1 500
+#   bench/distributed.sh build/release/fer - 1 1 8      # DATA "-": fer's synthetic faces (a quick check)
 #
 # Run it on an otherwise idle machine: every figure shares the cores with whatever else runs,
 # and the rounds alternate so that a slow spell of the machine slows all three alike.
@@ -19,7 +20,10 @@ per_class=${5:-500}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
-args=(train --data "$data" --epochs "$epochs" --max-per-class "$per_class"
+data_args=()
+[ "$data" != - ] && data_args=(--data "$(realpath "$data")")
+cd "$work"  # no data/fer2013 here: with DATA "-", fer trains on its synthetic faces
+args=(train "${data_args[@]}" --epochs "$epochs" --max-per-class "$per_class"
       --max-val-per-class 100 --threads 1 --checkpoint-every 0)
 mpirun=(mpirun -np 2 -x OMP_NUM_THREADS)
 [ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
