@@ -497,7 +497,8 @@ inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Seque
             double totals[6] = {sums[0].loss, sums[0].correct, sums[0].samples,
                                 sums[1].loss, sums[1].correct, sums[1].samples};
             world->sum(std::span<double>(totals));
-            sums[0] = {totals[0], totals[1], totals[2]}, sums[1] = {totals[3], totals[4], totals[5]};
+            sums[0] = {totals[0], totals[1], totals[2]},
+            sums[1] = {totals[3], totals[4], totals[5]};
         }
         if (!writer) continue;
         const facet::ValidationResult at_best = facet::validation_result(sums[0]);
@@ -693,8 +694,7 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
         const bool finished =
             s.reason == facet::StopReason::Completed || s.reason == facet::StopReason::EarlyStopped;
         if (finished)
-            report_test(cfg, plan, model, s.completed_epochs, norm, best_path, s.best_epoch,
-                        log);
+            report_test(cfg, plan, model, s.completed_epochs, norm, best_path, s.best_epoch, log);
     }
     // 128 + SIGINT, as a shell reports a program Ctrl-C ended: a script must not take an
     // interrupted run for a finished one.
