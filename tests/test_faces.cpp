@@ -434,54 +434,60 @@ TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_S
     const int bucket_edges[] = {40, 60, 90, 130, 161};
     for (const std::string& name : vision::available_face_detectors()) {
         const bool opencv = name != "dlib";
-        for (int neighbours : opencv ? std::vector<int>{1, 2, 3, 4, 5} : std::vector<int>{0}) {
-            vision::DetectorOptions options;
-            options.min_neighbors = neighbours;
-            options.threshold = opencv ? -1e9 : -1.0;
-            auto detector = vision::make_face_detector(name, options);
-            std::vector<std::vector<vision::DetectedFace>> found;
-            double seconds = 0;
-            for (const Scene& scene : scenes) {
-                const auto t0 = std::chrono::steady_clock::now();
-                found.push_back(detector->detect(vision::gray_view(
-                    scene.image.pixels.data(), int(scene.image.width), int(scene.image.height))));
-                seconds +=
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            }
-            const std::vector<double> thresholds =
-                opencv ? std::vector<double>{-1e9, -1, 0, 1, 2, 3}
-                       : std::vector<double>{-1, -0.8, -0.6, -0.5, -0.4, -0.3, -0.2, -0.1, 0, 0.2};
-            for (double threshold : thresholds) {
-                std::size_t truths = 0, detections = 0, matched = 0;
-                std::size_t in_bucket[4] = {}, found_in_bucket[4] = {};
-                for (std::size_t i = 0; i < scenes.size(); ++i) {
-                    std::vector<vision::Rect> frames;
-                    for (const auto& f : found[i])
-                        if (f.score >= threshold) frames.push_back(crop_frame(f, name));
-                    const DetectionScore m = match(scenes[i].faces, frames);
-                    truths += m.truths, detections += m.detections, matched += m.matched;
-                    std::vector<bool> hit(scenes[i].faces.size());
-                    for (const auto& pair : m.pairs) hit[pair.first] = true;
-                    for (std::size_t k = 0; k < scenes[i].faces.size(); ++k)
-                        for (int b = 0; b < 4; ++b)
-                            if (scenes[i].faces[k].width >= bucket_edges[b] &&
-                                scenes[i].faces[k].width < bucket_edges[b + 1])
-                                ++in_bucket[b], found_in_bucket[b] += hit[k];
+        // OpenCV's scale step: its default 1.1, and 1.2 (fer video --scale-step), which scans
+        // half the window sizes.
+        for (double step : opencv ? std::vector<double>{1.1, 1.2} : std::vector<double>{0})
+            for (int neighbours : opencv ? std::vector<int>{1, 2, 3, 4, 5} : std::vector<int>{0}) {
+                vision::DetectorOptions options;
+                options.min_neighbors = neighbours;
+                options.scale_step = step;
+                options.threshold = opencv ? -1e9 : -1.0;
+                auto detector = vision::make_face_detector(name, options);
+                std::vector<std::vector<vision::DetectedFace>> found;
+                double seconds = 0;
+                for (const Scene& scene : scenes) {
+                    const auto t0 = std::chrono::steady_clock::now();
+                    found.push_back(detector->detect(vision::gray_view(scene.image.pixels.data(),
+                                                                       int(scene.image.width),
+                                                                       int(scene.image.height))));
+                    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                                   .count();
                 }
-                std::printf(
-                    "%-10s neighbours %d threshold %6.2f: recall %.3f precision %.3f "
-                    "(%zu/%zu, %zu detections) by side 40-59/60-89/90-129/130-160: "
-                    "%.2f %.2f %.2f %.2f; %.3f s per scene\n",
-                    name.c_str(), neighbours, threshold, double(matched) / double(truths),
-                    detections ? double(matched) / double(detections) : 1.0, matched, truths,
-                    detections,
-                    double(found_in_bucket[0]) / double(std::max<std::size_t>(1, in_bucket[0])),
-                    double(found_in_bucket[1]) / double(std::max<std::size_t>(1, in_bucket[1])),
-                    double(found_in_bucket[2]) / double(std::max<std::size_t>(1, in_bucket[2])),
-                    double(found_in_bucket[3]) / double(std::max<std::size_t>(1, in_bucket[3])),
-                    seconds / double(scenes.size()));
+                const std::vector<double> thresholds =
+                    opencv
+                        ? std::vector<double>{-1e9, -1, 0, 1, 2, 3}
+                        : std::vector<double>{-1, -0.8, -0.6, -0.5, -0.4, -0.3, -0.2, -0.1, 0, 0.2};
+                for (double threshold : thresholds) {
+                    std::size_t truths = 0, detections = 0, matched = 0;
+                    std::size_t in_bucket[4] = {}, found_in_bucket[4] = {};
+                    for (std::size_t i = 0; i < scenes.size(); ++i) {
+                        std::vector<vision::Rect> frames;
+                        for (const auto& f : found[i])
+                            if (f.score >= threshold) frames.push_back(crop_frame(f, name));
+                        const DetectionScore m = match(scenes[i].faces, frames);
+                        truths += m.truths, detections += m.detections, matched += m.matched;
+                        std::vector<bool> hit(scenes[i].faces.size());
+                        for (const auto& pair : m.pairs) hit[pair.first] = true;
+                        for (std::size_t k = 0; k < scenes[i].faces.size(); ++k)
+                            for (int b = 0; b < 4; ++b)
+                                if (scenes[i].faces[k].width >= bucket_edges[b] &&
+                                    scenes[i].faces[k].width < bucket_edges[b + 1])
+                                    ++in_bucket[b], found_in_bucket[b] += hit[k];
+                    }
+                    std::printf(
+                        "%-10s step %.2f neighbours %d threshold %6.2f: recall %.3f precision %.3f "
+                        "(%zu/%zu, %zu detections) by side 40-59/60-89/90-129/130-160: "
+                        "%.2f %.2f %.2f %.2f; %.3f s per scene\n",
+                        name.c_str(), step, neighbours, threshold, double(matched) / double(truths),
+                        detections ? double(matched) / double(detections) : 1.0, matched, truths,
+                        detections,
+                        double(found_in_bucket[0]) / double(std::max<std::size_t>(1, in_bucket[0])),
+                        double(found_in_bucket[1]) / double(std::max<std::size_t>(1, in_bucket[1])),
+                        double(found_in_bucket[2]) / double(std::max<std::size_t>(1, in_bucket[2])),
+                        double(found_in_bucket[3]) / double(std::max<std::size_t>(1, in_bucket[3])),
+                        seconds / double(scenes.size()));
+                }
             }
-        }
     }
 }
 

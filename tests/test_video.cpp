@@ -12,6 +12,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -269,6 +270,59 @@ TEST_CASE("fer video with the real detector writes the CSV and the annotated vid
     int count = 0;
     for (cv::Mat m; annotated.read(m);) ++count;
     CHECK(count == 20);
+}
+
+TEST_CASE("--detect-every 3: the frames between detections keep its boxes and ids") {
+    const std::string dir = scratch("every");
+    fer::TestVideoSpec spec;
+    spec.frames = 12;
+    std::unique_ptr<facet::vision::FaceDetector> picker =
+        facet::vision::make_face_detector("opencv", {});
+    const std::vector<cv::Mat> faces = fer::detectable_faces({}, 2, spec.face_side, *picker);
+    const std::string video = dir + "/two.avi";
+    make_test_video(video, faces, spec);
+    // Rows by frame: {face id, x, y, w, h} of each face.
+    auto boxes_by_frame = [&](const std::string& flags) {
+        const std::string csv = dir + "/out.csv";
+        const auto [status, err] = run_fer("video --model " + model_file() + " " + video +
+                                           " --csv " + csv + " --quiet --threads 1 " + flags);
+        REQUIRE_MESSAGE(status == 0, err);
+        std::map<int, std::vector<std::vector<std::string>>> rows;
+        const std::vector<std::string> lines = lines_of(csv);
+        for (std::size_t r = 1; r < lines.size(); ++r) {
+            const std::vector<std::string> f = fields_of(lines[r]);
+            REQUIRE(f.size() == 15);
+            rows[std::stoi(f[0])].push_back({f[2], f[3], f[4], f[5], f[6]});
+        }
+        return rows;
+    };
+    const auto every = boxes_by_frame("--detect-every 1");
+    const auto third = boxes_by_frame("--detect-every 3");
+    CHECK(third.size() >= 6);  // faces were found at two detections or more
+    // The faces move: detected on every frame, their boxes change from frame to frame, so the
+    // equal boxes below come from the kept detection.
+    bool moved = false;
+    for (int frame = 1; frame < spec.frames; ++frame)
+        moved = moved || (every.count(frame) && every.count(frame - 1) &&
+                          every.at(frame) != every.at(frame - 1));
+    CHECK(moved);
+    for (int frame = 0; frame < spec.frames; ++frame) {
+        CAPTURE(frame);
+        const int detected = frame - frame % 3;  // the frame whose detection it keeps
+        CHECK(third.count(frame) == third.count(detected));
+        if (third.count(frame) && third.count(detected))
+            CHECK(third.at(frame) == third.at(detected));
+        // Where both detected, they found the same faces in the same boxes with the same ids.
+        if (frame == detected && every.count(frame)) CHECK(third.at(frame) == every.at(frame));
+    }
+    for (const std::string bad : {"--detect-every 0", "--detect-every x", "--scale-step 1",
+                                  "--scale-step 2.5", "--scale-step nan"}) {
+        CAPTURE(bad);
+        const auto [status, err] =
+            run_fer("video --model " + model_file() + " " + video + " --quiet --threads 1 " + bad);
+        CHECK(status != 0);
+        CHECK(err.find(bad.substr(0, bad.find(' '))) != std::string::npos);
+    }
 }
 
 TEST_CASE("bad input: corrupt, truncated or missing video, a camera that cannot be opened") {

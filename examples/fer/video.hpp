@@ -74,6 +74,9 @@ struct StageTimes {
 struct AnalyzerOptions {
     facet::vision::TrackerOptions tracking;
     double smooth = 0;  ///< EMA weight of the past: p = smooth * p_previous + (1 - smooth) * p_now
+    /// Detect on every Nth frame; the frames between keep the last detection's boxes (and ids)
+    /// and classify the faces inside them afresh.
+    int detect_every = 1;
 };
 
 /// The per-frame work: detect, track, crop (framed like FER-2013, by the eyes when the detector
@@ -90,6 +93,8 @@ class FrameAnalyzer {
           options_(options) {
         facet::check(options.smooth >= 0 && options.smooth < 1,
                      "video: --smooth must be in [0, 1), got ", options.smooth);
+        facet::check(options.detect_every >= 1, "video: --detect-every must be at least 1, got ",
+                     options.detect_every);
     }
 
     /// Analyses one 8-bit gray frame, adding the time of each stage to `times`.
@@ -98,10 +103,16 @@ class FrameAnalyzer {
         auto t0 = clock::now();
         const facet::vision::GrayView view{gray.data, gray.cols, gray.rows,
                                            static_cast<std::size_t>(gray.step[0])};
-        const std::vector<facet::vision::DetectedFace> found = detector_.detect(view);
-        std::vector<facet::vision::Rect> boxes;
-        for (const auto& f : found) boxes.push_back(f.box);
-        const std::vector<int> ids = tracker_.update(boxes);
+        if (frame_ % options_.detect_every == 0) {
+            found_ = detector_.detect(view);
+            boxes_.clear();
+            for (const auto& f : found_) boxes_.push_back(f.box);
+            ids_ = tracker_.update(boxes_);
+        }
+        ++frame_;
+        const std::vector<facet::vision::DetectedFace>& found = found_;
+        const std::vector<facet::vision::Rect>& boxes = boxes_;
+        const std::vector<int>& ids = ids_;
         times.detect += seconds_since(t0);
 
         t0 = clock::now();
@@ -157,6 +168,11 @@ class FrameAnalyzer {
     std::string detector_name_;  // picks the crop's framing (fer/face_crop.hpp)
     facet::vision::IouTracker tracker_;
     AnalyzerOptions options_;
+    long frame_ = 0;  // frames analysed so far
+    // The last detection's faces, boxes and track ids (kept for --detect-every's frames between).
+    std::vector<facet::vision::DetectedFace> found_;
+    std::vector<facet::vision::Rect> boxes_;
+    std::vector<int> ids_;
     std::map<int, std::vector<float>> smoothed_;
     std::vector<VideoFace> faces_;
     std::vector<std::uint8_t> crops_;
@@ -498,6 +514,18 @@ inline VideoSummary process_video(const VideoConfig& config, cv::VideoCapture& c
     return summary;
 }
 
+/// The options that trade detection work for speed, shared by `fer video` and `fer video-bench`.
+inline void add_video_speed_options(Cli& cli) {
+    cli.option("scale-step", "X",
+               "OpenCV detectors: ratio between the face sizes scanned, in (1, 2]; larger is "
+               "faster and finds fewer faces (auto: OpenCV's 1.1)",
+               "auto")
+        .option("detect-every", "N",
+                "detect faces on every Nth frame; the frames between keep the boxes (and ids) "
+                "of the last detection and classify the faces in them afresh (1: every frame)",
+                "2");
+}
+
 inline Cli video_cli() {
     Cli cli("video",
             "Detects, tracks and classifies the faces of a video file or a webcam (OpenCV/FFmpeg "
@@ -524,7 +552,10 @@ inline Cli video_cli() {
                 "detect on a copy whose longer side is N pixels (auto: as small as min-face "
                 "allows without losing a face; 0: full size)",
                 "auto")
-        .option("max-age", "N", "frames a face may go undetected before its id is retired", "10")
+        .option("max-age", "N",
+                "detections (one every --detect-every frames) that may miss a face before its id "
+                "is retired",
+                "10")
         .option("min-iou", "X", "overlap a detection needs with a face's last box to continue it",
                 "0.3")
         .option("frames", "N", "stop after N frames (0: until the input ends)", "0")
@@ -533,12 +564,13 @@ inline Cli video_cli() {
         .flag("quiet", "no progress bar")
         .positional("INPUT", "a video file (any format OpenCV/FFmpeg reads)");
     add_detector_threshold_option(cli);
+    add_video_speed_options(cli);
     return cli;
 }
 
 /// The detector options `fer video` (and its benchmark) use: --min-face and --detect-size, whose
 /// "auto" shrinks a frame of `longer_side` pixels as far as the back-end's smallest window
-/// still finds a face of min-face pixels.
+/// still finds a face of min-face pixels, and --scale-step.
 inline facet::vision::DetectorOptions video_detector_options(const Cli& cli, int longer_side,
                                                              const std::string& detector) {
     facet::vision::DetectorOptions o;
@@ -550,8 +582,21 @@ inline facet::vision::DetectorOptions video_detector_options(const Cli& cli, int
     else
         o.downscale_to = static_cast<double>(cli.integer("detect-size"));
     facet::check(o.downscale_to >= 0, "video: --detect-size must be >= 0");
+    const std::string step = cli.str("scale-step");
+    if (step != "auto") {
+        o.scale_step = cli.number("scale-step");
+        facet::check(o.scale_step > 1 && o.scale_step <= 2,
+                     "video: --scale-step must be in (1, 2] or auto, got ", step);
+    }
     apply_detector_threshold(cli, o);
     return o;
+}
+
+/// --detect-every, checked.
+inline int detect_every_option(const Cli& cli) {
+    const long long n = cli.integer("detect-every");
+    facet::check(n >= 1 && n <= 1000, "video: --detect-every must be 1 to 1000, got ", n);
+    return static_cast<int>(n);
 }
 
 inline int run_video(const Cli& cli) {
@@ -571,6 +616,7 @@ inline int run_video(const Cli& cli) {
     c.analysis.smooth = cli.number("smooth");
     c.analysis.tracking.max_age = static_cast<int>(cli.integer("max-age"));
     c.analysis.tracking.min_iou = cli.number("min-iou");
+    c.analysis.detect_every = detect_every_option(cli);
     c.max_frames = cli.integer("frames");
     const char* display = std::getenv("DISPLAY");
     c.window = !cli.has("no-window") && display != nullptr && *display != '\0';

@@ -137,6 +137,7 @@ inline Cli video_bench_cli() {
         .flag("json",
               "print one JSON object (the settings and a row per run) instead of the table");
     add_detector_threshold_option(cli);
+    add_video_speed_options(cli);
     return cli;
 }
 
@@ -162,17 +163,22 @@ inline int run_video_bench(const Cli& cli) {
     const DataChoice data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
     const TestVideoSpec spec{640, 480, static_cast<int>(cli.integer("frames")), 96, 30, 1};
     const facet::vision::DetectorOptions options = video_detector_options(cli, 640, name);
+    const int detect_every = detect_every_option(cli);
     const bool json = cli.has("json");
     nlohmann::ordered_json runs = nlohmann::ordered_json::array();
     if (!json) {
         std::printf(
             "fer video-bench: %dx%d, %d frames per run, faces of %d px from %s, detector %s "
-            "at %s\n\n",
+            "at %s, scale step %s, detection on %s\n\n",
             spec.width, spec.height, spec.frames, spec.face_side, data.describe().c_str(),
             name.c_str(),
             options.downscale_to > 0
                 ? (std::to_string(static_cast<int>(options.downscale_to)) + " px").c_str()
-                : "full size");
+                : "full size",
+            options.scale_step > 0 ? std::to_string(options.scale_step).substr(0, 4).c_str()
+                                   : "default",
+            detect_every == 1 ? "every frame"
+                              : ("1 frame in " + std::to_string(detect_every)).c_str());
         // CPU ms/frame is the processor time of all threads: on a machine busy with other work the
         // wall-clock columns grow, this one much less.
         std::printf(
@@ -194,6 +200,7 @@ inline int run_video_bench(const Cli& cli) {
             c.input = path;
             c.progress = false;
             c.draw = true;
+            c.analysis.detect_every = detect_every;
             std::unique_ptr<facet::vision::FaceDetector> detector =
                 facet::vision::make_face_detector(name, options);
             cv::VideoCapture cap = open_video_input(c);
@@ -232,6 +239,8 @@ inline int run_video_bench(const Cli& cli) {
             {"detector", name},
             {"detect_size", options.downscale_to > 0 ? nlohmann::ordered_json(options.downscale_to)
                                                      : nlohmann::ordered_json("full")},
+            {"scale_step", options.scale_step},
+            {"detect_every", detect_every},
             {"runs", runs}};
         std::cout << out.dump(2) << "\n";
     }

@@ -53,6 +53,10 @@ struct DetectorOptions {
     /// OpenCV: how many overlapping windows a face needs (detectMultiScale's minNeighbors);
     /// 0: the back-end's default.
     int min_neighbors = 0;
+    /// OpenCV: the ratio between the window sizes scanned (detectMultiScale's scaleFactor), above
+    /// 1; larger scans fewer sizes, faster, and frames faces more coarsely. 0: the back-end's
+    /// default (1.1).
+    double scale_step = 0;
 };
 
 /// A face detector. Implementations are not thread-safe: give each thread its own.

@@ -62,6 +62,10 @@ class OpenCvFaceDetector : public FaceDetector {
         check(options.min_face > 0, "OpenCvFaceDetector: min_face must be positive");
         check(options.min_neighbors >= 0, "OpenCvFaceDetector: min_neighbors must be 0 or more");
         if (options.min_neighbors > 0) min_neighbors_ = options.min_neighbors;
+        check(options.scale_step == 0 || (options.scale_step > 1 && options.scale_step <= 2),
+              "OpenCvFaceDetector: scale_step must be 0 (default) or in (1, 2], got ",
+              options.scale_step);
+        if (options.scale_step > 0) scale_step_ = options.scale_step;
         if (!std::isnan(options.threshold)) threshold_ = options.threshold;
         if (cascade_file.empty())
             cascade_file = find_opencv_cascade(cascade == Cascade::haar
@@ -97,7 +101,7 @@ class OpenCvFaceDetector : public FaceDetector {
         std::vector<cv::Rect> rects;
         std::vector<int> levels;
         std::vector<double> weights;
-        classifier_.detectMultiScale(equalised, rects, levels, weights, scale_step, min_neighbors_,
+        classifier_.detectMultiScale(equalised, rects, levels, weights, scale_step_, min_neighbors_,
                                      0, cv::Size(min_side, min_side), cv::Size(), true);
         std::vector<DetectedFace> faces;
         for (std::size_t i = 0; i < rects.size(); ++i) {
@@ -117,10 +121,10 @@ class OpenCvFaceDetector : public FaceDetector {
     }
 
   private:
-    static constexpr double scale_step = 1.1;  ///< between the sizes of window scanned
     DetectorOptions options_;
     Cascade kind_;
     int min_neighbors_ = 3;
+    double scale_step_ = 1.1;  ///< between the sizes of window scanned
     double threshold_ = -std::numeric_limits<double>::infinity();
     cv::CascadeClassifier classifier_;
 };
