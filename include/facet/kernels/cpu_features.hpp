@@ -167,7 +167,7 @@ inline const std::string& cpu_model() {
     static const std::string model = [] {
         std::string name;
 #if FACET_GEMM_HAVE_X86_KERNELS
-        if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u)
+        if (static_cast<unsigned>(__get_cpuid_max(0x80000000u, nullptr)) >= 0x80000004u)
             for (unsigned leaf = 0x80000002u; leaf <= 0x80000004u; ++leaf) {
                 const detail::CpuidRegisters r = detail::cpuid(leaf);
                 for (unsigned reg : {r.eax, r.ebx, r.ecx, r.edx})
