@@ -13,15 +13,18 @@
 
 namespace facet {
 
-/// AVX2 kernel, the classic 6 x 16 (float) / 6 x 8 (double) shape: 12 accumulators + 2 vectors
-/// of B + 1 broadcast of A = 15 of the 16 ymm registers; 12 FMAs per 2 loads and 6 broadcasts.
+/// AVX2 kernels. float: 4 x 24, 12 accumulators + 3 vectors of B + 1 broadcast of A = all 16 ymm
+/// registers, 12 FMAs per 3 loads and 4 broadcasts. MR = 4 divides every M of the fer-cnn-s GEMMs
+/// (32, 64, 128, ...), where the classic 6 x 16 wastes a third of its last row panel on M = 32 (and
+/// measured 0.77-0.78x OpenBLAS there against 0.87-0.93x with 4 x 24: docs/benchmarks.md).
+/// double: the classic 6 x 8.
 template <typename T>
 struct GemmKernelAvx2;
 
 template <>
 struct GemmKernelAvx2<float> {
-    static constexpr std::size_t MR = 6;
-    static constexpr std::size_t NR = 16;
+    static constexpr std::size_t MR = 4;
+    static constexpr std::size_t NR = 24;
     static constexpr bool simd_packing = true;  // packing may use AVX2 shuffles
     static constexpr const char* name = "avx2";
 
@@ -29,30 +32,32 @@ struct GemmKernelAvx2<float> {
     __attribute__((target("avx2,fma"))) static void run(std::size_t kc, const float* a,
                                                         const float* b, float* c, std::size_t ldc,
                                                         float alpha, float beta) {
-        __m256 acc[MR][2];
-#pragma GCC unroll 6
-        for (std::size_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        constexpr std::size_t V = NR / 8;  // vectors per row
+        __m256 acc[MR][V];
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < MR; ++i)
+            for (std::size_t v = 0; v < V; ++v) acc[i][v] = _mm256_setzero_ps();
         for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
-            const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-#pragma GCC unroll 6
+            const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8),
+                         b2 = _mm256_load_ps(b + 16);
+#pragma GCC unroll 4
             for (std::size_t i = 0; i < MR; ++i) {
                 const __m256 ai = _mm256_broadcast_ss(a + i);
                 acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
                 acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+                acc[i][2] = _mm256_fmadd_ps(ai, b2, acc[i][2]);
             }
         }
         const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-#pragma GCC unroll 6
+#pragma GCC unroll 4
         for (std::size_t i = 0; i < MR; ++i) {
             float* ci = c + i * ldc;
-            if (beta == 0.0f) {
-                _mm256_storeu_ps(ci, _mm256_mul_ps(va, acc[i][0]));
-                _mm256_storeu_ps(ci + 8, _mm256_mul_ps(va, acc[i][1]));
-            } else {
+#pragma GCC unroll 3
+            for (std::size_t v = 0; v < V; ++v) {
+                const __m256 r = _mm256_mul_ps(va, acc[i][v]);
                 _mm256_storeu_ps(
-                    ci, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), _mm256_mul_ps(va, acc[i][0])));
-                _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8),
-                                                         _mm256_mul_ps(va, acc[i][1])));
+                    ci + 8 * v,
+                    beta == 0.0f ? r : _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8 * v), r));
             }
         }
     }
