@@ -333,7 +333,7 @@ int print_sum_timings(MpiCommunicator& comm) {
 }
 
 int main(int argc, char** argv) {
-    MpiSession session(argc, argv);
+    MpiEnvironment mpi(argc, argv);
     MpiCommunicator communicator;
     world = &communicator;
     for (int i = 1; i < argc; ++i)

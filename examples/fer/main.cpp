@@ -78,7 +78,7 @@ int train(const fer::Cli& cli) {
     fer::TrainConfig config = fer::train_config(cli);
 #ifdef FACET_HAVE_MPI
     if (facet::launched_by_mpi()) {
-        facet::MpiSession session;
+        facet::MpiEnvironment mpi;
         facet::MpiCommunicator world;
         config.communicator = &world;
         if (config.threads == 0) {  // share the machine's cores among its processes
@@ -98,7 +98,7 @@ int train(const fer::Cli& cli) {
             std::cerr << "fer: error (process " << world.rank() << " of " << world.size()
                       << "): " << e.what() << "\n";
             // The others may be waiting for this one in a collective call: end them all.
-            if (world.size() > 1) facet::MpiSession::abort(1);
+            if (world.size() > 1) facet::MpiEnvironment::abort(1);
             return 1;
         }
     }

@@ -1,10 +1,10 @@
 // facet/distributed/mpi.hpp — data-parallel training on MPI (Debian: libopenmpi-dev,
 // openmpi-bin). The one facet header that needs MPI: a program that includes it links MPI
-// (CMake: find_package(MPI) and MPI::MPI_CXX); the core never does. MpiSession starts and ends
+// (CMake: find_package(MPI) and MPI::MPI_CXX); the core never does. MpiEnvironment starts and ends
 // MPI; MpiCommunicator implements facet::Communicator (core/communicator.hpp) with a sum whose
 // order of additions is fixed by facet, not by the MPI library:
 //
-//     facet::MpiSession mpi(argc, argv);
+//     facet::MpiEnvironment mpi(argc, argv);
 //     facet::MpiCommunicator world;
 //     options.communicator = &world;            // TrainerOptions
 //     batch_options.shard_index = world.rank(), batch_options.shard_count = world.size();
@@ -28,15 +28,15 @@ namespace facet {
 
 /// Starts MPI (MPI_Init_thread, funneled: only the thread that made it calls MPI; facet's
 /// worker threads never do) and finalises it when destroyed. One per process, in main().
-class MpiSession {
+class MpiEnvironment {
   public:
     /// Starts MPI with the command line (MPI may take its own arguments out of it).
-    MpiSession(int& argc, char**& argv) { start(&argc, &argv); }
+    MpiEnvironment(int& argc, char**& argv) { start(&argc, &argv); }
     /// Without the command line (MPI reads what it needs from the environment).
-    MpiSession() { start(nullptr, nullptr); }
-    MpiSession(const MpiSession&) = delete;
-    MpiSession& operator=(const MpiSession&) = delete;
-    ~MpiSession() {
+    MpiEnvironment() { start(nullptr, nullptr); }
+    MpiEnvironment(const MpiEnvironment&) = delete;
+    MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+    ~MpiEnvironment() {
         int finalized = 0;
         MPI_Finalized(&finalized);
         if (!finalized) MPI_Finalize();
