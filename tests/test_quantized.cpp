@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "facet/core/random.hpp"
@@ -103,6 +104,10 @@ TEST_CASE("QuantizedConv2d equals a naive integer convolution exactly") {
         {{3, 5, 3, 3, 2, 2, 1, 1, true, 2}, 1, 9, 8, 0.0f, 3.0f, true},    // stride 2
         {{2, 17, 1, 3, 1, 2, 0, 1, true, 3}, 3, 4, 6, -0.5f, 0.5f, true},  // 1x3, K = 6
         {{5, 4, 2, 2, 1, 1, 0, 0, false, 4}, 1, 3, 3, 0.0f, 1.0f, false},  // K = 20
+        // C a multiple of 4: patches packed straight from the image (pack_patch_panels)
+        {{4, 6, 3, 3, 1, 1, 1, 1, true, 5}, 2, 7, 5, -1.0f, 1.0f, false},  // P = 35, edge panel
+        {{8, 20, 3, 3, 2, 2, 1, 1, true, 6}, 1, 9, 8, 0.0f, 2.0f, true},   // stride 2, N > NR
+        {{12, 3, 1, 1, 1, 1, 0, 0, true, 7}, 1, 5, 5, -0.5f, 1.5f, true},  // 1 x 1
     };
     for (const Case& c : cases) {
         Conv2d<float> conv = random_conv(c.o);
@@ -120,6 +125,42 @@ TEST_CASE("QuantizedConv2d equals a naive integer convolution exactly") {
             INFO(q->describe(), " isa ", int8_isa_name(int8_isa()));
             for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == expected[i]);
         }
+    }
+}
+
+TEST_CASE(
+    "QuantizedConv2d packs patches straight from the image as unrolling, then packing, does") {
+    // geometry: C (a multiple of 4), H, W, kernel, stride, pad
+    struct Case {
+        std::size_t c, h, w, k, stride, pad;
+    };
+    for (const Case& c : {Case{4, 5, 7, 3, 1, 1}, Case{8, 6, 6, 3, 2, 1}, Case{12, 3, 4, 1, 1, 0},
+                          Case{4, 9, 2, 2, 1, 0}}) {
+        ConvGeometry g;
+        g.channels = c.c, g.height = c.h, g.width = c.w;
+        g.kernel_h = g.kernel_w = c.k;
+        g.stride_h = g.stride_w = c.stride;
+        g.pad_h = g.pad_w = c.pad;
+        const std::size_t P = g.col_cols(), K = g.col_rows();
+        Rng rng(c.c * 100 + c.h);
+        std::vector<std::uint8_t> image(c.c * c.h * c.w);
+        for (auto& v : image) v = static_cast<std::uint8_t>(rng.uniform(0, 127.99));
+        const std::uint8_t pad = 37;
+        std::vector<std::uint8_t> rows(P * K);
+        QuantizedConv2d<float>::patch_rows(g, image.data(), pad, rows.data());
+        auto check_mr = [&](auto mr) {
+            constexpr std::size_t MR = decltype(mr)::value;
+            const std::size_t size = (P + MR - 1) / MR * MR * K;
+            std::vector<std::uint8_t> expected(size, 1), packed(size, 2);
+            pack_int8_a<MR>(P, K, rows.data(), K, expected.data());
+            QuantizedConv2d<float>::pack_patch_panels<MR>(g, image.data(), pad, packed.data());
+            INFO("C ", c.c, " ", c.h, "x", c.w, " kernel ", c.k, " stride ", c.stride, " MR ", MR);
+            CHECK(packed == expected);
+        };
+        check_mr(std::integral_constant<std::size_t, 1>{});
+        check_mr(std::integral_constant<std::size_t, 4>{});
+        check_mr(std::integral_constant<std::size_t, 8>{});
+        check_mr(std::integral_constant<std::size_t, 16>{});
     }
 }
 

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "facet/core/context.hpp"
@@ -225,6 +226,26 @@ inline void int8_gemm(std::size_t M, std::size_t N, std::size_t K, const std::ui
         std::vector<std::uint8_t>& packed_a = detail::int8_a_workspace();
         packed_a.resize((M + Kernel::MR - 1) / Kernel::MR * Kernel::MR * int8_padded_k(K));
         pack_int8_a<Kernel::MR>(M, K, A, lda, packed_a.data());
+        detail::int8_gemm_packed<Kernel>(M, N, K, packed_a.data(), W.data.data(), C, ldc);
+    });
+}
+
+/// int8_gemm for a caller that packs A itself, straight from its own layout (a convolution packs
+/// its patches without unrolling them first): `pack_a(mr, out)` fills ceil(M / MR) MR-row panels
+/// at `out` in pack_int8_a's layout, for `mr` = std::integral_constant<std::size_t, MR> of W's
+/// kernel. The codes are the caller's to keep in [0, 127]; they are not checked here.
+template <typename PackA>
+void int8_gemm_packing_a(std::size_t M, std::size_t N, std::size_t K, PackA&& pack_a,
+                         const Int8PackedWeights& W, std::int32_t* C, std::size_t ldc) {
+    check(W.n == N && W.k == K, "int8 gemm: weights packed as ", W.n, " x ", W.k,
+          ", product needs ", N, " x ", K);
+    check(ldc >= N, "int8 gemm: row stride ldc = ", ldc, " too small for N = ", N);
+    if (M == 0 || N == 0) return;
+    with_int8_kernel(W.isa, [&](auto kernel) {
+        using Kernel = decltype(kernel);
+        std::vector<std::uint8_t>& packed_a = detail::int8_a_workspace();
+        packed_a.resize((M + Kernel::MR - 1) / Kernel::MR * Kernel::MR * int8_padded_k(K));
+        pack_a(std::integral_constant<std::size_t, Kernel::MR>{}, packed_a.data());
         detail::int8_gemm_packed<Kernel>(M, N, K, packed_a.data(), W.data.data(), C, ldc);
     });
 }

@@ -6,6 +6,7 @@
 // Read layers/conv2d.hpp first. Read next: layers/quantized_dense.hpp.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -84,20 +85,31 @@ class QuantizedConv2d : public Layer<T> {
         prepare();
         planes_.resize(g.image_size());
         codes_.resize(g.image_size());
-        rows_.resize(P * K);
         sums_.resize(P * OC);
+        const auto pad = static_cast<std::uint8_t>(input_.zero_point);
         for (std::size_t n = 0; n < x.dim(0); ++n) {
             // Codes channels-last, so that each kernel position's C codes are contiguous.
-            input_.quantize(x.data() + n * g.image_size(), g.image_size(), planes_.data());
-            for (std::size_t c = 0; c < C; ++c)
-                for (std::size_t i = 0; i < HW; ++i) codes_[i * C + c] = planes_[c * HW + i];
-            patch_rows(g, codes_.data(), static_cast<std::uint8_t>(input_.zero_point),
-                       rows_.data());
-            int8_gemm(P, OC, K, rows_.data(), K, packed_, sums_.data(), OC);
-            T* out = y.data() + n * OC * P;
-            for (std::size_t p = 0; p < P; ++p)
-                for (std::size_t o = 0; o < OC; ++o)
-                    out[o * P + p] = static_cast<T>(epilogue_(o, sums_[p * OC + o]));
+            if (C == 1) {
+                input_.quantize(x.data() + n * HW, HW, codes_.data());
+            } else {
+                input_.quantize(x.data() + n * g.image_size(), g.image_size(), planes_.data());
+                to_channels_last(planes_.data(), C, HW, codes_.data());
+            }
+            if (C % 4 == 0) {
+                // Each group of four k's lies in one kernel position: pack straight from the
+                // image, without the unrolled rows (the codes are in [0, 127] by quantize()).
+                int8_gemm_packing_a(
+                    P, OC, K,
+                    [&](auto mr, std::uint8_t* panels) {
+                        pack_patch_panels<decltype(mr)::value>(g, codes_.data(), pad, panels);
+                    },
+                    packed_, sums_.data(), OC);
+            } else {
+                rows_.resize(P * K);
+                patch_rows(g, codes_.data(), pad, rows_.data());
+                int8_gemm(P, OC, K, rows_.data(), K, packed_, sums_.data(), OC);
+            }
+            epilogue_to_planes(sums_.data(), P, OC, y.data() + n * OC * P);
         }
     }
     void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, Tensor<T>&) override {
@@ -204,7 +216,10 @@ class QuantizedConv2d : public Layer<T> {
                 const std::size_t y = oy * g.stride_h + i - g.pad_h;
                 for (std::size_t j = 0; j < g.kernel_w; ++j, rows += C) {
                     const std::size_t x = ox * g.stride_w + j - g.pad_w;
-                    if (y < g.height && x < g.width)
+                    const bool inside = y < g.height && x < g.width;
+                    if (C == 1)  // a byte, not a call (the first layer of a gray-image model)
+                        *rows = inside ? image_hwc[y * g.width + x] : pad;
+                    else if (inside)
                         std::memcpy(rows, image_hwc + (y * g.width + x) * C, C);
                     else
                         std::memset(rows, pad, C);
@@ -213,7 +228,67 @@ class QuantizedConv2d : public Layer<T> {
         }
     }
 
+    /// What pack_int8_a<MR> makes of patch_rows' rows, made straight from the channels-last
+    /// image when C is a multiple of 4: group (i, j, c .. c+3) of output pixel p is the 4 bytes
+    /// at the image position kernel offset (i, j) of p reads, so each is one 32-bit copy.
+    /// Pixels past P (the last panel's) get zeros.
+    template <std::size_t MR>
+    static void pack_patch_panels(const ConvGeometry& g, const std::uint8_t* image_hwc,
+                                  std::uint8_t pad, std::uint8_t* out) {
+        const std::size_t OW = g.out_w(), P = g.col_cols(), C = g.channels, quads = C / 4;
+        const std::uint32_t pad4 = 0x01010101u * pad;
+        for (std::size_t p0 = 0; p0 < P; p0 += MR) {
+            for (std::size_t i = 0; i < g.kernel_h; ++i)
+                for (std::size_t j = 0; j < g.kernel_w; ++j, out += quads * MR * 4) {
+                    const std::uint8_t* source[MR];  // each pixel's C codes, or null: padding
+                    std::uint32_t fill[MR];          // what a null source contributes
+                    for (std::size_t r = 0; r < MR; ++r) {
+                        const std::size_t p = p0 + r, oy = p / OW, ox = p % OW;
+                        const std::size_t y = oy * g.stride_h + i - g.pad_h;
+                        const std::size_t x = ox * g.stride_w + j - g.pad_w;
+                        const bool inside = p < P && y < g.height && x < g.width;
+                        source[r] = inside ? image_hwc + (y * g.width + x) * C : nullptr;
+                        fill[r] = p < P ? pad4 : 0u;
+                    }
+                    for (std::size_t q = 0; q < quads; ++q)
+                        for (std::size_t r = 0; r < MR; ++r) {
+                            std::uint32_t four = fill[r];
+                            if (source[r]) std::memcpy(&four, source[r] + 4 * q, 4);
+                            std::memcpy(out + (q * MR + r) * 4, &four, 4);
+                        }
+                }
+        }
+    }
+
+    /// planes (C planes of HW codes) to channels-last (HW rows of C codes), in blocks of pixels
+    /// whose rows stay in L1 while each plane's part is read once.
+    static void to_channels_last(const std::uint8_t* planes, std::size_t C, std::size_t HW,
+                                 std::uint8_t* hwc) {
+        constexpr std::size_t block = 64;
+        for (std::size_t i0 = 0; i0 < HW; i0 += block) {
+            const std::size_t i1 = std::min(HW, i0 + block);
+            for (std::size_t c = 0; c < C; ++c) {
+                const std::uint8_t* plane = planes + c * HW;
+                for (std::size_t i = i0; i < i1; ++i) hwc[i * C + c] = plane[i];
+            }
+        }
+    }
+
   private:
+    /// y (OC planes of P values) from the sums (P rows of OC), the epilogue of each: in blocks of
+    /// pixels, so that the block's sums stay in L1 while each plane's part is written once.
+    void epilogue_to_planes(const std::int32_t* sums, std::size_t P, std::size_t OC, T* y) const {
+        constexpr std::size_t block = 32;
+        for (std::size_t p0 = 0; p0 < P; p0 += block) {
+            const std::size_t p1 = std::min(P, p0 + block);
+            for (std::size_t o = 0; o < OC; ++o) {
+                T* plane = y + o * P;
+                for (std::size_t p = p0; p < p1; ++p)
+                    plane[p] = static_cast<T>(epilogue_(o, sums[p * OC + o]));
+            }
+        }
+    }
+
     /// Packs the weights for the current ISA and derives the epilogue, when either is stale.
     void prepare() {
         if (!packed_.empty() && packed_.isa == int8_isa()) return;
