@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "facet/core/random.hpp"
+#include "facet/kernels/int8_prepare.hpp"
 #include "facet/layers/activations.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/dense.hpp"
@@ -108,7 +109,10 @@ TEST_CASE("QuantizedConv2d equals a naive integer convolution exactly") {
         {{4, 6, 3, 3, 1, 1, 1, 1, true, 5}, 2, 7, 5, -1.0f, 1.0f, false},  // P = 35, edge panel
         {{8, 20, 3, 3, 2, 2, 1, 1, true, 6}, 1, 9, 8, 0.0f, 2.0f, true},   // stride 2, N > NR
         {{12, 3, 1, 1, 1, 1, 0, 0, true, 7}, 1, 5, 5, -0.5f, 1.5f, true},  // 1 x 1
+        // big enough for the GEMM to share its row blocks among threads
+        {{16, 24, 3, 3, 1, 1, 1, 1, true, 8}, 2, 13, 12, -1.0f, 2.0f, true},
     };
+    set_num_threads(2);
     for (const Case& c : cases) {
         Conv2d<float> conv = random_conv(c.o);
         const auto input = ActivationQuantization::covering(c.lo, c.hi * 0.8);  // some clipping
@@ -126,6 +130,7 @@ TEST_CASE("QuantizedConv2d equals a naive integer convolution exactly") {
             for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == expected[i]);
         }
     }
+    set_num_threads(0);
 }
 
 TEST_CASE(
@@ -156,11 +161,67 @@ TEST_CASE(
             QuantizedConv2d<float>::pack_patch_panels<MR>(g, image.data(), pad, packed.data());
             INFO("C ", c.c, " ", c.h, "x", c.w, " kernel ", c.k, " stride ", c.stride, " MR ", MR);
             CHECK(packed == expected);
+            // In two parts, as the GEMM packs a block of rows at a time.
+            const std::size_t split = (P / MR + 1) / 2 * MR;
+            std::vector<std::uint8_t> parts(size, 3);
+            QuantizedConv2d<float>::pack_patch_panels<MR>(g, image.data(), pad, parts.data(), 0,
+                                                          split);
+            QuantizedConv2d<float>::pack_patch_panels<MR>(g, image.data(), pad,
+                                                          parts.data() + split * K, split, P);
+            CHECK(parts == expected);
         };
         check_mr(std::integral_constant<std::size_t, 1>{});
         check_mr(std::integral_constant<std::size_t, 4>{});
         check_mr(std::integral_constant<std::size_t, 8>{});
         check_mr(std::integral_constant<std::size_t, 16>{});
+    }
+}
+
+TEST_CASE("int8 data preparation: each vector path gives its reference's bits") {
+    Rng rng(91);
+    SUBCASE("quantize_codes") {
+        for (std::size_t n : {0, 1, 7, 8, 33, 1000}) {
+            std::vector<float> x(n);
+            for (auto& v : x) v = static_cast<float>(rng.uniform(-40, 300));
+            const float specials[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.5f, 1.5f, -0.0f};
+            for (std::size_t i = 0; i < n && i < 8; ++i) x[i * n / 8] = specials[i];
+            for (float inverse : {1.0f, 0.37f, 3.0f})
+                for (float offset : {0.5f, 64.5f}) {
+                    std::vector<std::uint8_t> fast(n, 200), reference(n, 201);
+                    quantize_codes(x.data(), n, fast.data(), inverse, offset, 127.5f);
+                    detail::quantize_codes_reference(x.data(), n, reference.data(), inverse, offset,
+                                                     127.5f);
+                    INFO("n ", n, " inverse ", inverse, " offset ", offset);
+                    CHECK(fast == reference);
+                    for (std::uint8_t c : fast) CHECK(c <= 127);
+                }
+        }
+    }
+    SUBCASE("planes_to_channels_last") {
+        for (std::size_t C : {1, 3, 16, 17, 32, 40})
+            for (std::size_t HW : {1, 15, 16, 37, 64}) {
+                std::vector<std::uint8_t> planes(C * HW);
+                for (auto& v : planes) v = static_cast<std::uint8_t>(rng.below(256));
+                std::vector<std::uint8_t> fast(C * HW, 1), reference(C * HW, 2);
+                planes_to_channels_last(planes.data(), C, HW, fast.data());
+                detail::planes_to_channels_last_reference(planes.data(), C, HW, reference.data());
+                INFO("C ", C, " HW ", HW);
+                CHECK(fast == reference);
+                CHECK(reference[(HW - 1) * C + C - 1] == planes[(C - 1) * HW + HW - 1]);
+            }
+    }
+    SUBCASE("interleave_four_rows") {
+        for (std::size_t groups : {0, 1, 3, 4, 5, 8, 13}) {
+            std::vector<std::uint8_t> rows(4 * 4 * groups + 4);
+            for (auto& v : rows) v = static_cast<std::uint8_t>(rng.below(256));
+            const std::uint8_t* starts[4] = {rows.data() + 4 * groups * 3, rows.data() + 1,
+                                             rows.data() + 4 * groups * 2 + 3, rows.data() + 2};
+            std::vector<std::uint8_t> fast(16 * groups, 1), reference(16 * groups, 2);
+            interleave_four_rows(starts, groups, fast.data());
+            detail::interleave_four_rows_reference(starts, groups, reference.data());
+            INFO("groups ", groups);
+            CHECK(fast == reference);
+        }
     }
 }
 

@@ -231,9 +231,12 @@ inline void int8_gemm(std::size_t M, std::size_t N, std::size_t K, const std::ui
 }
 
 /// int8_gemm for a caller that packs A itself, straight from its own layout (a convolution packs
-/// its patches without unrolling them first): `pack_a(mr, out)` fills ceil(M / MR) MR-row panels
-/// at `out` in pack_int8_a's layout, for `mr` = std::integral_constant<std::size_t, MR> of W's
-/// kernel. The codes are the caller's to keep in [0, 127]; they are not checked here.
+/// its patches without unrolling them first), one block of rows at a time, so that the packed
+/// block stays in cache for every column panel: `pack_a(mr, row_begin, row_end, out)` fills
+/// ceil((row_end - row_begin) / MR) MR-row panels at `out` in pack_int8_a's layout with rows
+/// [row_begin, row_end) of A, for `mr` = std::integral_constant<std::size_t, MR> of W's kernel.
+/// It is called from several threads at once, for disjoint rows. The codes are the caller's to
+/// keep in [0, 127]; they are not checked here.
 template <typename PackA>
 void int8_gemm_packing_a(std::size_t M, std::size_t N, std::size_t K, PackA&& pack_a,
                          const Int8PackedWeights& W, std::int32_t* C, std::size_t ldc) {
@@ -243,10 +246,51 @@ void int8_gemm_packing_a(std::size_t M, std::size_t N, std::size_t K, PackA&& pa
     if (M == 0 || N == 0) return;
     with_int8_kernel(W.isa, [&](auto kernel) {
         using Kernel = decltype(kernel);
-        std::vector<std::uint8_t>& packed_a = detail::int8_a_workspace();
-        packed_a.resize((M + Kernel::MR - 1) / Kernel::MR * Kernel::MR * int8_padded_k(K));
-        pack_a(std::integral_constant<std::size_t, Kernel::MR>{}, packed_a.data());
-        detail::int8_gemm_packed<Kernel>(M, N, K, packed_a.data(), W.data.data(), C, ldc);
+        constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
+        const std::size_t groups = int8_padded_k(K) / 4;
+        const std::size_t row_panels = (M + MR - 1) / MR, col_panels = (N + NR - 1) / NR;
+        // Blocks of up to int8_block_panels panels, at least two per thread when there are rows
+        // enough, so that the threads share the work evenly.
+        const bool small = double(M) * double(N) * double(K) < 262144.0;
+        const std::size_t threads = small ? 1 : static_cast<std::size_t>(num_threads());
+        const std::size_t per_block =
+            std::clamp<std::size_t>(row_panels / (2 * threads), 1, detail::int8_block_panels);
+        const std::size_t blocks = (row_panels + per_block - 1) / per_block;
+        const std::int8_t* packed_b = W.data.data();
+        parallel_for(
+            blocks,
+            [&](std::size_t begin, std::size_t end) {
+                std::vector<std::uint8_t>& block_a = detail::int8_a_workspace();
+                block_a.resize(per_block * MR * 4 * groups);
+                alignas(64) std::int32_t edge[MR * NR];  // a partial tile, then copied to C
+                for (std::size_t block = begin; block < end; ++block) {
+                    const std::size_t p_begin = block * per_block;
+                    const std::size_t p_end = std::min(row_panels, p_begin + per_block);
+                    pack_a(std::integral_constant<std::size_t, MR>{}, p_begin * MR,
+                           std::min(M, p_end * MR), block_a.data());
+                    for (std::size_t q = 0; q < col_panels; ++q) {
+                        const std::size_t j0 = q * NR, cols = std::min(NR, N - j0);
+                        const std::int8_t* b_panel = packed_b + q * NR * 4 * groups;
+                        for (std::size_t p = p_begin; p < p_end; ++p) {
+                            const std::size_t i0 = p * MR, rows = std::min(MR, M - i0);
+                            const std::uint8_t* a =
+                                block_a.data() + (p - p_begin) * groups * 4 * MR;
+                            // k in slices whose weights stay in L1, as int8_gemm_packed does.
+                            const bool whole = rows == MR && cols == NR;
+                            for (std::size_t g0 = 0; g0 < groups; g0 += detail::int8_slice_groups)
+                                Kernel::run(std::min(detail::int8_slice_groups, groups - g0),
+                                            a + g0 * 4 * MR, b_panel + g0 * 4 * NR,
+                                            whole ? C + i0 * ldc + j0 : edge, whole ? ldc : NR,
+                                            g0 > 0);
+                            if (!whole)
+                                for (std::size_t i = 0; i < rows; ++i)
+                                    std::copy(edge + i * NR, edge + i * NR + cols,
+                                              C + (i0 + i) * ldc + j0);
+                        }
+                    }
+                }
+            },
+            small ? 1 : 0);
     });
 }
 

@@ -22,6 +22,7 @@
 #include "facet/core/error.hpp"
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/int8_gemm.hpp"
+#include "facet/kernels/int8_prepare.hpp"
 
 namespace facet {
 
@@ -52,18 +53,12 @@ struct ActivationQuantization {
               zero_point);
     }
 
-    /// Codes of n values: round(x / scale) + zero_point, clamped to [0, 127] (a NaN gives 0).
-    /// Rounds half up with a truncation rather than calling nearbyint, so the loop vectorises.
+    /// Codes of n values: round(x / scale) + zero_point, clamped to [0, 127] (a NaN gives 0);
+    /// rounds half up (kernels/int8_prepare.hpp).
     template <typename T>
     void quantize(const T* x, std::size_t n, std::uint8_t* codes) const {
-        const float inverse = 1.0f / scale, offset = static_cast<float>(zero_point) + 0.5f;
-        const float top = static_cast<float>(int8_activation_max) + 0.5f;
-        for (std::size_t i = 0; i < n; ++i) {
-            float v = static_cast<float>(x[i]) * inverse + offset;
-            v = v > 0.5f ? v : 0.5f;  // also NaN
-            v = v < top ? v : top;
-            codes[i] = static_cast<std::uint8_t>(static_cast<int>(v));
-        }
+        quantize_codes(x, n, codes, 1.0f / scale, static_cast<float>(zero_point) + 0.5f,
+                       static_cast<float>(int8_activation_max) + 0.5f);
     }
 };
 

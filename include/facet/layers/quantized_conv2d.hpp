@@ -19,6 +19,7 @@
 #include "facet/core/tensor.hpp"
 #include "facet/kernels/im2col.hpp"
 #include "facet/kernels/int8_gemm.hpp"
+#include "facet/kernels/int8_prepare.hpp"
 #include "facet/layers/conv2d.hpp"
 #include "facet/layers/int8_quantization.hpp"
 #include "facet/layers/int8_quantizers.hpp"
@@ -93,15 +94,16 @@ class QuantizedConv2d : public Layer<T> {
                 input_.quantize(x.data() + n * HW, HW, codes_.data());
             } else {
                 input_.quantize(x.data() + n * g.image_size(), g.image_size(), planes_.data());
-                to_channels_last(planes_.data(), C, HW, codes_.data());
+                planes_to_channels_last(planes_.data(), C, HW, codes_.data());
             }
             if (C % 4 == 0) {
                 // Each group of four k's lies in one kernel position: pack straight from the
                 // image, without the unrolled rows (the codes are in [0, 127] by quantize()).
                 int8_gemm_packing_a(
                     P, OC, K,
-                    [&](auto mr, std::uint8_t* panels) {
-                        pack_patch_panels<decltype(mr)::value>(g, codes_.data(), pad, panels);
+                    [&](auto mr, std::size_t begin, std::size_t end, std::uint8_t* panels) {
+                        pack_patch_panels<decltype(mr)::value>(g, codes_.data(), pad, panels, begin,
+                                                               end);
                     },
                     packed_, sums_.data(), OC);
             } else {
@@ -231,25 +233,39 @@ class QuantizedConv2d : public Layer<T> {
     /// What pack_int8_a<MR> makes of patch_rows' rows, made straight from the channels-last
     /// image when C is a multiple of 4: group (i, j, c .. c+3) of output pixel p is the 4 bytes
     /// at the image position kernel offset (i, j) of p reads, so each is one 32-bit copy.
-    /// Pixels past P (the last panel's) get zeros.
+    /// Packs the panels of output pixels [begin, end) (all of them by default; begin a multiple
+    /// of MR); pixels past the end (in the last panel) get zeros.
     template <std::size_t MR>
     static void pack_patch_panels(const ConvGeometry& g, const std::uint8_t* image_hwc,
-                                  std::uint8_t pad, std::uint8_t* out) {
-        const std::size_t OW = g.out_w(), P = g.col_cols(), C = g.channels, quads = C / 4;
+                                  std::uint8_t pad, std::uint8_t* out, std::size_t begin = 0,
+                                  std::size_t end = std::size_t(-1)) {
+        const std::size_t OW = g.out_w(), P = std::min(end, g.col_cols()), C = g.channels,
+                          quads = C / 4;
         const std::uint32_t pad4 = 0x01010101u * pad;
-        for (std::size_t p0 = 0; p0 < P; p0 += MR) {
+        for (std::size_t p0 = begin; p0 < P; p0 += MR) {
+            // Where each pixel's window starts (unsigned: above or left of the image wraps round
+            // to huge, so one comparison covers both edges); the divisions once per panel.
+            std::size_t top[MR], left[MR];
+            for (std::size_t r = 0; r < MR; ++r) {
+                const std::size_t p = p0 + r, oy = p / OW, ox = p % OW;
+                top[r] = p < P ? oy * g.stride_h - g.pad_h : g.height + g.pad_h + g.kernel_h;
+                left[r] = ox * g.stride_w - g.pad_w;
+            }
             for (std::size_t i = 0; i < g.kernel_h; ++i)
                 for (std::size_t j = 0; j < g.kernel_w; ++j, out += quads * MR * 4) {
                     const std::uint8_t* source[MR];  // each pixel's C codes, or null: padding
                     std::uint32_t fill[MR];          // what a null source contributes
                     for (std::size_t r = 0; r < MR; ++r) {
-                        const std::size_t p = p0 + r, oy = p / OW, ox = p % OW;
-                        const std::size_t y = oy * g.stride_h + i - g.pad_h;
-                        const std::size_t x = ox * g.stride_w + j - g.pad_w;
-                        const bool inside = p < P && y < g.height && x < g.width;
+                        const std::size_t y = top[r] + i, x = left[r] + j;
+                        const bool inside = y < g.height && x < g.width;
                         source[r] = inside ? image_hwc + (y * g.width + x) * C : nullptr;
-                        fill[r] = p < P ? pad4 : 0u;
+                        fill[r] = p0 + r < P ? pad4 : 0u;
                     }
+                    if constexpr (MR == 4)
+                        if (source[0] && source[1] && source[2] && source[3]) {
+                            interleave_four_rows(source, quads, out);
+                            continue;
+                        }
                     for (std::size_t q = 0; q < quads; ++q)
                         for (std::size_t r = 0; r < MR; ++r) {
                             std::uint32_t four = fill[r];
@@ -257,20 +273,6 @@ class QuantizedConv2d : public Layer<T> {
                             std::memcpy(out + (q * MR + r) * 4, &four, 4);
                         }
                 }
-        }
-    }
-
-    /// planes (C planes of HW codes) to channels-last (HW rows of C codes), in blocks of pixels
-    /// whose rows stay in L1 while each plane's part is read once.
-    static void to_channels_last(const std::uint8_t* planes, std::size_t C, std::size_t HW,
-                                 std::uint8_t* hwc) {
-        constexpr std::size_t block = 64;
-        for (std::size_t i0 = 0; i0 < HW; i0 += block) {
-            const std::size_t i1 = std::min(HW, i0 + block);
-            for (std::size_t c = 0; c < C; ++c) {
-                const std::uint8_t* plane = planes + c * HW;
-                for (std::size_t i = i0; i < i1; ++i) hwc[i * C + c] = plane[i];
-            }
         }
     }
 
