@@ -249,6 +249,48 @@ TEST_CASE("fer eval --json prints one object with accuracy, per_class and confus
           static_cast<double>(diagonal) / static_cast<double>(samples));
 }
 
+TEST_CASE("fer eval --split val on image folders is the hold-out the model's fer train took") {
+    const std::string out = scratch("eval_own_val");
+    auto c = small_config(out);
+    c.epochs = 1;
+    const facet::DataSplits faces = small_synthetic();
+    REQUIRE(fer::train_on(c, faces) == 0);
+    // The same faces as an image folder: train/<emotion>/<i>.png and test/<emotion>/<i>.png.
+    const fs::path folder = fs::path(scratch("eval_own_val_data"));
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"synthetic-train", "train"},
+                                   {"synthetic-test", "test"}}) {
+        const facet::Dataset& d = faces.at(from);
+        for (std::size_t i = 0; i < d.size(); ++i) {
+            const fs::path dir = folder / to / d.class_names[d.labels[i]];
+            fs::create_directories(dir);
+            facet::write_png(dir / (std::to_string(1000 + i) + ".png"), d.image(i), d.width,
+                             d.height);
+        }
+    }
+    const auto run =
+        facet_test::run_fer_command(fer::eval_cli(), fer::run_eval,
+                                    {"--model", out + "/model.facet", "--data", folder.string(),
+                                     "--split", "val", "--json", "--threads", "1"});
+    REQUIRE(run.status == 0);
+    const nlohmann::json json = nlohmann::json::parse(run.output);
+    CHECK(json.at("split") == "val (held out of train)");
+    // As many faces as fer train held out, by the fraction and seed it recorded.
+    const facet::ModelFile<float> file = facet::load_model_file<float>(out + "/model.facet");
+    const facet::Dataset train = facet::read_image_folder(folder).at("train");
+    const std::size_t held_out =
+        facet::stratified_split(train, std::stod(file.note("validation.fraction")),
+                                std::stoull(file.note("validation.seed")), "v")
+            .held_out.size();
+    CHECK(held_out > 0);
+    CHECK(json.at("samples").get<std::size_t>() == held_out);
+    CHECK(json.at("samples").get<std::size_t>() < train.size());
+    // A split that is not there is still an error naming it.
+    CHECK_THROWS_WITH(facet_test::run_fer_command(fer::eval_cli(), fer::run_eval,
+                                                  {"--model", out + "/model.facet", "--data",
+                                                   folder.string(), "--split", "nope"}),
+                      doctest::Contains("nope"));
+}
+
 TEST_CASE("fer report reads the training log as JSON lines: numbers, null as NaN, bad lines") {
     const std::string dir = scratch("log_lines");
     const std::string log = dir + "/log.jsonl";

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include <facet/data/image.hpp>
+#include <facet/data/split.hpp>
 #include <facet/metrics/classification_json.hpp>
 #include <facet/model/serialize.hpp>
 #include <nlohmann/json.hpp>
@@ -55,7 +56,8 @@ inline Cli eval_cli() {
                 "data: a FER-2013 folder or CSV, or a folder of class folders (default: "
                 "data/fer2013, else synthetic)")
         .option("split", "NAME",
-                "split to evaluate: test, val, train, ... (default: val, else test)")
+                "split to evaluate: test, val, train, ... (default: val, else test); for image "
+                "folders, val is the part of train the model's fer train held out")
         .option("batch", "N", "batch size", "256")
         .option("threads", "N", "threads (0: all cores)", "0")
         .flag("flip-tta", "average the predictions for each face and its mirror image")
@@ -179,7 +181,28 @@ inline int run_eval(const Cli& cli) {
     facet::ReadOptions read;
     read.skip_bad = cli.has("skip-bad");
     const facet::DataSplits splits = load_splits(data, read);
-    const facet::Dataset& split = pick_split(splits, cli.has("split") ? cli.str("split") : "");
+    const std::string split_name = cli.has("split") ? cli.str("split") : "";
+    // Image folders have no val split: `--split val` is then the hold-out fer train took out of
+    // train for the (first) model, as its notes record it.
+    facet::Dataset own_validation;
+    if (split_name == "val" && !splits.find("val") && splits.find("train")) {
+        const auto& notes = models[0].metadata;
+        auto note = [&](const std::string& key) {
+            for (const auto& [k, v] : notes)
+                if (k == key) return v;
+            return std::string();
+        };
+        facet::check(!note("validation.fraction").empty() && !note("validation.seed").empty(),
+                     "eval: ", data.describe(), " has no split 'val', and ", paths[0],
+                     " records no validation hold-out (validation.fraction, validation.seed) to "
+                     "take out of 'train'");
+        own_validation =
+            facet::stratified_split(*splits.find("train"), std::stod(note("validation.fraction")),
+                                    std::stoull(note("validation.seed")), "val (held out of train)")
+                .held_out;
+    }
+    const facet::Dataset& split =
+        own_validation.size() > 0 ? own_validation : pick_split(splits, split_name);
     const auto t0 = std::chrono::steady_clock::now();
     const long long batch = cli.integer("batch");
     facet::check(batch > 0, "eval: --batch must be positive");
