@@ -34,7 +34,7 @@ struct FinetuneConfig {
     std::string out;          ///< the new model file
     DataChoice data;          ///< where the rehearsal faces come from
     std::size_t epochs = 8;
-    double lr = 3e-4;  ///< AdamW, cosine decay to lr / 20, no warm-up
+    double lr = 6e-4;  ///< AdamW, cosine decay to lr / 20, no warm-up
     double weight_decay = 0.02;
     double rehearsal = 3;  ///< rehearsal faces per correction in each epoch
     double holdout = 0.2;  ///< fraction of each emotion's corrections held out to choose the epoch
@@ -67,7 +67,7 @@ inline Cli finetune_cli() {
         .option("data", "DIR|CSV",
                 "FER-2013 for the rehearsal faces (default: data/fer2013, else synthetic)")
         .option("epochs", "N", "epochs", "8")
-        .option("lr", "X", "AdamW learning rate, cosine decay to lr/20", "0.0003")
+        .option("lr", "X", "AdamW learning rate, cosine decay to lr/20", "0.0006")
         .option("weight-decay", "X", "decoupled weight decay", "0.02")
         .option("rehearsal", "X",
                 "rehearsal faces from the training data per correction in each epoch (the mix "
