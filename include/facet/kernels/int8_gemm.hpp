@@ -5,6 +5,8 @@
 // NR-column weight slice stays in L1 while it meets every MR-row activation panel of a row block;
 // a register-blocked micro-kernel per instruction set (AVX-512 VNNI, AVX-VNNI, AVX2 and the
 // portable reference), chosen at run time from cpu_features() and the context's int8_isa.
+// int8_gemm_packing_a lets a caller pack A itself, a block of rows at a time (a convolution packs
+// its patches straight from the image).
 //
 // Integer sums are exact, so every kernel, slice length and thread count gives the same bits; the
 // operand ranges that keep it so are activations in [0, 127] and weights in [-127, 127] (see

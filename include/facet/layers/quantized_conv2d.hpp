@@ -3,6 +3,8 @@
 // codes in [0, 127], unrolled into one row of K = kh*kw*C codes per output pixel, multiplied by
 // the int8 weights (OC x K) with int32 sums (kernels/int8_gemm.hpp), and the sums become floats
 // again with the bias and, when fused, the ReLU (layers/int8_quantization.hpp gives the formula).
+// When C is a multiple of 4 the rows are never written: the GEMM's panels are packed from the
+// channels-last codes themselves (pack_patch_panels), the same bytes unrolling would give.
 // Read layers/conv2d.hpp first. Read next: layers/quantized_dense.hpp.
 #pragma once
 
