@@ -23,18 +23,20 @@ struct TrainedModel {
     facet::Normalization norm;
     std::vector<std::string> classes;
     facet::ModelMetadata metadata;
+
+    /// The value of the model file's note `key`, or `fallback` when it has none.
+    std::string note(const std::string& key, const std::string& fallback = "") const {
+        for (const auto& [k, v] : metadata)
+            if (k == key) return v;
+        return fallback;
+    }
 };
 
 inline TrainedModel load_trained(const std::string& path) {
     facet::check(fs::exists(path), "no model file at ", path, " (train one with `fer train`)");
     facet::ModelFile<float> file = facet::load_model_file<float>(path);
     TrainedModel t{std::move(file.model), {}, fer_class_name_list(), file.metadata};
-    auto note = [&](const std::string& key) -> std::string {
-        for (const auto& [k, v] : t.metadata)
-            if (k == key) return v;
-        return "";
-    };
-    const std::string mean = note("normalization.mean"), stddev = note("normalization.stddev");
+    const std::string mean = t.note("normalization.mean"), stddev = t.note("normalization.stddev");
     facet::check(!mean.empty() && !stddev.empty(), path,
                  ": not a fer model (no normalization.* metadata)");
     t.norm.mean = std::stof(mean), t.norm.stddev = std::stof(stddev);
@@ -88,11 +90,7 @@ inline Evaluation evaluate_ensemble(std::vector<TrainedModel>& models,
                                     const facet::Dataset& data, std::size_t batch_size,
                                     bool flip_tta) {
     facet::check(!models.empty() && models.size() == paths.size(), "ensemble: no models");
-    auto note = [](const TrainedModel& t, const std::string& key) {
-        for (const auto& [k, v] : t.metadata)
-            if (k == key) return v;
-        return std::string();
-    };
+    auto note = [](const TrainedModel& t, const std::string& key) { return t.note(key); };
     for (std::size_t m = 1; m < models.size(); ++m) {
         facet::check(note(models[m], "classes") == note(models[0], "classes"),
                      "ensemble: ", paths[m], " has the classes '", note(models[m], "classes"),
@@ -186,20 +184,16 @@ inline int run_eval(const Cli& cli) {
     // train for the (first) model, as its notes record it.
     facet::Dataset own_validation;
     if (split_name == "val" && !splits.find("val") && splits.find("train")) {
-        const auto& notes = models[0].metadata;
-        auto note = [&](const std::string& key) {
-            for (const auto& [k, v] : notes)
-                if (k == key) return v;
-            return std::string();
-        };
-        facet::check(!note("validation.fraction").empty() && !note("validation.seed").empty(),
-                     "eval: ", data.describe(), " has no split 'val', and ", paths[0],
-                     " records no validation hold-out (validation.fraction, validation.seed) to "
-                     "take out of 'train'");
-        own_validation =
-            facet::stratified_split(*splits.find("train"), std::stod(note("validation.fraction")),
-                                    std::stoull(note("validation.seed")), "val (held out of train)")
-                .held_out;
+        const TrainedModel& first = models[0];
+        facet::check(
+            !first.note("validation.fraction").empty() && !first.note("validation.seed").empty(),
+            "eval: ", data.describe(), " has no split 'val', and ", paths[0],
+            " records no validation hold-out (validation.fraction, validation.seed) to "
+            "take out of 'train'");
+        own_validation = facet::stratified_split(
+                             *splits.find("train"), std::stod(first.note("validation.fraction")),
+                             std::stoull(first.note("validation.seed")), "val (held out of train)")
+                             .held_out;
     }
     const facet::Dataset& split =
         own_validation.size() > 0 ? own_validation : pick_split(splits, split_name);

@@ -229,12 +229,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     TrainedModel parent = load_trained(c.parent);
     const facet::Provenance parent_provenance = facet::load_model_file<float>(c.parent).provenance;
     const std::string parent_fingerprint = detail::file_fingerprint(c.parent);
-    auto note = [&](const std::string& key, const std::string& fallback) {
-        for (const auto& [k, v] : parent.metadata)
-            if (k == key) return v;
-        return fallback;
-    };
-    const std::string classes = note("classes", "");
+    const std::string classes = parent.note("classes", "");
     std::string fer_classes;
     for (const auto& n : fer_class_name_list()) fer_classes += (fer_classes.empty() ? "" : ",") + n;
     facet::check(classes.empty() || classes == fer_classes, "finetune: ", c.parent,
@@ -245,8 +240,9 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
                  "finetune: the rehearsal data are not FER-2013's 48 x 48 faces of 7 emotions");
 
     // The parent's own validation faces (its notes say how fer train held them out).
-    const double val_fraction = std::stod(note("validation.fraction", "0.1"));
-    const auto val_seed = static_cast<std::uint64_t>(std::stoull(note("validation.seed", "2013")));
+    const double val_fraction = std::stod(parent.note("validation.fraction", "0.1"));
+    const auto val_seed =
+        static_cast<std::uint64_t>(std::stoull(parent.note("validation.seed", "2013")));
     facet::StratifiedSplit original =
         facet::stratified_split(training, val_fraction, val_seed, "val (held out of train)");
 

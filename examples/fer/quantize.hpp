@@ -86,14 +86,9 @@ inline int run_quantize(const Cli& cli) {
     // The training and validation parts exactly as `fer train` chose them (its notes say how).
     TrainConfig c;
     c.data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
-    auto note = [&](const std::string& key) {
-        for (const auto& [k, v] : t.metadata)
-            if (k == key) return v;
-        return std::string();
-    };
-    if (!note("validation.fraction").empty())
-        c.val_fraction = std::stod(note("validation.fraction"));
-    if (!note("validation.seed").empty()) c.val_seed = std::stoull(note("validation.seed"));
+    if (!t.note("validation.fraction").empty())
+        c.val_fraction = std::stod(t.note("validation.fraction"));
+    if (!t.note("validation.seed").empty()) c.val_seed = std::stoull(t.note("validation.seed"));
     const facet::DataSplits splits = load_splits(c.data, {});
     const DataPlan plan = plan_data(c, splits);
     const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(calib), plan.train.size());

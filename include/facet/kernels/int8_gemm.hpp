@@ -147,6 +147,28 @@ inline constexpr std::size_t int8_slice_groups = 128;
 /// MR-row panels per row block: the activation block one weight slice meets while in L1.
 inline constexpr std::size_t int8_block_panels = 16;
 
+/// Below ~256k multiply-adds one thread is faster than starting a parallel region.
+inline bool int8_gemm_single_threaded(std::size_t M, std::size_t N, std::size_t K) {
+    return double(M) * double(N) * double(K) < 262144.0;
+}
+
+/// One MR x NR tile of C (rows x cols of it inside the matrix) over all `groups`, k-slice after
+/// k-slice, from its packed A panel `a` and B panel `b`: a whole tile straight into C, a partial
+/// one into a tile of its own, then copied.
+template <typename Kernel>
+void int8_tile(std::size_t groups, const std::uint8_t* a, const std::int8_t* b, std::int32_t* C,
+               std::size_t ldc, std::size_t rows, std::size_t cols) {
+    constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
+    alignas(64) std::int32_t edge[MR * NR];
+    const bool whole = rows == MR && cols == NR;
+    for (std::size_t g0 = 0; g0 < groups; g0 += int8_slice_groups)
+        Kernel::run(std::min(int8_slice_groups, groups - g0), a + g0 * 4 * MR, b + g0 * 4 * NR,
+                    whole ? C : edge, whole ? ldc : NR, g0 > 0);
+    if (!whole)
+        for (std::size_t i = 0; i < rows; ++i)
+            std::copy(edge + i * NR, edge + i * NR + cols, C + i * ldc);
+}
+
 /// The blocked product for one kernel; A already packed (whole).
 template <typename Kernel>
 void int8_gemm_packed(std::size_t M, std::size_t N, std::size_t K, const std::uint8_t* packed_a,
@@ -155,37 +177,29 @@ void int8_gemm_packed(std::size_t M, std::size_t N, std::size_t K, const std::ui
     const std::size_t groups = int8_padded_k(K) / 4;
     const std::size_t row_panels = (M + MR - 1) / MR, col_panels = (N + NR - 1) / NR;
     const std::size_t row_blocks = (row_panels + int8_block_panels - 1) / int8_block_panels;
-    // Below ~256k multiply-adds one thread is faster than starting a parallel region.
-    const bool small = double(M) * double(N) * double(K) < 262144.0;
+    const bool small = int8_gemm_single_threaded(M, N, K);
     parallel_for(
         row_blocks * col_panels,
         [&](std::size_t begin, std::size_t end) {
-            alignas(64) std::int32_t edge[MR * NR];  // a partial tile, then copied to C
             for (std::size_t task = begin; task < end; ++task) {
                 const std::size_t q = task % col_panels, block = task / col_panels;
                 const std::size_t p_begin = block * int8_block_panels;
                 const std::size_t p_end = std::min(row_panels, p_begin + int8_block_panels);
                 const std::size_t j0 = q * NR, cols = std::min(NR, N - j0);
                 const std::int8_t* b_panel = packed_b + q * NR * 4 * groups;
+                // Whole tiles k-slice by k-slice, so that a slice of the weights stays in L1
+                // while it meets every panel of the block.
                 for (std::size_t g0 = 0; g0 < groups; g0 += int8_slice_groups) {
                     const std::size_t gs = std::min(int8_slice_groups, groups - g0);
                     for (std::size_t p = p_begin; p < p_end; ++p) {
                         const std::size_t i0 = p * MR, rows = std::min(MR, M - i0);
-                        const std::uint8_t* a = packed_a + (p * groups + g0) * 4 * MR;
-                        const std::int8_t* b = b_panel + g0 * 4 * NR;
-                        if (rows == MR && cols == NR) {
-                            Kernel::run(gs, a, b, C + i0 * ldc + j0, ldc, g0 > 0);
-                            continue;
-                        }
-                        // A partial tile runs all its slices at once, into `edge`.
-                        if (g0 > 0) continue;
-                        Kernel::run(gs, a, b, edge, NR, false);
-                        for (std::size_t g1 = gs; g1 < groups; g1 += int8_slice_groups)
-                            Kernel::run(std::min(int8_slice_groups, groups - g1),
-                                        packed_a + (p * groups + g1) * 4 * MR,
-                                        b_panel + g1 * 4 * NR, edge, NR, true);
-                        for (std::size_t i = 0; i < rows; ++i)
-                            std::copy(edge + i * NR, edge + i * NR + cols, C + (i0 + i) * ldc + j0);
+                        const std::uint8_t* a = packed_a + p * groups * 4 * MR;
+                        if (rows == MR && cols == NR)
+                            Kernel::run(gs, a + g0 * 4 * MR, b_panel + g0 * 4 * NR,
+                                        C + i0 * ldc + j0, ldc, g0 > 0);
+                        else if (g0 == 0)  // a partial tile, all its slices at once
+                            int8_tile<Kernel>(groups, a, b_panel, C + i0 * ldc + j0, ldc, rows,
+                                              cols);
                     }
                 }
             }
@@ -253,43 +267,29 @@ void int8_gemm_packing_a(std::size_t M, std::size_t N, std::size_t K, PackA&& pa
         const std::size_t row_panels = (M + MR - 1) / MR, col_panels = (N + NR - 1) / NR;
         // Blocks of up to int8_block_panels panels, at least two per thread when there are rows
         // enough, so that the threads share the work evenly.
-        const bool small = double(M) * double(N) * double(K) < 262144.0;
+        const bool small = detail::int8_gemm_single_threaded(M, N, K);
         const std::size_t threads = small ? 1 : static_cast<std::size_t>(num_threads());
         const std::size_t per_block =
             std::clamp<std::size_t>(row_panels / (2 * threads), 1, detail::int8_block_panels);
         const std::size_t blocks = (row_panels + per_block - 1) / per_block;
-        const std::int8_t* packed_b = W.data.data();
         parallel_for(
             blocks,
             [&](std::size_t begin, std::size_t end) {
                 std::vector<std::uint8_t>& block_a = detail::int8_a_workspace();
                 block_a.resize(per_block * MR * 4 * groups);
-                alignas(64) std::int32_t edge[MR * NR];  // a partial tile, then copied to C
                 for (std::size_t block = begin; block < end; ++block) {
                     const std::size_t p_begin = block * per_block;
                     const std::size_t p_end = std::min(row_panels, p_begin + per_block);
                     pack_a(std::integral_constant<std::size_t, MR>{}, p_begin * MR,
                            std::min(M, p_end * MR), block_a.data());
-                    for (std::size_t q = 0; q < col_panels; ++q) {
-                        const std::size_t j0 = q * NR, cols = std::min(NR, N - j0);
-                        const std::int8_t* b_panel = packed_b + q * NR * 4 * groups;
+                    for (std::size_t q = 0; q < col_panels; ++q)
                         for (std::size_t p = p_begin; p < p_end; ++p) {
-                            const std::size_t i0 = p * MR, rows = std::min(MR, M - i0);
-                            const std::uint8_t* a =
-                                block_a.data() + (p - p_begin) * groups * 4 * MR;
-                            // k in slices whose weights stay in L1, as int8_gemm_packed does.
-                            const bool whole = rows == MR && cols == NR;
-                            for (std::size_t g0 = 0; g0 < groups; g0 += detail::int8_slice_groups)
-                                Kernel::run(std::min(detail::int8_slice_groups, groups - g0),
-                                            a + g0 * 4 * MR, b_panel + g0 * 4 * NR,
-                                            whole ? C + i0 * ldc + j0 : edge, whole ? ldc : NR,
-                                            g0 > 0);
-                            if (!whole)
-                                for (std::size_t i = 0; i < rows; ++i)
-                                    std::copy(edge + i * NR, edge + i * NR + cols,
-                                              C + (i0 + i) * ldc + j0);
+                            const std::size_t i0 = p * MR, j0 = q * NR;
+                            detail::int8_tile<Kernel>(
+                                groups, block_a.data() + (p - p_begin) * groups * 4 * MR,
+                                W.data.data() + q * NR * 4 * groups, C + i0 * ldc + j0, ldc,
+                                std::min(MR, M - i0), std::min(NR, N - j0));
                         }
-                    }
                 }
             },
             small ? 1 : 0);

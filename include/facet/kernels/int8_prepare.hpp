@@ -33,10 +33,12 @@ namespace detail {
 
 /// The reference: codes[i] = clamp(x[i] * inverse + offset, 0.5, top) truncated; offset is the
 /// zero point + 0.5 (round half up) and top 127.5, so the truncation lands in [0, 127]; a NaN
-/// gives 0. A truncation rather than nearbyint, so that the loop vectorises.
+/// gives 0. A truncation rather than nearbyint, so that the loop vectorises. Always inlined, so
+/// that the AVX2 version below is this loop compiled for AVX2.
 template <typename T>
-inline void quantize_codes_reference(const T* x, std::size_t n, std::uint8_t* codes, float inverse,
-                                     float offset, float top) {
+[[gnu::always_inline]] inline void quantize_codes_reference(const T* x, std::size_t n,
+                                                            std::uint8_t* codes, float inverse,
+                                                            float offset, float top) {
     for (std::size_t i = 0; i < n; ++i) {
         float v = static_cast<float>(x[i]) * inverse + offset;
         v = v > 0.5f ? v : 0.5f;  // also NaN
@@ -50,24 +52,22 @@ inline void quantize_codes_reference(const T* x, std::size_t n, std::uint8_t* co
 __attribute__((target("avx2"))) inline void quantize_codes_avx2(const float* x, std::size_t n,
                                                                 std::uint8_t* codes, float inverse,
                                                                 float offset, float top) {
-    for (std::size_t i = 0; i < n; ++i) {
-        float v = x[i] * inverse + offset;
-        v = v > 0.5f ? v : 0.5f;
-        v = v < top ? v : top;
-        codes[i] = static_cast<std::uint8_t>(static_cast<int>(v));
-    }
+    quantize_codes_reference(x, n, codes, inverse, offset, top);
 }
 #endif
 
-/// The reference: hwc[i * C + c] = planes[c * HW + i].
+/// The reference: hwc[i * C + c] = planes[c * HW + i], for the channels from c_begin and the
+/// pixels in [i_begin, i_end) (all of both by default).
 inline void planes_to_channels_last_reference(const std::uint8_t* planes, std::size_t C,
-                                              std::size_t HW, std::uint8_t* hwc, std::size_t c0 = 0,
-                                              std::size_t i0 = 0) {
+                                              std::size_t HW, std::uint8_t* hwc,
+                                              std::size_t c_begin = 0, std::size_t i_begin = 0,
+                                              std::size_t i_end = std::size_t(-1)) {
     // Blocks of pixels whose rows stay in L1 while each plane's part is read once.
     constexpr std::size_t block = 64;
-    for (std::size_t b = i0; b < HW; b += block) {
-        const std::size_t b1 = std::min(HW, b + block);
-        for (std::size_t c = c0; c < C; ++c)
+    i_end = std::min(i_end, HW);
+    for (std::size_t b = i_begin; b < i_end; b += block) {
+        const std::size_t b1 = std::min(i_end, b + block);
+        for (std::size_t c = c_begin; c < C; ++c)
             for (std::size_t i = b; i < b1; ++i) hwc[i * C + c] = planes[c * HW + i];
     }
 }
@@ -133,9 +133,7 @@ inline void planes_to_channels_last(const std::uint8_t* planes, std::size_t C, s
         for (std::size_t c = 0; c < C16; c += 16)
             detail::transpose_16x16_bytes(planes + c * HW + i, HW, hwc + i * C + c, C);
     // The channels past the last 16 for the whole-block pixels, then every channel of the rest.
-    if (C16 < C)
-        for (std::size_t i = 0; i < HW16; ++i)
-            for (std::size_t c = C16; c < C; ++c) hwc[i * C + c] = planes[c * HW + i];
+    detail::planes_to_channels_last_reference(planes, C, HW, hwc, C16, 0, HW16);
     detail::planes_to_channels_last_reference(planes, C, HW, hwc, 0, HW16);
 #else
     detail::planes_to_channels_last_reference(planes, C, HW, hwc);
