@@ -2,7 +2,8 @@
 // faces; corrections are filed (fer correct) and read with duplicates reported and conflicts
 // refused; fer predict --save-faces writes the crops it classified; fer finetune never overwrites
 // its parent, records where the new model came from, keeps a frozen backbone as it was, and
-// raises accuracy on held-out faces of a shifted domain; fer eval averages an ensemble's
+// raises accuracy on held-out faces of a shifted domain, and with --distill stays closer to its
+// parent on the old faces; fer eval averages an ensemble's
 // probabilities as stated and compares two models class by class.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
@@ -315,6 +316,48 @@ TEST_CASE("fer finetune: never the parent as output; --freeze-backbone trains th
     };
     CHECK(values(before, 0, 9) == values(after, 0, 9));    // weights and BN statistics
     CHECK(values(before, 9, 13) != values(after, 9, 13));  // the classifier learned
+}
+
+TEST_CASE("fer finetune --distill keeps the answers on old faces closer to the parent's") {
+    const fs::path dir = scratch("finetune_distill");
+    const facet::DataSplits data = synthetic(30, 10);
+    const facet::Dataset& train = *data.training();
+    const facet::Dataset& old_faces = data.at("synthetic-test");
+    const std::string parent = (dir / "parent.facet").string();
+    train_parent(train, parent, 3, 4);
+    write_folder(fer::detail::sample_of(fer::shift_dataset(train, hard_camera(), 1), 60, 2),
+                 dir / "corrections");
+    const fer::Corrections corrections = fer::read_corrections(dir / "corrections");
+
+    // Mean KL(parent || child) over faces of the old domain: how far the child's answers moved.
+    fer::TrainedModel p = fer::load_trained(parent);
+    const fer::Evaluation before = fer::evaluate(p.model, old_faces, p.norm);
+    auto drift = [&](double distill) {
+        fer::FinetuneConfig c = quick_finetune(
+            parent, (dir / ("child-" + std::to_string(distill) + ".facet")).string());
+        c.epochs = 4, c.lr = 3e-3, c.holdout = 0, c.distill = distill;
+        fer::finetune_on(c, corrections, train);
+        fer::TrainedModel child = fer::load_trained(c.out);
+        const fer::Evaluation after = fer::evaluate(child.model, old_faces, child.norm);
+        double kl = 0;
+        for (std::size_t i = 0; i < before.probabilities.size(); ++i) {
+            const double q = before.probabilities[i];
+            if (q > 0) kl += q * std::log(q / std::max(1e-12, double(after.probabilities[i])));
+        }
+        return kl / double(old_faces.size());
+    };
+    const double plain = drift(0), distilled = drift(1);
+    MESSAGE("KL(parent || child) on old faces: labels only ", plain, ", distilled ", distilled);
+    CHECK(distilled < 0.75 * plain);
+
+    const std::string out = (dir / "bad.facet").string();
+    for (const char* bad : {"1.5", "-0.1", "x"})
+        CHECK_THROWS_WITH_AS(
+            run_cli(fer::finetune_cli(), fer::run_finetune,
+                    {"--model", parent, "--corrections", (dir / "corrections").string(), "--out",
+                     out, "--distill", bad}),
+            doctest::Contains("distill"), facet::Error);
+    CHECK_FALSE(fs::exists(out));
 }
 
 TEST_CASE("fer eval: an ensemble averages the probabilities; --compare shows the differences") {

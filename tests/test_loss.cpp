@@ -1,6 +1,7 @@
 // Tests of the fused softmax cross-entropy: values against a direct formula and hand-computed
 // cases, gradients against central finite differences, PyTorch's weighting convention, bad labels;
-// and that the loss, the Softmax layer and Sequential::predict share one softmax (the same bits).
+// and that the loss, the Softmax layer and Sequential::predict share one softmax (the same bits);
+// distillation's mixed targets (a teacher's probabilities) against the formula and gradients.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -116,6 +117,91 @@ TEST_CASE("Cross-entropy gradients match central finite differences") {
             INFO("eps " << eps << ", weighted " << !w.empty());
             CHECK(worst < 1e-7);
         }
+}
+
+/// Random probability rows (N, K), each summing to 1.
+Tensor<double> random_probabilities(std::size_t N, std::size_t K, std::uint64_t seed) {
+    Tensor<double> t = random_logits(N, K, seed), p;
+    softmax_rows(t, p);
+    return p;
+}
+
+TEST_CASE("Cross-entropy with a teacher: the mixed target, its gradient, and clearing it") {
+    const std::vector<int> labels{1, 0, 3, 3, 2};
+    const std::vector<double> shares{0.0, 0.5, 1.0, 0.25, 0.8};
+    const Tensor<double> teacher = random_probabilities(5, 4, 7);
+    for (double eps : {0.0, 0.1}) {
+        INFO("eps " << eps);
+        SoftmaxCrossEntropy<double> loss(eps);
+        loss.set_teacher(teacher, shares);
+        auto z = random_logits(5, 4, 3);
+        // The direct formula, in long double: the mean over n of -sum_k target_nk log p_nk with
+        // target = (1 - a) smoothed one-hot + a teacher.
+        long double expected = 0;
+        for (std::size_t n = 0; n < 5; ++n) {
+            long double sum = 0;
+            for (std::size_t k = 0; k < 4; ++k) sum += std::exp((long double)z(n, k));
+            for (std::size_t k = 0; k < 4; ++k) {
+                const long double q = (1 - eps) * (k == std::size_t(labels[n])) + eps / 4;
+                const long double target = (1 - shares[n]) * q + shares[n] * teacher(n, k);
+                expected -= target * std::log(std::exp((long double)z(n, k)) / sum);
+            }
+        }
+        CHECK(loss.forward(z, labels) == doctest::Approx(double(expected / 5)).epsilon(1e-12));
+
+        Tensor<double> dz;
+        loss.backward(dz);
+        const double h = 1e-5;
+        double worst = 0;
+        for (std::size_t i = 0; i < z.size(); ++i) {
+            const double v = z[i];
+            z[i] = v + h;
+            const double fp = loss.forward(z, labels);
+            z[i] = v - h;
+            const double fm = loss.forward(z, labels);
+            z[i] = v;
+            const double numeric = (fp - fm) / (2 * h);
+            worst = std::max(worst, std::abs(numeric - dz[i]) / std::max(std::abs(numeric), 1e-3));
+        }
+        CHECK(worst < 1e-7);
+        // Sample 2 learns from the teacher alone: its gradient is (p - t) / N.
+        loss.forward(z, labels);
+        loss.backward(dz);
+        for (std::size_t k = 0; k < 4; ++k)
+            CHECK(dz(2, k) ==
+                  doctest::Approx((loss.probabilities()(2, k) - teacher(2, k)) / 5).epsilon(1e-12));
+
+        // Without the teacher (cleared, or every share 0) the loss is the labels' alone.
+        SoftmaxCrossEntropy<double> plain(eps);
+        const double labels_only = plain.forward(z, labels);
+        loss.clear_teacher();
+        CHECK(loss.forward(z, labels) == labels_only);
+        loss.set_teacher(teacher, std::vector<double>(5, 0.0));
+        CHECK(loss.forward(z, labels) == doctest::Approx(labels_only).epsilon(1e-15));
+    }
+}
+
+TEST_CASE("Cross-entropy refuses a teacher that does not fit") {
+    const Tensor<double> teacher = random_probabilities(2, 3, 1);
+    SoftmaxCrossEntropy<double> loss;
+    CHECK_THROWS_WITH_AS(loss.set_teacher(teacher, {0.5}), doctest::Contains("1 shares"), Error);
+    CHECK_THROWS_WITH_AS(loss.set_teacher(teacher, {0.5, 1.5}),
+                         doctest::Contains("share 1.5 of sample 1"), Error);
+    CHECK_THROWS_WITH_AS(loss.set_teacher(teacher, {-0.1, 0}),
+                         doctest::Contains("share -0.1 of sample 0"), Error);
+    Tensor<double> unnormalised = teacher;
+    unnormalised(1, 0) *= 0.5;
+    CHECK_THROWS_WITH_AS(loss.set_teacher(unnormalised, {0.5, 0.5}),
+                         doctest::Contains("row 1 sums to"), Error);
+    Tensor<double> negative(Shape{2, 3}, 0.5);
+    negative(0, 2) = -0.0001, negative(0, 0) = 0.5001, negative(1, 2) = 0;
+    CHECK_THROWS_WITH_AS(loss.set_teacher(negative, {0.5, 0.5}),
+                         doctest::Contains("outside [0, 1]"), Error);
+    CHECK_THROWS_WITH_AS(SoftmaxCrossEntropy<double>(0, {1, 1, 1}).set_teacher(teacher, {1, 1}),
+                         doctest::Contains("not with class weights"), Error);
+    loss.set_teacher(teacher, {1, 1});
+    CHECK_THROWS_WITH_AS(loss.forward(random_logits(3, 3, 2), std::vector<int>{0, 1, 2}),
+                         doctest::Contains("teacher's probabilities are (2, 3)"), Error);
 }
 
 TEST_CASE("Cross-entropy is stable for huge logits, in float too") {

@@ -3,8 +3,8 @@
 // complete files, and a run resumed from one in the middle of an epoch ends with the bits of an
 // uninterrupted run; early stopping and reduce-on-plateau act on the validation accuracy and
 // survive a resume; non-finite steps stop the run or are skipped and counted; the stratified
-// split is stratified, seeded, disjoint from training and never takes test images; and
-// `fer train` on the synthetic faces learns.
+// split is stratified, seeded, disjoint from training and never takes test images; distillation
+// takes its share of the targets from a teacher; and `fer train` on the synthetic faces learns.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
 
@@ -51,6 +51,7 @@ class ToyBatches : public BatchSource {
         for (std::size_t i = 0; i < batch_size_; ++i) {
             const int label = static_cast<int>(rng.below(classes));
             batch.labels.push_back(label);
+            batch.indices.push_back(batch.index * batch_size_ + i);
             for (std::size_t r = 0; r < side; ++r)
                 for (std::size_t c = 0; c < side; ++c)
                     batch.images(i, 0, r, c) =
@@ -192,6 +193,49 @@ TEST_CASE("the trainer calls every hook in order, callbacks in the order they we
     }
     both("train_end 2");
     CHECK(events == expected);
+}
+
+TEST_CASE("distillation: the teacher's share of the targets, per sample") {
+    // A model without batch norm or dropout, so that training and inference mode compute the
+    // same logits: the student starts as a copy of the teacher.
+    auto linear = [] {
+        Sequential<float> m(Shape{1, side, side});
+        m.add<Flatten<float>>();
+        m.add<Dense<float>>(side * side, classes, true, 5);
+        return m;
+    };
+    auto weights = [](Sequential<float>& m) {
+        std::vector<float> v;
+        for (const auto& p : m.parameters()) v.insert(v.end(), p.value->begin(), p.value->end());
+        return v;
+    };
+    Sequential<float> teacher = linear();
+    const std::vector<float> start = weights(teacher);
+    auto train = [&](std::function<double(std::size_t)> share, std::size_t& distilled) {
+        Sequential<float> student = linear();
+        AdamW<float> optimizer(student.parameters(),
+                               AdamOptions{.learning_rate = 0.01, .weight_decay = 0});
+        ConstantSchedule schedule(0.01);
+        Trainer trainer(student, optimizer, schedule, {.epochs = 2, .handle_signals = false});
+        const Distillation& d = trainer.add<Distillation>(teacher, std::move(share));
+        ToyBatches batches(3, 8, 4);
+        ConstantAccuracy val;
+        trainer.fit(batches, val);
+        distilled = d.distilled_batches();
+        return weights(student);
+    };
+    std::size_t distilled = 0;
+    // All of every target from a teacher that predicts what the student does: the gradient is
+    // p - t = 0 exactly, so the weights do not move at all.
+    CHECK(train([](std::size_t) { return 1.0; }, distilled) == start);
+    CHECK(distilled == 6);
+    CHECK(weights(teacher) == start);  // the teacher is never trained
+    // Labels alone (every share 0): the student learns, and the teacher never runs.
+    CHECK(train([](std::size_t) { return 0.0; }, distilled) != start);
+    CHECK(distilled == 0);
+    // Half the samples partly from the teacher: every batch distils, the weights move.
+    CHECK(train([](std::size_t i) { return i % 2 ? 0.5 : 0.0; }, distilled) != start);
+    CHECK(distilled == 6);
 }
 
 TEST_CASE("checkpoints every N steps are whole files, and a mid-epoch resume ends bit-identical") {

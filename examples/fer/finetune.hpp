@@ -1,8 +1,10 @@
 // fer/finetune.hpp — `fer finetune --model M --corrections DIR --out OUT`: adapts a trained model
 // to its users' faces. It trains on the corrections (fer/corrections.hpp) mixed with rehearsal
 // faces drawn from the original training data, so that it does not forget FER-2013, with a small
-// learning rate for a few epochs (facet::Trainer). Part of the corrections is held out: with as
-// many faces of the parent's own validation split (never trained on), they choose the epoch kept.
+// learning rate for a few epochs (facet::Trainer); with --distill, a rehearsal face's target also
+// holds the parent's own probabilities for it (facet::Distillation). Part of the corrections is
+// held out: with as many faces of the parent's own validation split (never trained on), they
+// choose the epoch kept.
 // The test split chooses nothing. The parent file is never written; OUT is written atomically and
 // records the parent (file name and fingerprint) and the corrections (fingerprint and count).
 #pragma once
@@ -10,6 +12,7 @@
 #include <cmath>
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include <facet/core/crc32.hpp>
 #include <facet/data/split.hpp>
@@ -17,6 +20,7 @@
 #include <facet/optim/adam.hpp>
 #include <facet/optim/schedule.hpp>
 #include <facet/train/best_model.hpp>
+#include <facet/train/distillation.hpp>
 #include <facet/train/progress.hpp>
 #include <facet/train/trainer.hpp>
 
@@ -37,6 +41,8 @@ struct FinetuneConfig {
     double lr = 6e-4;  ///< AdamW, cosine decay to lr / 20, no warm-up
     double weight_decay = 0.02;
     double rehearsal = 3;  ///< rehearsal faces per correction in each epoch
+    /// The parent's share of a rehearsal face's target (knowledge distillation; 0: labels only).
+    double distill = 0;
     double holdout = 0.2;  ///< fraction of each emotion's corrections held out to choose the epoch
     std::size_t min_epoch =
         1024;  ///< corrections are repeated (augmented) to fill an epoch of this many faces
@@ -73,6 +79,10 @@ inline Cli finetune_cli() {
                 "rehearsal faces from the training data per correction in each epoch (the mix "
                 "ratio; 0: corrections only)",
                 "3")
+        .option("distill", "X",
+                "the parent's share of each rehearsal face's training target: the target is (1 - "
+                "X) x its label + X x the parent's probabilities for it (0: labels only)",
+                "0")
         .option("holdout", "X",
                 "fraction of each emotion's corrections held out to choose the epoch (0: keep the "
                 "last epoch)",
@@ -114,6 +124,8 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.rehearsal = cli.number("rehearsal");
     facet::check(c.rehearsal >= 0 && c.rehearsal <= 100,
                  "finetune: --rehearsal must be in [0, 100]");
+    c.distill = cli.number("distill");
+    facet::check(c.distill >= 0 && c.distill <= 1, "finetune: --distill must be in [0, 1]");
     c.holdout = cli.number("holdout");
     facet::check(c.holdout >= 0 && c.holdout < 1, "finetune: --holdout must be in [0, 1)");
     c.label_smoothing = cli.number("label-smoothing");
@@ -268,6 +280,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     facet::Dataset mix = train_corrections;
     mix.split = "finetune";
     for (std::size_t k = 1; k < copies; ++k) detail::append(mix, train_corrections);
+    const std::size_t first_rehearsal = mix.size();  // samples from here on are rehearsal faces
     const auto rehearsal_count =
         static_cast<std::size_t>(std::llround(c.rehearsal * static_cast<double>(mix.size())));
     const facet::Dataset rehearsal =
@@ -315,13 +328,25 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     facet::Trainer trainer(model, optimizer, schedule, to);
     if (c.progress) trainer.add<facet::ProgressBar>();
     if (c.freeze_backbone) trainer.add<detail::FreezeBackbone>(head);
+    std::optional<TrainedModel> teacher;  // the parent as it was, never trained
+    if (c.distill > 0) {
+        teacher.emplace(load_trained(c.parent));
+        const double share = c.distill;
+        trainer.add<facet::Distillation>(teacher->model, [first_rehearsal, share](std::size_t i) {
+            return i >= first_rehearsal ? share : 0.0;
+        });
+    }
 
     std::cout << "fine-tuning " << c.parent << " on " << summary.corrections << " corrections ("
               << summary.trained_on << " trained on x" << copies << ", " << summary.held_out
               << " held out) and " << summary.rehearsal << " rehearsal faces of "
               << c.data.describe() << "; " << c.epochs << " epochs of "
               << loader.batches_per_epoch() << " steps, lr " << c.lr
-              << (c.freeze_backbone ? ", layers " + std::to_string(head) + "+ only" : "") << "\n";
+              << (c.freeze_backbone ? ", layers " + std::to_string(head) + "+ only" : "")
+              << (c.distill > 0 ? ", the parent's share of rehearsal targets " +
+                                      facet::detail::round_trip_digits(c.distill)
+                                : "")
+              << "\n";
 
     // The parent's notes, less what described its own training epoch and test figures.
     facet::ModelMetadata base;

@@ -86,6 +86,7 @@
 #include "facet/train/best_model.hpp"
 #include "facet/train/callback.hpp"
 #include "facet/train/checkpoint.hpp"
+#include "facet/train/distillation.hpp"
 #include "facet/train/early_stopping.hpp"
 #include "facet/train/progress.hpp"
 #include "facet/train/signals.hpp"

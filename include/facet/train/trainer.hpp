@@ -157,6 +157,8 @@ class Trainer {
     Sequential<float>& model() { return model_; }
     Optimizer<float>& optimizer() { return optimizer_; }
     Schedule& schedule() { return schedule_; }
+    /// The training loss (callbacks set a teacher on it: train/distillation.hpp).
+    SoftmaxCrossEntropy<float>& loss() { return loss_; }
     const TrainerOptions& options() const { return options_; }
     const TrainState& state() const { return state_; }
 

@@ -1,0 +1,68 @@
+// facet/train/distillation.hpp — Distillation: a callback that makes a teacher model's
+// probabilities part of the training targets (knowledge distillation, Hinton et al. 2015). Before
+// each step the teacher, in inference mode, classifies the very batch the student is about to
+// train on (augmented as it is), and the loss's target for sample n becomes
+// (1 - a_n) label_n + a_n teacher_n (SoftmaxCrossEntropy::set_teacher). With the parent model
+// as teacher and a_n > 0 on rehearsal samples, fine-tuning learns new faces while its answers on
+// the old ones stay close to the parent's ("learning without forgetting", Li & Hoiem 2016).
+//
+//     Distillation& d = trainer.add<Distillation>(parent, [&](std::size_t index) {
+//         return index >= first_rehearsal ? 0.5 : 0.0;  // share of the teacher, per sample
+//     });
+//
+// Read next: train/trainer.hpp.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "facet/kernels/softmax_rows.hpp"
+#include "facet/model/sequential.hpp"
+#include "facet/train/callback.hpp"
+#include "facet/train/trainer.hpp"
+
+namespace facet {
+
+/// Distils `teacher` (kept by reference; it must outlive the Trainer and is never trained) into
+/// the Trainer's model: `share(i)` in [0, 1] is how much of data set sample i's target the
+/// teacher's probabilities make (Batch::indices name the samples).
+class Distillation : public Callback {
+  public:
+    Distillation(Sequential<float>& teacher, std::function<double(std::size_t)> share)
+        : teacher_(teacher), share_(std::move(share)) {
+        check(static_cast<bool>(share_), "Distillation: no share function");
+    }
+
+    void on_batch_begin(Trainer& trainer, Batch& batch) override {
+        std::vector<double> shares(batch.size());
+        bool any = false;
+        for (std::size_t n = 0; n < shares.size(); ++n) {
+            shares[n] = share_(batch.indices.at(n));
+            any = any || shares[n] > 0;
+        }
+        if (!any) {  // nothing to distil in this batch: save the teacher's forward pass
+            trainer.loss().clear_teacher();
+            return;
+        }
+        teacher_.set_mode(Mode::Eval);
+        Tensor<float> probabilities;
+        softmax_rows(teacher_.forward(batch.images), probabilities);
+        trainer.loss().set_teacher(std::move(probabilities), std::move(shares));
+        ++distilled_batches_;
+    }
+    void on_train_end(Trainer& trainer, const TrainSummary&) override {
+        trainer.loss().clear_teacher();
+    }
+
+    /// Batches in which some sample had a share of the teacher.
+    std::size_t distilled_batches() const { return distilled_batches_; }
+
+  private:
+    Sequential<float>& teacher_;
+    std::function<double(std::size_t)> share_;
+    std::size_t distilled_batches_ = 0;
+};
+
+}  // namespace facet
