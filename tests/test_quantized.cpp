@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -222,6 +223,38 @@ TEST_CASE("int8 data preparation: each vector path gives its reference's bits") 
             INFO("groups ", groups);
             CHECK(fast == reference);
         }
+    }
+    SUBCASE("epilogue_to_planes") {
+        for (std::size_t OC : {1, 7, 8, 9, 16, 32, 35})
+            for (std::size_t P : {1, 7, 8, 13, 64, 70}) {
+                std::vector<std::int32_t> sums(P * OC), weight_sum(OC);
+                std::vector<float> multiplier(OC), bias(OC);
+                for (auto& v : sums) v = static_cast<std::int32_t>(rng.below(2000001)) - 1000000;
+                sums[0] = 2000000000, sums.back() = -2000000000;  // no overflow with the offsets
+                for (std::size_t o = 0; o < OC; ++o) {
+                    weight_sum[o] = static_cast<std::int32_t>(rng.below(20001)) - 10000;
+                    multiplier[o] = static_cast<float>(rng.uniform(1e-6, 1e-3));
+                    bias[o] = static_cast<float>(rng.uniform(-2, 2));
+                }
+                for (int zero_point : {0, 37})
+                    for (bool relu : {false, true}) {
+                        const detail::EpiloguePlanes e{zero_point, weight_sum.data(),
+                                                       multiplier.data(), bias.data(), relu};
+                        std::vector<float> fast(P * OC, 1), reference(P * OC, 2);
+                        epilogue_to_planes(sums.data(), P, OC, e, fast.data());
+                        detail::epilogue_to_planes_reference(sums.data(), P, OC, e,
+                                                             reference.data());
+                        INFO("OC ", OC, " P ", P, " zero point ", zero_point, " relu ", relu);
+                        CHECK(std::memcmp(fast.data(), reference.data(), fast.size() * 4) == 0);
+                        // The reference against the formula, in double.
+                        const std::size_t p = P - 1, o = OC / 2;
+                        double y =
+                            double(sums[p * OC + o] - zero_point * weight_sum[o]) * multiplier[o] +
+                            bias[o];
+                        if (relu) y = std::max(y, 0.0);
+                        CHECK(reference[o * P + p] == doctest::Approx(y).epsilon(1e-6).scale(1e-6));
+                    }
+            }
     }
 }
 

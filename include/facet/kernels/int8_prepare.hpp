@@ -12,6 +12,10 @@
 //   baseline), the rest by the plain loop.
 // - interleave_four_rows: four rows of 32-bit groups into one run, group by group (row 0's group
 //   q, row 1's, row 2's, row 3's, then group q + 1): 4 x 4 transposes of 32-bit lanes, in SSE2.
+// - epilogue_to_planes: the GEMM's int32 sums, one row of channels per pixel, to float planes
+//   (NCHW) through the layer's scale, bias and ReLU: 8 x 8 blocks transposed in AVX2 registers,
+//   then eight pixels of one channel converted at once, with the reference's multiply and add
+//   (no FMA), so the bits are the same.
 // Read next: layers/quantized_conv2d.hpp.
 #pragma once
 
@@ -109,7 +113,101 @@ inline void interleave_four_rows_reference(const std::uint8_t* const rows[4], st
         for (std::size_t r = 0; r < 4; ++r) std::memcpy(out + (q * 4 + r) * 4, rows[r] + 4 * q, 4);
 }
 
+/// What epilogue_to_planes computes for channel o: y = float(sum - zero_point * weight_sum[o]) *
+/// multiplier[o] + bias[o], then max(y, 0) with `relu`.
+struct EpiloguePlanes {
+    std::int32_t zero_point;
+    const std::int32_t* weight_sum;
+    const float* multiplier;
+    const float* bias;
+    bool relu;
+
+    float operator()(std::size_t o, std::int32_t sum) const {
+        const float y =
+            static_cast<float>(sum - zero_point * weight_sum[o]) * multiplier[o] + bias[o];
+        return relu && !(y > 0.0f) ? 0.0f : y;
+    }
+};
+
+/// The reference: planes[o * P + p] = e(o, sums[p * OC + o]) for the pixels in [p_begin, P) and
+/// the channels in [o_begin, OC) (all of both by default), pixels taken in blocks whose sums stay
+/// in L1 while each plane's part is written.
+template <typename T>
+void epilogue_to_planes_reference(const std::int32_t* sums, std::size_t P, std::size_t OC,
+                                  const EpiloguePlanes& e, T* planes, std::size_t o_begin = 0,
+                                  std::size_t p_begin = 0) {
+    constexpr std::size_t block = 32;
+    for (std::size_t p0 = p_begin; p0 < P; p0 += block) {
+        const std::size_t p1 = std::min(P, p0 + block);
+        for (std::size_t o = o_begin; o < OC; ++o)
+            for (std::size_t p = p0; p < p1; ++p)
+                planes[o * P + p] = static_cast<T>(e(o, sums[p * OC + o]));
+    }
+}
+
+#if FACET_GEMM_HAVE_X86_KERNELS
+/// Whole blocks of 8 pixels x 8 channels: the block's eight rows of sums transposed in registers
+/// (unpacks of 32- and 64-bit lanes, then 128-bit halves exchanged), so that each register holds
+/// one channel's eight pixels, converted and stored as eight floats of its plane.
+__attribute__((target("avx2"))) inline void epilogue_to_planes_avx2(const std::int32_t* sums,
+                                                                    std::size_t P, std::size_t OC,
+                                                                    const EpiloguePlanes& e,
+                                                                    float* planes) {
+    const std::size_t P8 = P / 8 * 8, OC8 = OC / 8 * 8;
+    const __m256 zero = _mm256_setzero_ps();
+    for (std::size_t p = 0; p < P8; p += 8)
+        for (std::size_t o = 0; o < OC8; o += 8) {
+            __m256i r[8];
+            for (int i = 0; i < 8; ++i)
+                r[i] =
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums + (p + i) * OC + o));
+            __m256i t[8], u[8], c[8];
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+                t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+                u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+                u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+                u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+            }
+            for (int i = 0; i < 4;
+                 ++i) {  // u[i]: channels i and i + 4 of pixels 0-3, u[i + 4]: 4-7
+                c[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+                c[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+            }
+            for (int i = 0; i < 8; ++i) {
+                const std::size_t ch = o + static_cast<std::size_t>(i);
+                const __m256i shifted =
+                    _mm256_sub_epi32(c[i], _mm256_set1_epi32(e.zero_point * e.weight_sum[ch]));
+                __m256 y =
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(shifted), _mm256_set1_ps(e.multiplier[ch]));
+                y = _mm256_add_ps(y, _mm256_set1_ps(e.bias[ch]));
+                if (e.relu) y = _mm256_max_ps(y, zero);  // max(NaN or -0, 0) is +0, as !(y > 0)
+                _mm256_storeu_ps(planes + ch * P + p, y);
+            }
+        }
+    // The channels past the last 8 for the whole-block pixels, then every channel of the rest.
+    for (std::size_t p = 0; p < P8; ++p)
+        for (std::size_t o = OC8; o < OC; ++o) planes[o * P + p] = e(o, sums[p * OC + o]);
+    epilogue_to_planes_reference(sums, P, OC, e, planes, 0, P8);
+}
+#endif
+
 }  // namespace detail
+
+/// planes[o * P + p] = e(o, sums[p * OC + o]): the int32 sums of P pixels (rows of OC channels)
+/// through the epilogue into OC planes of P values.
+template <typename T>
+void epilogue_to_planes(const std::int32_t* sums, std::size_t P, std::size_t OC,
+                        const detail::EpiloguePlanes& e, T* planes) {
+#if FACET_GEMM_HAVE_X86_KERNELS
+    if constexpr (std::is_same_v<T, float>)
+        if (cpu_features().avx2_fma) return detail::epilogue_to_planes_avx2(sums, P, OC, e, planes);
+#endif
+    detail::epilogue_to_planes_reference(sums, P, OC, e, planes);
+}
 
 /// codes[i] = round(x[i] / scale) + zero point, clamped to [0, 127] (a NaN gives 0), given
 /// inverse = 1 / scale, offset = zero point + 0.5 and top = 127.5.

@@ -26,6 +26,18 @@
 
 namespace facet {
 
+/// The buffers an int8 layer's forward() works in, one set per thread shared by every int8 layer:
+/// each layer's codes and sums land where the previous layer's were, in memory still in cache,
+/// instead of in buffers of its own that went cold since the last image.
+struct Int8Scratch {
+    std::vector<std::uint8_t> planes, codes, rows;
+    std::vector<std::int32_t> sums;
+};
+inline Int8Scratch& int8_scratch() {
+    thread_local Int8Scratch scratch;
+    return scratch;
+}
+
 /// How a layer's input is quantised: x ~ scale * (code - zero_point), codes in [0, 127].
 struct ActivationQuantization {
     float scale = 1.0f;
@@ -112,12 +124,13 @@ struct Int8Epilogue {
     }
     Int8Epilogue() = default;
 
-    /// Output channel o's value for the int32 sum `sum`.
-    float operator()(std::size_t o, std::int32_t sum) const {
-        const float y =
-            static_cast<float>(sum - zero_point * weight_sum[o]) * multiplier[o] + bias[o];
-        return relu && !(y > 0.0f) ? 0.0f : y;
+    /// The arrays as the kernels read them (kernels/int8_prepare.hpp).
+    detail::EpiloguePlanes view() const {
+        return {zero_point, weight_sum.data(), multiplier.data(), bias.data(), relu};
     }
+    /// Output channel o's value for the int32 sum `sum`:
+    /// float(sum - zero_point * weight_sum[o]) * multiplier[o] + bias[o], then the ReLU.
+    float operator()(std::size_t o, std::int32_t sum) const { return view()(o, sum); }
 };
 
 }  // namespace facet

@@ -86,17 +86,20 @@ class QuantizedConv2d : public Layer<T> {
         const std::size_t C = g.channels, HW = g.height * g.width;
         y.resize(Shape{x.dim(0), OC, g.out_h(), g.out_w()});
         prepare();
-        planes_.resize(g.image_size());
-        codes_.resize(g.image_size());
-        sums_.resize(P * OC);
+        Int8Scratch& scratch = int8_scratch();
+        std::vector<std::uint8_t>&planes = scratch.planes, &codes = scratch.codes;
+        std::vector<std::int32_t>& sums = scratch.sums;
+        planes.resize(g.image_size());
+        codes.resize(g.image_size());
+        sums.resize(P * OC);
         const auto pad = static_cast<std::uint8_t>(input_.zero_point);
         for (std::size_t n = 0; n < x.dim(0); ++n) {
             // Codes channels-last, so that each kernel position's C codes are contiguous.
             if (C == 1) {
-                input_.quantize(x.data() + n * HW, HW, codes_.data());
+                input_.quantize(x.data() + n * HW, HW, codes.data());
             } else {
-                input_.quantize(x.data() + n * g.image_size(), g.image_size(), planes_.data());
-                planes_to_channels_last(planes_.data(), C, HW, codes_.data());
+                input_.quantize(x.data() + n * g.image_size(), g.image_size(), planes.data());
+                planes_to_channels_last(planes.data(), C, HW, codes.data());
             }
             if (C % 4 == 0) {
                 // Each group of four k's lies in one kernel position: pack straight from the
@@ -104,16 +107,16 @@ class QuantizedConv2d : public Layer<T> {
                 int8_gemm_packing_a(
                     P, OC, K,
                     [&](auto mr, std::size_t begin, std::size_t end, std::uint8_t* panels) {
-                        pack_patch_panels<decltype(mr)::value>(g, codes_.data(), pad, panels, begin,
+                        pack_patch_panels<decltype(mr)::value>(g, codes.data(), pad, panels, begin,
                                                                end);
                     },
-                    packed_, sums_.data(), OC);
+                    packed_, sums.data(), OC);
             } else {
-                rows_.resize(P * K);
-                patch_rows(g, codes_.data(), pad, rows_.data());
-                int8_gemm(P, OC, K, rows_.data(), K, packed_, sums_.data(), OC);
+                scratch.rows.resize(P * K);
+                patch_rows(g, codes.data(), pad, scratch.rows.data());
+                int8_gemm(P, OC, K, scratch.rows.data(), K, packed_, sums.data(), OC);
             }
-            epilogue_to_planes(sums_.data(), P, OC, y.data() + n * OC * P);
+            epilogue_to_planes(sums.data(), P, OC, epilogue_.view(), y.data() + n * OC * P);
         }
     }
     void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, Tensor<T>&) override {
@@ -279,20 +282,6 @@ class QuantizedConv2d : public Layer<T> {
     }
 
   private:
-    /// y (OC planes of P values) from the sums (P rows of OC), the epilogue of each: in blocks of
-    /// pixels, so that the block's sums stay in L1 while each plane's part is written once.
-    void epilogue_to_planes(const std::int32_t* sums, std::size_t P, std::size_t OC, T* y) const {
-        constexpr std::size_t block = 32;
-        for (std::size_t p0 = 0; p0 < P; p0 += block) {
-            const std::size_t p1 = std::min(P, p0 + block);
-            for (std::size_t o = 0; o < OC; ++o) {
-                T* plane = y + o * P;
-                for (std::size_t p = p0; p < p1; ++p)
-                    plane[p] = static_cast<T>(epilogue_(o, sums[p * OC + o]));
-            }
-        }
-    }
-
     /// Packs the weights for the current ISA and derives the epilogue, when either is stale.
     void prepare() {
         if (!packed_.empty() && packed_.isa == int8_isa()) return;
@@ -316,12 +305,10 @@ class QuantizedConv2d : public Layer<T> {
     bool relu_;
     QuantizedTensor weight_;
     Tensor<T> bias_, input_scale_, input_zero_point_;
-    // Derived from the above by prepare(); workspaces of forward().
+    // Derived from the above by prepare().
     ActivationQuantization input_;
     Int8PackedWeights packed_;
     Int8Epilogue epilogue_;
-    std::vector<std::uint8_t> planes_, codes_, rows_;
-    std::vector<std::int32_t> sums_;
 };
 
 #ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)

@@ -77,13 +77,16 @@ class QuantizedDense : public Layer<T> {
         const std::size_t n = x.dim(0);
         y.resize(batch_shape(n, output_shape(sample_shape(x.shape()))));
         prepare();
-        codes_.resize(n * in_);
-        sums_.resize(n * out_);
-        input_.quantize(x.data(), n * in_, codes_.data());
-        int8_gemm(n, out_, in_, codes_.data(), in_, packed_, sums_.data(), out_);
+        Int8Scratch& scratch = int8_scratch();
+        std::vector<std::uint8_t>& codes = scratch.codes;
+        std::vector<std::int32_t>& sums = scratch.sums;
+        codes.resize(n * in_);
+        sums.resize(n * out_);
+        input_.quantize(x.data(), n * in_, codes.data());
+        int8_gemm(n, out_, in_, codes.data(), in_, packed_, sums.data(), out_);
         for (std::size_t i = 0; i < n; ++i)
             for (std::size_t o = 0; o < out_; ++o)
-                y[i * out_ + o] = static_cast<T>(epilogue_(o, sums_[i * out_ + o]));
+                y[i * out_ + o] = static_cast<T>(epilogue_(o, sums[i * out_ + o]));
     }
     void backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, Tensor<T>&) override {
         throw Error(
@@ -154,12 +157,10 @@ class QuantizedDense : public Layer<T> {
     bool relu_;
     QuantizedTensor weight_;
     Tensor<T> bias_, input_scale_, input_zero_point_;
-    // Derived from the above by prepare(); workspaces of forward().
+    // Derived from the above by prepare().
     ActivationQuantization input_;
     Int8PackedWeights packed_;
     Int8Epilogue epilogue_;
-    std::vector<std::uint8_t> codes_;
-    std::vector<std::int32_t> sums_;
 };
 
 #ifdef FACET_PRECOMPILED  // compiled once in facet_precompiled (src/precompiled.cpp)
