@@ -44,6 +44,9 @@ struct FinetuneConfig {
     /// The parent's share of a rehearsal face's target (knowledge distillation; 0: labels only).
     double distill = 0;
     double holdout = 0.2;  ///< fraction of each emotion's corrections held out to choose the epoch
+    /// Faces of the parent's validation split that choose the epoch with the held-out corrections
+    /// (which are repeated to weigh as much); 0: as many as there are held-out corrections.
+    std::size_t parent_faces = 0;
     std::size_t min_epoch =
         1024;  ///< corrections are repeated (augmented) to fill an epoch of this many faces
     std::size_t batch = 64;
@@ -87,6 +90,10 @@ inline Cli finetune_cli() {
                 "fraction of each emotion's corrections held out to choose the epoch (0: keep the "
                 "last epoch)",
                 "0.2")
+        .option("parent-faces", "N",
+                "faces of the parent's validation split that choose the epoch with the held-out "
+                "corrections, which are repeated to weigh as much (0: as many as are held out)",
+                "0")
         .option("min-epoch", "N",
                 "repeat the corrections (each time differently augmented) until an epoch has N "
                 "faces",
@@ -127,6 +134,9 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.distill = cli.number("distill");
     facet::check(c.distill >= 0 && c.distill <= 1, "finetune: --distill must be in [0, 1]");
     c.holdout = cli.number("holdout");
+    const long long parent_faces = cli.integer("parent-faces");
+    facet::check(parent_faces >= 0, "finetune: --parent-faces must not be negative");
+    c.parent_faces = static_cast<std::size_t>(parent_faces);
     facet::check(c.holdout >= 0 && c.holdout < 1, "finetune: --holdout must be in [0, 1)");
     c.label_smoothing = cli.number("label-smoothing");
     c.augment = !cli.has("no-augment");
@@ -288,13 +298,17 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     detail::append(mix, rehearsal);
     summary.rehearsal = rehearsal.size();
 
-    // What chooses the epoch: the held-out corrections and as many of the parent's validation
-    // faces (the old domain weighs as much as the new). Without a hold-out, those faces only
-    // report, and the last epoch is kept.
+    // What chooses the epoch: the held-out corrections, repeated r times, and r times as many of
+    // the parent's validation faces, so that the old domain weighs as much as the new and r sets
+    // how finely the old one is measured. Without a hold-out, those faces only report, and the
+    // last epoch is kept.
+    const std::size_t h = heldout_corrections.size();
+    const std::size_t repeats =
+        h == 0 || c.parent_faces == 0 ? 1 : std::max<std::size_t>(1, (c.parent_faces + h / 2) / h);
     const facet::Dataset val_original = detail::sample_of(
-        original.held_out, heldout_corrections.empty() ? 1024 : heldout_corrections.size(),
-        facet::detail::mix_seed(c.seed, 13));
+        original.held_out, h == 0 ? 1024 : repeats * h, facet::detail::mix_seed(c.seed, 13));
     facet::Dataset validation = heldout_corrections;
+    for (std::size_t r = 1; r < repeats; ++r) detail::append(validation, heldout_corrections);
     if (validation.empty()) {
         validation = val_original;
     } else {
