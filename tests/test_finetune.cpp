@@ -263,6 +263,8 @@ TEST_CASE("fer finetune raises accuracy on held-out faces of a shifted domain") 
     config.epochs = 10, config.lr = 2e-3;
     const fer::FinetuneSummary s = fer::finetune_on(config, corrections, train);
     CHECK(s.held_out + s.trained_on == 140);
+    CHECK(s.parent_faces == s.held_out);  // by default as many of the parent's as held out
+    CHECK(s.choosing == 2 * s.held_out);
     CHECK(s.held_out >= 21);  // about 20 % of each emotion's
     CHECK(s.held_out <= 35);
     const double before = accuracy(parent, shifted_test), after = accuracy(child, shifted_test);
@@ -279,6 +281,35 @@ TEST_CASE("fer finetune raises accuracy on held-out faces of a shifted domain") 
     CHECK(file.provenance.note("corrections") == "140");
     CHECK(file.provenance.note("corrections_fingerprint") == corrections.fingerprint());
     CHECK(file.provenance.data_fingerprint == corrections.fingerprint());
+}
+
+TEST_CASE("fer finetune --parent-faces: the held-out corrections repeated to weigh as much") {
+    CHECK(fer::detail::heldout_repeats(0, 1000) == 1);
+    CHECK(fer::detail::heldout_repeats(40, 0) == 1);
+    CHECK(fer::detail::heldout_repeats(40, 1000) == 25);
+    CHECK(fer::detail::heldout_repeats(40, 1019) == 25);
+    CHECK(fer::detail::heldout_repeats(40, 1020) == 26);  // the nearest whole number
+    CHECK(fer::detail::heldout_repeats(40, 10) == 1);
+
+    const fs::path dir = scratch("finetune_parent_faces");
+    const facet::DataSplits data = synthetic(40, 2);  // 28 validation faces of the parent's
+    const facet::Dataset& train = *data.training();
+    const std::string parent = (dir / "parent.facet").string();
+    train_parent(train, parent, 2, 1);
+    write_folder(fer::shift_dataset(*synthetic(5, 1).training(), hard_camera(), 1),
+                 dir / "corrections");  // 5 faces of each emotion
+    const fer::Corrections corrections = fer::read_corrections(dir / "corrections");
+    fer::FinetuneConfig c = quick_finetune(parent, (dir / "child.facet").string());
+    c.epochs = 1, c.parent_faces = 21;
+    const fer::FinetuneSummary s = fer::finetune_on(c, corrections, train);
+    REQUIRE(s.held_out == 7);  // 20 % of each emotion's 5
+    CHECK(s.parent_faces == 21);
+    CHECK(s.choosing == 42);  // the 7 held out three times, and 21 of the parent's
+    CHECK_THROWS_WITH_AS(
+        run_cli(fer::finetune_cli(), fer::run_finetune,
+                {"--model", parent, "--corrections", (dir / "corrections").string(), "--out",
+                 (dir / "bad.facet").string(), "--parent-faces", "-1"}),
+        doctest::Contains("--parent-faces"), facet::Error);
 }
 
 TEST_CASE("fer finetune: never the parent as output; --freeze-backbone trains the head only") {

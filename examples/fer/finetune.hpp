@@ -164,6 +164,8 @@ struct FinetuneSummary {
     std::size_t corrections = 0, held_out = 0, trained_on = 0, rehearsal = 0, epoch = 0;
     double parent_heldout = NAN, heldout = NAN;  ///< accuracy on the held-out corrections
     double parent_val = NAN, val = NAN;          ///< on the parent's validation faces used
+    std::size_t parent_faces = 0;  ///< the parent's validation faces that chose the epoch
+    std::size_t choosing = 0;      ///< all faces that chose it (held-out corrections repeated)
 };
 
 namespace detail {
@@ -194,6 +196,14 @@ class FreezeBackbone : public facet::Callback {
   private:
     std::size_t head_;
 };
+
+/// How many times the h held-out corrections are repeated among the faces that choose the epoch,
+/// so that about `parent_faces` faces of the parent's validation split weigh as much as they do:
+/// the nearest whole number, at least 1 (1 without a hold-out or with parent_faces 0).
+inline std::size_t heldout_repeats(std::size_t h, std::size_t parent_faces) {
+    if (h == 0 || parent_faces == 0) return 1;
+    return std::max<std::size_t>(1, (parent_faces + h / 2) / h);
+}
 
 /// `count` images of `pool` drawn without replacement (seeded; all of them if count >= size).
 inline facet::Dataset sample_of(const facet::Dataset& pool, std::size_t count, std::uint64_t seed) {
@@ -303,8 +313,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     // how finely the old one is measured. Without a hold-out, those faces only report, and the
     // last epoch is kept.
     const std::size_t h = heldout_corrections.size();
-    const std::size_t repeats =
-        h == 0 || c.parent_faces == 0 ? 1 : std::max<std::size_t>(1, (c.parent_faces + h / 2) / h);
+    const std::size_t repeats = detail::heldout_repeats(h, c.parent_faces);
     const facet::Dataset val_original = detail::sample_of(
         original.held_out, h == 0 ? 1024 : repeats * h, facet::detail::mix_seed(c.seed, 13));
     facet::Dataset validation = heldout_corrections;
@@ -315,6 +324,8 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
         detail::append(validation, val_original);
     }
     validation.split = "finetune-val";
+    summary.parent_faces = val_original.size();
+    summary.choosing = validation.size();
 
     facet::Sequential<float>& model = parent.model;
     summary.parent_heldout = detail::accuracy_on(model, heldout_corrections, parent.norm);
