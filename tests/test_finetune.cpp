@@ -312,7 +312,7 @@ TEST_CASE("fer finetune --parent-faces: the held-out corrections repeated to wei
         doctest::Contains("--parent-faces"), facet::Error);
 }
 
-TEST_CASE("fer finetune: never the parent as output; --freeze-backbone trains the head only") {
+TEST_CASE("fer finetune: never the parent as output; --freeze-backbone, --freeze-bn") {
     const fs::path dir = scratch("finetune_safety");
     const facet::DataSplits data = synthetic(10, 2);
     const facet::Dataset& train = *data.training();
@@ -347,6 +347,20 @@ TEST_CASE("fer finetune: never the parent as output; --freeze-backbone trains th
     };
     CHECK(values(before, 0, 9) == values(after, 0, 9));    // weights and BN statistics
     CHECK(values(before, 9, 13) != values(after, 9, 13));  // the classifier learned
+
+    // --freeze-bn: every batch norm keeps the parent's running statistics; everything learns.
+    fer::FinetuneConfig bn = quick_finetune(parent, (dir / "frozen-bn.facet").string());
+    bn.freeze_bn = true, bn.epochs = 2;
+    fer::finetune_on(bn, corrections, train);
+    facet::ModelFile<float> tuned = facet::load_model_file<float>(bn.out);
+    auto statistics = [](facet::Sequential<float>& m) {
+        std::vector<float> v;
+        for (const auto& [name, t] : m.buffers()) v.insert(v.end(), t->begin(), t->end());
+        return v;
+    };
+    REQUIRE(!statistics(before).empty());
+    CHECK(statistics(tuned.model) == statistics(before));
+    CHECK(values(tuned.model, 0, 13) != values(before, 0, 13));
 }
 
 TEST_CASE("fer finetune --distill keeps the answers on old faces closer to the parent's") {

@@ -53,6 +53,7 @@ struct FinetuneConfig {
     double label_smoothing = 0.1;
     bool augment = true;
     bool freeze_backbone = false;
+    bool freeze_bn = false;  ///< batch norms normalise by the parent's running statistics
     std::uint64_t seed = 1;
     int threads = 0;
     std::string command_line = "fer finetune";
@@ -105,6 +106,10 @@ inline Cli finetune_cli() {
               "train only the classifier: the layers after the last Flatten or global pooling "
               "(fer-cnn-s: dense-BN-ReLU-dropout-dense); the convolutions and their batch norms "
               "stay as they are")
+        .flag("freeze-bn",
+              "batch norms keep the parent's running statistics: they normalise by them in "
+              "training too, so the corrections' looks do not shift them (their scale and shift "
+              "still learn)")
         .option("seed", "N", "seed of the hold-out, rehearsal draw, shuffling and augmentation",
                 "1")
         .option("threads", "N", "threads (0: all cores)", "0");
@@ -141,6 +146,7 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.label_smoothing = cli.number("label-smoothing");
     c.augment = !cli.has("no-augment");
     c.freeze_backbone = cli.has("freeze-backbone");
+    c.freeze_bn = cli.has("freeze-bn");
     const long long seed = cli.integer("seed"), threads = cli.integer("threads");
     facet::check(seed >= 0 && threads >= 0, "finetune: --seed and --threads must not be negative");
     c.seed = static_cast<std::uint64_t>(seed);
@@ -183,18 +189,20 @@ inline std::size_t head_start(facet::Sequential<float>& model) {
     return start;
 }
 
-/// Keeps the frozen layers in inference behaviour (running batch-norm statistics, no dropout)
-/// during training steps: the trainer puts the whole model in training mode.
-class FreezeBackbone : public facet::Callback {
+/// Keeps some layers in inference behaviour (running batch-norm statistics, no dropout) during
+/// training steps: the trainer puts the whole model in training mode. For a frozen backbone, the
+/// layers before the head; with --freeze-bn, every batch norm, whose running statistics then stay
+/// the parent's (its scale and shift still learn).
+class EvalLayers : public facet::Callback {
   public:
-    explicit FreezeBackbone(std::size_t head) : head_(head) {}
+    explicit EvalLayers(std::vector<std::size_t> layers) : layers_(std::move(layers)) {}
     void on_batch_begin(facet::Trainer& t, facet::Batch&) override {
         t.model().set_mode(facet::Mode::Train);
-        for (std::size_t i = 0; i < head_; ++i) t.model().layer(i).set_mode(facet::Mode::Eval);
+        for (std::size_t i : layers_) t.model().layer(i).set_mode(facet::Mode::Eval);
     }
 
   private:
-    std::size_t head_;
+    std::vector<std::size_t> layers_;
 };
 
 /// How many times the h held-out corrections are repeated among the faces that choose the epoch,
@@ -352,7 +360,11 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     to.epochs = c.epochs, to.seed = c.seed, to.label_smoothing = c.label_smoothing;
     facet::Trainer trainer(model, optimizer, schedule, to);
     if (c.progress) trainer.add<facet::ProgressBar>();
-    if (c.freeze_backbone) trainer.add<detail::FreezeBackbone>(head);
+    std::vector<std::size_t> eval_layers;
+    for (std::size_t i = 0; i < model.size(); ++i)
+        if (i < head || (c.freeze_bn && model.layer(i).type().rfind("BatchNorm", 0) == 0))
+            eval_layers.push_back(i);
+    if (!eval_layers.empty()) trainer.add<detail::EvalLayers>(std::move(eval_layers));
     std::optional<TrainedModel> teacher;  // the parent as it was, never trained
     if (c.distill > 0) {
         teacher.emplace(load_trained(c.parent));
