@@ -42,7 +42,7 @@ struct FinetuneConfig {
     double weight_decay = 0.02;
     double rehearsal = 3;  ///< rehearsal faces per correction in each epoch
     /// The parent's share of a rehearsal face's target (knowledge distillation; 0: labels only).
-    double distill = 0;
+    double distill = 1;
     double holdout = 0.2;  ///< fraction of each emotion's corrections held out to choose the epoch
     /// Faces of the parent's validation split that choose the epoch with the held-out corrections
     /// (which are repeated to weigh as much); 0: as many as there are held-out corrections.
@@ -86,7 +86,7 @@ inline Cli finetune_cli() {
         .option("distill", "X",
                 "the parent's share of each rehearsal face's training target: the target is (1 - "
                 "X) x its label + X x the parent's probabilities for it (0: labels only)",
-                "0")
+                "1")
         .option("holdout", "X",
                 "fraction of each emotion's corrections held out to choose the epoch (0: keep the "
                 "last epoch)",
