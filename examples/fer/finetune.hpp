@@ -1,9 +1,9 @@
 // fer/finetune.hpp — `fer finetune --model M --corrections DIR --out OUT`: adapts a trained model
 // to its users' faces. It trains on the corrections (fer/corrections.hpp) mixed with rehearsal
 // faces drawn from the original training data, so that it does not forget FER-2013, with a small
-// learning rate for a few epochs (facet::Trainer); with --distill, a rehearsal face's target also
-// holds the parent's own probabilities for it (facet::Distillation). Part of the corrections is
-// held out: with as many faces of the parent's own validation split (never trained on), they
+// learning rate for a few epochs (facet::Trainer); a rehearsal face's target is the parent's own
+// probabilities for it (--distill, facet::Distillation). Part of the corrections is held out:
+// with faces of the parent's own validation split (never trained on; --parent-faces), they
 // choose the epoch kept.
 // The test split chooses nothing. The parent file is never written; OUT is written atomically and
 // records the parent (file name and fingerprint) and the corrections (fingerprint and count).
