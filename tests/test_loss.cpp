@@ -46,6 +46,28 @@ Tensor<double> random_logits(std::size_t N, std::size_t K, std::uint64_t seed) {
     return z;
 }
 
+/// The largest relative difference between backward()'s gradient at z and central finite
+/// differences of forward() (step 1e-5, relative to max(|numeric|, 1e-3)).
+double worst_gradient_error(SoftmaxCrossEntropy<double>& loss, Tensor<double> z,
+                            const std::vector<int>& labels) {
+    loss.forward(z, labels);
+    Tensor<double> dz(z.shape(), std::nan(""));
+    loss.backward(dz);
+    const double h = 1e-5;
+    double worst = 0;
+    for (std::size_t i = 0; i < z.size(); ++i) {
+        const double v = z[i];
+        z[i] = v + h;
+        const double fp = loss.forward(z, labels);
+        z[i] = v - h;
+        const double fm = loss.forward(z, labels);
+        z[i] = v;
+        const double numeric = (fp - fm) / (2 * h);
+        worst = std::max(worst, std::abs(numeric - dz[i]) / std::max(std::abs(numeric), 1e-3));
+    }
+    return worst;
+}
+
 }  // namespace
 
 TEST_CASE("Cross-entropy of hand-computed cases") {
@@ -98,24 +120,8 @@ TEST_CASE("Cross-entropy gradients match central finite differences") {
              {std::vector<double>{}, std::vector<double>{2, 0.5, 1, 4}}) {
             SoftmaxCrossEntropy<double> loss(eps, w);
             auto z = random_logits(4, 4, 2);
-            loss.forward(z, labels);
-            Tensor<double> dz(z.shape(), std::nan(""));
-            loss.backward(dz);
-            const double h = 1e-5;
-            double worst = 0;
-            for (std::size_t i = 0; i < z.size(); ++i) {
-                const double v = z[i];
-                z[i] = v + h;
-                const double fp = loss.forward(z, labels);
-                z[i] = v - h;
-                const double fm = loss.forward(z, labels);
-                z[i] = v;
-                const double numeric = (fp - fm) / (2 * h);
-                worst =
-                    std::max(worst, std::abs(numeric - dz[i]) / std::max(std::abs(numeric), 1e-3));
-            }
             INFO("eps " << eps << ", weighted " << !w.empty());
-            CHECK(worst < 1e-7);
+            CHECK(worst_gradient_error(loss, z, labels) < 1e-7);
         }
 }
 
@@ -149,22 +155,9 @@ TEST_CASE("Cross-entropy with a teacher: the mixed target, its gradient, and cle
         }
         CHECK(loss.forward(z, labels) == doctest::Approx(double(expected / 5)).epsilon(1e-12));
 
-        Tensor<double> dz;
-        loss.backward(dz);
-        const double h = 1e-5;
-        double worst = 0;
-        for (std::size_t i = 0; i < z.size(); ++i) {
-            const double v = z[i];
-            z[i] = v + h;
-            const double fp = loss.forward(z, labels);
-            z[i] = v - h;
-            const double fm = loss.forward(z, labels);
-            z[i] = v;
-            const double numeric = (fp - fm) / (2 * h);
-            worst = std::max(worst, std::abs(numeric - dz[i]) / std::max(std::abs(numeric), 1e-3));
-        }
-        CHECK(worst < 1e-7);
+        CHECK(worst_gradient_error(loss, z, labels) < 1e-7);
         // Sample 2 learns from the teacher alone: its gradient is (p - t) / N.
+        Tensor<double> dz;
         loss.forward(z, labels);
         loss.backward(dz);
         for (std::size_t k = 0; k < 4; ++k)
