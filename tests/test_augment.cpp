@@ -202,3 +202,121 @@ TEST_CASE("out-of-range settings are refused with the field's name") {
     CHECK_THROWS_AS(facet::apply_augment(&in, 0, 1, out.data(), AugmentParams{}, Padding::Zero),
                     facet::Error);
 }
+
+TEST_CASE("a random crop is the window it names, resized bilinearly to full size") {
+    // On a linear image bilinear sampling is exact: the output is the ramp at the source point
+    // left + (x + 1/2) side / w - 1/2 (and the same in y, the window's height h side / w).
+    constexpr std::size_t w = 12, h = 12;
+    std::vector<float> ramp(h * w);
+    for (std::size_t y = 0; y < h; ++y)
+        for (std::size_t x = 0; x < w; ++x) ramp[y * w + x] = 0.02f * x + 0.03f * y + 0.1f;
+    for (const int side : {6, 9, 11})
+        for (const double at : {0.0, 0.5, 1.0}) {
+            AugmentParams p;
+            p.crop_side = side, p.crop_x = at, p.crop_y = 1 - at;
+            std::vector<float> out(h * w);
+            facet::apply_augment(ramp.data(), h, w, out.data(), p, Padding::Reflect);
+            const long room = static_cast<long>(w) - side;
+            auto start = [&](double f) {  // 0: first, 1: last, 0.5: the middle position
+                return f == 0 ? 0L : f == 1 ? room : (room + 1) / 2;
+            };
+            const double left = static_cast<double>(start(at)),
+                         top = static_cast<double>(start(1 - at)), ratio = double(side) / w;
+            for (std::size_t y = 0; y < h; ++y)
+                for (std::size_t x = 0; x < w; ++x) {
+                    const double sx = left + (x + 0.5) * ratio - 0.5,
+                                 sy = top + (y + 0.5) * ratio - 0.5;
+                    // Points less than a pixel outside the image are read from its mirror.
+                    if (sx < 0 || sy < 0 || sx > w - 1.0 || sy > h - 1.0) continue;
+                    CHECK(out[y * w + x] ==
+                          doctest::Approx(0.02 * sx + 0.03 * sy + 0.1).epsilon(1e-5));
+                }
+        }
+    // A crop as wide as the image is no crop: pixels copied exactly.
+    AugmentParams whole;
+    whole.crop_side = static_cast<int>(w);
+    std::vector<float> out(h * w);
+    facet::apply_augment(ramp.data(), h, w, out.data(), whole, Padding::Reflect);
+    CHECK(out == ramp);
+    whole.crop_side = static_cast<int>(w) + 1;
+    CHECK_THROWS_WITH_AS(
+        facet::apply_augment(ramp.data(), h, w, out.data(), whole, Padding::Reflect),
+        doctest::Contains("crop side"), facet::Error);
+}
+
+TEST_CASE("random crops and erasing: drawn in range, and the older draws unchanged") {
+    AugmentConfig old_config, config;
+    config.crop_min = 40, config.crop_max = 44;
+    config.erase_probability = 0.3;
+    std::vector<int> sides(45, 0);
+    int erased = 0;
+    const int draws = 4000;
+    for (int i = 0; i < draws; ++i) {
+        facet::Rng r1(100 + i), r2(100 + i);
+        const AugmentParams a = facet::draw_augment_params(old_config, r1),
+                            b = facet::draw_augment_params(config, r2);
+        REQUIRE(a.flip == b.flip);
+        REQUIRE(a.shift_x == b.shift_x);
+        REQUIRE(a.shift_y == b.shift_y);
+        REQUIRE(a.rotation_degrees == b.rotation_degrees);
+        REQUIRE(a.scale == b.scale);
+        REQUIRE(a.brightness == b.brightness);
+        REQUIRE(a.contrast == b.contrast);
+        CHECK(a.crop_side == 0);
+        CHECK_FALSE(a.erase);
+        REQUIRE(b.crop_side >= 40);
+        REQUIRE(b.crop_side <= 44);
+        ++sides[static_cast<std::size_t>(b.crop_side)];
+        REQUIRE(b.erase_area >= config.erase_min_area);
+        REQUIRE(b.erase_area <= config.erase_max_area);
+        REQUIRE(b.erase_aspect >= 1 / config.erase_max_aspect - 1e-12);
+        REQUIRE(b.erase_aspect <= config.erase_max_aspect + 1e-12);
+        erased += b.erase;
+    }
+    for (int s = 40; s <= 44; ++s) CHECK(sides[static_cast<std::size_t>(s)] > draws / 5 - 150);
+    // Binomial(4000, 0.3): standard deviation 29.
+    CHECK(erased > 1200 - 150);
+    CHECK(erased < 1200 + 150);
+}
+
+TEST_CASE("random erasing fills one rectangle of the drawn area and shape with noise") {
+    constexpr std::size_t h = 40, w = 30;
+    const std::vector<float> gray(h * w, 0.5f);
+    AugmentParams p;
+    p.erase = true, p.erase_area = 0.2, p.erase_aspect = 2.0, p.erase_x = 1.0, p.erase_y = 0.0;
+    p.erase_seed = 77;
+    std::vector<float> out(h * w);
+    facet::apply_augment(gray.data(), h, w, out.data(), p, Padding::Reflect);
+    // area 240 pixels, height / width 2: 22 x 11 (rounded), at the top right.
+    const long eh = std::lround(std::sqrt(240.0 * 2)), ew = std::lround(std::sqrt(240.0 / 2));
+    std::size_t changed = 0;
+    for (std::size_t y = 0; y < h; ++y)
+        for (std::size_t x = 0; x < w; ++x) {
+            const bool inside = static_cast<long>(y) < eh && static_cast<long>(x) >= long(w) - ew;
+            const float v = out[y * w + x];
+            if (!inside) REQUIRE(v == 0.5f);
+            if (inside) {
+                REQUIRE(v >= 0.0f);
+                REQUIRE(v <= 1.0f);
+            }
+            changed += v != 0.5f;
+        }
+    CHECK(changed == static_cast<std::size_t>(eh * ew));  // noise never lands on 0.5 exactly here
+    // The same seed, the same noise; another seed, other noise.
+    std::vector<float> again(h * w), other(h * w);
+    facet::apply_augment(gray.data(), h, w, again.data(), p, Padding::Reflect);
+    CHECK(again == out);
+    p.erase_seed = 78;
+    facet::apply_augment(gray.data(), h, w, other.data(), p, Padding::Reflect);
+    CHECK(other != out);
+    // Settings out of range name their field.
+    AugmentConfig c;
+    c.crop_min = 44, c.crop_max = 40;
+    CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("crop"), facet::Error);
+    c = AugmentConfig{};
+    c.erase_probability = 1.5;
+    CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("erase_probability"), facet::Error);
+    c = AugmentConfig{};
+    c.erase_min_area = 0.5, c.erase_max_area = 0.4;
+    CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("erase areas"), facet::Error);
+}

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -405,6 +406,63 @@ TEST_CASE("fer finetune --distill keeps the answers on old faces closer to the p
     CHECK_FALSE(fs::exists(out));
 }
 
+TEST_CASE("fer eval's test-time views: ten crops and their mirrors, averaged") {
+    const fs::path dir = scratch("views");
+    const facet::DataSplits data = synthetic(10, 3);
+    const facet::Dataset& train = *data.training();
+    const facet::Dataset& test = data.at("synthetic-test");
+    const std::string a = (dir / "a.facet").string();
+    train_parent(train, a, 1, 1);
+    fer::TrainedModel t = fer::load_trained(a);
+
+    fer::TestViews views;
+    views.crop = 40, views.ten_crop = true, views.flip = true;
+    const std::vector<facet::AugmentParams> params = views.params();
+    REQUIRE(params.size() == 10);
+    // By hand: every view of every face through the model, the ten probabilities averaged.
+    const std::size_t pixels = test.image_size();
+    std::vector<double> want;
+    for (const facet::AugmentParams& view : params) {
+        facet::Tensor<float> x(facet::Shape{test.size(), 1, test.height, test.width});
+        for (std::size_t i = 0; i < test.size(); ++i) {
+            facet::apply_augment(test.image(i), test.height, test.width, x.data() + i * pixels,
+                                 view, facet::Padding::Reflect);
+            t.norm.apply(x.data() + i * pixels, pixels);
+        }
+        const facet::Tensor<float>& p = t.model.predict(x);
+        want.resize(p.size(), 0.0);
+        for (std::size_t k = 0; k < p.size(); ++k) want[k] += p[k] / 10.0;
+    }
+    const fer::Evaluation ten = fer::evaluate(t.model, test, t.norm, 7, views);  // odd batches
+    REQUIRE(ten.probabilities.size() == want.size());
+    for (std::size_t k = 0; k < want.size(); ++k)
+        CHECK(ten.probabilities[k] == doctest::Approx(want[k]).epsilon(1e-5));
+    // The five places differ: the corner crops are not all the centre one.
+    std::set<std::pair<double, double>> places;
+    for (const facet::AugmentParams& p : params) places.insert({p.crop_x, p.crop_y});
+    CHECK(places.size() == 5);
+    // A centre crop of the whole width is the face itself.
+    fer::TestViews whole;
+    whole.crop = static_cast<int>(test.width);
+    const fer::Evaluation plain = fer::evaluate(t.model, test, t.norm);
+    const fer::Evaluation same = fer::evaluate(t.model, test, t.norm, 256, whole);
+    for (std::size_t k = 0; k < plain.probabilities.size(); ++k)
+        CHECK(same.probabilities[k] == doctest::Approx(plain.probabilities[k]).epsilon(1e-6));
+    // fer eval takes them from the command line, and refuses a crop larger than the faces.
+    auto [rc, out] = run_cli(fer::eval_cli(), fer::run_eval,
+                             {"--model", a, "--ten-crop", "40", "--json", "--threads", "2"});
+    REQUIRE(rc == 0);
+    const nlohmann::json json = nlohmann::json::parse(out);
+    CHECK(json.at("ten_crop") == 40);
+    CHECK(json.at("flip_tta") == true);
+    CHECK_THROWS_WITH_AS(
+        run_cli(fer::eval_cli(), fer::run_eval, {"--model", a, "--ten-crop", "49"}),
+        doctest::Contains("crop side"), facet::Error);
+    CHECK_THROWS_WITH_AS(run_cli(fer::eval_cli(), fer::run_eval,
+                                 {"--model", a, "--ten-crop", "40", "--center-crop", "40"}),
+                         doctest::Contains("not both"), facet::Error);
+}
+
 TEST_CASE("fer eval: an ensemble averages the probabilities; --compare shows the differences") {
     const fs::path dir = scratch("ensemble");
     const facet::DataSplits data = synthetic(10, 3);
@@ -422,13 +480,15 @@ TEST_CASE("fer eval: an ensemble averages the probabilities; --compare shows the
     models.push_back(fer::load_trained(a));
     models.push_back(fer::load_trained(a));
     const fer::Evaluation single = fer::evaluate(models[0].model, test, models[0].norm);
-    const fer::Evaluation self = fer::evaluate_ensemble(models, {a, a}, test, 256, false);
+    const fer::Evaluation self =
+        fer::evaluate_ensemble(models, {a, a}, test, 256, fer::TestViews{});
     CHECK(self.probabilities == single.probabilities);  // (p + p) / 2 = p exactly
     CHECK(self.predicted == single.predicted);
 
     models[1] = fer::load_trained(b);
     const fer::Evaluation eb = fer::evaluate(models[1].model, test, models[1].norm);
-    const fer::Evaluation pair = fer::evaluate_ensemble(models, {a, b}, test, 256, false);
+    const fer::Evaluation pair =
+        fer::evaluate_ensemble(models, {a, b}, test, 256, fer::TestViews{});
     for (std::size_t k = 0; k < pair.probabilities.size(); ++k)
         CHECK(pair.probabilities[k] ==
               float((double(single.probabilities[k]) + double(eb.probabilities[k])) / 2));
@@ -444,8 +504,9 @@ TEST_CASE("fer eval: an ensemble averages the probabilities; --compare shows the
         facet::save(fb.model, (dir / "c.facet").string(), fb.metadata);
     }
     models[1] = fer::load_trained((dir / "c.facet").string());
-    CHECK_THROWS_WITH_AS(fer::evaluate_ensemble(models, {a, "c.facet"}, test, 256, false),
-                         doctest::Contains("same input normalisation"), facet::Error);
+    CHECK_THROWS_WITH_AS(
+        fer::evaluate_ensemble(models, {a, "c.facet"}, test, 256, fer::TestViews{}),
+        doctest::Contains("same input normalisation"), facet::Error);
 
     // fer eval --model A --model A prints A's figures; --compare A B the per-class differences.
     auto [rc, out] = run_cli(fer::eval_cli(), fer::run_eval,

@@ -4,7 +4,8 @@
 // uninterrupted run; early stopping and reduce-on-plateau act on the validation accuracy and
 // survive a resume; non-finite steps stop the run or are skipped and counted; the stratified
 // split is stratified, seeded, disjoint from training and never takes test images; distillation
-// takes its share of the targets from a teacher; and `fer train` on the synthetic faces learns.
+// takes its share of the targets from a teacher; Mixup and CutMix blend images and targets in
+// one proportion; and `fer train` on the synthetic faces learns.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
 
@@ -236,6 +237,170 @@ TEST_CASE("distillation: the teacher's share of the targets, per sample") {
     // Half the samples partly from the teacher: every batch distils, the weights move.
     CHECK(train([](std::size_t i) { return i % 2 ? 0.5 : 0.0; }, distilled) != start);
     CHECK(distilled == 6);
+}
+
+TEST_CASE("Beta draws have the mean and variance of Beta(a, a)") {
+    for (const double a : {0.2, 1.0, 3.0}) {
+        Rng rng(7);
+        const int n = 40000;
+        double sum = 0, sum_sq = 0;
+        for (int i = 0; i < n; ++i) {
+            const double x = beta_draw(a, a, rng);
+            REQUIRE(x >= 0);
+            REQUIRE(x <= 1);
+            sum += x, sum_sq += x * x;
+        }
+        const double mean = sum / n, variance = sum_sq / n - mean * mean;
+        const double expected_variance = 1 / (4 * (2 * a + 1));
+        // Standard error of the mean sqrt(var / n) <= 0.0025; 4 of them.
+        CHECK(mean == doctest::Approx(0.5).epsilon(0.02));
+        CHECK(variance == doctest::Approx(expected_variance).epsilon(0.05));
+    }
+}
+
+TEST_CASE("Mixup and CutMix: images and targets blended in one proportion") {
+    Sequential<float> model(Shape{1, side, side});
+    model.add<Flatten<float>>();
+    model.add<Dense<float>>(side * side, classes, true, 5);
+    SGD<float> optimizer(model.parameters(), SgdOptions{.learning_rate = 0.01});
+    ConstantSchedule schedule(0.01);
+    const double eps = 0.1;
+    Trainer trainer(model, optimizer, schedule,
+                    {.epochs = 1, .label_smoothing = eps, .handle_signals = false});
+    ToyBatches source(1, 8, 9);
+    source.start_epoch(0, 0);
+    Batch original;
+    REQUIRE(source.next(original));
+    const std::size_t n = original.size(), pixels = side * side;
+
+    // The loss of logits z against the blend lam q(y_n) + (1 - lam) q(y_m), in long double.
+    Tensor<float> logits(Shape{n, classes});
+    Rng rng(3);
+    for (float& z : logits) z = static_cast<float>(rng.normal(0, 2));
+    auto expected_loss = [&](const MixupDraw& d, const std::vector<int>& labels) {
+        long double total = 0;
+        for (std::size_t s = 0; s < n; ++s) {
+            const float* z = logits.data() + s * classes;
+            long double log_sum = 0;
+            for (std::size_t k = 0; k < classes; ++k) log_sum += std::exp((long double)z[k]);
+            log_sum = std::log(log_sum);
+            for (std::size_t k = 0; k < classes; ++k) {
+                auto q = [&](int label) {
+                    return eps / classes + (k == static_cast<std::size_t>(label) ? 1 - eps : 0);
+                };
+                const long double target =
+                    d.lam * q(labels[s]) + (1 - d.lam) * q(labels[d.partner[s]]);
+                total += target * (log_sum - z[k]);
+            }
+        }
+        return static_cast<double>(total / n);
+    };
+    auto is_permutation = [&](const std::vector<std::size_t>& partner) {
+        std::vector<std::size_t> sorted = partner;
+        std::sort(sorted.begin(), sorted.end());
+        for (std::size_t i = 0; i < n; ++i)
+            if (sorted[i] != i) return false;
+        return partner.size() == n;
+    };
+
+    SUBCASE("mixup") {
+        Mixup mixup(MixupOptions{.kind = MixupKind::Mixup, .alpha = 1.0}, classes, 11);
+        Batch batch = original;
+        mixup.on_batch_begin(trainer, batch);
+        const MixupDraw& d = mixup.last_draw();
+        REQUIRE(d.applied);
+        CHECK(d.lam > 0);
+        CHECK(d.lam < 1);
+        CHECK(is_permutation(d.partner));
+        CHECK(batch.labels == original.labels);  // the labels stay; the targets blend
+        for (std::size_t s = 0; s < n; ++s)
+            for (std::size_t i = 0; i < pixels; ++i) {
+                const float want =
+                    static_cast<float>(d.lam) * original.images[s * pixels + i] +
+                    static_cast<float>(1 - d.lam) * original.images[d.partner[s] * pixels + i];
+                REQUIRE(batch.images[s * pixels + i] == want);
+            }
+        const double loss = trainer.loss().forward(logits, batch.labels);
+        CHECK(loss == doctest::Approx(expected_loss(d, batch.labels)).epsilon(1e-6));
+        // The same step draws the same blend (a resumed run repeats it).
+        Mixup again(MixupOptions{.kind = MixupKind::Mixup, .alpha = 1.0}, classes, 11);
+        Batch second = original;
+        again.on_batch_begin(trainer, second);
+        CHECK(again.last_draw().lam == d.lam);
+        CHECK(again.last_draw().partner == d.partner);
+        // Another seed, another blend.
+        Mixup other(MixupOptions{.kind = MixupKind::Mixup, .alpha = 1.0}, classes, 12);
+        Batch third = original;
+        other.on_batch_begin(trainer, third);
+        CHECK(other.last_draw().lam != d.lam);
+    }
+    SUBCASE("cutmix") {
+        Mixup cutmix(MixupOptions{.kind = MixupKind::CutMix, .alpha = 1.0}, classes, 5);
+        Batch batch = original;
+        cutmix.on_batch_begin(trainer, batch);
+        const MixupDraw& d = cutmix.last_draw();
+        REQUIRE(d.applied);
+        CHECK(is_permutation(d.partner));
+        CHECK(d.box_x + d.box_w <= side);
+        CHECK(d.box_y + d.box_h <= side);
+        CHECK(d.lam == doctest::Approx(1 - double(d.box_w * d.box_h) / pixels));
+        for (std::size_t s = 0; s < n; ++s)
+            for (std::size_t r = 0; r < side; ++r)
+                for (std::size_t c = 0; c < side; ++c) {
+                    const bool inside = r >= d.box_y && r < d.box_y + d.box_h && c >= d.box_x &&
+                                        c < d.box_x + d.box_w;
+                    const std::size_t from = inside ? d.partner[s] : s;
+                    REQUIRE(batch.images(s, 0, r, c) == original.images(from, 0, r, c));
+                }
+        const double loss = trainer.loss().forward(logits, batch.labels);
+        CHECK(loss == doctest::Approx(expected_loss(d, batch.labels)).epsilon(1e-6));
+    }
+    SUBCASE("probability 0 leaves the batch and the targets alone") {
+        Mixup off(MixupOptions{.kind = MixupKind::Mixup, .alpha = 1.0, .probability = 0}, classes,
+                  5);
+        Batch batch = original;
+        off.on_batch_begin(trainer, batch);
+        CHECK_FALSE(off.last_draw().applied);
+        CHECK(std::equal(batch.images.begin(), batch.images.end(), original.images.begin()));
+        MixupDraw none;
+        none.lam = 1, none.partner.resize(n);
+        CHECK(trainer.loss().forward(logits, batch.labels) ==
+              doctest::Approx(expected_loss(none, batch.labels)).epsilon(1e-6));
+    }
+    SUBCASE("bad options are refused") {
+        CHECK_THROWS_WITH_AS(Mixup(MixupOptions{.alpha = 0}, classes, 1),
+                             doctest::Contains("alpha"), Error);
+        CHECK_THROWS_WITH_AS(Mixup(MixupOptions{.probability = 2}, classes, 1),
+                             doctest::Contains("probability"), Error);
+        CHECK_THROWS_WITH_AS(Mixup(MixupOptions{}, 1, 1), doctest::Contains("classes"), Error);
+    }
+}
+
+TEST_CASE("a Trainer with Mixup blends every batch and still learns the toy task") {
+    Sequential<float> model(Shape{1, side, side});
+    model.add<Flatten<float>>();
+    model.add<Dense<float>>(side * side, classes, true, 5);
+    AdamW<float> optimizer(model.parameters(),
+                           AdamOptions{.learning_rate = 0.02, .weight_decay = 0});
+    ConstantSchedule schedule(0.02);
+    Trainer trainer(model, optimizer, schedule,
+                    {.epochs = 6, .label_smoothing = 0.1, .handle_signals = false});
+    const Mixup& mixup = trainer.add<Mixup>(MixupOptions{.alpha = 0.4}, classes, 3);
+    ToyBatches train(4, 16, 6);
+    trainer.fit(train, train);
+    CHECK(mixup.blended_batches() == 24);
+    // Judged on unblended batches: far above chance (1/3).
+    ToyBatches test(4, 16, 99);
+    test.start_epoch(0, 0);
+    Batch batch;
+    std::size_t right = 0, total = 0;
+    model.set_mode(Mode::Eval);
+    while (test.next(batch)) {
+        const Tensor<float>& p = model.predict(batch.images);
+        for (std::size_t i = 0; i < batch.size(); ++i, ++total)
+            right += argmax_row(p.data() + i * classes, classes) == batch.labels[i];
+    }
+    CHECK(double(right) / double(total) > 0.9);
 }
 
 TEST_CASE("checkpoints every N steps are whole files, and a mid-epoch resume ends bit-identical") {

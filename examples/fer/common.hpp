@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <facet/data/augment.hpp>
 #include <facet/data/batch_loader.hpp>
 #include <facet/metrics/classification.hpp>
 #include <facet/model/sequential.hpp>
@@ -94,6 +95,84 @@ inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset
             for (std::size_t k = 0; k < q.size(); ++k) out[k] = 0.5f * (out[k] + q[k]);
         }
     }
+    ev.predicted.resize(n);
+    double loss = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* p = ev.probabilities.data() + i * ev.classes;
+        ev.predicted[i] = facet::argmax_row(p, ev.classes);
+        loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
+    }
+    ev.loss = loss / static_cast<double>(n);
+    return ev;
+}
+
+/// The views of each face a model is tested on, their probabilities averaged (test-time
+/// augmentation): the face itself, or its centre crop of side `crop` resized to full size; with
+/// `ten_crop`, the four corner crops and the centre one; with `flip`, each also mirrored. A model
+/// trained on random crops (fer train --crop) is meant to see crops.
+struct TestViews {
+    bool flip = false;
+    int crop = 0;  ///< side of the crops in pixels (0: the whole face)
+    bool ten_crop = false;
+
+    /// The views as augmentation parameters (Padding::Reflect; no view leaves the image).
+    std::vector<facet::AugmentParams> params() const {
+        std::vector<std::pair<double, double>> places{{0.5, 0.5}};
+        if (ten_crop) places.insert(places.end(), {{0, 0}, {1, 0}, {0, 1}, {1, 1}});
+        std::vector<facet::AugmentParams> views;
+        for (const auto& [x, y] : places)
+            for (const bool mirrored : {false, true}) {
+                if (mirrored && !flip) continue;
+                facet::AugmentParams p;
+                p.crop_side = crop, p.crop_x = x, p.crop_y = y, p.flip = mirrored;
+                views.push_back(p);
+            }
+        return views;
+    }
+    std::string describe() const {
+        std::string d = ten_crop ? "ten-crop" : crop > 0 ? "centre crop" : "";
+        if (crop > 0) d += " " + std::to_string(crop) + " px";
+        if (ten_crop) return d;
+        return flip ? (d.empty() ? "flip TTA" : d + ", flip TTA") : d;
+    }
+};
+
+/// evaluate() through `views`: each face's probabilities averaged over its views.
+inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset& data,
+                           const facet::Normalization& norm, std::size_t batch_size,
+                           const TestViews& views) {
+    if (views.crop == 0 && !views.ten_crop)
+        return evaluate(model, data, norm, batch_size, views.flip);
+    facet::check(!data.empty(), "evaluate: the split '", data.split, "' is empty");
+    facet::check(views.crop > 0 && static_cast<std::size_t>(views.crop) <= data.width,
+                 "evaluate: a crop of ", views.crop, " pixels does not fit faces ", data.width,
+                 " wide");
+    const std::vector<facet::AugmentParams> params = views.params();
+    const std::size_t n = data.size(), pixels = data.image_size();
+    Evaluation ev;
+    std::vector<double> total;
+    facet::Tensor<float> x;
+    for (std::size_t begin = 0; begin < n; begin += batch_size) {
+        const std::size_t count = std::min(batch_size, n - begin);
+        x.resize(facet::Shape{count, 1, data.height, data.width});
+        for (const facet::AugmentParams& view : params) {
+            for (std::size_t i = 0; i < count; ++i) {
+                float* out = x.data() + i * pixels;
+                facet::apply_augment(data.image(begin + i), data.height, data.width, out, view,
+                                     facet::Padding::Reflect);
+                norm.apply(out, pixels);
+            }
+            const facet::Tensor<float>& p = model.predict(x);
+            if (ev.classes == 0) {
+                ev.classes = p.dim(1);
+                total.assign(n * ev.classes, 0.0);
+            }
+            for (std::size_t k = 0; k < p.size(); ++k) total[begin * ev.classes + k] += p[k];
+        }
+    }
+    ev.probabilities.resize(total.size());
+    for (std::size_t k = 0; k < total.size(); ++k)
+        ev.probabilities[k] = static_cast<float>(total[k] / static_cast<double>(params.size()));
     ev.predicted.resize(n);
     double loss = 0;
     for (std::size_t i = 0; i < n; ++i) {

@@ -63,6 +63,14 @@ inline Cli eval_cli() {
         .option("batch", "N", "batch size", "256")
         .option("threads", "N", "threads (0: all cores)", "0")
         .flag("flip-tta", "average the predictions for each face and its mirror image")
+        .option("center-crop", "SIDE",
+                "see each face through its centre crop of SIDE pixels resized to full size (for "
+                "models trained with fer train --crop; 0: the whole face)",
+                "0")
+        .option("ten-crop", "SIDE",
+                "average the predictions of the four corner crops and the centre crop of SIDE "
+                "pixels and their mirror images (0: off)",
+                "0")
         .flag("json", "print one JSON object (accuracy, per_class, confusion, ...)")
         .flag("skip-bad", "skip unreadable or malformed samples (counted and reported)")
         .flag("compare",
@@ -88,7 +96,7 @@ inline const facet::Dataset& pick_split(const facet::DataSplits& splits, const s
 inline Evaluation evaluate_ensemble(std::vector<TrainedModel>& models,
                                     const std::vector<std::string>& paths,
                                     const facet::Dataset& data, std::size_t batch_size,
-                                    bool flip_tta) {
+                                    const TestViews& views) {
     facet::check(!models.empty() && models.size() == paths.size(), "ensemble: no models");
     auto note = [](const TrainedModel& t, const std::string& key) { return t.note(key); };
     for (std::size_t m = 1; m < models.size(); ++m) {
@@ -105,11 +113,11 @@ inline Evaluation evaluate_ensemble(std::vector<TrainedModel>& models,
                      note(models[0], "normalization.stddev"),
                      "; an ensemble needs the same input normalisation");
     }
-    Evaluation sum = evaluate(models[0].model, data, models[0].norm, batch_size, flip_tta);
+    Evaluation sum = evaluate(models[0].model, data, models[0].norm, batch_size, views);
     if (models.size() == 1) return sum;
     std::vector<double> total(sum.probabilities.begin(), sum.probabilities.end());
     for (std::size_t m = 1; m < models.size(); ++m) {
-        const Evaluation ev = evaluate(models[m].model, data, models[m].norm, batch_size, flip_tta);
+        const Evaluation ev = evaluate(models[m].model, data, models[m].norm, batch_size, views);
         facet::check(ev.classes == sum.classes, "ensemble: ", paths[m], " gives ", ev.classes,
                      " probabilities per face, ", paths[0], " ", sum.classes);
         for (std::size_t k = 0; k < total.size(); ++k) total[k] += ev.probabilities[k];
@@ -201,14 +209,25 @@ inline int run_eval(const Cli& cli) {
     const long long batch = cli.integer("batch");
     facet::check(batch > 0, "eval: --batch must be positive");
     const auto batch_size = static_cast<std::size_t>(batch);
-    const bool flip = cli.has("flip-tta");
+    TestViews views;
+    views.flip = cli.has("flip-tta");
+    const long long center_crop = cli.integer("center-crop"), ten_crop = cli.integer("ten-crop");
+    facet::check(center_crop == 0 || ten_crop == 0,
+                 "eval: give --center-crop or --ten-crop, not both");
+    const long long crop = std::max(center_crop, ten_crop);
+    facet::check(crop >= 0 && (crop == 0 || static_cast<std::size_t>(crop) <= split.width),
+                 "eval: a crop side must be in [1, ", split.width, "], got ", crop);
+    views.crop = static_cast<int>(crop);
+    if (ten_crop > 0) views.ten_crop = true, views.flip = true;
+    const bool flip = views.flip;
+    const std::string view_text = views.describe();
     const std::vector<std::string>& classes = models[0].classes;
 
     if (compare) {
         std::vector<facet::ClassificationReport> reports;
         for (TrainedModel& t : models)
             reports.push_back(facet::classification_report(
-                split.labels, evaluate(t.model, split, t.norm, batch_size, flip).predicted,
+                split.labels, evaluate(t.model, split, t.norm, batch_size, views).predicted,
                 classes));
         if (cli.has("json")) {
             nlohmann::json json;
@@ -236,13 +255,14 @@ inline int run_eval(const Cli& cli) {
         } else {
             std::cout << "old " << paths[0] << ", new " << paths[1] << " on '" << split.split
                       << "' of " << data.describe() << ": " << split.size() << " images"
-                      << (flip ? " (flip TTA)" : "") << "; differences in points (new - old)\n\n"
+                      << (view_text.empty() ? "" : " (" + view_text + ")")
+                      << "; differences in points (new - old)\n\n"
                       << compare_table(reports[0], reports[1]);
         }
         return 0;
     }
 
-    const Evaluation ev = evaluate_ensemble(models, paths, split, batch_size, flip);
+    const Evaluation ev = evaluate_ensemble(models, paths, split, batch_size, views);
     const double seconds = seconds_since(t0);
     const facet::ClassificationReport report =
         facet::classification_report(split.labels, ev.predicted, classes);
@@ -256,12 +276,15 @@ inline int run_eval(const Cli& cli) {
         json["samples"] = split.size();
         json["loss"] = facet::detail::json_number(ev.loss);
         json["flip_tta"] = flip;
+        json["center_crop"] = views.ten_crop ? 0 : views.crop;
+        json["ten_crop"] = views.ten_crop ? views.crop : 0;
         json["models"] = paths;
         std::cout << json.dump(2) << "\n";
     } else {
         std::cout << (paths.size() > 1 ? "ensemble (mean probability) of " : "model ") << name
                   << " on '" << split.split << "' of " << data.describe() << ": " << split.size()
-                  << " images in " << seconds << " s" << (flip ? " (flip TTA)" : "") << "\n\n"
+                  << " images in " << seconds << " s"
+                  << (view_text.empty() ? "" : " (" + view_text + ")") << "\n\n"
                   << report.metrics_table() << "\n"
                   << report.confusion_table();
         if (splits.skip_report.skipped) std::cout << splits.skip_report.summary() << "\n";

@@ -22,6 +22,7 @@
 #include <facet/train/checkpoint.hpp>
 #include <facet/train/early_stopping.hpp>
 #include <facet/train/json_log.hpp>
+#include <facet/train/mixup.hpp>
 #include <facet/train/progress.hpp>
 #include <facet/train/trainer.hpp>
 
@@ -51,6 +52,9 @@ struct TrainConfig {
     double plateau_factor = 0.5;       ///< --schedule plateau: the rate is multiplied by this
     std::size_t plateau_patience = 3;  ///< after this many epochs without a better val accuracy
     bool augment = true;
+    int crop_min = 0, crop_max = 0;  ///< random crops of this side, resized to 48 (0: off)
+    double erase = 0;                ///< random-erasing probability (0: off)
+    double mixup = 0, cutmix = 0;    ///< Beta(alpha, alpha) of Mixup / CutMix (0: off)
     double label_smoothing = 0.1;
     std::size_t patience =
         0;  ///< early stopping after this many epochs without improvement (0: off)
@@ -131,6 +135,15 @@ inline Cli train_cli() {
         .option("plateau-patience", "N",
                 "plateau: epochs without a better validation accuracy before the rate falls", "3")
         .flag("no-augment", "turn data augmentation off")
+        .option("crop", "MIN:MAX",
+                "random crops of a side in [MIN, MAX] pixels, resized to the full 48 (evaluate "
+                "such a model through crops too: fer eval --ten-crop or --center-crop); 0: off",
+                "0")
+        .option("erase", "P", "random erasing: with probability P, a rectangle of noise", "0")
+        .option("mixup", "ALPHA", "Mixup of batch pairs with lam ~ Beta(ALPHA, ALPHA) (0: off)",
+                "0")
+        .option("cutmix", "ALPHA", "CutMix of batch pairs with lam ~ Beta(ALPHA, ALPHA) (0: off)",
+                "0")
         .option("label-smoothing", "X", "label smoothing of the loss (0: plain cross-entropy)",
                 "0.1")
         .option("patience", "N",
@@ -196,6 +209,29 @@ inline TrainConfig train_config(const Cli& cli) {
                  "train: --plateau-factor must be in (0, 1), got ", c.plateau_factor);
     c.plateau_patience = non_negative("plateau-patience");
     c.augment = !cli.has("no-augment");
+    if (const std::string crop = cli.str("crop"); crop != "0") {
+        const std::size_t colon = crop.find(':');
+        try {
+            facet::check(colon != std::string::npos, "");
+            std::size_t used = 0;
+            c.crop_min = std::stoi(crop.substr(0, colon), &used);
+            facet::check(used == colon, "");
+            c.crop_max = std::stoi(crop.substr(colon + 1), &used);
+            facet::check(used == crop.size() - colon - 1, "");
+        } catch (const std::exception&) {
+            throw facet::Error("train: --crop must be MIN:MAX in pixels (or 0), got '" + crop +
+                               "'");
+        }
+        facet::check(c.crop_min >= 8 && c.crop_min <= c.crop_max,
+                     "train: --crop needs 8 <= MIN <= MAX, got '", crop, "'");
+    }
+    c.erase = cli.number("erase");
+    facet::check(c.erase >= 0 && c.erase <= 1, "train: --erase must be in [0, 1], got ", c.erase);
+    c.mixup = cli.number("mixup");
+    c.cutmix = cli.number("cutmix");
+    facet::check(c.mixup >= 0 && c.mixup <= 100 && c.cutmix >= 0 && c.cutmix <= 100,
+                 "train: --mixup and --cutmix must be in [0, 100]");
+    facet::check(c.mixup == 0 || c.cutmix == 0, "train: give --mixup or --cutmix, not both");
     c.label_smoothing = cli.number("label-smoothing");
     c.patience = non_negative("patience");
     c.val_fraction = cli.number("val-fraction");
@@ -576,6 +612,11 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
 
     facet::BatchOptions bo;
     bo.batch_size = cfg.batch, bo.shuffle = true, bo.augment = cfg.augment, bo.seed = cfg.seed;
+    bo.augmentation.crop_min = cfg.crop_min, bo.augmentation.crop_max = cfg.crop_max;
+    bo.augmentation.erase_probability = cfg.erase;
+    facet::check(cfg.crop_max <= static_cast<int>(plan.train.width), "train: --crop ", cfg.crop_min,
+                 ":", cfg.crop_max, " is larger than the images (", plan.train.width,
+                 " pixels wide)");
     bo.shard_index = rank, bo.shard_count = ranks;
     facet::BatchLoader loader(plan.train, norm, bo);
     facet::LoaderBatches train_batches(loader);
@@ -637,6 +678,12 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     // process runs the hooks that decide (early stopping, the test hook).
     if (writer) trainer.add<facet::ProgressBar>();
     trainer.add<detail::FerHooks>(cfg, best_path, ckpt_path);
+    if (cfg.mixup > 0 || cfg.cutmix > 0) {
+        facet::MixupOptions mo;
+        mo.kind = cfg.mixup > 0 ? facet::MixupKind::Mixup : facet::MixupKind::CutMix;
+        mo.alpha = cfg.mixup > 0 ? cfg.mixup : cfg.cutmix;
+        trainer.add<facet::Mixup>(mo, plan.train.class_names.size(), cfg.seed);
+    }
     facet::JsonLog* log = nullptr;
     if (writer)
         log = &trainer.add<facet::JsonLog>(log_path,

@@ -88,6 +88,7 @@
 #include "facet/train/checkpoint.hpp"
 #include "facet/train/distillation.hpp"
 #include "facet/train/early_stopping.hpp"
+#include "facet/train/mixup.hpp"
 #include "facet/train/progress.hpp"
 #include "facet/train/signals.hpp"
 #include "facet/train/trainer.hpp"

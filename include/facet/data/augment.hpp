@@ -1,7 +1,8 @@
 // facet/data/augment.hpp — random, label-preserving changes to one training image: horizontal
 // flip, shift (a random crop of the padded image, reflect or zero padding), small rotation and
-// scale (bilinear), brightness and contrast. All drawn from a facet::Rng, so a seed reproduces
-// them. The geometric transforms are combined into one inverse mapping, sampled once.
+// scale (bilinear), a random crop resized back to full size, brightness and contrast, and random
+// erasing. All drawn from a facet::Rng, so a seed reproduces them. The geometric transforms are
+// combined into one inverse mapping, sampled once.
 // Read next: data/batch_loader.hpp (applies this to every training sample).
 #pragma once
 
@@ -31,6 +32,17 @@ struct AugmentConfig {
     double max_scale = 0.1;              ///< scale by a uniform factor in [1 - max, 1 + max]
     double max_brightness = 0.1;  ///< add a uniform offset in [-max, max] (pixel range is [0, 1])
     double max_contrast = 0.2;  ///< multiply the deviation from mid-gray 0.5 by [1 - max, 1 + max]
+    /// Random crop: a window of a uniform whole side in [crop_min, crop_max] pixels (of the
+    /// width; the height in proportion) at a uniform position inside the image, resized back to
+    /// the image's size. 0: off. The network then sees faces enlarged by width / side, so test
+    /// them through crops of the same size (fer eval --ten-crop).
+    int crop_min = 0, crop_max = 0;
+    /// Random erasing (Zhong et al. 2020): with this probability, a rectangle covering a uniform
+    /// fraction [erase_min_area, erase_max_area] of the image, its height / width log-uniform in
+    /// [1 / erase_max_aspect, erase_max_aspect], is filled with uniform noise in [0, 1].
+    double erase_probability = 0;
+    double erase_min_area = 0.02, erase_max_area = 1.0 / 3.0;
+    double erase_max_aspect = 3.3;
 
     /// Throws a facet::Error naming the field that is out of range.
     void validate() const {
@@ -44,6 +56,16 @@ struct AugmentConfig {
               max_brightness, " outside [0, 1]");
         check(max_contrast >= 0 && max_contrast < 1, "AugmentConfig: max_contrast ", max_contrast,
               " outside [0, 1)");
+        check((crop_min == 0 && crop_max == 0) || (crop_min >= 1 && crop_min <= crop_max),
+              "AugmentConfig: crop sides [", crop_min, ", ", crop_max,
+              "] are neither both 0 (off) nor 1 <= crop_min <= crop_max");
+        check(erase_probability >= 0 && erase_probability <= 1, "AugmentConfig: erase_probability ",
+              erase_probability, " outside [0, 1]");
+        check(erase_min_area > 0 && erase_min_area <= erase_max_area && erase_max_area <= 1,
+              "AugmentConfig: erase areas [", erase_min_area, ", ", erase_max_area,
+              "] are not 0 < min <= max <= 1");
+        check(erase_max_aspect >= 1 && erase_max_aspect <= 100, "AugmentConfig: erase_max_aspect ",
+              erase_max_aspect, " outside [1, 100]");
     }
 
     /// A configuration that changes nothing.
@@ -65,6 +87,15 @@ struct AugmentParams {
     int shift_x = 0, shift_y = 0;
     double rotation_degrees = 0, scale = 1;
     double brightness = 0, contrast = 1;
+    /// The crop window's side in pixels (0: no crop) and its position: left = crop_x *
+    /// (width - side) rounded down to whole pixels, likewise the top (0: left/top edge, 1:
+    /// right/bottom edge, 0.5: centred).
+    int crop_side = 0;
+    double crop_x = 0.5, crop_y = 0.5;
+    bool erase = false;
+    double erase_area = 0, erase_aspect = 1;  ///< fraction of the image; height / width
+    double erase_x = 0, erase_y = 0;          ///< position, as crop_x and crop_y
+    std::uint64_t erase_seed = 0;             ///< seeds the noise that fills the rectangle
 };
 
 /// Draws one set of parameters. Every draw is made whatever the configuration, so turning one
@@ -85,6 +116,19 @@ inline AugmentParams draw_augment_params(const AugmentConfig& config, Rng& rng) 
     p.scale = 1 + scale * config.max_scale;
     p.brightness = brightness * config.max_brightness;
     p.contrast = 1 + contrast * config.max_contrast;
+    // Drawn after the older transforms' values, so adding these left those unchanged.
+    const std::uint64_t side_draw = rng.next_u64();
+    p.crop_x = rng.uniform(), p.crop_y = rng.uniform();
+    if (config.crop_max > 0)
+        p.crop_side = config.crop_min +
+                      static_cast<int>(side_draw % static_cast<std::uint64_t>(config.crop_max -
+                                                                              config.crop_min + 1));
+    p.erase = rng.uniform() < config.erase_probability;
+    p.erase_area = rng.uniform(config.erase_min_area, config.erase_max_area);
+    const double log_aspect = std::log(config.erase_max_aspect);
+    p.erase_aspect = std::exp(rng.uniform(-log_aspect, log_aspect));
+    p.erase_x = rng.uniform(), p.erase_y = rng.uniform();
+    p.erase_seed = rng.next_u64();
     return p;
 }
 
@@ -111,6 +155,13 @@ float pixel_value(const Src* in, long x, long y, long w, long h, Padding padding
     else
         return static_cast<float>(v);
 }
+
+/// The first of `extent` positions of a window of `size` in [0, length - size] at fraction
+/// `at` in [0, 1]: every whole position equally likely for a uniform `at`, 1 the last one.
+inline long window_start(double at, long size, long length) {
+    const long room = length - size;
+    return std::min(room, static_cast<long>(std::floor(at * static_cast<double>(room + 1))));
+}
 }  // namespace detail
 
 /// Applies the transforms `p` to one height x width image. uint8 input is scaled to [0, 1];
@@ -127,15 +178,30 @@ void apply_augment(const Src* in, std::size_t height, std::size_t width, float* 
                   "augment images of uint8 or float");
     check(height > 0 && width > 0, "apply_augment: empty image");
     const auto w = static_cast<long>(width), h = static_cast<long>(height);
+    check(p.crop_side >= 0 && p.crop_side <= w, "apply_augment: crop side ", p.crop_side,
+          " outside [0, ", w, "] (the image's width)");
     const double cx = 0.5 * static_cast<double>(w - 1), cy = 0.5 * static_cast<double>(h - 1);
     const double radians = p.rotation_degrees * 3.14159265358979323846 / 180.0;
     // Inverse of rotation-then-scale: rotate by -angle, divide by scale.
     const double c = std::cos(radians) / p.scale, s = std::sin(radians) / p.scale;
-    const bool exact = p.rotation_degrees == 0 && p.scale == 1;
+    // The crop window (side x side * h / w) maps output pixel centres onto its own, first:
+    // x' = left + (x + 1/2) * side / w - 1/2.
+    const bool crop = p.crop_side > 0 && p.crop_side < w;
+    const double crop_ratio = crop ? static_cast<double>(p.crop_side) / static_cast<double>(w) : 1;
+    const long crop_h = crop ? std::max(1L, std::lround(crop_ratio * static_cast<double>(h))) : h;
+    const double crop_left =
+        crop ? static_cast<double>(detail::window_start(p.crop_x, p.crop_side, w)) : 0;
+    const double crop_top =
+        crop ? static_cast<double>(detail::window_start(p.crop_y, crop_h, h)) : 0;
+    const bool exact = p.rotation_degrees == 0 && p.scale == 1 && !crop;
     for (long y = 0; y < h; ++y)
         for (long x = 0; x < w; ++x) {
-            const double u = static_cast<double>(x - p.shift_x) - cx;
-            const double v = static_cast<double>(y - p.shift_y) - cy;
+            const double xc = crop ? crop_left + (static_cast<double>(x) + 0.5) * crop_ratio - 0.5
+                                   : static_cast<double>(x);
+            const double yc = crop ? crop_top + (static_cast<double>(y) + 0.5) * crop_ratio - 0.5
+                                   : static_cast<double>(y);
+            const double u = xc - p.shift_x - cx;
+            const double v = yc - p.shift_y - cy;
             double sx = exact ? u : c * u + s * v;
             const double sy = (exact ? v : -s * u + c * v) + cy;
             if (p.flip) sx = -sx;
@@ -157,6 +223,18 @@ void apply_augment(const Src* in, std::size_t height, std::size_t width, float* 
                 value = static_cast<float>((value - 0.5) * p.contrast + 0.5 + p.brightness);
             out[y * w + x] = std::clamp(value, 0.0f, 1.0f);
         }
+    if (p.erase) {
+        // Height / width = aspect and height * width = area: h = sqrt(area * aspect).
+        const double area = p.erase_area * static_cast<double>(h * w);
+        const long eh = std::clamp(std::lround(std::sqrt(area * p.erase_aspect)), 1L, h);
+        const long ew = std::clamp(std::lround(std::sqrt(area / p.erase_aspect)), 1L, w);
+        const long top = detail::window_start(p.erase_y, eh, h);
+        const long left = detail::window_start(p.erase_x, ew, w);
+        Rng noise(p.erase_seed);
+        for (long y = top; y < top + eh; ++y)
+            for (long x = left; x < left + ew; ++x)
+                out[y * w + x] = static_cast<float>(noise.uniform());
+    }
 }
 
 /// Draws parameters from `rng` and applies them (see draw_augment_params and apply_augment).
