@@ -237,6 +237,58 @@ TEST_CASE("distillation: the teacher's share of the targets, per sample") {
     // Half the samples partly from the teacher: every batch distils, the weights move.
     CHECK(train([](std::size_t i) { return i % 2 ? 0.5 : 0.0; }, distilled) != start);
     CHECK(distilled == 6);
+
+    // An ensemble of two copies of the student is the student: the weights stay.
+    {
+        Sequential<float> student = linear(), copy = linear();
+        AdamW<float> optimizer(student.parameters(),
+                               AdamOptions{.learning_rate = 0.01, .weight_decay = 0});
+        ConstantSchedule schedule(0.01);
+        Trainer trainer(student, optimizer, schedule, {.epochs = 1, .handle_signals = false});
+        trainer.add<Distillation>(std::vector<Sequential<float>*>{&teacher, &copy},
+                                  [](std::size_t) { return 1.0; });
+        ToyBatches batches(3, 8, 4);
+        ConstantAccuracy val;
+        trainer.fit(batches, val);
+        CHECK(weights(student) == start);
+    }
+    // Two different teachers: the target is the mean of their probabilities.
+    {
+        Sequential<float> other(Shape{1, side, side});
+        other.add<Flatten<float>>();
+        other.add<Dense<float>>(side * side, classes, true, 77);
+        Sequential<float> student = linear();
+        SGD<float> optimizer(student.parameters(), SgdOptions{.learning_rate = 0.01});
+        ConstantSchedule schedule(0.01);
+        Trainer trainer(student, optimizer, schedule, {.epochs = 1, .handle_signals = false});
+        Distillation ensemble(std::vector<Sequential<float>*>{&teacher, &other},
+                              [](std::size_t) { return 1.0; });
+        ToyBatches batches(1, 8, 4);
+        batches.start_epoch(0, 0);
+        Batch batch;
+        REQUIRE(batches.next(batch));
+        ensemble.on_batch_begin(trainer, batch);
+        const Tensor<float> za = teacher.predict(batch.images);
+        const Tensor<float> zb = other.predict(batch.images);  // predict gives probabilities
+        Tensor<float> logits(Shape{batch.size(), classes});
+        Rng rng(8);
+        for (float& z : logits) z = static_cast<float>(rng.normal());
+        long double want = 0;
+        for (std::size_t n = 0; n < batch.size(); ++n) {
+            long double log_sum = 0;
+            for (std::size_t k = 0; k < classes; ++k)
+                log_sum += std::exp((long double)logits(n, k));
+            log_sum = std::log(log_sum);
+            for (std::size_t k = 0; k < classes; ++k)
+                want += 0.5L * ((long double)za(n, k) + zb(n, k)) * (log_sum - logits(n, k));
+        }
+        want /= batch.size();
+        CHECK(trainer.loss().forward(logits, batch.labels) ==
+              doctest::Approx(static_cast<double>(want)).epsilon(1e-5));
+        CHECK_THROWS_WITH_AS(
+            Distillation(std::vector<Sequential<float>*>{}, [](std::size_t) { return 1.0; }),
+            doctest::Contains("no teacher"), Error);
+    }
 }
 
 TEST_CASE("Beta draws have the mean and variance of Beta(a, a)") {
@@ -759,6 +811,33 @@ TEST_CASE("fer train on the synthetic faces learns: validation accuracy far abov
     }
     CHECK(has_test_note);
     CHECK(has_fingerprint);
+
+    // That model as a teacher, twice (an ensemble), distilled into a new one.
+    fer::TrainConfig student = c;
+    student.out = scratch("learns-student");
+    student.teachers = {c.out + "/model.facet", c.out + "/model.facet"};
+    student.distill = 0.5, student.epochs = 1;
+    std::cout.rdbuf(captured.rdbuf());
+    try {
+        status = fer::train_on(student, data);
+    } catch (...) {
+        std::cout.rdbuf(old);
+        throw;
+    }
+    std::cout.rdbuf(old);
+    CHECK(status == 0);
+    CHECK(fs::exists(student.out + "/model.facet"));
+    // A teacher trained on other data normalises otherwise: refused, naming it.
+    faces.train_per_class = 60, faces.seed = 99;
+    const facet::DataSplits other_data = fer::make_synthetic_faces(faces);
+    student.out = scratch("learns-refused");
+    std::cout.rdbuf(captured.rdbuf());
+    CHECK_THROWS_WITH_AS(fer::train_on(student, other_data), doctest::Contains("--teacher"), Error);
+    std::cout.rdbuf(old);
+    student.teachers = {c.out + "/missing.facet"};
+    std::cout.rdbuf(captured.rdbuf());
+    CHECK_THROWS_WITH_AS(fer::train_on(student, data), doctest::Contains("missing.facet"), Error);
+    std::cout.rdbuf(old);
 }
 
 TEST_CASE("fer train's validation and plateau options: parsed, checked, and reach the set-up") {

@@ -20,6 +20,7 @@
 #include <facet/optim/sgd.hpp>
 #include <facet/train/best_model.hpp>
 #include <facet/train/checkpoint.hpp>
+#include <facet/train/distillation.hpp>
 #include <facet/train/early_stopping.hpp>
 #include <facet/train/json_log.hpp>
 #include <facet/train/mixup.hpp>
@@ -28,6 +29,7 @@
 
 #include "cli.hpp"
 #include "common.hpp"
+#include "evaluate.hpp"
 #include "model_zoo.hpp"
 #include "source_revision.hpp"
 
@@ -52,9 +54,11 @@ struct TrainConfig {
     double plateau_factor = 0.5;       ///< --schedule plateau: the rate is multiplied by this
     std::size_t plateau_patience = 3;  ///< after this many epochs without a better val accuracy
     bool augment = true;
-    int crop_min = 0, crop_max = 0;  ///< random crops of this side, resized to 48 (0: off)
-    double erase = 0;                ///< random-erasing probability (0: off)
-    double mixup = 0, cutmix = 0;    ///< Beta(alpha, alpha) of Mixup / CutMix (0: off)
+    int crop_min = 0, crop_max = 0;     ///< random crops of this side, resized to 48 (0: off)
+    double erase = 0;                   ///< random-erasing probability (0: off)
+    double mixup = 0, cutmix = 0;       ///< Beta(alpha, alpha) of Mixup / CutMix (0: off)
+    std::vector<std::string> teachers;  ///< models whose mean probabilities are distilled
+    double distill = 0.5;               ///< with teachers: their share of every target
     double label_smoothing = 0.1;
     std::size_t patience =
         0;  ///< early stopping after this many epochs without improvement (0: off)
@@ -144,6 +148,13 @@ inline Cli train_cli() {
                 "0")
         .option("cutmix", "ALPHA", "CutMix of batch pairs with lam ~ Beta(ALPHA, ALPHA) (0: off)",
                 "0")
+        .option("teacher", "FILE",
+                "distil a trained model into this one; repeat it for an ensemble, whose mean "
+                "probabilities are distilled (the same data, so the same input normalisation)")
+        .option("distill", "X",
+                "with --teacher: every target is (1 - X) x its label + X x the teachers' "
+                "probabilities",
+                "0.5")
         .option("label-smoothing", "X", "label smoothing of the loss (0: plain cross-entropy)",
                 "0.1")
         .option("patience", "N",
@@ -232,6 +243,13 @@ inline TrainConfig train_config(const Cli& cli) {
     facet::check(c.mixup >= 0 && c.mixup <= 100 && c.cutmix >= 0 && c.cutmix <= 100,
                  "train: --mixup and --cutmix must be in [0, 100]");
     facet::check(c.mixup == 0 || c.cutmix == 0, "train: give --mixup or --cutmix, not both");
+    if (cli.has("teacher")) c.teachers = cli.all("teacher");
+    c.distill = cli.number("distill");
+    facet::check(c.distill >= 0 && c.distill <= 1, "train: --distill must be in [0, 1], got ",
+                 c.distill);
+    facet::check(c.teachers.empty() || (c.mixup == 0 && c.cutmix == 0),
+                 "train: --teacher with --mixup or --cutmix is not supported (both set the "
+                 "loss's soft targets)");
     c.label_smoothing = cli.number("label-smoothing");
     c.patience = non_negative("patience");
     c.val_fraction = cli.number("val-fraction");
@@ -678,6 +696,24 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     // process runs the hooks that decide (early stopping, the test hook).
     if (writer) trainer.add<facet::ProgressBar>();
     trainer.add<detail::FerHooks>(cfg, best_path, ckpt_path);
+    // The teachers: each must read the input as the student does.
+    std::vector<TrainedModel> teachers;
+    for (const std::string& path : cfg.teachers) {
+        teachers.push_back(load_trained(path));
+        const TrainedModel& t = teachers.back();
+        facet::check(t.norm.mean == norm.mean && t.norm.stddev == norm.stddev, "train: --teacher ",
+                     path, " normalises its input with mean ", t.note("normalization.mean"),
+                     ", stddev ", t.note("normalization.stddev"),
+                     ", unlike this training data; train the teachers on the same data");
+        facet::check(t.classes == plan.train.class_names, "train: --teacher ", path,
+                     " has other classes than the training data");
+    }
+    if (!teachers.empty()) {
+        std::vector<facet::Sequential<float>*> models;
+        for (TrainedModel& t : teachers) models.push_back(&t.model);
+        trainer.add<facet::Distillation>(models,
+                                         [share = cfg.distill](std::size_t) { return share; });
+    }
     if (cfg.mixup > 0 || cfg.cutmix > 0) {
         facet::MixupOptions mo;
         mo.kind = cfg.mixup > 0 ? facet::MixupKind::Mixup : facet::MixupKind::CutMix;

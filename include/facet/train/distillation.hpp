@@ -10,6 +10,9 @@
 //         return index >= first_rehearsal ? 0.5 : 0.0;  // share of the teacher, per sample
 //     });
 //
+// Several teachers make an ensemble: their probabilities are averaged, row by row, and the
+// average is the teacher (distilling an ensemble into one small model, Hinton et al. 2015).
+//
 // Read next: train/trainer.hpp.
 #pragma once
 
@@ -31,8 +34,15 @@ namespace facet {
 class Distillation : public Callback {
   public:
     Distillation(Sequential<float>& teacher, std::function<double(std::size_t)> share)
-        : teacher_(teacher), share_(std::move(share)) {
+        : Distillation(std::vector<Sequential<float>*>{&teacher}, std::move(share)) {}
+
+    /// An ensemble of teachers (each kept by pointer, none null), their probabilities averaged.
+    Distillation(std::vector<Sequential<float>*> teachers, std::function<double(std::size_t)> share)
+        : teachers_(std::move(teachers)), share_(std::move(share)) {
         check(static_cast<bool>(share_), "Distillation: no share function");
+        check(!teachers_.empty(), "Distillation: no teacher");
+        for (const Sequential<float>* t : teachers_)
+            check(t != nullptr, "Distillation: a null teacher");
     }
 
     void on_batch_begin(Trainer& trainer, Batch& batch) override {
@@ -46,9 +56,20 @@ class Distillation : public Callback {
             trainer.loss().clear_teacher();
             return;
         }
-        teacher_.set_mode(Mode::Eval);
-        Tensor<float> probabilities;
-        softmax_rows(teacher_.forward(batch.images), probabilities);
+        Tensor<float> probabilities, one;
+        for (std::size_t m = 0; m < teachers_.size(); ++m) {
+            teachers_[m]->set_mode(Mode::Eval);
+            softmax_rows(teachers_[m]->forward(batch.images), m == 0 ? probabilities : one);
+            if (m > 0) {
+                check(one.shape() == probabilities.shape(), "Distillation: teacher ", m, " gives ",
+                      one.shape().str(), ", teacher 0 ", probabilities.shape().str());
+                for (std::size_t k = 0; k < one.size(); ++k) probabilities[k] += one[k];
+            }
+        }
+        if (teachers_.size() > 1) {
+            const float inverse = 1.0f / static_cast<float>(teachers_.size());
+            for (float& p : probabilities) p *= inverse;
+        }
         trainer.loss().set_teacher(std::move(probabilities), std::move(shares));
         ++distilled_batches_;
     }
@@ -60,7 +81,7 @@ class Distillation : public Callback {
     std::size_t distilled_batches() const { return distilled_batches_; }
 
   private:
-    Sequential<float>& teacher_;
+    std::vector<Sequential<float>*> teachers_;
     std::function<double(std::size_t)> share_;
     std::size_t distilled_batches_ = 0;
 };
