@@ -489,6 +489,50 @@ TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_S
                 }
             }
     }
+    // Agreement of two back-ends: dlib's sure faces (score >= high), and its doubtful ones
+    // (score in [low, high)) only where OpenCV's Haar cascade also sees a face (its crop frame
+    // overlapping dlib's at IoU >= 0.3 with a stage sum >= haar).
+    const std::vector<std::string> names = vision::available_face_detectors();
+    if (std::find(names.begin(), names.end(), "dlib") == names.end() ||
+        std::find(names.begin(), names.end(), "opencv") == names.end())
+        return;
+    vision::DetectorOptions dlib_options, haar_options;
+    dlib_options.threshold = -1.0;
+    haar_options.threshold = -1e9, haar_options.min_neighbors = 1;
+    auto dlib = vision::make_face_detector("dlib", dlib_options);
+    auto haar = vision::make_face_detector("opencv", haar_options);
+    std::vector<std::vector<vision::DetectedFace>> by_dlib, by_haar;
+    for (const Scene& scene : scenes) {
+        const vision::GrayView view = vision::gray_view(
+            scene.image.pixels.data(), int(scene.image.width), int(scene.image.height));
+        by_dlib.push_back(dlib->detect(view));
+        by_haar.push_back(haar->detect(view));
+    }
+    for (const double high : {0.0, 0.2, 0.4})
+        for (const double low : {-0.8, -0.6, -0.5, -0.4, -0.2})
+            for (const double haar_min : {-1e9, 0.0, 1.0, 2.0}) {
+                std::size_t truths = 0, detections = 0, matched = 0;
+                for (std::size_t i = 0; i < scenes.size(); ++i) {
+                    std::vector<vision::Rect> frames;
+                    for (const auto& f : by_dlib[i]) {
+                        if (f.score < low) continue;
+                        const vision::Rect frame = crop_frame(f, "dlib");
+                        bool keep = f.score >= high;
+                        for (const auto& h : by_haar[i])
+                            keep = keep || (h.score >= haar_min &&
+                                            vision::iou(frame, crop_frame(h, "opencv")) >= 0.3);
+                        if (keep) frames.push_back(frame);
+                    }
+                    const DetectionScore m = match(scenes[i].faces, frames);
+                    truths += m.truths, detections += m.detections, matched += m.matched;
+                }
+                std::printf(
+                    "dlib+haar  sure %.2f doubtful from %.2f with haar sum >= %g: recall %.3f "
+                    "precision %.3f (%zu/%zu, %zu detections)\n",
+                    high, low, haar_min, double(matched) / double(truths),
+                    detections ? double(matched) / double(detections) : 1.0, matched, truths,
+                    detections);
+            }
 }
 
 TEST_CASE("the crop framing re-derived from FER-2013's training faces (when the data is there)") {
