@@ -62,6 +62,20 @@ struct Evaluation {
     }
 };
 
+/// Fills `ev`'s predictions (the most probable class of each face) and mean cross-entropy from
+/// its probabilities.
+inline void score_probabilities(Evaluation& ev, const facet::Dataset& data) {
+    const std::size_t n = data.size();
+    ev.predicted.resize(n);
+    double loss = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* p = ev.probabilities.data() + i * ev.classes;
+        ev.predicted[i] = facet::argmax_row(p, ev.classes);
+        loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
+    }
+    ev.loss = loss / static_cast<double>(n);
+}
+
 /// Runs the model in inference mode over `data` in batches. With `flip_tta`, each face is also
 /// seen mirrored and the two probability vectors are averaged (test-time augmentation).
 inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset& data,
@@ -95,14 +109,7 @@ inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset
             for (std::size_t k = 0; k < q.size(); ++k) out[k] = 0.5f * (out[k] + q[k]);
         }
     }
-    ev.predicted.resize(n);
-    double loss = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const float* p = ev.probabilities.data() + i * ev.classes;
-        ev.predicted[i] = facet::argmax_row(p, ev.classes);
-        loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
-    }
-    ev.loss = loss / static_cast<double>(n);
+    score_probabilities(ev, data);
     return ev;
 }
 
@@ -173,14 +180,7 @@ inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset
     ev.probabilities.resize(total.size());
     for (std::size_t k = 0; k < total.size(); ++k)
         ev.probabilities[k] = static_cast<float>(total[k] / static_cast<double>(params.size()));
-    ev.predicted.resize(n);
-    double loss = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const float* p = ev.probabilities.data() + i * ev.classes;
-        ev.predicted[i] = facet::argmax_row(p, ev.classes);
-        loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
-    }
-    ev.loss = loss / static_cast<double>(n);
+    score_probabilities(ev, data);
     return ev;
 }
 

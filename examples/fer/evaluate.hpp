@@ -125,13 +125,7 @@ inline Evaluation evaluate_ensemble(std::vector<TrainedModel>& models,
     const auto count = static_cast<double>(models.size());
     for (std::size_t k = 0; k < total.size(); ++k)
         sum.probabilities[k] = static_cast<float>(total[k] / count);
-    double loss = 0;
-    for (std::size_t i = 0; i < data.size(); ++i) {
-        const float* p = sum.probabilities.data() + i * sum.classes;
-        sum.predicted[i] = facet::argmax_row(p, sum.classes);
-        loss -= std::log(std::max(1e-12, static_cast<double>(p[data.labels[i]])));
-    }
-    sum.loss = loss / static_cast<double>(data.size());
+    score_probabilities(sum, data);
     return sum;
 }
 
