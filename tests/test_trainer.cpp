@@ -68,6 +68,17 @@ class ToyBatches : public BatchSource {
     std::size_t epoch_ = 0, next_ = 0;
 };
 
+/// fer::train_on with its output captured in `captured`; std::cout gets its buffer back even
+/// when training throws.
+int train_quietly(const fer::TrainConfig& c, const facet::DataSplits& data,
+                  std::ostringstream& captured) {
+    struct Restore {
+        std::streambuf* old;
+        ~Restore() { std::cout.rdbuf(old); }
+    } restore{std::cout.rdbuf(captured.rdbuf())};
+    return fer::train_on(c, data);
+}
+
 /// Validation whose accuracy cannot change: one image three times, labelled 0, 1 and 2, so
 /// exactly one of the three is right whatever the model predicts (accuracy 1/3 every epoch).
 class ConstantAccuracy : public BatchSource {
@@ -777,16 +788,7 @@ TEST_CASE("fer train on the synthetic faces learns: validation accuracy far abov
     c.out = scratch("learns");
     c.epochs = 6, c.batch = 32, c.threads = 2, c.seed = 1, c.checkpoint_every = 0;
     std::ostringstream captured;
-    auto* old = std::cout.rdbuf(captured.rdbuf());
-    int status = -1;
-    try {
-        status = fer::train_on(c, data);
-    } catch (...) {
-        std::cout.rdbuf(old);
-        throw;
-    }
-    std::cout.rdbuf(old);
-    REQUIRE(status == 0);
+    REQUIRE(train_quietly(c, data, captured) == 0);
     double best = 0;
     std::vector<nlohmann::json> tests;
     std::ifstream log(c.out + "/log.jsonl");
@@ -817,27 +819,17 @@ TEST_CASE("fer train on the synthetic faces learns: validation accuracy far abov
     student.out = scratch("learns-student");
     student.teachers = {c.out + "/model.facet", c.out + "/model.facet"};
     student.distill = 0.5, student.epochs = 1;
-    std::cout.rdbuf(captured.rdbuf());
-    try {
-        status = fer::train_on(student, data);
-    } catch (...) {
-        std::cout.rdbuf(old);
-        throw;
-    }
-    std::cout.rdbuf(old);
-    CHECK(status == 0);
+    CHECK(train_quietly(student, data, captured) == 0);
     CHECK(fs::exists(student.out + "/model.facet"));
     // A teacher trained on other data normalises otherwise: refused, naming it.
     faces.train_per_class = 60, faces.seed = 99;
     const facet::DataSplits other_data = fer::make_synthetic_faces(faces);
     student.out = scratch("learns-refused");
-    std::cout.rdbuf(captured.rdbuf());
-    CHECK_THROWS_WITH_AS(fer::train_on(student, other_data), doctest::Contains("--teacher"), Error);
-    std::cout.rdbuf(old);
+    CHECK_THROWS_WITH_AS(train_quietly(student, other_data, captured),
+                         doctest::Contains("--teacher"), Error);
     student.teachers = {c.out + "/missing.facet"};
-    std::cout.rdbuf(captured.rdbuf());
-    CHECK_THROWS_WITH_AS(fer::train_on(student, data), doctest::Contains("missing.facet"), Error);
-    std::cout.rdbuf(old);
+    CHECK_THROWS_WITH_AS(train_quietly(student, data, captured), doctest::Contains("missing.facet"),
+                         Error);
 }
 
 TEST_CASE("fer train's validation and plateau options: parsed, checked, and reach the set-up") {
