@@ -364,7 +364,8 @@ TEST_CASE("B read in place (few rows of A, whole tiles) gives the packed path's 
     }
     facet::set_gemm_isa(GemmIsa::Avx512);
     // gemm_blocked reads B in place when op(B) is B itself, M <= 128 is a multiple of MR = 8 and
-    // N of NR = 48; with one column more, the same product packs B. Each element is the same
+    // N of NR = 48 (and B is small for M > 32; all of these are); with one column more, the same
+    // product packs B. Each element is the same
     // k-ordered sum either way, so the first N columns must agree bit for bit: through gemm()
     // and GemmPackedA, at 1 and 2 threads, K in one slice and in two (K > KC, 384 for a 48 KiB L1),
     // beta 0 and not. The NaN padding of B's rows must not be read.
@@ -401,6 +402,24 @@ TEST_CASE("B read in place (few rows of A, whole tiles) gives the packed path's 
             wide.verify(packed);  // and the packed product itself is right
         }
     }
+}
+
+TEST_CASE("B is read in place for up to 32 rows at any width, up to 128 while B fits half of L2") {
+    using facet::detail::gemm_reads_b_in_place;
+    const std::size_t l2 = 2 * 1024 * 1024;
+    // im2col's whole-batch product of the first layer: 32 rows, B of 170 MB.
+    CHECK(gemm_reads_b_in_place<float, 8, 48>(32, 147456, 288, l2));
+    // 64 and 128 rows with a wide B: packed (a k-slice of B is 42 MB and 14 MB).
+    CHECK_FALSE(gemm_reads_b_in_place<float, 8, 48>(64, 36864, 288, l2));
+    CHECK_FALSE(gemm_reads_b_in_place<float, 8, 48>(128, 9216, 384, l2));
+    // Winograd's products (C x 144 tiles): in place up to 128 rows, not beyond.
+    CHECK(gemm_reads_b_in_place<float, 8, 48>(128, 144, 128, l2));
+    CHECK_FALSE(gemm_reads_b_in_place<float, 8, 48>(136, 144, 128, l2));
+    // The same B slice is packed when L2 is too small to hold it twice.
+    CHECK_FALSE(gemm_reads_b_in_place<float, 8, 48>(128, 144, 128, 128 * 1024));
+    // Partial tiles are never read in place.
+    CHECK_FALSE(gemm_reads_b_in_place<float, 8, 48>(32, 145, 32, l2));
+    CHECK_FALSE(gemm_reads_b_in_place<float, 8, 48>(30, 144, 32, l2));
 }
 
 TEST_CASE("GemmPackedA: one packing, many right-hand sides; a changed ISA or backend falls back") {

@@ -201,6 +201,21 @@ void pack_whole_a(Trans transA, std::size_t M, std::size_t K, const T* A, std::s
 
 /// The most rows of A for which gemm_blocked reads B in place (see there).
 inline constexpr std::size_t gemm_b_in_place_max_rows = 128;
+/// Up to this many rows B is read in place however wide it is: each element of B then takes
+/// part in at most 32 multiply-adds, and packing it (a load, a scattered store) would cost about
+/// as long as those. With more rows, a B larger than half of L2 is packed: the A block no longer
+/// fits in L1, and reading both operands from L2 ran at half the packed path's speed (Xeon,
+/// 64 x 36864 x 576 and 128 x 9216 x 1152; docs/internals/gemm.md).
+inline constexpr std::size_t gemm_b_in_place_any_width_rows = 32;
+
+/// Whether gemm_blocked reads B (row-major, not transposed) in place for an M x N product cut
+/// into k-slices of kc: whole tiles only (M a multiple of MR, N of NR), and few rows of A.
+template <typename T, std::size_t MR, std::size_t NR>
+bool gemm_reads_b_in_place(std::size_t M, std::size_t N, std::size_t kc, std::size_t l2) {
+    if (M % MR != 0 || N % NR != 0 || M > gemm_b_in_place_max_rows) return false;
+    return M <= gemm_b_in_place_any_width_rows ||
+           static_cast<double>(kc) * static_cast<double>(N) * sizeof(T) <= 0.5 * l2;
+}
 
 /// One thread's share: the whole blocked algorithm on an M x N rectangle of C (A, B and C
 /// already point at the rectangle's first row / column). With `prepacked_a` (all of op(A),
@@ -220,8 +235,8 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
     constexpr bool has_strided = requires {
         &Kernel::run_strided;
     };
-    const bool b_in_place = has_strided && transB == Trans::No && M <= gemm_b_in_place_max_rows &&
-                            M % MR == 0 && N % NR == 0;
+    const bool b_in_place = has_strided && transB == Trans::No &&
+                            gemm_reads_b_in_place<T, MR, NR>(M, N, kc_max, cpu_caches().l2);
     T* packed_b = b_in_place ? nullptr : gemm_workspace<T>(1, kc_max * round_up(nc_max, NR));
     alignas(64) T edge[MR * NR];  // a partial tile is computed here, then copied to C
 
@@ -238,9 +253,12 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
                            transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda,
                            a_workspace);
             if (b_in_place) {
+                // Columns outer: each strip of B (kc x NR) comes from memory once and serves
+                // every A panel from cache. Rows outer would stream all of B once per A panel,
+                // which for a wide B (im2col's 32 x 147456) runs at memory speed.
                 if constexpr (has_strided)
-                    for (std::size_t ir = 0; ir < mc; ir += MR)
-                        for (std::size_t jr = 0; jr < N; jr += NR)
+                    for (std::size_t jr = 0; jr < N; jr += NR)
+                        for (std::size_t ir = 0; ir < mc; ir += MR)
                             Kernel::run_strided(kc, packed_a + ir * kc, B + p0 * ldb + jr, ldb,
                                                 C + (i0 + ir) * ldc + jr, ldc, alpha, beta_slice);
                 continue;
