@@ -15,6 +15,7 @@
 #include "facet/core/tensor.hpp"
 #include "facet/core/version.hpp"
 
+#include "facet/kernels/bf16_gemm.hpp"
 #include "facet/kernels/conv_plan.hpp"
 #include "facet/kernels/conv_reference.hpp"
 #include "facet/kernels/gemm.hpp"

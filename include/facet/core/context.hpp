@@ -18,6 +18,10 @@ enum class GemmIsa { Auto, Avx512, Avx2, Portable };
 /// supports (AVX-512 VNNI, then AVX-VNNI, then AVX2, then the portable kernel).
 enum class Int8Isa { Auto, Avx512Vnni, AvxVnni, Avx2, Portable };
 
+/// The micro-kernel family of the bf16 GEMM (kernels/bf16_gemm.hpp). Auto: AVX512-BF16 when the
+/// CPU has it, else the portable kernel.
+enum class Bf16Isa { Auto, Avx512Bf16, Portable };
+
 /// Who computes gemm(): facet's own kernels, or Eigen's product (for comparison; needs
 /// FACET_HAVE_EIGEN).
 enum class GemmBackend { Facet, Eigen };
@@ -53,6 +57,7 @@ struct Context {
     bool avx512_loops = true;  ///< element-wise loops compiled for AVX-512 when the CPU has it
     Precision precision = Precision::Fp32;  ///< the number format asked for (compute stays fp32)
     Int8Isa int8_isa = Int8Isa::Auto;       ///< the int8 GEMM's micro-kernel family
+    Bf16Isa bf16_isa = Bf16Isa::Auto;       ///< the bf16 GEMM's micro-kernel family
 
     bool operator==(const Context&) const = default;
 };

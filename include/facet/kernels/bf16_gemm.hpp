@@ -1,0 +1,195 @@
+// facet/kernels/bf16_gemm.hpp — the bf16 product for mixed precision: C (M x N, fp32) =
+// [C +] bf16(op(A)) * bf16(op(B)), the operands rounded to bf16 as they are packed
+// (bf16_pack.hpp) and every sum kept in fp32. The structure of gemm.hpp (Goto / BLIS): for each
+// block of rows of op(A) and each k-slice, pack the A block; for each block of columns, pack the
+// B block; a register-blocked micro-kernel per instruction set (AVX512-BF16 and the portable
+// reference) computes the tiles, chosen at run time from cpu_features() and the context's
+// bf16_isa. Threads each take a rectangle of C.
+//
+// Each tile continues its sums from one k-slice to the next (the micro-kernel contract in
+// bf16_microkernel_portable.hpp), so every kernel, blocking and thread count gives the same
+// values (the sign of a zero aside).
+// Against the exact product of the fp32 operands, the error is that of rounding each operand to
+// bf16 (8 significant bits) plus fp32 summation: docs/internals/gemm.md derives the bound the
+// tests use.
+// Read first: bf16_pack.hpp and the two micro-kernel headers.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "facet/core/context.hpp"
+#include "facet/core/error.hpp"
+#include "facet/core/parallel.hpp"
+#include "facet/kernels/bf16_microkernel_avx512.hpp"
+#include "facet/kernels/bf16_microkernel_portable.hpp"
+#include "facet/kernels/bf16_pack.hpp"
+#include "facet/kernels/cpu_features.hpp"
+#include "facet/kernels/gemm.hpp"
+
+namespace facet {
+
+/// Lower-case name of a bf16 ISA ("avx512-bf16", "portable", "auto").
+inline const char* bf16_isa_name(Bf16Isa isa) {
+    switch (isa) {
+        case Bf16Isa::Avx512Bf16:
+            return "avx512-bf16";
+        case Bf16Isa::Portable:
+            return "portable";
+        default:
+            return "auto";
+    }
+}
+
+/// True when this build contains the kernel and this CPU can run it.
+inline bool bf16_isa_supported(Bf16Isa isa) {
+    if (isa == Bf16Isa::Avx512Bf16)
+        return FACET_GEMM_HAVE_X86_KERNELS && cpu_features().avx512_bf16;
+    return true;
+}
+
+/// The ISA the bf16 GEMM uses now, from the current context (never Auto): the context's choice,
+/// checked, or the best the CPU supports.
+inline Bf16Isa bf16_isa() {
+    const Bf16Isa asked = current_context().bf16_isa;
+    if (asked != Bf16Isa::Auto) {
+        check(bf16_isa_supported(asked), "bf16 gemm: the context asks for ", bf16_isa_name(asked),
+              " but this CPU (or build) does not support it");
+        return asked;
+    }
+    return bf16_isa_supported(Bf16Isa::Avx512Bf16) ? Bf16Isa::Avx512Bf16 : Bf16Isa::Portable;
+}
+
+namespace detail {
+
+/// The blocking for packed bf16 (2-byte) operands, from this CPU's caches (gemm_block_sizes).
+inline const GemmBlockSizes& bf16_gemm_blocking() {
+    static const GemmBlockSizes sizes =
+        gemm_block_sizes(cpu_caches().l1d, cpu_caches().l2, sizeof(std::uint16_t));
+    return sizes;
+}
+
+/// One thread's rectangle of C (A, B and C point at its first row / column), for one kernel.
+template <typename Kernel>
+void gemm_bf16_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K,
+                       const float* A, std::size_t lda, const float* B, std::size_t ldb, float* C,
+                       std::size_t ldc, bool accumulate) {
+    constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
+    const GemmBlockSizes& blocking = bf16_gemm_blocking();
+    const std::size_t mc_max = even_block(M, blocking.mc, MR);
+    const std::size_t kc_max = even_block(K, blocking.kc, 2);  // whole pairs in every slice
+    const std::size_t nc_max = even_block(N, blocking.nc, NR);
+    const std::size_t pairs_max = bf16_pairs(kc_max);
+    std::uint16_t* packed_a =
+        gemm_workspace<std::uint16_t>(0, round_up(mc_max, MR) * 2 * pairs_max);
+    std::uint16_t* packed_b =
+        gemm_workspace<std::uint16_t>(1, round_up(nc_max, NR) * 2 * pairs_max);
+    alignas(64) float edge[MR * NR];  // a partial tile is computed here, then copied to C
+
+    for (std::size_t i0 = 0; i0 < M; i0 += mc_max) {
+        const std::size_t mc = std::min(mc_max, M - i0);
+        for (std::size_t p0 = 0; p0 < K; p0 += kc_max) {
+            const std::size_t kc = std::min(kc_max, K - p0), pairs = bf16_pairs(kc);
+            const bool load = accumulate || p0 > 0;  // later slices continue the sums
+            pack_bf16_a<MR>(transA, mc, kc,
+                            transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda,
+                            packed_a);
+            for (std::size_t j0 = 0; j0 < N; j0 += nc_max) {
+                const std::size_t nc = std::min(nc_max, N - j0);
+                pack_bf16_b<NR>(transB, kc, nc,
+                                transB == Trans::No ? B + p0 * ldb + j0 : B + j0 * ldb + p0, ldb,
+                                packed_b);
+                for (std::size_t ir = 0; ir < mc; ir += MR) {
+                    const std::size_t rows = std::min(MR, mc - ir);
+                    for (std::size_t jr = 0; jr < nc; jr += NR) {
+                        const std::size_t cols = std::min(NR, nc - jr);
+                        const std::uint16_t* a_panel = packed_a + ir * 2 * pairs;
+                        const std::uint16_t* b_panel = packed_b + jr * 2 * pairs;
+                        float* c_tile = C + (i0 + ir) * ldc + j0 + jr;
+                        if (rows == MR && cols == NR) {
+                            Kernel::run(pairs, a_panel, b_panel, c_tile, ldc, load);
+                            continue;
+                        }
+                        if (load)
+                            for (std::size_t i = 0; i < rows; ++i)
+                                std::copy(c_tile + i * ldc, c_tile + i * ldc + cols, edge + i * NR);
+                        Kernel::run(pairs, a_panel, b_panel, edge, NR, load);
+                        for (std::size_t i = 0; i < rows; ++i)
+                            std::copy(edge + i * NR, edge + i * NR + cols, c_tile + i * ldc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The product with one kernel: C split into one rectangle per thread, along N in whole
+/// NR-column panels when N has enough of them, else along M in MR-row panels.
+template <typename Kernel>
+void gemm_bf16_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K,
+                        const float* A, std::size_t lda, const float* B, std::size_t ldb, float* C,
+                        std::size_t ldc, bool accumulate) {
+    constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
+    const bool small = double(M) * double(N) * double(K) < gemm_parallel_threshold;
+    const int threads = small || in_parallel() ? 1 : std::max(1, num_threads());
+    const std::size_t col_panels = (N + NR - 1) / NR, row_panels = (M + MR - 1) / MR;
+    const bool split_columns = col_panels >= static_cast<std::size_t>(threads);
+    parallel_for(
+        static_cast<std::size_t>(threads),
+        [&](std::size_t begin, std::size_t end) {
+            for (std::size_t part = begin; part < end; ++part) {
+                const std::size_t parts = static_cast<std::size_t>(threads);
+                const std::size_t panels = split_columns ? col_panels : row_panels;
+                const std::size_t unit = split_columns ? NR : MR;
+                const std::size_t extent = split_columns ? N : M;
+                const std::size_t from = std::min(extent, panels * part / parts * unit);
+                const std::size_t to = std::min(extent, panels * (part + 1) / parts * unit);
+                if (from >= to) continue;
+                if (split_columns)
+                    gemm_bf16_blocked<Kernel>(transA, transB, M, to - from, K, A, lda,
+                                              transB == Trans::No ? B + from : B + from * ldb, ldb,
+                                              C + from, ldc, accumulate);
+                else
+                    gemm_bf16_blocked<Kernel>(transA, transB, to - from, N, K,
+                                              transA == Trans::No ? A + from * lda : A + from, lda,
+                                              B, ldb, C + from * ldc, ldc, accumulate);
+            }
+        },
+        threads);
+}
+
+}  // namespace detail
+
+/// C (M x N, fp32, row stride ldc) = [C +] bf16(op(A)) * bf16(op(B)), where op(A) is M x K and
+/// op(B) is K x N (A stored K x M when transA == Yes, likewise B), the operands rounded to bf16
+/// (nearest, ties to even) and the products summed in fp32 in k order, pair by pair, as
+/// vdpbf16ps does. Every blocking and thread count gives the same bits, and every ISA the same
+/// values (the sign of a zero aside). Throws facet::Error
+/// on null pointers, too-small leading dimensions or an ISA the CPU lacks.
+inline void gemm_bf16(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K,
+                      const float* A, std::size_t lda, const float* B, std::size_t ldb, float* C,
+                      std::size_t ldc, bool accumulate = false) {
+    const bool ta = transA == Trans::Yes, tb = transB == Trans::Yes;
+    detail::gemm_check_operand("C", C == nullptr, M, N, ldc, "ldc");
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        if (!accumulate) detail::gemm_scale(M, N, 0.0f, C, ldc);
+        return;
+    }
+    detail::gemm_check_operand("A", A == nullptr, ta ? K : M, ta ? M : K, lda, "lda");
+    detail::gemm_check_operand("B", B == nullptr, tb ? N : K, tb ? K : N, ldb, "ldb");
+    switch (bf16_isa()) {
+#if FACET_GEMM_HAVE_X86_KERNELS
+        case Bf16Isa::Avx512Bf16:
+            detail::gemm_bf16_parallel<Bf16KernelAvx512>(transA, transB, M, N, K, A, lda, B, ldb, C,
+                                                         ldc, accumulate);
+            return;
+#endif
+        default:
+            detail::gemm_bf16_parallel<Bf16KernelPortable>(transA, transB, M, N, K, A, lda, B, ldb,
+                                                           C, ldc, accumulate);
+    }
+}
+
+}  // namespace facet
