@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "facet/core/parallel.hpp"
@@ -252,6 +253,59 @@ TEST_CASE("bf16 gemm: empty products and bad input") {
 }
 
 TEST_SUITE("bf16_isa_avx512_bf16") {
+    TEST_CASE("bf16 packing: the AVX-512 paths give the plain loop's bits") {
+        if (!facet::cpu_features().avx512f) {
+            std::printf("SKIP: this CPU has no AVX-512F\n");
+            std::fflush(stdout);
+            std::exit(77);
+        }
+        // Random values, and the ones rounding treats apart: ties both ways, a NaN whose payload
+        // lies in the dropped bits, infinities, the largest float (rounds to infinity), a
+        // subnormal that rounds up to the smallest normal, signed zeros.
+        const float specials[] = {1.0f + 0x1p-8f,
+                                  1.0f + 3 * 0x1p-8f,
+                                  std::bit_cast<float>(0x7f800001u),
+                                  std::bit_cast<float>(0xffc12345u),
+                                  INFINITY,
+                                  -INFINITY,
+                                  3.4028235e38f,
+                                  std::bit_cast<float>(0x007fffffu),
+                                  -0.0f,
+                                  0.0f};
+        facet::Rng rng(5);
+        std::vector<float> src(200 * 203);
+        for (std::size_t i = 0; i < src.size(); ++i)
+            src[i] =
+                i % 7 == 0 ? specials[(i / 7) % 10] : static_cast<float>(rng.uniform(-3.0, 3.0));
+        facet::Context plain = facet::current_context();
+        plain.avx512_loops = false;  // the packers take the plain loop
+        const std::size_t ld = 203;
+        for (Trans t : {Trans::No, Trans::Yes})
+            for (const auto& [rows, depth] : {std::pair<std::size_t, std::size_t>{8, 1},
+                                              {8, 2},
+                                              {5, 17},
+                                              {16, 33},
+                                              {13, 100},
+                                              {50, 31},
+                                              {96, 200}}) {
+                INFO((t == Trans::Yes ? "transposed " : ""), rows, " x ", depth);
+                std::vector<std::uint16_t> fast(2 * 96 * 100 + 2 * 48 * 100), slow(fast.size());
+                facet::pack_bf16_a<8>(t, rows, depth, src.data(), ld, fast.data());
+                {
+                    const facet::ContextScope scope(plain);
+                    facet::pack_bf16_a<8>(t, rows, depth, src.data(), ld, slow.data());
+                }
+                CHECK(fast == slow);
+                std::fill(fast.begin(), fast.end(), 1), std::fill(slow.begin(), slow.end(), 1);
+                facet::pack_bf16_b<48>(t, depth, rows, src.data(), ld, fast.data());
+                {
+                    const facet::ContextScope scope(plain);
+                    facet::pack_bf16_b<48>(t, depth, rows, src.data(), ld, slow.data());
+                }
+                CHECK(fast == slow);
+            }
+    }
+
     TEST_CASE("bf16 gemm: the AVX512-BF16 kernel equals the definition") {
         skip_unless_supported(Bf16Isa::Avx512Bf16);
         check_isa_matches_definition(Bf16Isa::Avx512Bf16);
