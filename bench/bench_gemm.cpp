@@ -6,6 +6,8 @@
 // BM_Sgemm/facet/t1/32x147456x288_NN. Counters: GFLOPS (2*M*N*K per second) and max_err, the
 // largest relative error of sampled entries of C against a double-precision dot product (as in
 // BLIS's test driver: a fast but wrong kernel must never look good).
+// BM_Bf16gemm/facet/t<threads>/<shape>: facet::gemm_bf16 on the same operands (bf16 operands, fp32
+// sums; its max_err is bf16's, about 1e-3), skipped on a CPU without AVX512-BF16.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -60,7 +62,8 @@ const std::vector<GemmShape> reference_shapes = {
     {2048, 2048, 2048, Trans::No, Trans::No},
 };
 
-enum class Library { Facet, Eigen, OpenBlas };
+// FacetBf16: facet::gemm_bf16, the operands rounded to bf16 and summed in fp32 (float only).
+enum class Library { Facet, Eigen, OpenBlas, FacetBf16 };
 
 /// Random operands stored as the transposes require, with minimal leading dimensions.
 template <typename T>
@@ -126,12 +129,24 @@ void run_gemm(Library lib, Operands<T>& o) {
 #endif
         return;
     }
+    if constexpr (std::is_same_v<T, float>)
+        if (lib == Library::FacetBf16) {
+            facet::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, o.A.data(), o.lda, o.B.data(), o.ldb,
+                             o.C.data(), o.ldc);
+            return;
+        }
     facet::gemm<T>(s.ta, s.tb, s.M, s.N, s.K, T(1), o.A.data(), o.lda, o.B.data(), o.ldb, T(0),
                    o.C.data(), o.ldc);
 }
 
 template <typename T>
 void BM_Gemm(benchmark::State& state, Library lib, int threads, GemmShape shape) {
+    if (lib == Library::FacetBf16 && !facet::bf16_isa_supported(facet::Bf16Isa::Avx512Bf16)) {
+        state.SkipWithError(
+            "this CPU has no AVX512-BF16 (the bf16 GEMM would run its portable "
+            "reference kernel)");
+        return;
+    }
     facet::set_num_threads(threads);
     facet::set_gemm_backend(lib == Library::Eigen ? facet::GemmBackend::Eigen
                                                   : facet::GemmBackend::Facet);
@@ -193,6 +208,13 @@ int register_gemm_benchmarks() {
                                              threads, shape)
                     ->Unit(benchmark::kMillisecond)
                     ->UseRealTime();
+                if (lib == Library::Facet)  // the bf16 product beside facet's fp32 one
+                    benchmark::RegisterBenchmark(
+                        ("BM_Bf16gemm/facet/t" + std::to_string(threads) + "/" + shape_name(shape))
+                            .c_str(),
+                        BM_Gemm<float>, Library::FacetBf16, threads, shape)
+                        ->Unit(benchmark::kMillisecond)
+                        ->UseRealTime();
                 if (shape.M * shape.N * shape.K <= 1024ull * 1024 * 1024)
                     benchmark::RegisterBenchmark(("BM_Dgemm" + suffix).c_str(), BM_Gemm<double>,
                                                  lib, threads, shape)

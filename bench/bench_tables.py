@@ -4,7 +4,7 @@
     python3 bench/bench_tables.py TOPIC [--rounds N] [--dry-run] [--fer PATH] [--facet-bench PATH]
 
 TOPIC is one of:
-  machine    the CPU, its caches and its FMA peak (BM_FmaPeak), 1 and 2 threads
+  machine    the CPU, its caches, its FMA peak and its bf16 dot-product peak (BM_FmaPeak), 1 and 2 threads
   gemm       SGEMM GFLOP/s on fer-cnn-s's shapes: facet, Eigen and OpenBLAS (AVX-512 kernels)
   convstack  the six 3x3 convolutions of fer-cnn-s, forward + both backward products, batch 64:
              facet against PyTorch's (oneDNN), in alternating processes
@@ -123,16 +123,53 @@ def topic_machine(r, a):
                     print(f"{level}: {line.split(':', 1)[1].strip()}")
         print()
     res = r.google_benchmark(r.facet_bench(), "BM_FmaPeak")
-    print("| FMA peak, GFLOP/s | 1 thread | 2 threads |\n|---|---|---|")
-    for isa in ("avx512", "avx2"):
+    print("| peak, GFLOP/s | 1 thread | 2 threads |\n|---|---|---|")
+    for isa in ("avx512", "avx2", "avx512bf16"):
         row = [res.get(f"BM_FmaPeak/{isa}/{t}", {}).get("GFLOPS") for t in (1, 2)]
         if any(v is not None for v in row):
             print(f"| {isa} | " + " | ".join(f"{v:.0f}" if v else "-" for v in row) + " |")
 
 
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_environment(r, binary):
+    """OpenBLAS at its best: its own choice of kernels, unless it does not know the CPU (0.3.21
+    takes newer Xeons for a Prescott and runs SSE3 kernels); then the widest kernels the CPU's
+    flags allow. Returns (environment, the core OpenBLAS reports)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+
+    def core(environment):
+        if r.dry_run:
+            return "?"
+        out = subprocess.run([binary, "--benchmark_filter=^$"], env={**environment, "OPENBLAS_VERBOSE": "2"},
+                             capture_output=True, text=True)
+        for line in (out.stdout + out.stderr).splitlines():
+            if line.startswith("Core:"):
+                return line.split(":", 1)[1].strip()
+        return "unknown"
+
+    chosen = core(env)
+    flags = cpu_flags()
+    widest = ("Cooperlake" if "avx512_bf16" in flags else "SkylakeX" if "avx512f" in flags
+              else "Haswell" if "avx2" in flags else None)
+    if widest and chosen in ("Prescott", "Core2", "Nehalem", "unknown"):
+        env["OPENBLAS_CORETYPE"] = widest
+        chosen = core(env) + f" (OPENBLAS_CORETYPE={widest}: it took this CPU for a {chosen})"
+    return env, chosen
+
+
 def topic_gemm(r, a):
     binary = r.facet_bench()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env, openblas_core = openblas_environment(r, binary)
     pattern = "BM_Sgemm/.*/t[12]/(" + "|".join(s.split("_")[0] for s in GEMM_SHAPES) + ")_"
     res = r.google_benchmark(binary, pattern, env=env)
     print("| shape (M x N x K) op | threads | facet | Eigen | OpenBLAS | facet / OpenBLAS | "
@@ -145,8 +182,7 @@ def topic_gemm(r, a):
             ratio = [f"**{g['facet'] / g[o]:.2f}**" if g["facet"] and g[o] else "-"
                      for o in ("openblas", "eigen")]
             print(f"| {shape} | {t} | " + " | ".join(cells + ratio) + " |")
-    print("\nGFLOP/s = 2·M·N·K / time, medians of 3; OpenBLAS with OPENBLAS_CORETYPE and "
-          "OPENBLAS_L2_SIZE unset (its own choice of kernels).")
+    print(f"\nGFLOP/s = 2·M·N·K / time, medians of 3; OpenBLAS's kernels: {openblas_core}.")
 
 
 def compare_pytorch(r, a, figures):
