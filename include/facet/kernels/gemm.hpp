@@ -204,8 +204,7 @@ inline constexpr std::size_t gemm_b_in_place_max_rows = 128;
 /// Up to this many rows B is read in place however wide it is: each element of B then takes
 /// part in at most 32 multiply-adds, and packing it (a load, a scattered store) would cost about
 /// as long as those. With more rows, a B larger than half of L2 is packed: the A block no longer
-/// fits in L1, and reading both operands from L2 ran at half the packed path's speed (Xeon,
-/// 64 x 36864 x 576 and 128 x 9216 x 1152; docs/internals/gemm.md).
+/// fits in L1, and reading both operands from L2 is slower than packing (docs/internals/gemm.md).
 inline constexpr std::size_t gemm_b_in_place_any_width_rows = 32;
 
 /// Whether gemm_blocked reads B (row-major, not transposed) in place for an M x N product cut
