@@ -21,12 +21,8 @@ constexpr int chains = 12;  // enough independent FMAs to cover 2 pipes x 4 cycl
 constexpr long rounds = 1 << 20;
 
 // Each function returns a value derived from every chain, so the compiler cannot drop any.
-__attribute__((target("avx512f"))) float fma_chains_avx512() {
-    __m512 acc[chains];
-    for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_ps(float(c) * 1e-3f);
-    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-    for (long r = 0; r < rounds; ++r)
-        for (int c = 0; c < chains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+/// Every lane of every AVX-512 chain, summed.
+__attribute__((target("avx512f"))) float sum_chains(const __m512 (&acc)[chains]) {
     __m512 sum = acc[0];
     for (int c = 1; c < chains; ++c) sum = _mm512_add_ps(sum, acc[c]);
     alignas(64) float lanes[16];  // not _mm512_reduce_add_ps: GCC 12 warns inside it
@@ -34,6 +30,15 @@ __attribute__((target("avx512f"))) float fma_chains_avx512() {
     float total = 0;
     for (float v : lanes) total += v;
     return total;
+}
+
+__attribute__((target("avx512f"))) float fma_chains_avx512() {
+    __m512 acc[chains];
+    for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_ps(float(c) * 1e-3f);
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (long r = 0; r < rounds; ++r)
+        for (int c = 0; c < chains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+    return sum_chains(acc);
 }
 
 __attribute__((target("avx2,fma"))) float fma_chains_avx2() {
@@ -59,13 +64,7 @@ __attribute__((target("avx512f,avx512bf16"))) float dot_chains_avx512_bf16() {
     const __m512bh b = (__m512bh)_mm512_set1_epi32(0x3a833a83);
     for (long r = 0; r < rounds; ++r)
         for (int c = 0; c < chains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
-    __m512 sum = acc[0];
-    for (int c = 1; c < chains; ++c) sum = _mm512_add_ps(sum, acc[c]);
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, sum);
-    float total = 0;
-    for (float v : lanes) total += v;
-    return total;
+    return sum_chains(acc);
 }
 
 enum class PeakKind { Avx512, Avx2, Avx512Bf16 };
