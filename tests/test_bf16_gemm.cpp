@@ -281,13 +281,14 @@ TEST_SUITE("bf16_isa_avx512_bf16") {
         plain.avx512_loops = false;  // the packers take the plain loop
         const std::size_t ld = 203;
         for (Trans t : {Trans::No, Trans::Yes})
-            for (const auto& [rows, depth] : {std::pair<std::size_t, std::size_t>{8, 1},
-                                              {8, 2},
-                                              {5, 17},
-                                              {16, 33},
-                                              {13, 100},
-                                              {50, 31},
-                                              {96, 200}}) {
+            for (const auto& shape : {std::pair<std::size_t, std::size_t>{8, 1},
+                                      {8, 2},
+                                      {5, 17},
+                                      {16, 33},
+                                      {13, 100},
+                                      {50, 31},
+                                      {96, 200}}) {
+                const std::size_t rows = shape.first, depth = shape.second;
                 INFO((t == Trans::Yes ? "transposed " : ""), rows, " x ", depth);
                 std::vector<std::uint16_t> fast(2 * 96 * 100 + 2 * 48 * 100), slow(fast.size());
                 facet::pack_bf16_a<8>(t, rows, depth, src.data(), ld, fast.data());
