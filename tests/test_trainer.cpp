@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -524,6 +525,78 @@ TEST_CASE("checkpoints every N steps are whole files, and a mid-epoch resume end
         Run wrong_seed({.seed = 10});
         CHECK_THROWS_WITH_AS(wrong_seed.trainer.resume(split + "/ck.facet"),
                              doctest::Contains("seed"), Error);
+    }
+}
+
+TEST_CASE("a bf16 run keeps fp32 weights, learns, resumes bit-identical, and only in bf16") {
+    const std::string straight = scratch("bf16_straight"), split = scratch("bf16_split"),
+                      fp32 = scratch("bf16_fp32");
+    const TrainerOptions options{.epochs = 3, .seed = 9};
+    ToyBatches train(4, 8, 2), test(4, 16, 99);
+    ConstantAccuracy val;
+    auto bf16_run = [](Run& run) { run.model.context().precision = Precision::Bf16; };
+    {
+        Run run(options);
+        bf16_run(run);
+        run.trainer.add<CheckpointSaver>(straight + "/ck.facet", 4);
+        CHECK(run.trainer.fit(train, val).steps == 12);
+        // The master weights are fp32, not bf16 values: updates below bf16's step accumulate.
+        std::size_t beyond_bf16 = 0;
+        for (const auto& p : run.model.parameters())
+            for (float w : *p.value)
+                beyond_bf16 += (std::bit_cast<std::uint32_t>(w) & 0xffffu) != 0;
+        CHECK(beyond_bf16 > 0);
+    }
+    {
+        TrainerOptions o = options;
+        o.max_steps = 6;
+        Run run(o);
+        bf16_run(run);
+        run.trainer.add<CheckpointSaver>(split + "/ck.facet", 5);
+        run.trainer.fit(train, val);
+    }
+    {
+        Run run(options);
+        bf16_run(run);
+        run.trainer.add<CheckpointSaver>(split + "/ck.facet", 4);
+        run.trainer.resume(split + "/ck.facet");
+        CHECK(run.trainer.fit(train, val).steps == 12);
+    }
+    CHECK(bytes_of(split + "/ck.facet") == bytes_of(straight + "/ck.facet"));
+    CHECK(load_checkpoint<float>(straight + "/ck.facet").info.note("precision") == "bf16");
+    {
+        Run run(options);  // the same run in fp32 ends elsewhere: the products were bf16
+        run.trainer.add<CheckpointSaver>(fp32 + "/ck.facet", 4);
+        run.trainer.fit(train, val);
+    }
+    CHECK(bytes_of(fp32 + "/ck.facet") != bytes_of(straight + "/ck.facet"));
+    {
+        Run run(options);  // an fp32 run refuses the bf16 checkpoint, and the other way round
+        CHECK_THROWS_WITH_AS(run.trainer.resume(straight + "/ck.facet"),
+                             doctest::Contains("trained in bf16, this run computes in fp32"),
+                             Error);
+        Run bf16(options);
+        bf16_run(bf16);
+        CHECK_THROWS_WITH_AS(bf16.trainer.resume(fp32 + "/ck.facet"),
+                             doctest::Contains("trained in fp32, this run computes in bf16"),
+                             Error);
+    }
+    {
+        TrainerOptions o = options;
+        o.epochs = 6;
+        Run run(o);
+        bf16_run(run);
+        run.trainer.fit(train, val);
+        test.start_epoch(0, 0);
+        Batch batch;
+        std::size_t right = 0, total = 0;
+        run.model.set_mode(Mode::Eval);
+        while (test.next(batch)) {
+            const Tensor<float>& p = run.model.predict(batch.images);
+            for (std::size_t i = 0; i < batch.size(); ++i, ++total)
+                right += argmax_row(p.data() + i * classes, classes) == batch.labels[i];
+        }
+        CHECK(double(right) / double(total) > 0.9);  // chance: 1/3
     }
 }
 

@@ -33,6 +33,10 @@ inline Cli bench_cli() {
                "fer-cnn-s")
         .option("batch", "N", "batch size", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
+        .option("precision", "fp32|bf16",
+                "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum in "
+                "fp32",
+                "fp32")
         .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")
         .flag("eval",
               "instead of the training table: predict()'s inference pass, one row per step of "
@@ -309,6 +313,7 @@ inline int run_throughput(facet::Sequential<float>& model, std::size_t batch, in
     auto rounded = [](double v, double per_unit) { return std::round(v * per_unit) / per_unit; };
     nlohmann::ordered_json line;
     line["threads"] = facet::num_threads();
+    line["precision"] = facet::precision_name(facet::current_context().precision);
     line["batch"] = batch;
     line["train_images_per_second"] = rounded(static_cast<double>(batch) / median(train), 100);
     line["inference_images_per_second"] = rounded(static_cast<double>(batch) / median(infer), 100);
@@ -365,6 +370,7 @@ inline int run_latency(const std::string& model_arg, int runs, bool json) {
         nlohmann::ordered_json j;
         j["model"] = model_arg;
         j["threads"] = facet::num_threads();
+        j["precision"] = facet::precision_name(facet::current_context().precision);
         j["runs"] = runs;
         j["gemm_isa"] = facet::gemm_isa_name(facet::gemm_isa());
         j["int8_isa"] = facet::int8_isa_name(facet::int8_isa());
@@ -399,6 +405,9 @@ inline int run_bench(const Cli& cli) {
     facet::check(batch > 0 && repeats > 0 && threads >= 0,
                  "bench: --batch and --repeats must be positive");
     facet::set_num_threads(static_cast<int>(threads));
+    const facet::Precision precision = parse_precision(cli.str("precision"), "bench");
+    facet::set_precision(precision);
+    std::cerr << bf16_speed_note(precision);
     facet::set_winograd(!cli.has("im2col"));
     const long long tile = cli.integer("winograd-tile");
     facet::check(tile == 2 || tile == 4, "bench: --winograd-tile must be 2 or 4, got ", tile);

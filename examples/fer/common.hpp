@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include <facet/core/context.hpp>
 #include <facet/data/augment.hpp>
 #include <facet/data/batch_loader.hpp>
+#include <facet/kernels/bf16_gemm.hpp>
 #include <facet/metrics/classification.hpp>
 #include <facet/model/sequential.hpp>
 
@@ -21,6 +23,25 @@
 namespace fer {
 
 namespace fs = std::filesystem;
+
+/// The --precision a command runs its model in: fp32, or bf16 (mixed precision: the
+/// convolutions' and dense layers' products from bf16 operands with fp32 sums; everything else
+/// fp32). Names anything else in an error that starts with `command`.
+inline facet::Precision parse_precision(const std::string& name, const char* command) {
+    facet::Precision p = facet::Precision::Fp32;
+    facet::check(name != "int8" && facet::precision_from_name(name, p), command,
+                 ": --precision must be fp32 or bf16, got '", name,
+                 "' (an int8 model comes from fer quantize)");
+    return p;
+}
+
+/// The line to print when bf16 is asked for on a CPU without AVX512-BF16, else "".
+inline std::string bf16_speed_note(facet::Precision p) {
+    if (p != facet::Precision::Bf16 || facet::bf16_isa_supported(facet::Bf16Isa::Avx512Bf16))
+        return "";
+    return "note: this CPU has no AVX512-BF16: bf16 products run on the portable reference "
+           "kernel, many times slower than fp32\n";
+}
 
 /// Seconds since `start`.
 inline double seconds_since(std::chrono::steady_clock::time_point start) {

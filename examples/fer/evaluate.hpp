@@ -62,6 +62,10 @@ inline Cli eval_cli() {
                 "folders, val is the part of train the model's fer train held out")
         .option("batch", "N", "batch size", "256")
         .option("threads", "N", "threads (0: all cores)", "0")
+        .option("precision", "fp32|bf16",
+                "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum in "
+                "fp32",
+                "fp32")
         .flag("flip-tta", "average the predictions for each face and its mirror image")
         .option("center-crop", "SIDE",
                 "see each face through its centre crop of SIDE pixels resized to full size (for "
@@ -165,6 +169,9 @@ inline std::string compare_table(const facet::ClassificationReport& old_report,
 inline int run_eval(const Cli& cli) {
     const int threads = static_cast<int>(cli.integer("threads"));
     facet::set_num_threads(threads);
+    const facet::Precision precision = parse_precision(cli.str("precision"), "eval");
+    facet::set_precision(precision);
+    std::cerr << bf16_speed_note(precision);
     const bool compare = cli.has("compare");
     if (!compare && !cli.positionals().empty())
         throw facet::Error("eval: unexpected argument '" + cli.positionals()[0] +

@@ -59,6 +59,10 @@ inline Cli predict_cli() {
                 "(n: the face's number in the picture), for filing corrections (fer correct)")
         .option("batch", "N", "faces per network batch", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
+        .option("precision", "fp32|bf16",
+                "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum in "
+                "fp32",
+                "fp32")
         .flag("no-detect", "take each whole picture as one face (pictures already cropped)")
         .flag("json", "print a JSON array, one object per picture")
         .flag("skip-bad", "skip unreadable pictures (reported on stderr) instead of stopping")
@@ -185,6 +189,9 @@ inline int run_predict(const Cli& cli) {
     facet::check(!cli.positionals().empty(),
                  "predict: give at least one image file or folder (see --help)");
     facet::set_num_threads(static_cast<int>(cli.integer("threads")));
+    const facet::Precision precision = parse_precision(cli.str("precision"), "predict");
+    facet::set_precision(precision);
+    std::cerr << bf16_speed_note(precision);
     const long long batch = cli.integer("batch"), min_face = cli.integer("min-face"),
                     max_side = cli.integer("max-side");
     facet::check(batch > 0, "predict: --batch must be positive");

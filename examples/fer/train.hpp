@@ -43,6 +43,8 @@ struct TrainConfig {
     std::size_t epochs = 0;  ///< 0: 50 on FER-2013, 12 on the synthetic faces
     std::size_t batch = 64;
     int threads = 0;
+    /// fp32, or bf16: mixed precision (bf16 products, fp32 master weights and optimiser state)
+    facet::Precision precision = facet::Precision::Fp32;
     std::uint64_t seed = 1;
     std::size_t max_steps = 0;  ///< stop after this many optimiser steps in all (0: no limit)
     bool resume = false;
@@ -120,6 +122,10 @@ inline Cli train_cli() {
                 "threads (0: all cores; under mpirun, per process: the cores over the processes "
                 "on the machine)",
                 "0")
+        .option("precision", "fp32|bf16",
+                "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum "
+                "in fp32; weights, optimiser state, batch norm and the loss stay fp32",
+                "fp32")
         .option("seed", "N", "seed of initialisation, shuffling, augmentation and dropout", "1")
         .option("max-steps", "N", "stop after N optimiser steps in all (0: no limit)", "0")
         .flag("resume", "continue from OUT/checkpoint.facet")
@@ -202,6 +208,7 @@ inline TrainConfig train_config(const Cli& cli) {
     if (cli.has("epochs")) c.epochs = positive("epochs");
     c.batch = positive("batch");
     c.threads = static_cast<int>(non_negative("threads"));
+    c.precision = parse_precision(cli.str("precision"), "train");
     c.seed = static_cast<std::uint64_t>(non_negative("seed"));
     c.max_steps = non_negative("max-steps");
     c.resume = cli.has("resume");
@@ -458,6 +465,7 @@ inline facet::ModelMetadata model_metadata(const TrainConfig& c, const facet::No
             {"normalization.mean", detail::exact_number(norm.mean)},
             {"normalization.stddev", detail::exact_number(norm.stddev)},
             {"classes", classes},
+            {"precision", facet::precision_name(c.precision)},
             {"val_accuracy", detail::json_number(val_acc)},
             {"epoch", std::to_string(epoch)}};
 }
@@ -535,6 +543,7 @@ inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Seque
     if (writer) best_bytes = facet::read_whole_file(best_path, facet::serial::max_file_size);
     if (world) best_bytes = world->broadcast_vector(std::move(best_bytes), 0);
     facet::ModelFile<float> best = facet::decode_model_file<float>(best_bytes, best_path);
+    best.model.context().precision = c.precision;  // judged as validation judged it
     facet::ModelMetadata notes = detail::without_test_notes(best.metadata);
     facet::SaveOptions options;
     options.provenance = best.provenance;
@@ -642,6 +651,8 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     facet::DatasetBatches val_batches(plan.val, norm, cfg.batch, rank, ranks);
 
     facet::Sequential<float> model = build_model(cfg.model, cfg.seed);
+    model.context().precision = cfg.precision;  // the student's products; teachers stay fp32
+    std::cout << bf16_speed_note(cfg.precision);
     const std::unique_ptr<facet::Optimizer<float>> optimizer = make_optimizer(cfg, model);
     const std::unique_ptr<facet::Schedule> schedule =
         make_schedule(cfg, loader.batches_per_epoch());
@@ -686,7 +697,8 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
               << cfg.schedule << "), weight decay " << cfg.weight_decay << ", batch " << cfg.batch
               << ", " << cfg.epochs << " epochs of " << loader.batches_per_epoch()
               << " steps, augmentation " << (cfg.augment ? "on" : "off") << ", threads "
-              << facet::num_threads() << "\n";
+              << facet::num_threads() << ", precision " << facet::precision_name(cfg.precision)
+              << "\n";
     if (world)
         std::cout << "data-parallel: " << ranks << " processes of " << facet::num_threads()
                   << " thread(s), each a shard of about " << cfg.batch / ranks

@@ -560,6 +560,10 @@ inline Cli video_cli() {
                 "0.3")
         .option("frames", "N", "stop after N frames (0: until the input ends)", "0")
         .option("threads", "N", "threads (0: all cores)", "0")
+        .option("precision", "fp32|bf16",
+                "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum in "
+                "fp32",
+                "fp32")
         .flag("no-window", "never open a window (the default without $DISPLAY or for files)")
         .flag("quiet", "no progress bar")
         .positional("INPUT", "a video file (any format OpenCV/FFmpeg reads)");
@@ -624,6 +628,9 @@ inline int run_video(const Cli& cli) {
     const int threads = static_cast<int>(cli.integer("threads"));
     facet::set_num_threads(threads);
     cv::setNumThreads(facet::num_threads());
+    const facet::Precision precision = parse_precision(cli.str("precision"), "video");
+    facet::set_precision(precision);
+    std::cerr << bf16_speed_note(precision);
 
     cv::VideoCapture cap = open_video_input(c);
     TrainedModel model = load_trained(model_to_use(cli, "video"));

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace facet {
 
@@ -26,9 +27,10 @@ enum class Bf16Isa { Auto, Avx512Bf16, Portable };
 /// FACET_HAVE_EIGEN).
 enum class GemmBackend { Facet, Eigen };
 
-/// The number format a model computes in. Only Fp32 is computed today: the others name what a
-/// model asks for (weights stored in bf16, int8 inference), and the kernels still compute in the
-/// model's own type T.
+/// The number format a model computes in. Bf16: gemm() of floats (and so the convolutions and
+/// dense layers) rounds its operands to bf16 and sums in fp32; weights, optimiser state, batch
+/// norm, softmax and the loss stay fp32 (mixed precision). Int8 names what a quantised model
+/// computes (layers/quantized_*.hpp); in a float model it changes nothing.
 enum class Precision { Fp32, Bf16, Int8 };
 
 /// Lower-case name of a precision ("fp32", "bf16", "int8").
@@ -43,6 +45,16 @@ inline const char* precision_name(Precision p) {
     }
 }
 
+/// The precision named `name` ("fp32", "bf16" or "int8"); false for any other name.
+inline bool precision_from_name(const std::string& name, Precision& out) {
+    for (Precision p : {Precision::Fp32, Precision::Bf16, Precision::Int8})
+        if (name == precision_name(p)) {
+            out = p;
+            return true;
+        }
+    return false;
+}
+
 /// Everything a kernel may be told about how to run. A plain value: copy it, change fields,
 /// install it with ContextScope. The readers (num_threads(), gemm_isa(), winograd_tile(), ...)
 /// check what they read: an ISA the CPU lacks or a tile other than 2 or 4 is a facet::Error at
@@ -55,7 +67,7 @@ struct Context {
     std::size_t winograd_tile =
         4;                     ///< Winograd's output tile: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3)
     bool avx512_loops = true;  ///< element-wise loops compiled for AVX-512 when the CPU has it
-    Precision precision = Precision::Fp32;  ///< the number format asked for (compute stays fp32)
+    Precision precision = Precision::Fp32;  ///< the number format of the float products
     Int8Isa int8_isa = Int8Isa::Auto;       ///< the int8 GEMM's micro-kernel family
     Bf16Isa bf16_isa = Bf16Isa::Auto;       ///< the bf16 GEMM's micro-kernel family
 
@@ -76,6 +88,12 @@ inline const Context*& installed_context() {
 inline Context& process_context() {
     static Context context;
     return context;
+}
+
+/// Sets the precision of the process default context (Context::precision for one model's).
+/// Not synchronised: call it while no kernel is running.
+inline void set_precision(Precision p) {
+    process_context().precision = p;
 }
 
 /// The calling thread's current context: the innermost ContextScope's, else the process default.

@@ -26,7 +26,8 @@
 #include "facet/kernels/bf16_microkernel_portable.hpp"
 #include "facet/kernels/bf16_pack.hpp"
 #include "facet/kernels/cpu_features.hpp"
-#include "facet/kernels/gemm.hpp"
+#include "facet/kernels/gemm_common.hpp"
+#include "facet/kernels/gemm_pack.hpp"
 
 namespace facet {
 

@@ -25,7 +25,9 @@
 #include "facet/core/context.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
+#include "facet/kernels/bf16_gemm.hpp"
 #include "facet/kernels/cpu_features.hpp"
+#include "facet/kernels/gemm_common.hpp"
 #include "facet/kernels/gemm_microkernel_avx2.hpp"
 #include "facet/kernels/gemm_microkernel_avx512.hpp"
 #include "facet/kernels/gemm_microkernel_portable.hpp"
@@ -113,60 +115,6 @@ inline GemmBackend gemm_backend() {
 }
 
 namespace detail {
-
-/// The block sizes of gemm_blocked, in elements.
-struct GemmBlockSizes {
-    std::size_t kc = 0, nc = 0, mc = 0;
-};
-
-/// Cache blocking for elements of `element_size` bytes on a core with `l1d` bytes of L1 data
-/// cache and `l2` bytes of L2 (48 KiB and 1 MiB give 384 / 384 / 1536 floats, Zen 5):
-///  - KC: one A micro-panel (8 rows x KC) should take about a quarter of L1, leaving room for
-///    the B panel streaming through and the C tile; a long KC also amortises the C tile's
-///    load/store over many FMAs. KC sets where k is cut, so it alone changes the bits.
-///  - NC: the packed B block (KC x NC) lives in L2 and is swept once per A micro-panel; 9/16 of
-///    L2 leaves room for the A block passing through and for C.
-///  - MC: rows of A packed at once; A is read once per NC block, streaming from L3, so MC only
-///    bounds the buffer: four B blocks' worth.
-/// NC and MC are multiples of every kernel's MR (4, 6, 8) and NR (8, 16, 24, 48).
-inline GemmBlockSizes gemm_block_sizes(std::size_t l1d, std::size_t l2, std::size_t element_size) {
-    GemmBlockSizes b;
-    b.kc = std::clamp<std::size_t>(l1d / 4 / (8 * element_size) / 8 * 8, 64, 2048);
-    b.nc = std::max<std::size_t>(48, l2 * 9 / 16 / (b.kc * element_size) / 48 * 48);
-    b.mc = 4 * b.nc;
-    return b;
-}
-
-/// The blocking gemm() uses for T on this CPU (cpu_caches()), computed once.
-template <typename T>
-const GemmBlockSizes& gemm_blocking() {
-    static const GemmBlockSizes sizes =
-        gemm_block_sizes(cpu_caches().l1d, cpu_caches().l2, sizeof(T));
-    return sizes;
-}
-
-inline std::size_t round_up(std::size_t n, std::size_t multiple) {
-    return (n + multiple - 1) / multiple * multiple;
-}
-
-/// Splits n into the fewest pieces of at most `block`, of nearly equal size rounded up to a
-/// multiple of `unit`: K = 400 becomes 2 x 200 rather than 384 + 16 (short slices are slow).
-inline std::size_t even_block(std::size_t n, std::size_t block, std::size_t unit) {
-    const std::size_t pieces = (n + block - 1) / block;
-    return std::min(block, round_up((n + pieces - 1) / pieces, unit));
-}
-
-/// C = beta * C, with beta == 0 writing zeros (the K == 0 or alpha == 0 case).
-template <typename T>
-void gemm_scale(std::size_t M, std::size_t N, T beta, T* C, std::size_t ldc) {
-    for (std::size_t i = 0; i < M; ++i) {
-        T* row = C + i * ldc;
-        if (beta == T(0))
-            std::fill(row, row + N, T(0));
-        else if (beta != T(1))
-            for (std::size_t j = 0; j < N; ++j) row[j] *= beta;
-    }
-}
 
 /// Where gemm_blocked finds the packed (i0, p0) block of A in a whole packed A (see
 /// GemmPackedA): blocks of MC rows one after another, each holding its k-slices in turn.
@@ -296,10 +244,6 @@ void gemm_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N, std:
         }
     }
 }
-
-/// Below this many multiply-adds one thread is faster: starting a parallel region costs a few
-/// microseconds, which is what ~256k multiply-adds take at full speed.
-inline constexpr double gemm_parallel_threshold = 262144.0;
 
 /// Chooses how `threads` threads tile C: a grid of row_parts x (threads / row_parts)
 /// rectangles. Cost model per thread: the multiply-adds of its rectangle (in whole micro-tiles)
@@ -500,20 +444,33 @@ void gemm_facet(GemmIsa isa, Trans transA, Trans transB, std::size_t M, std::siz
     }
 }
 
-/// Checks one operand: non-null when non-empty, leading dimension at least its column count,
-/// and its extent ((rows - 1) * ld + cols elements) representable in size_t.
-/// (Takes "is null" rather than the pointer: passing an uninitialised output buffer as a const
-/// void* would make GCC warn that it may be read.)
-inline void gemm_check_operand(const char* name, bool is_null, std::size_t rows, std::size_t cols,
-                               std::size_t ld, const char* ld_name) {
-    if (rows == 0 || cols == 0) return;
-    check(!is_null, "gemm: ", name, " is a null pointer but has ", rows, " x ", cols, " elements");
-    check(ld >= cols, "gemm: ", ld_name, " = ", ld, " is smaller than the ", cols,
-          " columns of the stored ", name, " (", rows, " x ", cols, ")");
-    checked_add(checked_mul(rows - 1, ld, "gemm: operand extent"), cols, "gemm: operand extent");
+/// gemm() of floats in a bf16 context: the product by gemm_bf16 (operands rounded to bf16, sums
+/// in fp32), then alpha and beta in fp32. The layers' products (alpha 1, beta 0 or 1) need no
+/// pass of their own.
+inline void gemm_in_bf16(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K,
+                         float alpha, const float* A, std::size_t lda, const float* B,
+                         std::size_t ldb, float beta, float* C, std::size_t ldc) {
+    if (alpha == 1.0f && (beta == 0.0f || beta == 1.0f)) {
+        gemm_bf16(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, beta == 1.0f);
+        return;
+    }
+    std::vector<float> product(checked_mul(M, N, "gemm: product size"));
+    gemm_bf16(transA, transB, M, N, K, A, lda, B, ldb, product.data(), N);
+    for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t j = 0; j < N; ++j) {
+            float& c = C[i * ldc + j];
+            c = alpha * product[i * N + j] + (beta == 0.0f ? 0.0f : beta * c);
+        }
 }
 
 }  // namespace detail
+
+/// True when gemm() of T computes in bf16 now: T is float and the current context's precision
+/// is Precision::Bf16. Doubles always compute in fp64.
+template <typename T>
+bool gemm_computes_in_bf16() {
+    return std::is_same_v<T, float> && current_context().precision == Precision::Bf16;
+}
 
 /// Row-major GEMM: C (M x N, row stride ldc) = alpha * op(A) * op(B) + beta * C, where op(A) is
 /// M x K and op(B) is K x N. A is stored M x K (lda >= K) when transA == No, K x M (lda >= M) when
@@ -521,6 +478,9 @@ inline void gemm_check_operand(const char* name, bool is_null, std::size_t rows,
 /// K == 0 or alpha == 0 gives C = beta * C without reading A or B. C must not overlap A or B.
 /// Multithreaded over facet::num_threads() (single-threaded inside a parallel region); the same
 /// inputs give bit-identical results on every call and for every thread count (facet backend).
+/// In a context whose precision is Precision::Bf16, a float product rounds op(A) and op(B) to
+/// bf16 and sums in fp32 (gemm_bf16, kernels/bf16_gemm.hpp), whatever the backend: that is how
+/// the convolutions and dense layers train and infer in bf16.
 /// Throws facet::Error on null pointers, too-small leading dimensions or overflowing sizes.
 template <typename T>
 void gemm(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K, T alpha,
@@ -536,6 +496,12 @@ void gemm(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t 
     detail::gemm_check_operand("A", A == nullptr, ta ? K : M, ta ? M : K, lda, "lda");
     detail::gemm_check_operand("B", B == nullptr, tb ? N : K, tb ? K : N, ldb, "ldb");
 
+    if constexpr (std::is_same_v<T, float>) {
+        if (gemm_computes_in_bf16<T>()) {
+            detail::gemm_in_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            return;
+        }
+    }
     if (gemm_backend() == GemmBackend::Eigen) {
 #if defined(FACET_HAVE_EIGEN)
         detail::gemm_eigen(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -552,8 +518,8 @@ void gemm(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t 
 /// the late fer-cnn-s layers (128 x 1152 weights against 144 output pixels per image) is about
 /// as much data as it packs of B; multiply() skips that, and gives gemm()'s bits.
 /// The packing is for the ISA selected when pack() ran. The source A must stay alive and
-/// unchanged while the packing is used: when the ISA or the backend has changed since,
-/// multiply() computes the plain gemm() with the source.
+/// unchanged while the packing is used: when the ISA, the backend or the precision has changed
+/// since (or the context computes in bf16), multiply() computes the plain gemm() with the source.
 template <typename T>
 class GemmPackedA {
   public:
@@ -563,7 +529,8 @@ class GemmPackedA {
         detail::gemm_check_operand("A", A == nullptr, ta ? K : M, ta ? M : K, lda, "lda");
         trans_ = transA, M_ = M, K_ = K, A_ = A, lda_ = lda, isa_ = gemm_isa();
         panels_.clear();
-        if (M == 0 || K == 0 || gemm_backend() == GemmBackend::Eigen) return;
+        if (M == 0 || K == 0 || gemm_backend() == GemmBackend::Eigen || gemm_computes_in_bf16<T>())
+            return;
         switch (isa_) {
 #if FACET_GEMM_HAVE_X86_KERNELS
             case GemmIsa::Avx512:
@@ -589,8 +556,8 @@ class GemmPackedA {
         // A one-row product with B transposed, or a thin one with long rows, takes one of gemm()'s
         // dot-product paths, not the packed one.
         const bool usable = !panels_.empty() && isa_ == gemm_isa() &&
-                            gemm_backend() == GemmBackend::Facet && alpha != T(0) &&
-                            !(M_ == 1 && transB == Trans::Yes) &&
+                            gemm_backend() == GemmBackend::Facet && !gemm_computes_in_bf16<T>() &&
+                            alpha != T(0) && !(M_ == 1 && transB == Trans::Yes) &&
                             !detail::gemm_takes_dot_rows<T>(isa_, trans_, transB, M_, N, K_);
         if (!usable) {
             gemm(trans_, transB, M_, N, K_, alpha, A_, lda_, B, ldb, beta, C, ldc);

@@ -44,11 +44,14 @@ inline void set_winograd_tile(std::size_t tile) {
     check(tile == 2 || tile == 4, "set_winograd_tile: the output tile is 2 or 4, got ", tile);
     process_context().winograd_tile = tile;
 }
-/// The current context's Winograd output tile (2 or 4).
+/// The current context's Winograd output tile (2 or 4); 2 in a bf16 context, whatever it says:
+/// F(4x4, 3x3)'s transforms add up the rounding errors of bf16 products with coefficients up to
+/// 8, about 16 times those of F(2x2, 3x3) or of im2col (docs/internals/convolution.md).
 inline std::size_t winograd_tile() {
-    const std::size_t tile = current_context().winograd_tile;
-    check(tile == 2 || tile == 4, "winograd_tile: the context's output tile is 2 or 4, got ", tile);
-    return tile;
+    const Context& context = current_context();
+    check(context.winograd_tile == 2 || context.winograd_tile == 4,
+          "winograd_tile: the context's output tile is 2 or 4, got ", context.winograd_tile);
+    return context.precision == Precision::Bf16 ? 2 : context.winograd_tile;
 }
 
 /// Whether Winograd's F(m x m, 3x3) applies to a geometry: a 3x3 kernel, stride 1, no dilation.

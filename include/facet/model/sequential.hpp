@@ -205,6 +205,9 @@ class Sequential {
         if (!context_) context_ = current_context();
         return *context_;
     }
+    /// The context the next call would run with: the model's own, or else the caller's current
+    /// one (unlike context(), this does not make the model keep a copy).
+    const Context& running_context() const { return context_ ? *context_ : current_context(); }
 
     /// Appends a layer built in place from `args`; returns it for further set-up.
     template <typename L, typename... Args>

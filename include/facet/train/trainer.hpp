@@ -177,6 +177,8 @@ class Trainer {
         auto note = [&](const char* key, std::string value) {
             info.metadata.emplace_back(key, std::move(value));
         };
+        // A run computed in bf16 continues in bf16 only: the bits would differ in another.
+        note("precision", precision_name(model_.running_context().precision));
         note("best_val_accuracy", detail::round_trip_digits(state_.best_val_accuracy));
         note("best_epoch", std::to_string(state_.best_epoch));
         note("epochs_without_improvement", std::to_string(state_.epochs_without_improvement));
@@ -195,6 +197,10 @@ class Trainer {
     /// (which must have the same layers), restores the optimiser and the schedule, the position
     /// and the counters. The next fit() then goes on exactly as the uninterrupted run did.
     void resume(Checkpoint<float>& checkpoint) {
+        const std::string trained_in = checkpoint.info.note("precision", "fp32");
+        const char* precision = precision_name(model_.running_context().precision);
+        check(trained_in == precision, "resume: the checkpoint was trained in ", trained_in,
+              ", this run computes in ", precision);
         copy_model_state(checkpoint.model);
         optimizer_.load_state(checkpoint.optimizer);
         schedule_.load_state(checkpoint.schedule);
