@@ -191,6 +191,10 @@ def compare_pytorch(r, a, figures):
            "--rounds", str(a.rounds or 5)]
     if figures:
         cmd += ["--figures"] + figures
+    if "avx512_bf16" in cpu_flags():  # facet's bf16 kernel; elsewhere it would run the reference
+        cmd.append("--bf16")
+    else:
+        print("This CPU has no AVX512-BF16: the bf16 columns are left out.")
     print(r.run(cmd), end="")
 
 

@@ -2,14 +2,16 @@
 """facet vs PyTorch on the same CPU: fer-cnn-s training step, inference and latency, side by side,
 and the six convolutions alone (forward + backward-data + backward-weights, PyTorch's in oneDNN).
 
-Runs facet (`fer bench --throughput`) and PyTorch (this script as a worker, Debian's python3-torch)
-alternately, in separate processes, several rounds each, with the same batch size, thread count and
-random data shapes, and prints the medians and the facet/PyTorch ratios. PyTorch runs with the
-malloc settings under which it is fastest (TORCH_MALLOC below: with glibc's defaults it loses a
-large, varying share of its time to page faults).
+Runs facet (`fer bench --throughput`, in fp32 and, with --bf16, in bf16) and PyTorch (this script
+as a worker, Debian's python3-torch) alternately, in separate processes, several rounds each, with
+the same batch size, thread count and random data shapes, and prints the medians and the ratios.
+PyTorch runs in each of its set-ups: fp32 NCHW, fp32 channels-last and (with --bf16) bf16 autocast
+in channels-last, with the malloc settings under which it is fastest (TORCH_MALLOC below: with
+glibc's defaults it loses a large, varying share of its time to page faults). facet's fp32 is
+compared with the faster PyTorch fp32 set-up, its bf16 with PyTorch's bf16.
 
     /usr/bin/python3 bench/compare_pytorch.py --fer build/release/fer [--rounds 3] [--threads 1 2]
-        [--figures conv_stack_ms ...]
+        [--bf16] [--figures conv_stack_ms ...]
 
 Exits 0 with a message when torch is not installed.
 """
@@ -23,7 +25,12 @@ import sys
 TORCH_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 
 
-def torch_worker(threads, batch, repeats):
+TORCH_SETUPS = {"nchw": "PyTorch fp32 NCHW", "channels_last": "PyTorch fp32 channels-last",
+                "bf16": "PyTorch bf16 autocast, channels-last"}
+
+
+def torch_worker(threads, batch, repeats, setup):
+    import contextlib
     import resource
     import time
 
@@ -46,6 +53,14 @@ def torch_worker(threads, batch, repeats):
     x = torch.randn(batch, 1, 48, 48)
     y = torch.randint(0, 7, (batch,))
     one = torch.randn(1, 1, 48, 48)
+    layout = torch.channels_last if setup in ("channels_last", "bf16") else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    x, one = x.to(memory_format=layout), one.to(memory_format=layout)
+
+    def precision():  # a fresh context each time: autocast's are not reentrant across calls
+        if setup == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def median_time(fn, n, warm):
         times = []
@@ -58,17 +73,23 @@ def torch_worker(threads, batch, repeats):
 
     def train_step():
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with precision():
+            loss = loss_fn(model(x), y)
+        loss.backward()
         opt.step()
+
+    def infer(images):
+        with precision():
+            return model(images)
 
     model.train()
     t_train = median_time(train_step, repeats, 2)
     model.eval()
     with torch.no_grad():
-        t_infer = median_time(lambda: model(x), repeats, 1)
-        t_one = median_time(lambda: model(one), 45, 5)
+        t_infer = median_time(lambda: infer(x), repeats, 1)
+        t_one = median_time(lambda: infer(one), 45, 5)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    t_convs = conv_stack_seconds(batch, repeats)
+    t_convs = conv_stack_seconds(batch, repeats, layout, precision)
     blas = sorted({line.split()[-1] for line in open("/proc/self/maps")
                    if "libblas" in line or "openblas" in line})
     print(json.dumps({"threads": threads, "batch": batch, "train_images_per_second": batch / t_train,
@@ -77,24 +98,25 @@ def torch_worker(threads, batch, repeats):
                       "torch": torch.__version__}))
 
 
-def conv_stack_seconds(batch, repeats):
+def conv_stack_seconds(batch, repeats, layout, precision):
     """Median time of forward + backward-data + backward-weights of fer-cnn-s's six 3x3
     convolutions, each on its own random input, as facet's BM_ConvStack counts them (PyTorch runs
-    these convolutions in oneDNN)."""
+    these convolutions in oneDNN), in the worker's memory layout and precision."""
     import time
     import torch
     import torch.nn.functional as F
     layers = []
     for cin, cout, size in ((1, 32, 48), (32, 32, 48), (32, 64, 24), (64, 64, 24), (64, 128, 12),
                             (128, 128, 12)):
-        x = torch.randn(batch, cin, size, size, requires_grad=True)
-        w = (torch.randn(cout, cin, 3, 3) * (2.0 / (9 * cin)) ** 0.5).requires_grad_()
-        layers.append((x, w, torch.randn(batch, cout, size, size)))
+        x = torch.randn(batch, cin, size, size).to(memory_format=layout).requires_grad_()
+        w = (torch.randn(cout, cin, 3, 3) * (2.0 / (9 * cin)) ** 0.5).to(memory_format=layout)
+        layers.append((x, w.requires_grad_(), torch.randn(batch, cout, size, size)))
 
     def stack():
         for x, w, dy in layers:
-            y = F.conv2d(x, w, padding=1)
-            torch.autograd.grad(y, (x, w), dy)
+            with precision():
+                y = F.conv2d(x, w, padding=1)
+            torch.autograd.grad(y, (x, w), dy.to(y.dtype).to(memory_format=layout))
 
     times = []
     for i in range(repeats + 2):
@@ -117,12 +139,15 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per process")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also facet in bf16 (fer bench --precision bf16) and PyTorch's bf16 autocast")
     ap.add_argument("--figures", nargs="+", help="rows to print (default: all): train_images_per_second, "
                     "inference_images_per_second, latency_ms, peak_rss_mb, conv_stack_ms")
     ap.add_argument("--torch-worker", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--setup", default="nchw", choices=sorted(TORCH_SETUPS), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.torch_worker is not None:
-        return torch_worker(a.torch_worker, a.batch, a.repeats)
+        return torch_worker(a.torch_worker, a.batch, a.repeats, a.setup)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -130,16 +155,23 @@ def main():
         return 0
     keys = ["train_images_per_second", "inference_images_per_second", "latency_ms", "peak_rss_mb",
             "conv_stack_ms"]
+    facet_runs = ["fp32"] + (["bf16"] if a.bf16 else [])
+    torch_runs = ["nchw", "channels_last"] + (["bf16"] if a.bf16 else [])
     results = {}
     for r in range(a.rounds):
         for t in a.threads:
-            f = run_json([a.fer, "bench", "--throughput", "--threads", str(t), "--batch", str(a.batch),
-                          "--repeats", str(a.repeats)])
-            p = run_json([sys.executable, __file__, "--torch-worker", str(t), "--batch", str(a.batch),
-                          "--repeats", str(a.repeats)], env={**os.environ, **TORCH_MALLOC})
-            for name, res in (("facet", f), ("pytorch", p)):
+            common = ["--batch", str(a.batch), "--repeats", str(a.repeats)]
+            got = {}
+            for prec in facet_runs:
+                got["facet " + prec] = run_json([a.fer, "bench", "--throughput", "--threads", str(t),
+                                                 "--precision", prec] + common)
+            for setup in torch_runs:
+                got[setup] = run_json([sys.executable, __file__, "--torch-worker", str(t),
+                                       "--setup", setup] + common, env={**os.environ, **TORCH_MALLOC})
+            for name, res in got.items():
                 for k in keys:
                     results.setdefault((name, t, k), []).append(res[k])
+            p = got["nchw"]
             if r == 0 and t == a.threads[0]:
                 print(f"PyTorch {p['torch']} loaded BLAS: {', '.join(p['blas']) or 'none'}",
                       file=sys.stderr)
@@ -147,20 +179,30 @@ def main():
                     print("WARNING: PyTorch is not using OpenBLAS: its "
                           "dense layers and batch-1 convolutions run on the reference BLAS. "
                           "apt-get install libopenblas0-pthread", file=sys.stderr)
-            print(f"round {r + 1}, {t} thread(s): facet {f['train_images_per_second']:.0f} img/s, "
-                  f"PyTorch {p['train_images_per_second']:.0f} img/s (training)", file=sys.stderr)
+            print(f"round {r + 1}, {t} thread(s), training images/s: " +
+                  ", ".join(f"{name} {res['train_images_per_second']:.0f}" for name, res in got.items()),
+                  file=sys.stderr)
     print(f"fer-cnn-s, batch {a.batch}, median of {a.rounds} alternating rounds\n")
-    print("| figure | threads | facet | PyTorch | facet / PyTorch |")
-    print("|---|---|---|---|---|")
     labels = {"train_images_per_second": "training step, images/s", "inference_images_per_second":
               f"inference (eval), batch {a.batch}, images/s", "latency_ms": "latency, batch 1, ms",
               "peak_rss_mb": "peak resident memory, MB",
               "conv_stack_ms": f"the six convolutions, forward + backward, batch {a.batch}, ms"}
+    higher_is_better = {"train_images_per_second", "inference_images_per_second"}
+    names = ["facet " + p for p in facet_runs] + torch_runs
+    header = ["figure", "threads"] + [n if n.startswith("facet") else TORCH_SETUPS[n] for n in names]
+    header += ["facet fp32 / best PyTorch fp32"] + (["facet bf16 / PyTorch bf16"] if a.bf16 else [])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for k in a.figures or keys:
         for t in a.threads:
-            fv = statistics.median(results[("facet", t, k)])
-            pv = statistics.median(results[("pytorch", t, k)])
-            print(f"| {labels[k]} | {t} | {fv:.1f} | {pv:.1f} | {fv / pv:.2f} |")
+            med = {n: statistics.median(results[(n, t, k)]) for n in names}
+            pick = max if k in higher_is_better else min
+            best32 = pick(med["nchw"], med["channels_last"])
+            cells = [labels[k], str(t)] + [f"{med[n]:.1f}" for n in names]
+            cells.append(f"{med['facet fp32'] / best32:.2f}")
+            if a.bf16:
+                cells.append(f"{med['facet bf16'] / med['bf16']:.2f}")
+            print("| " + " | ".join(cells) + " |")
     return 0
 
 

@@ -905,7 +905,8 @@ TEST_CASE("fer train on the synthetic faces learns: validation accuracy far abov
                          Error);
 }
 
-TEST_CASE("fer train's validation and plateau options: parsed, checked, and reach the set-up") {
+TEST_CASE(
+    "fer train's validation, plateau and precision options: parsed, checked, reach the set-up") {
     auto parse = [](std::vector<std::string> args) {
         args.insert(args.begin(), {"fer", "train"});
         std::vector<char*> argv;
@@ -929,7 +930,11 @@ TEST_CASE("fer train's validation and plateau options: parsed, checked, and reac
     const fer::TrainConfig d = parse({});
     CHECK(d.val_fraction == 0.1);
     CHECK(d.val_seed == 2013);
+    CHECK(d.precision == Precision::Fp32);
+    CHECK(parse({"--precision", "bf16"}).precision == Precision::Bf16);
     for (const std::vector<std::string>& bad : {std::vector<std::string>{"--val-fraction", "1.5"},
+                                                {"--precision", "fp16"},
+                                                {"--precision", "int8"},
                                                 {"--val-fraction", "0"},
                                                 {"--plateau-factor", "1"},
                                                 {"--min-lr", "1"}})
