@@ -3,13 +3,14 @@
 // refused; fer predict --save-faces writes the crops it classified; fer finetune never overwrites
 // its parent, records where the new model came from, keeps a frozen backbone as it was, and
 // raises accuracy on held-out faces of a shifted domain, and with --distill stays closer to its
-// parent on the old faces; fer eval averages an ensemble's
-// probabilities as stated and compares two models class by class.
+// parent on the old faces; --blend writes the stated weight-space blend with the parent; fer eval
+// averages an ensemble's probabilities as stated and compares two models class by class.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -122,6 +123,41 @@ double accuracy(const std::string& model_path, const facet::Dataset& data) {
     std::size_t correct = 0;
     for (std::size_t i = 0; i < data.size(); ++i) correct += ev.predicted[i] == data.labels[i];
     return double(correct) / double(data.size());
+}
+
+/// Every parameter value, then every buffer value, of layers [from, to) of `m`.
+std::vector<float> all_values(facet::Sequential<float>& m, std::size_t from, std::size_t to) {
+    auto layer_of = [](const std::string& name) {
+        return std::stoul(name.substr(0, name.find('.')));
+    };
+    std::vector<float> v;
+    for (const auto& p : m.parameters())
+        if (layer_of(p.name) >= from && layer_of(p.name) < to)
+            v.insert(v.end(), p.value->begin(), p.value->end());
+    for (const auto& named : m.buffers())
+        if (layer_of(named.first) >= from && layer_of(named.first) < to)
+            v.insert(v.end(), named.second->begin(), named.second->end());
+    return v;
+}
+
+/// A scratch folder with a parent trained one epoch on 10 synthetic faces per emotion, and those
+/// faces as a hard camera sees them filed as its corrections.
+struct QuickSetup {
+    fs::path dir;
+    facet::DataSplits data;
+    std::string parent;
+    fer::Corrections corrections;
+};
+
+QuickSetup quick_setup(const std::string& name) {
+    QuickSetup q;
+    q.dir = scratch(name);
+    q.data = synthetic(10, 2);
+    q.parent = (q.dir / "parent.facet").string();
+    train_parent(*q.data.training(), q.parent, 2, 1);
+    write_folder(fer::shift_dataset(*q.data.training(), hard_camera(), 1), q.dir / "corrections");
+    q.corrections = fer::read_corrections(q.dir / "corrections");
+    return q;
 }
 
 fer::FinetuneConfig quick_finetune(const std::string& parent, const std::string& out) {
@@ -313,14 +349,75 @@ TEST_CASE("fer finetune --parent-faces: the held-out corrections repeated to wei
         doctest::Contains("--parent-faces"), facet::Error);
 }
 
+TEST_CASE("fer finetune --blend: the parent's share of the weights written, fixed or chosen") {
+    const QuickSetup q = quick_setup("finetune_blend");
+    const fs::path& dir = q.dir;
+    const std::string& parent = q.parent;
+    const facet::Dataset& train = *q.data.training();
+    const fer::Corrections& corrections = q.corrections;
+    auto values = [](const std::string& path) {
+        facet::Sequential<float> m = facet::load_model_file<float>(path).model;
+        return all_values(m, 0, m.size());
+    };
+    // The same seed fine-tunes the same weights each time; only the blend differs.
+    auto tune = [&](const std::string& path, double blend) {
+        fer::FinetuneConfig c = quick_finetune(parent, path);
+        c.epochs = 2, c.blend = blend;
+        return fer::finetune_on(c, corrections, train);
+    };
+    const std::string plain_path = (dir / "plain.facet").string(),
+                      whole_path = (dir / "parent-again.facet").string(),
+                      half_path = (dir / "half.facet").string(),
+                      chosen_path = (dir / "auto.facet").string();
+    const fer::FinetuneSummary plain = tune(plain_path, 0), whole = tune(whole_path, 1);
+    tune(half_path, 0.5);
+    CHECK(plain.blend == 0);
+    CHECK(whole.blend == 1);
+    const std::vector<float> p = values(parent), t = values(plain_path), w = values(whole_path),
+                             h = values(half_path);
+    REQUIRE(t.size() == p.size());
+    CHECK(t != p);
+    CHECK(w == p);  // share 1: the parent's weights and statistics, exactly
+    std::size_t off = 0;
+    for (std::size_t k = 0; k < h.size(); ++k)
+        off += std::fabs(double(h[k]) - 0.5 * (double(t[k]) + double(p[k]))) >
+               1e-7 * std::fabs(double(h[k])) + 1e-30;
+    CHECK(off == 0);
+    const facet::ModelFile<float> file = facet::load_model_file<float>(half_path);
+    CHECK(file.provenance.note("blend") == "0.5");
+    CHECK(file.provenance.note("parent") == "parent.facet");
+    bool noted = false;
+    for (const auto& [k, v] : file.metadata) noted |= k == "finetune.blend" && v == "0.5";
+    CHECK(noted);
+
+    // auto: one share of the grid, chosen on the faces that chose the epoch, and recorded.
+    const fer::FinetuneSummary chosen = tune(chosen_path, -1);
+    const std::vector<double> grid = fer::detail::blend_grid();
+    CHECK(std::find(grid.begin(), grid.end(), chosen.blend) != grid.end());
+    CHECK(facet::load_model_file<float>(chosen_path).provenance.note("blend") ==
+          fer::detail::share_text(chosen.blend));
+
+    const std::string corrections_dir = (dir / "corrections").string(),
+                      out = (dir / "bad.facet").string();
+    for (const std::vector<std::string>& bad : {std::vector<std::string>{"--blend", "1.5"},
+                                                {"--blend", "-0.5"},
+                                                {"--blend", "x"},
+                                                {"--blend", "auto", "--holdout", "0"}}) {
+        std::vector<std::string> args = {"--model",       parent,  "--corrections",
+                                         corrections_dir, "--out", out};
+        args.insert(args.end(), bad.begin(), bad.end());
+        CHECK_THROWS_WITH_AS(run_cli(fer::finetune_cli(), fer::run_finetune, args),
+                             doctest::Contains("--blend"), facet::Error);
+    }
+    CHECK_FALSE(fs::exists(out));
+}
+
 TEST_CASE("fer finetune: never the parent as output; --freeze-backbone, --freeze-bn") {
-    const fs::path dir = scratch("finetune_safety");
-    const facet::DataSplits data = synthetic(10, 2);
-    const facet::Dataset& train = *data.training();
-    const std::string parent = (dir / "parent.facet").string();
-    train_parent(train, parent, 2, 1);
-    write_folder(fer::shift_dataset(train, hard_camera(), 1), dir / "corrections");
-    const fer::Corrections corrections = fer::read_corrections(dir / "corrections");
+    const QuickSetup q = quick_setup("finetune_safety");
+    const fs::path& dir = q.dir;
+    const std::string& parent = q.parent;
+    const facet::Dataset& train = *q.data.training();
+    const fer::Corrections& corrections = q.corrections;
     const std::string parent_bytes = facet::read_file_contents(parent, 1 << 30);
 
     for (const std::string& out : {parent, (dir / "." / "parent.facet").string()})
@@ -333,21 +430,9 @@ TEST_CASE("fer finetune: never the parent as output; --freeze-backbone, --freeze
     fer::finetune_on(c, corrections, train);
     facet::Sequential<float> before = facet::load_model_file<float>(parent).model;
     facet::Sequential<float> after = facet::load_model_file<float>(c.out).model;
-    REQUIRE(fer::detail::head_start(after) == 9);  // the layers after Flatten
-    auto values = [](facet::Sequential<float>& m, std::size_t from, std::size_t to) {
-        std::vector<float> v;
-        for (const auto& p : m.parameters()) {
-            const std::size_t layer = std::stoul(p.name.substr(0, p.name.find('.')));
-            if (layer >= from && layer < to) v.insert(v.end(), p.value->begin(), p.value->end());
-        }
-        for (const auto& [name, t] : m.buffers()) {
-            const std::size_t layer = std::stoul(name.substr(0, name.find('.')));
-            if (layer >= from && layer < to) v.insert(v.end(), t->begin(), t->end());
-        }
-        return v;
-    };
-    CHECK(values(before, 0, 9) == values(after, 0, 9));    // weights and BN statistics
-    CHECK(values(before, 9, 13) != values(after, 9, 13));  // the classifier learned
+    REQUIRE(fer::detail::head_start(after) == 9);                  // the layers after Flatten
+    CHECK(all_values(before, 0, 9) == all_values(after, 0, 9));    // weights and BN statistics
+    CHECK(all_values(before, 9, 13) != all_values(after, 9, 13));  // the classifier learned
 
     // --freeze-bn: every batch norm keeps the parent's running statistics; everything learns.
     fer::FinetuneConfig bn = quick_finetune(parent, (dir / "frozen-bn.facet").string());
@@ -361,7 +446,7 @@ TEST_CASE("fer finetune: never the parent as output; --freeze-backbone, --freeze
     };
     REQUIRE(!statistics(before).empty());
     CHECK(statistics(tuned.model) == statistics(before));
-    CHECK(values(tuned.model, 0, 13) != values(before, 0, 13));
+    CHECK(all_values(tuned.model, 0, 13) != all_values(before, 0, 13));
 }
 
 TEST_CASE("fer finetune --distill keeps the answers on old faces closer to the parent's") {

@@ -20,6 +20,7 @@
 #include "facet/layers/flatten.hpp"
 #include "facet/layers/maxpool2d.hpp"
 #include "facet/loss/softmax_cross_entropy.hpp"
+#include "facet/model/interpolate.hpp"
 #include "facet/model/sequential.hpp"
 #include "facet/optim/adam.hpp"
 #include "facet/optim/sgd.hpp"
@@ -762,4 +763,111 @@ TEST_CASE("a subclass that changes forward and turns its capability off is not f
                          Error);
     ChannelAffine<float> none;
     CHECK_THROWS_WITH_AS(r.forward_affine(x, y, &none), doctest::Contains("cannot apply"), Error);
+}
+
+namespace {
+
+/// Every parameter and buffer value of `m`, in order.
+template <typename T>
+std::vector<T> all_values(Sequential<T>& m) {
+    std::vector<T> v;
+    for (const auto& p : m.parameters()) v.insert(v.end(), p.value->begin(), p.value->end());
+    for (const auto& [name, t] : m.buffers()) v.insert(v.end(), t->begin(), t->end());
+    return v;
+}
+
+/// Gives every buffer (batch norms' running statistics) values of its own, positive.
+template <typename T>
+void scramble_buffers(Sequential<T>& m, std::uint64_t seed) {
+    Rng rng(seed);
+    for (auto& [name, t] : m.buffers())
+        for (T& x : *t) x = static_cast<T>(0.2 + rng.uniform());
+}
+
+}  // namespace
+
+TEST_CASE("interpolate_weights: each parameter and buffer is (1 - t) a + t b; 0 and 1 copy") {
+    Sequential<float> a = small_cnn<float>(8, 3, 1), b = small_cnn<float>(8, 3, 7),
+                      out = small_cnn<float>(8, 3, 13);
+    scramble_buffers(a, 2);
+    scramble_buffers(b, 3);
+    const std::vector<float> va = all_values(a), vb = all_values(b);
+    REQUIRE(va.size() == vb.size());
+    REQUIRE(va != vb);
+    for (const double t : {0.0, 0.3, 0.75, 1.0}) {
+        CAPTURE(t);
+        interpolate_weights(out, a, b, t);
+        const std::vector<float> v = all_values(out);
+        REQUIRE(v.size() == va.size());
+        if (t == 0) CHECK(v == va);
+        if (t == 1) CHECK(v == vb);
+        std::size_t off = 0;
+        for (std::size_t k = 0; k < v.size(); ++k) {
+            const long double want = (1 - (long double)t) * va[k] + (long double)t * vb[k];
+            off += std::fabs((long double)v[k] - want) > 1.2e-7L * std::fabs(want) + 1e-30L;
+        }
+        CHECK(off == 0);
+    }
+    // In place: a becomes the blend.
+    Sequential<float> c = small_cnn<float>(8, 3, 1);
+    scramble_buffers(c, 2);
+    interpolate_weights(out, a, b, 0.4);
+    interpolate_weights(c, c, b, 0.4);
+    CHECK(all_values(c) == all_values(out));
+}
+
+TEST_CASE("interpolate_weights: a dense model's logits blend linearly; residual blocks blend") {
+    // One affine layer: y = W x + b is linear in (W, b), so the blend's output is the blend of
+    // the outputs (the independent reference).
+    auto dense = [](std::uint64_t seed) {
+        Sequential<double> m(Shape{1, 4, 4});
+        m.add<Flatten<double>>();
+        m.add<Dense<double>>(16, 5, true, seed);
+        return m;
+    };
+    Sequential<double> a = dense(1), b = dense(2), mix = dense(3);
+    for (auto& p : b.parameters())  // a bias far from a's zeros
+        for (double& x : *p.value) x += 0.5;
+    Rng rng(4);
+    Tensor<double> x(Shape{3, 1, 4, 4});
+    for (double& v : x) v = rng.normal(0, 1);
+    Tensor<double> ya = a.forward(x), yb = b.forward(x);
+    interpolate_weights(mix, a, b, 0.35);
+    const Tensor<double> y = mix.forward(x);
+    double worst = 0;
+    for (std::size_t k = 0; k < y.size(); ++k)
+        worst =
+            std::max(worst, std::fabs(y.data()[k] - (0.65 * ya.data()[k] + 0.35 * yb.data()[k])));
+    CHECK(worst < 1e-12);
+
+    // Residual blocks (Graph layers): their parameters and batch-norm statistics blend too.
+    Sequential<float> ra = fer::build_resnet(4, 1, 1), rb = fer::build_resnet(4, 1, 9),
+                      rm = fer::build_resnet(4, 1, 17);
+    scramble_buffers(ra, 5);
+    scramble_buffers(rb, 6);
+    REQUIRE(rm.buffers().size() > 2);
+    interpolate_weights(rm, ra, rb, 0.5);
+    const std::vector<float> va = all_values(ra), vb = all_values(rb), vm = all_values(rm);
+    std::size_t off = 0;
+    for (std::size_t k = 0; k < vm.size(); ++k)
+        off += std::fabs(double(vm[k]) - 0.5 * (double(va[k]) + double(vb[k]))) >
+               1e-7 * std::fabs(double(vm[k])) + 1e-30;
+    CHECK(off == 0);
+}
+
+TEST_CASE("interpolate_weights refuses other architectures and shares outside [0, 1]") {
+    Sequential<float> a = small_cnn<float>(8, 3, 1), out = small_cnn<float>(8, 3, 2);
+    const std::vector<float> before = all_values(out);
+    Sequential<float> wider = small_cnn<float>(8, 3, 3, false, 6);
+    CHECK_THROWS_WITH_AS(interpolate_weights(out, a, wider, 0.5), doctest::Contains("shapes"),
+                         Error);
+    Sequential<float> more_classes = small_cnn<float>(8, 4, 3);
+    CHECK_THROWS_WITH_AS(interpolate_weights(out, a, more_classes, 0.5),
+                         doctest::Contains("5.weight"), Error);
+    Sequential<float> with_dropout = small_cnn<float>(8, 3, 3, true);
+    CHECK_THROWS_WITH_AS(interpolate_weights(out, a, with_dropout, 0.5),
+                         doctest::Contains("layers"), Error);
+    for (const double t : {-0.1, 1.5, std::nan("")})
+        CHECK_THROWS_WITH_AS(interpolate_weights(out, a, a, t), doctest::Contains("[0, 1]"), Error);
+    CHECK(all_values(out) == before);  // nothing written by a refused call
 }

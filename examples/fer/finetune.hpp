@@ -4,7 +4,7 @@
 // learning rate for a few epochs (facet::Trainer); a rehearsal face's target is the parent's own
 // probabilities for it (--distill, facet::Distillation). Part of the corrections is held out:
 // with faces of the parent's own validation split (never trained on; --parent-faces), they
-// choose the epoch kept.
+// choose the epoch kept; --blend can then mix the parent's weights back in (model/interpolate.hpp).
 // The test split chooses nothing. The parent file is never written; OUT is written atomically and
 // records the parent (file name and fingerprint) and the corrections (fingerprint and count).
 #pragma once
@@ -16,6 +16,7 @@
 
 #include <facet/core/crc32.hpp>
 #include <facet/data/split.hpp>
+#include <facet/model/interpolate.hpp>
 #include <facet/model/serialize.hpp>
 #include <facet/optim/adam.hpp>
 #include <facet/optim/schedule.hpp>
@@ -54,6 +55,10 @@ struct FinetuneConfig {
     bool augment = true;
     bool freeze_backbone = false;
     bool freeze_bn = false;  ///< batch norms normalise by the parent's running statistics
+    /// The parent's share of the weights kept (facet::interpolate_weights): the model written is
+    /// (1 - blend) x the fine-tuned weights + blend x the parent's. Negative: "auto", the share of
+    /// blend_grid() that does best on the faces that chose the epoch.
+    double blend = 0;
     std::uint64_t seed = 1;
     int threads = 0;
     std::string command_line = "fer finetune";
@@ -101,6 +106,12 @@ inline Cli finetune_cli() {
                 "1024")
         .option("batch", "N", "mini-batch size", "64")
         .option("label-smoothing", "X", "label smoothing of the loss", "0.1")
+        .option("blend", "S|auto",
+                "weight-space blend with the parent: the model written is (1 - S) x the "
+                "fine-tuned weights + S x the parent's, which gives back part of what was "
+                "forgotten for part of what was gained; auto: the S of 0, 0.1, ..., 0.8 that does "
+                "best on the faces that chose the epoch (needs --holdout > 0)",
+                "0")
         .flag("no-augment", "turn data augmentation off")
         .flag("freeze-backbone",
               "train only the classifier: the layers after the last Flatten or global pooling "
@@ -143,6 +154,15 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     facet::check(parent_faces >= 0, "finetune: --parent-faces must not be negative");
     c.parent_faces = static_cast<std::size_t>(parent_faces);
     facet::check(c.holdout >= 0 && c.holdout < 1, "finetune: --holdout must be in [0, 1)");
+    if (cli.str("blend") == "auto") {
+        c.blend = -1;
+        facet::check(c.holdout > 0,
+                     "finetune: --blend auto chooses on held-out corrections; "
+                     "give --holdout > 0 or a share");
+    } else {
+        c.blend = cli.number("blend");
+        facet::check(c.blend >= 0 && c.blend <= 1, "finetune: --blend must be in [0, 1] or auto");
+    }
     c.label_smoothing = cli.number("label-smoothing");
     c.augment = !cli.has("no-augment");
     c.freeze_backbone = cli.has("freeze-backbone");
@@ -168,6 +188,7 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
 /// What a fine-tuning run measured on the data that chose the epoch (never the test split).
 struct FinetuneSummary {
     std::size_t corrections = 0, held_out = 0, trained_on = 0, rehearsal = 0, epoch = 0;
+    double blend = 0;                            ///< the parent's share of the weights written
     double parent_heldout = NAN, heldout = NAN;  ///< accuracy on the held-out corrections
     double parent_val = NAN, val = NAN;          ///< on the parent's validation faces used
     std::size_t parent_faces = 0;  ///< the parent's validation faces that chose the epoch
@@ -252,7 +273,58 @@ inline std::string percent(double v) {
     return buf;
 }
 
+/// The parent's shares --blend auto tries.
+inline std::vector<double> blend_grid() {
+    return {0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
+}
+
+/// A share as people write it: 0.2, not 0.20000000000000001.
+inline std::string share_text(double share) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", share);
+    return buf;
+}
+
 }  // namespace detail
+
+/// Rewrites c.out, the fine-tuned model as chosen, as its weight-space blend with the parent
+/// (facet::interpolate_weights) at the share c.blend, or with c.blend < 0 at the share of
+/// detail::blend_grid() with the best accuracy on `choosing` (the faces that chose the epoch;
+/// ties go to the lower loss). Returns the share written.
+template <typename Notes, typename Provenance>
+double blend_with_parent(const FinetuneConfig& c, const facet::Dataset& choosing,
+                         const Notes& notes, const Provenance& provenance,
+                         const FinetuneSummary& summary) {
+    TrainedModel fine = load_trained(c.out), blended = load_trained(c.out);
+    TrainedModel parent = load_trained(c.parent);
+    const std::vector<double> shares =
+        c.blend < 0 ? detail::blend_grid() : std::vector<double>{c.blend};
+    double best_share = 0;
+    facet::ValidationResult best;
+    for (const double share : shares) {
+        facet::interpolate_weights(blended.model, fine.model, parent.model, share);
+        facet::DatasetBatches batches(choosing, blended.norm, 256);
+        const facet::ValidationResult r = facet::evaluate_batches(blended.model, batches);
+        if (shares.size() > 1)
+            std::cout << "parent's share " << detail::share_text(share) << ": "
+                      << detail::percent(r.accuracy) << " of the " << choosing.size()
+                      << " faces that choose, loss " << r.loss << "\n";
+        if (best.samples == 0 || r.accuracy > best.accuracy ||
+            (r.accuracy == best.accuracy && r.loss < best.loss))
+            best = r, best_share = share;
+    }
+    facet::interpolate_weights(blended.model, fine.model, parent.model, best_share);
+    const std::string written = detail::share_text(best_share);
+    facet::ModelMetadata metadata = notes(best.accuracy, summary.epoch);
+    metadata.emplace_back("finetune.blend", written);
+    facet::SaveOptions options;
+    options.provenance = provenance(best.accuracy, best.loss, summary.epoch);
+    options.provenance.notes.emplace_back("blend", written);
+    facet::save(blended.model, c.out, metadata, options);
+    std::cout << "wrote the blend of " << written << " x the parent's weights and "
+              << detail::share_text(1 - best_share) << " x the fine-tuned ones\n";
+    return best_share;
+}
 
 /// Fine-tunes c.parent on `corrections` with rehearsal faces from `training` (the original
 /// training split, whole: the parent's validation hold-out is taken out of it again here).
@@ -441,6 +513,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     } else {
         summary.epoch = s.best_epoch;
     }
+    if (c.blend != 0) summary.blend = blend_with_parent(c, validation, notes, provenance, summary);
     TrainedModel tuned = load_trained(c.out);
     summary.heldout = detail::accuracy_on(tuned.model, heldout_corrections, tuned.norm);
     summary.val = detail::accuracy_on(tuned.model, val_original, tuned.norm);

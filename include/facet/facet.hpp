@@ -61,6 +61,7 @@
 #include "facet/model/fold_batchnorm.hpp"
 #include "facet/model/gradient_check.hpp"
 #include "facet/model/graph.hpp"
+#include "facet/model/interpolate.hpp"
 #include "facet/model/provenance.hpp"
 #include "facet/model/quantize.hpp"
 #include "facet/model/residual_block.hpp"
