@@ -9,8 +9,8 @@
 #    and the test split are only evaluated, never used to choose anything.
 # 2. For K = 50, 200, 1000: K shifted faces of the training split (one seeded random order, so
 #    the smaller sets are part of the larger ones) become a corrections folder, and fer finetune
-#    adapts PARENT to them with its defaults (20 % of the corrections held out to choose the
-#    epoch, 3 rehearsal faces of the training split per correction).
+#    adapts PARENT to them with its defaults (3 rehearsal faces of the training split per
+#    correction, the mean of the weights of epochs 4 to 8, 20 % of the corrections held out).
 # 3. Each model is compared with the parent (fer eval --compare) on the shifted test faces and
 #    on the test split; the table is printed in Markdown.
 #

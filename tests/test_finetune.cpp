@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -66,8 +67,10 @@ facet::Sequential<float> small_cnn(std::uint64_t seed) {
 }
 
 /// Trains small_cnn on `train` for a few epochs and saves it with the notes fer models carry.
+/// `on_trainer` may add callbacks to the trainer before it runs.
 void train_parent(const facet::Dataset& train, const std::string& path, std::uint64_t seed,
-                  std::size_t epochs = 6) {
+                  std::size_t epochs = 6,
+                  const std::function<void(facet::Trainer&)>& on_trainer = {}) {
     facet::set_num_threads(2);
     facet::Sequential<float> model = small_cnn(seed);
     const facet::Normalization norm = facet::Normalization::of(train);
@@ -83,6 +86,7 @@ void train_parent(const facet::Dataset& train, const std::string& path, std::uin
     facet::TrainerOptions to;
     to.epochs = epochs, to.seed = seed, to.handle_signals = false;
     facet::Trainer trainer(model, optimizer, schedule, to);
+    if (on_trainer) on_trainer(trainer);
     trainer.fit(batches, val);
     facet::save(model, path,
                 {{"program", "fer"},
@@ -410,6 +414,52 @@ TEST_CASE("fer finetune --blend: the parent's share of the weights written, fixe
                              doctest::Contains("--blend"), facet::Error);
     }
     CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("fer finetune --average-from: the mean of the weights at the ends of the epochs") {
+    // The callback alone: the running mean against the mean of what each epoch ended with. (The
+    // trainer owns its callbacks and is gone after train_parent: what they see is kept outside.)
+    struct Recorder : facet::Callback {
+        explicit Recorder(std::vector<std::vector<float>>& seen) : seen_(seen) {}
+        void on_epoch_end(facet::Trainer& t, const facet::EpochReport&) override {
+            seen_.push_back(all_values(t.model(), 0, t.model().size()));
+        }
+        std::vector<std::vector<float>>& seen_;
+    };
+    const fs::path dir = scratch("finetune_average");
+    const facet::DataSplits data = synthetic(6, 1);
+    facet::Sequential<float> average = small_cnn(99);
+    std::vector<std::vector<float>> seen;
+    train_parent(*data.training(), (dir / "run.facet").string(), 4, 4, [&](facet::Trainer& t) {
+        t.add<Recorder>(seen);
+        t.add<fer::detail::WeightAverage>(average, 2);
+    });
+    REQUIRE(seen.size() == 4);
+    const std::vector<float> got = all_values(average, 0, average.size());
+    REQUIRE(got.size() == seen[0].size());
+    std::size_t off = 0;
+    for (std::size_t k = 0; k < got.size(); ++k) {
+        const double want = (double(seen[1][k]) + double(seen[2][k]) + double(seen[3][k])) / 3;
+        off += std::fabs(double(got[k]) - want) > 1e-6 * std::fabs(want) + 1e-7;
+    }
+    CHECK(off == 0);
+    CHECK(seen[3] != got);  // not simply the last epoch's
+
+    // In fer finetune: the average is what is written, and the file says so.
+    const QuickSetup q = quick_setup("finetune_average_cli");
+    fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / "average.facet").string());
+    c.epochs = 3, c.average_from = 2;
+    const fer::FinetuneSummary s = fer::finetune_on(c, q.corrections, *q.data.training());
+    CHECK(s.epoch == 3);
+    bool noted = false;
+    for (const auto& kv : facet::load_model_file<float>(c.out).metadata)
+        noted |= kv.first == "finetune.average_from" && kv.second == "2";
+    CHECK(noted);
+    CHECK_THROWS_WITH_AS(
+        run_cli(fer::finetune_cli(), fer::run_finetune,
+                {"--model", q.parent, "--corrections", (q.dir / "corrections").string(), "--out",
+                 (q.dir / "bad.facet").string(), "--average-from", "-1"}),
+        doctest::Contains("--average-from"), facet::Error);
 }
 
 TEST_CASE("fer finetune: never the parent as output; --freeze-backbone, --freeze-bn") {

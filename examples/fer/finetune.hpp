@@ -2,9 +2,11 @@
 // to its users' faces. It trains on the corrections (fer/corrections.hpp) mixed with rehearsal
 // faces drawn from the original training data, so that it does not forget FER-2013, with a small
 // learning rate for a few epochs (facet::Trainer); a rehearsal face's target is the parent's own
-// probabilities for it (--distill, facet::Distillation). Part of the corrections is held out:
-// with faces of the parent's own validation split (never trained on; --parent-faces), they
-// choose the epoch kept; --blend can then mix the parent's weights back in (model/interpolate.hpp).
+// probabilities for it (--distill, facet::Distillation). The model written is the average of the
+// weights at the ends of the later epochs (--average-from), or with --average-from 0 the epoch
+// chosen by the held-out part of the corrections and faces of the parent's own validation split
+// (never trained on; --parent-faces); --blend can then mix the parent's weights back in
+// (model/interpolate.hpp).
 // The test split chooses nothing. The parent file is never written; OUT is written atomically and
 // records the parent (file name and fingerprint) and the corrections (fingerprint and count).
 #pragma once
@@ -59,6 +61,9 @@ struct FinetuneConfig {
     /// (1 - blend) x the fine-tuned weights + blend x the parent's. Negative: "auto", the share of
     /// blend_grid() that does best on the faces that chose the epoch.
     double blend = 0;
+    /// From this epoch on (1-based), the weights at each epoch's end are averaged, and the
+    /// average is written instead of the best epoch (0: off; more than the epochs: off).
+    std::size_t average_from = 4;
     std::uint64_t seed = 1;
     int threads = 0;
     std::string command_line = "fer finetune";
@@ -112,6 +117,11 @@ inline Cli finetune_cli() {
                 "forgotten for part of what was gained; auto: the S of 0, 0.1, ..., 0.8 that does "
                 "best on the faces that chose the epoch (needs --holdout > 0)",
                 "0")
+        .option("average-from", "E",
+                "write the average of the weights at the ends of epochs E, E+1, ..., the last "
+                "(batch-norm statistics too) instead of the best epoch; the held-out corrections "
+                "then only report (0, or more than --epochs: off)",
+                "4")
         .flag("no-augment", "turn data augmentation off")
         .flag("freeze-backbone",
               "train only the classifier: the layers after the last Flatten or global pooling "
@@ -163,6 +173,9 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
         c.blend = cli.number("blend");
         facet::check(c.blend >= 0 && c.blend <= 1, "finetune: --blend must be in [0, 1] or auto");
     }
+    const long long average_from = cli.integer("average-from");
+    facet::check(average_from >= 0, "finetune: --average-from must not be negative");
+    c.average_from = static_cast<std::size_t>(average_from);
     c.label_smoothing = cli.number("label-smoothing");
     c.augment = !cli.has("no-augment");
     c.freeze_backbone = cli.has("freeze-backbone");
@@ -224,6 +237,25 @@ class EvalLayers : public facet::Callback {
 
   private:
     std::vector<std::size_t> layers_;
+};
+
+/// Keeps the running mean of the model's weights and buffers at the ends of epochs `from`, from +
+/// 1,
+/// ...: after n of them, average = (1 - 1/n) average + (1/n) weights.
+class WeightAverage : public facet::Callback {
+  public:
+    WeightAverage(facet::Sequential<float>& average, std::size_t from)
+        : average_(average), from_(from) {}
+    void on_epoch_end(facet::Trainer& t, const facet::EpochReport& r) override {
+        if (r.epoch < from_) return;
+        ++count_;
+        facet::interpolate_weights(average_, average_, t.model(), 1.0 / double(count_));
+    }
+    std::size_t count() const { return count_; }
+
+  private:
+    facet::Sequential<float>& average_;
+    std::size_t from_, count_ = 0;
 };
 
 /// How many times the h held-out corrections are repeated among the faces that choose the epoch,
@@ -500,6 +532,12 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
             [&](const facet::EpochReport& r) {
                 return provenance(r.val_accuracy, r.val_loss, r.epoch);
             });
+    std::optional<TrainedModel> average;  // the running mean of the weights, --average-from
+    detail::WeightAverage* averaging = nullptr;
+    if (c.average_from > 0) {
+        average.emplace(load_trained(c.parent));
+        averaging = &trainer.add<detail::WeightAverage>(average->model, c.average_from);
+    }
     const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
     facet::check(s.reason != facet::StopReason::Interrupted, "finetune: interrupted",
                  heldout_corrections.empty() || s.best_epoch == 0
@@ -512,6 +550,20 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
         summary.epoch = s.completed_epochs;
     } else {
         summary.epoch = s.best_epoch;
+    }
+    if (averaging && averaging->count() > 0) {
+        const facet::ValidationResult r = [&] {
+            facet::DatasetBatches batches(validation, parent.norm, 256);
+            return facet::evaluate_batches(average->model, batches);
+        }();
+        facet::SaveOptions options;
+        options.provenance = provenance(r.accuracy, r.loss, s.completed_epochs);
+        facet::ModelMetadata m = notes(r.accuracy, s.completed_epochs);
+        m.emplace_back("finetune.average_from", std::to_string(c.average_from));
+        facet::save(average->model, c.out, m, options);
+        summary.epoch = s.completed_epochs;
+        std::cout << "wrote the average of the weights of epochs " << c.average_from << " to "
+                  << s.completed_epochs << "\n";
     }
     if (c.blend != 0) summary.blend = blend_with_parent(c, validation, notes, provenance, summary);
     TrainedModel tuned = load_trained(c.out);
