@@ -239,9 +239,8 @@ class EvalLayers : public facet::Callback {
     std::vector<std::size_t> layers_;
 };
 
-/// Keeps the running mean of the model's weights and buffers at the ends of epochs `from`, from +
-/// 1,
-/// ...: after n of them, average = (1 - 1/n) average + (1/n) weights.
+/// Keeps the running mean of the model's weights and buffers at the ends of epochs `from`,
+/// from + 1, ...: after n of them, average = (1 - 1/n) average + (1/n) weights.
 class WeightAverage : public facet::Callback {
   public:
     WeightAverage(facet::Sequential<float>& average, std::size_t from)
@@ -251,7 +250,6 @@ class WeightAverage : public facet::Callback {
         ++count_;
         facet::interpolate_weights(average_, average_, t.model(), 1.0 / double(count_));
     }
-    std::size_t count() const { return count_; }
 
   private:
     facet::Sequential<float>& average_;
@@ -319,14 +317,14 @@ inline std::string share_text(double share) {
 
 }  // namespace detail
 
-/// Rewrites c.out, the fine-tuned model as chosen, as its weight-space blend with the parent
+/// Rewrites c.out, the fine-tuned model, as its weight-space blend with the parent
 /// (facet::interpolate_weights) at the share c.blend, or with c.blend < 0 at the share of
-/// detail::blend_grid() with the best accuracy on `choosing` (the faces that chose the epoch;
-/// ties go to the lower loss). Returns the share written.
-template <typename Notes, typename Provenance>
+/// detail::blend_grid() with the best accuracy on `choosing` (the held-out corrections and the
+/// parent's faces; ties go to the lower loss), through write(model, accuracy, loss, key, value).
+/// Returns the share written.
+template <typename Write>
 double blend_with_parent(const FinetuneConfig& c, const facet::Dataset& choosing,
-                         const Notes& notes, const Provenance& provenance,
-                         const FinetuneSummary& summary) {
+                         const Write& write) {
     TrainedModel fine = load_trained(c.out), blended = load_trained(c.out);
     TrainedModel parent = load_trained(c.parent);
     const std::vector<double> shares =
@@ -347,12 +345,7 @@ double blend_with_parent(const FinetuneConfig& c, const facet::Dataset& choosing
     }
     facet::interpolate_weights(blended.model, fine.model, parent.model, best_share);
     const std::string written = detail::share_text(best_share);
-    facet::ModelMetadata metadata = notes(best.accuracy, summary.epoch);
-    metadata.emplace_back("finetune.blend", written);
-    facet::SaveOptions options;
-    options.provenance = provenance(best.accuracy, best.loss, summary.epoch);
-    options.provenance.notes.emplace_back("blend", written);
-    facet::save(blended.model, c.out, metadata, options);
+    write(blended.model, best.accuracy, best.loss, "blend", written);
     std::cout << "wrote the blend of " << written << " x the parent's weights and "
               << detail::share_text(1 - best_share) << " x the fine-tuned ones\n";
     return best_share;
@@ -526,24 +519,43 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
                    {"rehearsal_data", c.data.describe()}};
         return p;
     };
-    if (!heldout_corrections.empty())
+    // The model written: the mean of the later epochs' weights, else the epoch the held-out faces
+    // choose, else the last epoch.
+    const bool averaging = c.average_from > 0 && c.average_from <= c.epochs;
+    const bool choose_epoch = !averaging && !heldout_corrections.empty();
+    if (choose_epoch)
         trainer.add<facet::BestModel>(
             c.out, [&](const facet::EpochReport& r) { return notes(r.val_accuracy, r.epoch); },
             [&](const facet::EpochReport& r) {
                 return provenance(r.val_accuracy, r.val_loss, r.epoch);
             });
     std::optional<TrainedModel> average;  // the running mean of the weights, --average-from
-    detail::WeightAverage* averaging = nullptr;
-    if (c.average_from > 0) {
+    if (averaging) {
         average.emplace(load_trained(c.parent));
-        averaging = &trainer.add<detail::WeightAverage>(average->model, c.average_from);
+        trainer.add<detail::WeightAverage>(average->model, c.average_from);
     }
     const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
     facet::check(s.reason != facet::StopReason::Interrupted, "finetune: interrupted",
-                 heldout_corrections.empty() || s.best_epoch == 0
-                     ? "; nothing was written"
-                     : "; " + c.out + " holds the best epoch so far");
-    if (heldout_corrections.empty()) {
+                 choose_epoch && s.best_epoch > 0 ? "; " + c.out + " holds the best epoch so far"
+                                                  : "; nothing was written");
+    // Writes `m` as OUT with the notes and provenance above, and key = value in both.
+    auto write = [&](facet::Sequential<float>& m, double val_acc, double val_loss,
+                     const std::string& key, const std::string& value) {
+        facet::ModelMetadata metadata = notes(val_acc, summary.epoch);
+        metadata.emplace_back("finetune." + key, value);
+        facet::SaveOptions options;
+        options.provenance = provenance(val_acc, val_loss, summary.epoch);
+        options.provenance.notes.emplace_back(key, value);
+        facet::save(m, c.out, metadata, options);
+    };
+    if (averaging) {
+        summary.epoch = s.completed_epochs;
+        facet::DatasetBatches batches(validation, parent.norm, 256);
+        const facet::ValidationResult r = facet::evaluate_batches(average->model, batches);
+        write(average->model, r.accuracy, r.loss, "average_from", std::to_string(c.average_from));
+        std::cout << "wrote the mean of the weights of epochs " << c.average_from << " to "
+                  << s.completed_epochs << "\n";
+    } else if (heldout_corrections.empty()) {
         facet::SaveOptions options;
         options.provenance = provenance(s.best_val_accuracy, NAN, s.completed_epochs);
         facet::save(model, c.out, notes(NAN, s.completed_epochs), options);
@@ -551,26 +563,13 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     } else {
         summary.epoch = s.best_epoch;
     }
-    if (averaging && averaging->count() > 0) {
-        const facet::ValidationResult r = [&] {
-            facet::DatasetBatches batches(validation, parent.norm, 256);
-            return facet::evaluate_batches(average->model, batches);
-        }();
-        facet::SaveOptions options;
-        options.provenance = provenance(r.accuracy, r.loss, s.completed_epochs);
-        facet::ModelMetadata m = notes(r.accuracy, s.completed_epochs);
-        m.emplace_back("finetune.average_from", std::to_string(c.average_from));
-        facet::save(average->model, c.out, m, options);
-        summary.epoch = s.completed_epochs;
-        std::cout << "wrote the average of the weights of epochs " << c.average_from << " to "
-                  << s.completed_epochs << "\n";
-    }
-    if (c.blend != 0) summary.blend = blend_with_parent(c, validation, notes, provenance, summary);
+    if (c.blend != 0) summary.blend = blend_with_parent(c, validation, write);
     TrainedModel tuned = load_trained(c.out);
     summary.heldout = detail::accuracy_on(tuned.model, heldout_corrections, tuned.norm);
     summary.val = detail::accuracy_on(tuned.model, val_original, tuned.norm);
-    std::cout << "kept epoch " << summary.epoch << " of " << c.epochs << " — model: " << c.out
-              << "\n";
+    if (!averaging)
+        std::cout << "kept epoch " << summary.epoch << " of " << c.epochs << " — model: " << c.out
+                  << "\n";
     if (!heldout_corrections.empty())
         std::cout << "held-out corrections (" << heldout_corrections.size()
                   << "): " << detail::percent(summary.parent_heldout) << " -> "

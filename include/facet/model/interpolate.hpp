@@ -1,12 +1,12 @@
 // facet/model/interpolate.hpp — interpolate_weights(): the weight-space blend of two models of one
 // architecture, out = (1 - t) * a + t * b for every parameter and buffer.
 //
-// Its use is fine-tuning without forgetting (weight-space ensembling, "WiSE-FT": Wortsman et al.,
-// "Robust fine-tuning of zero-shot models", 2022): a model fine-tuned from a parent stays in the
-// parent's basin, so the straight line between the two keeps most of what the fine-tuning gained
-// on the new data while giving back much of what it lost on the old. Batch norms' running means
-// and variances are blended like the weights: a blend of two variances is still a variance (not
-// that of the blended network's activations, which is why the share is chosen by measuring).
+// Two uses in fer finetune: the running mean of the weights over epochs (interpolate_weights(avg,
+// avg, model, 1/n)), and the blend of a fine-tuned model with its parent (weight-space ensembling,
+// "WiSE-FT": Wortsman et al., "Robust fine-tuning of zero-shot models", 2022), which works because
+// a model fine-tuned from a parent stays in the parent's basin. Batch norms' running means and
+// variances are blended like the weights: a blend of two variances is still a variance, though
+// not that of the blended network's activations, so a blend's worth has to be measured.
 #pragma once
 
 #include <cstddef>
