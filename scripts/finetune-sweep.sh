@@ -10,7 +10,9 @@
 #
 # Environment: FER (default build/release/fer), DATA (default data/fer2013), K (corrections,
 # default 500), THREADS (default 0: all cores), SETTINGS (one setting per line, as fer finetune
-# options; the default list is below).
+# options; the default list is below), CONTROL=1 (the corrections are the training faces
+# unchanged, not camera 2's: what fine-tuning costs the old faces when there is nothing new to
+# learn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 parent="${1:?usage: scripts/finetune-sweep.sh PARENT.facet [OUT_DIR]}"
@@ -32,7 +34,10 @@ settings="${SETTINGS:-
 mkdir -p "$out"
 
 rm -rf "$out/corrections" "$out/domain-val"
-"$fer" shift --data "$data" --split train --count "$k" --camera-seed 2 --out "$out/corrections"
+control=()
+[[ "${CONTROL:-0}" == 1 ]] && control=(--no-camera)
+"$fer" shift --data "$data" --split train --count "$k" --camera-seed 2 "${control[@]}" \
+  --out "$out/corrections"
 "$fer" shift --data "$data" --split train --count 2000 --skip "$k" --camera-seed 2 \
   --out "$out/domain-val"
 

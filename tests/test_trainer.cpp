@@ -4,7 +4,8 @@
 // uninterrupted run; early stopping and reduce-on-plateau act on the validation accuracy and
 // survive a resume; non-finite steps stop the run or are skipped and counted; the stratified
 // split is stratified, seeded, disjoint from training and never takes test images; distillation
-// takes its share of the targets from a teacher; Mixup and CutMix blend images and targets in
+// takes its share of the targets from a teacher; a weight anchor pulls the weights back towards
+// their reference; Mixup and CutMix blend images and targets in
 // one proportion; and `fer train` on the synthetic faces learns.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
@@ -301,6 +302,88 @@ TEST_CASE("distillation: the teacher's share of the targets, per sample") {
             Distillation(std::vector<Sequential<float>*>{}, [](std::size_t) { return 1.0; }),
             doctest::Contains("no teacher"), Error);
     }
+}
+
+TEST_CASE("a weight anchor pulls the weights towards their reference by lr x strength per step") {
+    auto linear = [] {
+        Sequential<float> m(Shape{1, side, side});
+        m.add<Flatten<float>>();
+        m.add<Dense<float>>(side * side, classes, true, 5);
+        return m;
+    };
+    auto weights = [](Sequential<float>& m) {
+        std::vector<float> v;
+        for (const auto& p : m.parameters()) v.insert(v.end(), p.value->begin(), p.value->end());
+        return v;
+    };
+    Sequential<float> reference = linear();
+    const std::vector<float> start = weights(reference);
+    auto farthest = [&](const std::vector<float>& w) {  // the largest |w - start|
+        double d = 0;
+        for (std::size_t i = 0; i < w.size(); ++i)
+            d = std::max(d, double(std::fabs(w[i] - start[i])));
+        return d;
+    };
+    // Trains a copy of `linear` with SGD at `lr` and the anchor at `strength`; `check_step` sees
+    // the weights after the optimiser's step and after the anchor's pull, for every step.
+    auto train =
+        [&](double lr, double strength,
+            std::function<void(const std::vector<float>&, const std::vector<float>&, double)>
+                check_step) {
+            Sequential<float> model = linear();
+            SGD<float> optimizer(model.parameters(), SgdOptions{.learning_rate = lr});
+            ConstantSchedule schedule(lr);
+            Trainer trainer(model, optimizer, schedule, {.epochs = 2, .handle_signals = false});
+            std::vector<float> stepped;
+            OnStep& before = trainer.add<OnStep>();
+            before.after = [&](Trainer&, const StepReport&) { stepped = weights(model); };
+            const WeightAnchor& anchor = trainer.add<WeightAnchor>(model.parameters(), strength);
+            CHECK(anchor.strength() == strength);
+            OnStep& after = trainer.add<OnStep>();
+            after.after = [&](Trainer&, const StepReport& r) {
+                if (check_step) check_step(stepped, weights(model), r.learning_rate);
+            };
+            ToyBatches batches(4, 8, 4);
+            ConstantAccuracy val;
+            trainer.fit(batches, val);
+            return weights(model);
+        };
+    // Every step: w <- w - lr * strength * (w - start), element by element.
+    std::size_t checked = 0;
+    const std::vector<float> anchored = train(
+        0.1, 2.0,
+        [&](const std::vector<float>& stepped, const std::vector<float>& pulled, double lr) {
+            REQUIRE(pulled.size() == start.size());
+            const auto k = static_cast<float>(lr * 2.0);
+            double worst = 0;  // against the same expression (it may be fused or not)
+            for (std::size_t i = 0; i < start.size(); ++i)
+                worst = std::max(
+                    worst,
+                    double(std::fabs(pulled[i] - (stepped[i] - k * (stepped[i] - start[i])))));
+            CHECK(worst <= 1e-7);
+            CHECK(pulled != stepped);
+            ++checked;
+        });
+    CHECK(checked == 8);
+    // Strength 0 changes nothing; a pull of lr x strength = 1 puts the weights back every step.
+    const std::vector<float> free = train(0.1, 0.0, nullptr);
+    CHECK(farthest(free) > 1e-2);
+    CHECK(farthest(train(0.1, 10.0, nullptr)) <= 1e-6);
+    // The anchored run ends nearer the reference than the free one.
+    auto distance = [&](const std::vector<float>& w) {
+        double d = 0;
+        for (std::size_t i = 0; i < w.size(); ++i) d += (w[i] - start[i]) * (w[i] - start[i]);
+        return d;
+    };
+    CHECK(distance(anchored) < 0.5 * distance(free));
+    // Bad strengths, and a rate that would pull past the reference, are refused by name.
+    Sequential<float> model = linear();
+    CHECK_THROWS_WITH_AS(WeightAnchor(model.parameters(), -1), doctest::Contains("strength"),
+                         Error);
+    CHECK_THROWS_WITH_AS(WeightAnchor(model.parameters(), std::nan("")),
+                         doctest::Contains("strength"), Error);
+    CHECK_THROWS_WITH_AS(train(0.1, 20.0, nullptr), doctest::Contains("past their reference"),
+                         Error);
 }
 
 TEST_CASE("Beta draws have the mean and variance of Beta(a, a)") {

@@ -188,7 +188,10 @@ inline Cli shift_cli() {
         .option("camera-seed", "N", "which camera", "1")
         .option("count", "N", "how many faces, taken in a seeded random order (0: all)", "0")
         .option("skip", "N", "leave out the first N faces of that order (disjoint sets)", "0")
-        .option("order-seed", "N", "seed of the random order", "7");
+        .option("order-seed", "N", "seed of the random order", "7")
+        .flag("no-camera",
+              "write the faces as they are, unchanged: the control of a fine-tuning experiment, "
+              "which then measures what further training alone costs the old faces");
     return cli;
 }
 
@@ -210,20 +213,26 @@ inline int run_shift(const Cli& cli) {
         count == 0 ? order.size() : std::min(order.size(), first + static_cast<std::size_t>(count));
     const auto seed = static_cast<std::uint64_t>(cli.integer("camera-seed"));
     const CameraProfile camera = CameraProfile::from_seed(seed);
+    const bool unchanged = cli.has("no-camera");
     const fs::path out = cli.str("out");
     std::vector<std::uint8_t> face(split.image_size());
     for (std::size_t k = first; k < last; ++k) {
         const std::size_t i = order[k];
         // Keyed by the split and index, so a face is shifted the same way whatever --count.
-        shift_face(camera, seed, (split_name == "train" ? 0x10000000ull : 0) + i, split.image(i),
-                   face.data(), split.width);
+        if (unchanged)
+            std::copy_n(split.image(i), face.size(), face.data());
+        else
+            shift_face(camera, seed, (split_name == "train" ? 0x10000000ull : 0) + i,
+                       split.image(i), face.data(), split.width);
         const fs::path dir = out / split.class_names[static_cast<std::size_t>(split.labels[i])];
         fs::create_directories(dir);
         facet::write_png(dir / (split_name + "_" + std::to_string(i) + ".png"), face.data(),
                          split.width, split.height);
     }
     std::cout << "wrote " << last - first << " faces of '" << split.split << "' to " << out.string()
-              << " (camera " << seed << ": " << camera.describe() << ")\n";
+              << (unchanged
+                      ? " (unchanged)\n"
+                      : " (camera " + std::to_string(seed) + ": " + camera.describe() + ")\n");
     return 0;
 }
 

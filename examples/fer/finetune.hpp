@@ -26,6 +26,7 @@
 #include <facet/train/distillation.hpp>
 #include <facet/train/progress.hpp>
 #include <facet/train/trainer.hpp>
+#include <facet/train/weight_anchor.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -43,6 +44,9 @@ struct FinetuneConfig {
     std::size_t epochs = 8;
     double lr = 6e-4;  ///< AdamW, cosine decay to lr / 20, no warm-up
     double weight_decay = 0.02;
+    /// Pull towards the parent's weights after each step (facet::WeightAnchor): w <- w - lr x
+    /// anchor x (w - w_parent); 0: off.
+    double anchor = 0;
     double rehearsal = 3;  ///< rehearsal faces per correction in each epoch
     /// The parent's share of a rehearsal face's target (knowledge distillation; 0: labels only).
     double distill = 1;
@@ -89,6 +93,10 @@ inline Cli finetune_cli() {
         .option("epochs", "N", "epochs", "8")
         .option("lr", "X", "AdamW learning rate, cosine decay to lr/20", "0.0006")
         .option("weight-decay", "X", "decoupled weight decay", "0.02")
+        .option("anchor", "X",
+                "pull the trained weights towards the parent's after every step, by lr x X of "
+                "their distance (L2-SP; 0: off)",
+                "0")
         .option("rehearsal", "X",
                 "rehearsal faces from the training data per correction in each epoch (the mix "
                 "ratio; 0: corrections only)",
@@ -154,6 +162,9 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.lr = cli.number("lr");
     facet::check(c.lr > 0 && std::isfinite(c.lr), "finetune: --lr must be a positive number");
     c.weight_decay = cli.number("weight-decay");
+    c.anchor = cli.number("anchor");
+    facet::check(std::isfinite(c.anchor) && c.anchor >= 0 && c.anchor * c.lr <= 1,
+                 "finetune: --anchor must be >= 0 and at most 1 / --lr");
     c.rehearsal = cli.number("rehearsal");
     facet::check(c.rehearsal >= 0 && c.rehearsal <= 100,
                  "finetune: --rehearsal must be in [0, 100]");
@@ -462,6 +473,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
         if (i < head || (c.freeze_bn && model.layer(i).type().rfind("BatchNorm", 0) == 0))
             eval_layers.push_back(i);
     if (!eval_layers.empty()) trainer.add<detail::EvalLayers>(std::move(eval_layers));
+    if (c.anchor > 0) trainer.add<facet::WeightAnchor>(trained, c.anchor);
     std::optional<TrainedModel> teacher;  // the parent as it was, never trained
     if (c.distill > 0) {
         teacher.emplace(load_trained(c.parent));
@@ -480,6 +492,9 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
               << (c.distill > 0 ? ", the parent's share of rehearsal targets " +
                                       facet::detail::round_trip_digits(c.distill)
                                 : "")
+              << (c.anchor > 0 ? ", anchored to the parent's weights with strength " +
+                                     facet::detail::round_trip_digits(c.anchor)
+                               : "")
               << "\n";
 
     // The parent's notes, less what described its own training epoch and test figures.
