@@ -416,6 +416,38 @@ TEST_CASE("fer finetune --blend: the parent's share of the weights written, fixe
     CHECK_FALSE(fs::exists(out));
 }
 
+TEST_CASE("fer finetune --anchor: the weights stay nearer the parent's; bad strengths refused") {
+    const QuickSetup q = quick_setup("finetune_anchor");
+    auto parameters_of = [](const std::string& file) {
+        fer::TrainedModel m = fer::load_trained(file);
+        std::vector<float> v;
+        for (const auto& p : m.model.parameters())
+            v.insert(v.end(), p.value->begin(), p.value->end());
+        return v;
+    };
+    const std::vector<float> parent = parameters_of(q.parent);
+    auto distance_to_parent = [&](double anchor, const std::string& name) {
+        fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / name).string());
+        c.anchor = anchor;
+        fer::finetune_on(c, q.corrections, *q.data.training());
+        const std::vector<float> w = parameters_of(c.out);
+        REQUIRE(w.size() == parent.size());
+        double d = 0;
+        for (std::size_t i = 0; i < w.size(); ++i) d += (w[i] - parent[i]) * (w[i] - parent[i]);
+        return std::sqrt(d);
+    };
+    const double free = distance_to_parent(0, "free.facet");
+    const double anchored = distance_to_parent(500, "anchored.facet");  // lr x 500 = 0.5 at most
+    CHECK(free > 0);
+    CHECK(anchored < 0.5 * free);
+    for (const char* bad : {"-1", "nan", "2000"})  // 2000 x the default rate 6e-4 > 1
+        CHECK_THROWS_WITH_AS(
+            run_cli(fer::finetune_cli(), fer::run_finetune,
+                    {"--model", q.parent, "--corrections", (q.dir / "corrections").string(),
+                     "--out", (q.dir / "bad.facet").string(), "--anchor", bad}),
+            doctest::Contains("--anchor"), facet::Error);
+}
+
 TEST_CASE("fer finetune --average-from: the mean of the weights at the ends of the epochs") {
     // The callback alone: the running mean against the mean of what each epoch ended with. (The
     // trainer owns its callbacks and is gone after train_parent: what they see is kept outside.)
