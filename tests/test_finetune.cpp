@@ -448,6 +448,43 @@ TEST_CASE("fer finetune --anchor: the weights stay nearer the parent's; bad stre
             doctest::Contains("--anchor"), facet::Error);
 }
 
+TEST_CASE("fer finetune --reestimate-bn: the averaged weights kept, their statistics recomputed") {
+    const QuickSetup q = quick_setup("finetune_reestimate_bn");
+    auto tune = [&](const std::string& how) {
+        fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / (how + ".facet")).string());
+        c.epochs = 3, c.average_from = 2, c.reestimate_bn = how;
+        fer::finetune_on(c, q.corrections, *q.data.training());
+        return fer::load_trained(c.out);
+    };
+    auto split = [](fer::TrainedModel& m) {  // (parameters, buffers)
+        std::vector<float> p, b;
+        for (const auto& x : m.model.parameters())
+            p.insert(p.end(), x.value->begin(), x.value->end());
+        for (const auto& x : m.model.buffers())
+            b.insert(b.end(), x.second->begin(), x.second->end());
+        return std::make_pair(p, b);
+    };
+    fer::TrainedModel none = tune("none"), mix = tune("mix"), rehearsal = tune("rehearsal");
+    const auto [p_none, b_none] = split(none);
+    const auto [p_mix, b_mix] = split(mix);
+    const auto [p_rehearsal, b_rehearsal] = split(rehearsal);
+    CHECK(p_mix == p_none);  // the same training: only the statistics differ
+    CHECK(p_rehearsal == p_none);
+    CHECK(b_mix != b_none);
+    CHECK(b_rehearsal != b_mix);
+    for (const std::vector<std::string>& bad :
+         {std::vector<std::string>{"--reestimate-bn", "all"},
+          std::vector<std::string>{"--reestimate-bn", "mix", "--average-from", "0"}}) {
+        std::vector<std::string> args = {"--model",       q.parent,
+                                         "--corrections", (q.dir / "corrections").string(),
+                                         "--out",         (q.dir / "bad.facet").string()};
+        args.insert(args.end(), bad.begin(), bad.end());
+        CHECK_THROWS_WITH_AS(run_cli(fer::finetune_cli(), fer::run_finetune, args),
+                             doctest::Contains("--reestimate-bn"), facet::Error);
+    }
+    CHECK(!fs::exists(q.dir / "bad.facet"));
+}
+
 TEST_CASE("fer finetune --average-from: the mean of the weights at the ends of the epochs") {
     // The callback alone: the running mean against the mean of what each epoch ended with. (The
     // trainer owns its callbacks and is gone after train_parent: what they see is kept outside.)

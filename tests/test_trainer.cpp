@@ -5,8 +5,8 @@
 // survive a resume; non-finite steps stop the run or are skipped and counted; the stratified
 // split is stratified, seeded, disjoint from training and never takes test images; distillation
 // takes its share of the targets from a teacher; a weight anchor pulls the weights back towards
-// their reference; Mixup and CutMix blend images and targets in
-// one proportion; and `fer train` on the synthetic faces learns.
+// their reference; re-estimated batch-norm statistics are the means of the batches'; Mixup and
+// CutMix blend images and targets in one proportion; and `fer train` on the synthetic faces learns.
 #define FACET_IMPLEMENT_STB
 #include <facet/data/image.hpp>
 
@@ -384,6 +384,87 @@ TEST_CASE("a weight anchor pulls the weights towards their reference by lr x str
                          doctest::Contains("strength"), Error);
     CHECK_THROWS_WITH_AS(train(0.1, 20.0, nullptr), doctest::Contains("past their reference"),
                          Error);
+}
+
+TEST_CASE("re-estimated running statistics are the plain means of the batches' statistics") {
+    // Three batches of (N, 2, 3, 3) images whose channels have different means and spreads.
+    struct Fixed : BatchSource {
+        std::vector<Tensor<float>> images;
+        std::size_t next_ = 0;
+        std::size_t batches_per_epoch() const override { return images.size(); }
+        void start_epoch(std::size_t, std::size_t first) override { next_ = first; }
+        bool next(Batch& b) override {
+            if (next_ >= images.size()) return false;
+            b = Batch{};
+            b.images = images[next_++];
+            b.labels.assign(b.images.dim(0), 0);
+            return true;
+        }
+    } source;
+    Rng rng(21);
+    for (std::size_t n : {4, 5, 2}) {
+        Tensor<float> x(Shape{n, 2, 3, 3});
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            const std::size_t channel = (i / 9) % 2;
+            x[i] = static_cast<float>(rng.normal(channel ? -1.0 : 2.0, channel ? 0.5 : 3.0) +
+                                      0.3 * static_cast<double>(source.images.size()));
+        }
+        source.images.push_back(x);
+    }
+    // The expected values, in long double: per channel, the mean over batches of each batch's
+    // mean and of its unbiased variance.
+    long double want_mean[2] = {0, 0}, want_var[2] = {0, 0};
+    for (const Tensor<float>& x : source.images)
+        for (std::size_t c = 0; c < 2; ++c) {
+            long double sum = 0, sum_sq = 0;
+            std::size_t m = 0;
+            for (std::size_t n = 0; n < x.dim(0); ++n)
+                for (std::size_t k = 0; k < 9; ++k, ++m) {
+                    const long double v = x[(n * 2 + c) * 9 + k];
+                    sum += v, sum_sq += v * v;
+                }
+            const long double mean = sum / m;
+            want_mean[c] += mean / 3;
+            want_var[c] += (sum_sq / m - mean * mean) * m / (m - 1) / 3;
+        }
+
+    Sequential<float> model(Shape{2, 3, 3});
+    BatchNorm2d<float>& bn = model.add<BatchNorm2d<float>>(2, 1e-5, 0.1);
+    model.add<Flatten<float>>();
+    model.add<Dense<float>>(18, classes, true, 5);
+    const std::string described = bn.describe();
+    CHECK(reestimate_running_statistics(model, source) == 1);
+    for (std::size_t c = 0; c < 2; ++c) {
+        CHECK(bn.running_mean()[c] == doctest::Approx(double(want_mean[c])).epsilon(1e-5));
+        CHECK(bn.running_var()[c] == doctest::Approx(double(want_var[c])).epsilon(1e-5));
+    }
+    CHECK(bn.describe() == described);  // the momentum is back
+    CHECK(model.mode() == Mode::Eval);
+    // The same data again: the same statistics (nothing carried over from the first pass).
+    const float mean0 = bn.running_mean()[0];
+    reestimate_running_statistics(model, source);
+    CHECK(bn.running_mean()[0] == doctest::Approx(mean0).epsilon(1e-6));
+
+    // Batch norms inside graphs are found: a residual block with a projection holds three.
+    Sequential<float> residual(Shape{2, 3, 3});
+    residual.add<BatchNorm2d<float>>(2);
+    residual.add(std::make_unique<Graph<float>>(
+        residual_block<float>(residual.output_shape(), 4, 1, 3, true)));
+    CHECK(reestimate_running_statistics(residual, source) == 4);
+    bool moved = false;  // the block's batch norms too (they start at mean 0)
+    for (const auto& [name, tensor] : residual.buffers())
+        if (name.rfind("1.", 0) == 0 && name.find("running_mean") != std::string::npos)
+            for (float v : *tensor) moved = moved || v != 0;
+    CHECK(moved);
+
+    // No batch norm: no pass, nothing changed. No batch: an error, the momenta restored.
+    Sequential<float> plain(Shape{2, 3, 3});
+    plain.add<Flatten<float>>();
+    CHECK(reestimate_running_statistics(plain, source) == 0);
+    source.images.clear();
+    CHECK_THROWS_WITH_AS(reestimate_running_statistics(model, source),
+                         doctest::Contains("no batch"), Error);
+    CHECK(bn.describe() == described);
 }
 
 TEST_CASE("Beta draws have the mean and variance of Beta(a, a)") {

@@ -25,6 +25,7 @@
 #include <facet/train/best_model.hpp>
 #include <facet/train/distillation.hpp>
 #include <facet/train/progress.hpp>
+#include <facet/train/running_statistics.hpp>
 #include <facet/train/trainer.hpp>
 #include <facet/train/weight_anchor.hpp>
 
@@ -68,6 +69,10 @@ struct FinetuneConfig {
     /// From this epoch on (1-based), the weights at each epoch's end are averaged, and the
     /// average is written instead of the best epoch (0: off; more than the epochs: off).
     std::size_t average_from = 4;
+    /// With averaging: the batch-norm statistics of the averaged weights computed afresh from one
+    /// pass over "mix" (the training faces: corrections and rehearsal) or "rehearsal" (the
+    /// original data's faces alone); "none" keeps the average of the epochs' statistics.
+    std::string reestimate_bn = "none";
     std::uint64_t seed = 1;
     int threads = 0;
     std::string command_line = "fer finetune";
@@ -130,6 +135,11 @@ inline Cli finetune_cli() {
                 "(batch-norm statistics too) instead of the best epoch; the held-out corrections "
                 "then only report (0, or more than --epochs: off)",
                 "4")
+        .option("reestimate-bn", "none|mix|rehearsal",
+                "with --average-from: compute the averaged model's batch-norm statistics afresh "
+                "from one pass over the training faces (mix: corrections and rehearsal) or the "
+                "rehearsal faces alone, instead of averaging the epochs' statistics",
+                "none")
         .flag("no-augment", "turn data augmentation off")
         .flag("freeze-backbone",
               "train only the classifier: the layers after the last Flatten or global pooling "
@@ -187,6 +197,13 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     const long long average_from = cli.integer("average-from");
     facet::check(average_from >= 0, "finetune: --average-from must not be negative");
     c.average_from = static_cast<std::size_t>(average_from);
+    c.reestimate_bn = cli.str("reestimate-bn");
+    facet::check(
+        c.reestimate_bn == "none" || c.reestimate_bn == "mix" || c.reestimate_bn == "rehearsal",
+        "finetune: --reestimate-bn must be none, mix or rehearsal, got '", c.reestimate_bn, "'");
+    facet::check(c.reestimate_bn == "none" || (c.average_from > 0 && c.average_from <= c.epochs),
+                 "finetune: --reestimate-bn ", c.reestimate_bn,
+                 " re-estimates the averaged model's statistics: it needs --average-from");
     c.label_smoothing = cli.number("label-smoothing");
     c.augment = !cli.has("no-augment");
     c.freeze_backbone = cli.has("freeze-backbone");
@@ -460,6 +477,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     facet::AdamW<float> optimizer(trained, ao);
     facet::BatchOptions bo;
     bo.batch_size = c.batch, bo.shuffle = true, bo.augment = c.augment, bo.seed = c.seed;
+    bo.drop_last = mix.size() % c.batch == 1;  // a batch of one face cannot be batch-normalised
     facet::BatchLoader loader(mix, parent.norm, bo);
     facet::LoaderBatches train_batches(loader);
     facet::DatasetBatches val_batches(validation, parent.norm, 256);
@@ -565,6 +583,21 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     };
     if (averaging) {
         summary.epoch = s.completed_epochs;
+        if (c.reestimate_bn != "none") {
+            const facet::Dataset& source = c.reestimate_bn == "mix" ? mix : rehearsal;
+            facet::check(source.size() >= c.batch, "finetune: --reestimate-bn ", c.reestimate_bn,
+                         " needs at least a batch (", c.batch, ") of those faces, there are ",
+                         source.size());
+            facet::BatchOptions again = bo;  // shuffled and augmented as in training
+            again.drop_last = true;
+            facet::BatchLoader loader_again(source, parent.norm, again);
+            facet::LoaderBatches batches(loader_again);
+            const std::size_t n = facet::reestimate_running_statistics(
+                average->model, batches, c.epochs, facet::detail::mix_seed(c.seed, 14));
+            std::cout << "re-estimated " << n << " batch norms' statistics on the "
+                      << (c.reestimate_bn == "mix" ? "training faces" : "rehearsal faces") << " ("
+                      << loader_again.batches_per_epoch() << " batches)\n";
+        }
         facet::DatasetBatches batches(validation, parent.norm, 256);
         const facet::ValidationResult r = facet::evaluate_batches(average->model, batches);
         write(average->model, r.accuracy, r.loss, "average_from", std::to_string(c.average_from));

@@ -92,6 +92,7 @@
 #include "facet/train/early_stopping.hpp"
 #include "facet/train/mixup.hpp"
 #include "facet/train/progress.hpp"
+#include "facet/train/running_statistics.hpp"
 #include "facet/train/signals.hpp"
 #include "facet/train/trainer.hpp"
 #include "facet/train/validation.hpp"

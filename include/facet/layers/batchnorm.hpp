@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -242,6 +243,11 @@ class BatchNorm : public Layer<T> {
     }
     Tensor<T>& gamma() { return gamma_; }
     Tensor<T>& beta() { return beta_; }
+    void visit_statistics_momentum(const std::function<void(double&)>& visit) override {
+        visit(momentum_);
+        check(momentum_ >= 0 && momentum_ <= 1, type_name(), ": momentum must lie in [0, 1], got ",
+              momentum_);
+    }
     Tensor<T>& running_mean() { return running_mean_; }
     Tensor<T>& running_var() { return running_var_; }
 

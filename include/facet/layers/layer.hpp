@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -160,6 +161,12 @@ class Layer {
     /// layer before it where that is exact (see fold_batchnorm) and returns how many it folded.
     /// Needs Mode::Eval. Other layers hold none: 0.
     virtual std::size_t fold_batch_norms() { return 0; }
+
+    /// For a layer that keeps running statistics of its inputs in training (batch norm): calls
+    /// `visit` with the share each training batch takes in them (its momentum), which `visit` may
+    /// change; train/running_statistics.hpp re-estimates them this way. A layer that holds other
+    /// layers (Graph) visits theirs; other layers keep no statistics and never call it.
+    virtual void visit_statistics_momentum(const std::function<void(double&)>& /*visit*/) {}
 
     virtual void set_mode(Mode m) { mode_ = m; }
     Mode mode() const { return mode_; }

@@ -521,6 +521,10 @@ class Graph : public Layer<T> {
         this->mode_ = m;
         for (std::size_t i = 1; i < nodes_.size(); ++i) nodes_[i].layer->set_mode(m);
     }
+    void visit_statistics_momentum(const std::function<void(double&)>& visit) override {
+        for (std::size_t i = 1; i < nodes_.size(); ++i)
+            nodes_[i].layer->visit_statistics_momentum(visit);
+    }
     /// Restarts every node's random stream: node i gets seed + i, so no two draw the same masks.
     void reseed(std::uint64_t seed) override {
         for (std::size_t i = 1; i < nodes_.size(); ++i) nodes_[i].layer->reseed(seed + i);
