@@ -485,6 +485,20 @@ TEST_CASE("fer finetune --reestimate-bn: the averaged weights kept, their statis
     CHECK(!fs::exists(q.dir / "bad.facet"));
 }
 
+TEST_CASE("fer finetune: an epoch whose last batch would hold one face still trains") {
+    // Batch norm cannot train on one face; such a last batch is dropped instead of failing.
+    const QuickSetup q = quick_setup("finetune_batch_of_one");
+    fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / "probe.facet").string());
+    c.epochs = 1, c.min_epoch = 1;  // corrections once: the epoch is trained_on + rehearsal faces
+    const fer::FinetuneSummary probe = fer::finetune_on(c, q.corrections, *q.data.training());
+    const std::size_t faces = probe.trained_on + probe.rehearsal;
+    REQUIRE(faces > 3);
+    c.out = (q.dir / "one_left.facet").string();
+    c.batch = faces - 1;  // faces = 1 x batch + 1
+    CHECK_NOTHROW(fer::finetune_on(c, q.corrections, *q.data.training()));
+    CHECK(fs::exists(c.out));
+}
+
 TEST_CASE("fer finetune --average-from: the mean of the weights at the ends of the epochs") {
     // The callback alone: the running mean against the mean of what each epoch ended with. (The
     // trainer owns its callbacks and is gone after train_parent: what they see is kept outside.)
