@@ -165,6 +165,21 @@ class Recorder : public Callback {
     std::vector<std::string>& events_;
 };
 
+/// A model without batch norm or dropout (flatten, dense), whose weights are drawn from seed 5.
+Sequential<float> linear_model() {
+    Sequential<float> m(Shape{1, side, side});
+    m.add<Flatten<float>>();
+    m.add<Dense<float>>(side * side, classes, true, 5);
+    return m;
+}
+
+/// Every parameter value of `m`, in order.
+std::vector<float> weights_of(Sequential<float>& m) {
+    std::vector<float> v;
+    for (const auto& p : m.parameters()) v.insert(v.end(), p.value->begin(), p.value->end());
+    return v;
+}
+
 /// Calls `f` on each batch before its step (to poison chosen ones) and each step's report.
 struct OnStep : Callback {
     std::function<void(Trainer&, Batch&)> before;
@@ -212,21 +227,10 @@ TEST_CASE("the trainer calls every hook in order, callbacks in the order they we
 TEST_CASE("distillation: the teacher's share of the targets, per sample") {
     // A model without batch norm or dropout, so that training and inference mode compute the
     // same logits: the student starts as a copy of the teacher.
-    auto linear = [] {
-        Sequential<float> m(Shape{1, side, side});
-        m.add<Flatten<float>>();
-        m.add<Dense<float>>(side * side, classes, true, 5);
-        return m;
-    };
-    auto weights = [](Sequential<float>& m) {
-        std::vector<float> v;
-        for (const auto& p : m.parameters()) v.insert(v.end(), p.value->begin(), p.value->end());
-        return v;
-    };
-    Sequential<float> teacher = linear();
-    const std::vector<float> start = weights(teacher);
+    Sequential<float> teacher = linear_model();
+    const std::vector<float> start = weights_of(teacher);
     auto train = [&](std::function<double(std::size_t)> share, std::size_t& distilled) {
-        Sequential<float> student = linear();
+        Sequential<float> student = linear_model();
         AdamW<float> optimizer(student.parameters(),
                                AdamOptions{.learning_rate = 0.01, .weight_decay = 0});
         ConstantSchedule schedule(0.01);
@@ -236,14 +240,14 @@ TEST_CASE("distillation: the teacher's share of the targets, per sample") {
         ConstantAccuracy val;
         trainer.fit(batches, val);
         distilled = d.distilled_batches();
-        return weights(student);
+        return weights_of(student);
     };
     std::size_t distilled = 0;
     // All of every target from a teacher that predicts what the student does: the gradient is
     // p - t = 0 exactly, so the weights do not move at all.
     CHECK(train([](std::size_t) { return 1.0; }, distilled) == start);
     CHECK(distilled == 6);
-    CHECK(weights(teacher) == start);  // the teacher is never trained
+    CHECK(weights_of(teacher) == start);  // the teacher is never trained
     // Labels alone (every share 0): the student learns, and the teacher never runs.
     CHECK(train([](std::size_t) { return 0.0; }, distilled) != start);
     CHECK(distilled == 0);
@@ -253,7 +257,7 @@ TEST_CASE("distillation: the teacher's share of the targets, per sample") {
 
     // An ensemble of two copies of the student is the student: the weights stay.
     {
-        Sequential<float> student = linear(), copy = linear();
+        Sequential<float> student = linear_model(), copy = linear_model();
         AdamW<float> optimizer(student.parameters(),
                                AdamOptions{.learning_rate = 0.01, .weight_decay = 0});
         ConstantSchedule schedule(0.01);
@@ -263,14 +267,14 @@ TEST_CASE("distillation: the teacher's share of the targets, per sample") {
         ToyBatches batches(3, 8, 4);
         ConstantAccuracy val;
         trainer.fit(batches, val);
-        CHECK(weights(student) == start);
+        CHECK(weights_of(student) == start);
     }
     // Two different teachers: the target is the mean of their probabilities.
     {
         Sequential<float> other(Shape{1, side, side});
         other.add<Flatten<float>>();
         other.add<Dense<float>>(side * side, classes, true, 77);
-        Sequential<float> student = linear();
+        Sequential<float> student = linear_model();
         SGD<float> optimizer(student.parameters(), SgdOptions{.learning_rate = 0.01});
         ConstantSchedule schedule(0.01);
         Trainer trainer(student, optimizer, schedule, {.epochs = 1, .handle_signals = false});
@@ -305,48 +309,37 @@ TEST_CASE("distillation: the teacher's share of the targets, per sample") {
 }
 
 TEST_CASE("a weight anchor pulls the weights towards their reference by lr x strength per step") {
-    auto linear = [] {
-        Sequential<float> m(Shape{1, side, side});
-        m.add<Flatten<float>>();
-        m.add<Dense<float>>(side * side, classes, true, 5);
-        return m;
-    };
-    auto weights = [](Sequential<float>& m) {
-        std::vector<float> v;
-        for (const auto& p : m.parameters()) v.insert(v.end(), p.value->begin(), p.value->end());
-        return v;
-    };
-    Sequential<float> reference = linear();
-    const std::vector<float> start = weights(reference);
+    Sequential<float> reference = linear_model();
+    const std::vector<float> start = weights_of(reference);
     auto farthest = [&](const std::vector<float>& w) {  // the largest |w - start|
         double d = 0;
         for (std::size_t i = 0; i < w.size(); ++i)
             d = std::max(d, double(std::fabs(w[i] - start[i])));
         return d;
     };
-    // Trains a copy of `linear` with SGD at `lr` and the anchor at `strength`; `check_step` sees
-    // the weights after the optimiser's step and after the anchor's pull, for every step.
+    // Trains a fresh `linear_model()` with SGD at `lr` and the anchor at `strength`; `check_step`
+    // sees the weights after the optimiser's step and after the anchor's pull, for every step.
     auto train =
         [&](double lr, double strength,
             std::function<void(const std::vector<float>&, const std::vector<float>&, double)>
                 check_step) {
-            Sequential<float> model = linear();
+            Sequential<float> model = linear_model();
             SGD<float> optimizer(model.parameters(), SgdOptions{.learning_rate = lr});
             ConstantSchedule schedule(lr);
             Trainer trainer(model, optimizer, schedule, {.epochs = 2, .handle_signals = false});
             std::vector<float> stepped;
             OnStep& before = trainer.add<OnStep>();
-            before.after = [&](Trainer&, const StepReport&) { stepped = weights(model); };
+            before.after = [&](Trainer&, const StepReport&) { stepped = weights_of(model); };
             const WeightAnchor& anchor = trainer.add<WeightAnchor>(model.parameters(), strength);
             CHECK(anchor.strength() == strength);
             OnStep& after = trainer.add<OnStep>();
             after.after = [&](Trainer&, const StepReport& r) {
-                if (check_step) check_step(stepped, weights(model), r.learning_rate);
+                if (check_step) check_step(stepped, weights_of(model), r.learning_rate);
             };
             ToyBatches batches(4, 8, 4);
             ConstantAccuracy val;
             trainer.fit(batches, val);
-            return weights(model);
+            return weights_of(model);
         };
     // Every step: w <- w - lr * strength * (w - start), element by element.
     std::size_t checked = 0;
@@ -377,7 +370,7 @@ TEST_CASE("a weight anchor pulls the weights towards their reference by lr x str
     };
     CHECK(distance(anchored) < 0.5 * distance(free));
     // Bad strengths, and a rate that would pull past the reference, are refused by name.
-    Sequential<float> model = linear();
+    Sequential<float> model = linear_model();
     CHECK_THROWS_WITH_AS(WeightAnchor(model.parameters(), -1), doctest::Contains("strength"),
                          Error);
     CHECK_THROWS_WITH_AS(WeightAnchor(model.parameters(), std::nan("")),
