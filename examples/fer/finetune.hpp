@@ -69,6 +69,8 @@ struct FinetuneConfig {
     /// From this epoch on (1-based), the weights at each epoch's end are averaged, and the
     /// average is written instead of the best epoch (0: off; more than the epochs: off).
     std::size_t average_from = 4;
+    /// Whether the weights written are an average (average_from within the epochs).
+    bool averages() const { return average_from > 0 && average_from <= epochs; }
     /// With averaging: the batch-norm statistics of the averaged weights computed afresh from one
     /// pass over "mix" (the training faces: corrections and rehearsal) or "rehearsal" (the
     /// original data's faces alone); "none" keeps the average of the epochs' statistics.
@@ -201,8 +203,8 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     facet::check(
         c.reestimate_bn == "none" || c.reestimate_bn == "mix" || c.reestimate_bn == "rehearsal",
         "finetune: --reestimate-bn must be none, mix or rehearsal, got '", c.reestimate_bn, "'");
-    facet::check(c.reestimate_bn == "none" || (c.average_from > 0 && c.average_from <= c.epochs),
-                 "finetune: --reestimate-bn ", c.reestimate_bn,
+    facet::check(c.reestimate_bn == "none" || c.averages(), "finetune: --reestimate-bn ",
+                 c.reestimate_bn,
                  " re-estimates the averaged model's statistics: it needs --average-from");
     c.label_smoothing = cli.number("label-smoothing");
     c.augment = !cli.has("no-augment");
@@ -554,7 +556,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     };
     // The model written: the mean of the later epochs' weights, else the epoch the held-out faces
     // choose, else the last epoch.
-    const bool averaging = c.average_from > 0 && c.average_from <= c.epochs;
+    const bool averaging = c.averages();
     const bool choose_epoch = !averaging && !heldout_corrections.empty();
     if (choose_epoch)
         trainer.add<facet::BestModel>(
