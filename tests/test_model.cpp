@@ -126,6 +126,39 @@ TEST_CASE("fer-cnn-s: shapes are inferred and the summary counts parameters and 
     CHECK(m.buffers().front().first == "1.running_mean");
 }
 
+TEST_CASE(
+    "fer-cnn-mc: fer-cnn-m's convolutions, a 1x1 squeeze, no more parameters than fer-cnn-s") {
+    Sequential<float> m = fer::build_model("fer-cnn-mc", 1);
+    Sequential<float> wide = fer::build_model("fer-cnn-m", 1);
+    // The same 27 layers as fer-cnn-m up to the last dropout, then conv1x1 - BN - ReLU.
+    REQUIRE(m.size() == 33);
+    for (std::size_t i = 0; i < 24; ++i) {
+        CAPTURE(i);
+        CHECK(m.output_shape(i) == wide.output_shape(i));
+        CHECK(m.layer(i).parameter_count() == wide.layer(i).parameter_count());
+    }
+    CHECK(m.output_shape(23) == Shape{256, 6, 6});
+    CHECK(m.output_shape(24) == Shape{32, 6, 6});
+    CHECK(m.output_shape(27) == Shape{1152});
+    CHECK(m.output_shape() == Shape{7});
+    // By hand: convs 576 + 36864 + 73728 + 147456 + 294912 + 589824, their BN 2 * 896, the
+    // squeeze 256*32 and its BN 2*32, dense 1152*256, BN 2*256, dense 256*7 + 7.
+    CHECK(m.layer(24).parameter_count() == 256 * 32);
+    CHECK(m.layer(28).parameter_count() == 1152 * 256);
+    CHECK(m.parameter_count() == 1450631);
+    CHECK(m.parameter_count() <= fer::build_model("fer-cnn-s", 1).parameter_count());
+    Tensor<float> x(Shape{2, 1, 48, 48});
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 17) / 17.0f - 0.5f;
+    m.set_mode(Mode::Eval);
+    const Tensor<float> p = m.predict(x);
+    REQUIRE(p.shape() == Shape{2, 7});
+    for (std::size_t n = 0; n < 2; ++n) {
+        double sum = 0;
+        for (std::size_t k = 0; k < 7; ++k) sum += p[n * 7 + k];
+        CHECK(sum == doctest::Approx(1.0).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("a layer that does not fit the previous output is refused, naming its position") {
     Sequential<float> m(Shape{1, 8, 8});
     m.add<Conv2d<float>>(1, 2, 3);

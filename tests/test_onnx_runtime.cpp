@@ -120,6 +120,10 @@ TEST_CASE("OpenCV DNN runs the exported fer-cnn-s as facet does (batch 1 and 3)"
     check_model("fer-cnn-s");
 }
 
+TEST_CASE("OpenCV DNN runs the exported fer-cnn-mc (a folded 1x1 convolution) as facet does") {
+    check_model("fer-cnn-mc");
+}
+
 TEST_CASE("OpenCV DNN runs the exported fer-resnet-s (residual Graph blocks) as facet does") {
     check_model("fer-resnet-s");
 }

@@ -28,8 +28,8 @@ namespace fer {
 inline Cli bench_cli() {
     Cli cli("bench", "Times forward and backward of every layer of the model on random data.");
     cli.option("model", "NAME|FILE",
-               "fer-cnn-s, fer-cnn-m or fer-resnet-s (random weights), or with --latency a "
-               "model file written by fer train",
+               "fer-cnn-s, fer-cnn-m, fer-cnn-mc or fer-resnet-s (random weights), or with "
+               "--latency a model file written by fer train",
                "fer-cnn-s")
         .option("batch", "N", "batch size", "64")
         .option("threads", "N", "threads (0: all cores)", "0")

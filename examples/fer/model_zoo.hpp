@@ -1,7 +1,8 @@
 // fer/model_zoo.hpp — the networks `fer train` can build: fer-cnn-s, the reference model (a
 // VGG-style CNN, docs/benchmarks.md), fer-cnn-m, the same design with twice the channels (about 4x
-// the FLOPs), and fer-resnet-s, a small residual network (each block a facet::Graph inside the
-// Sequential).
+// the FLOPs), fer-cnn-mc, fer-cnn-m's convolutions with a compact head that fits the 3 MB a shipped
+// model may take in fp16, and fer-resnet-s, a small residual network (each block a facet::Graph
+// inside the Sequential).
 #pragma once
 
 #include <cstddef>
@@ -24,9 +25,13 @@
 namespace fer {
 
 /// Three blocks of [conv3x3 - BN - ReLU] x 2 - maxpool 2 - dropout, then dense - BN - ReLU -
-/// dropout - dense. No conv bias where batch norm follows (BN's beta is the bias).
+/// dropout - dense. No conv bias where batch norm follows (BN's beta is the bias). With
+/// `squeeze` > 0, a conv1x1 - BN - ReLU to `squeeze` channels comes before the dense layer: most
+/// of the parameters sit in that dense layer, and the 1x1 convolution divides them by
+/// 4 width / squeeze while the 6 x 6 map keeps where on the face each feature was.
 inline facet::Sequential<float> build_vgg_style(std::size_t width, std::size_t hidden,
-                                                std::uint64_t seed, std::size_t classes = 7) {
+                                                std::uint64_t seed, std::size_t classes = 7,
+                                                std::size_t squeeze = 0) {
     using namespace facet;
     Sequential<float> model(Shape{1, 48, 48});
     std::uint64_t s = seed;
@@ -41,6 +46,12 @@ inline facet::Sequential<float> build_vgg_style(std::size_t width, std::size_t h
         model.add<MaxPool2d<float>>(2);
         model.add<Dropout<float>>(0.25, ++s);
         in = out;
+    }
+    if (squeeze > 0) {
+        model.add<Conv2d<float>>(in, squeeze, 1, 1, 0, false, ++s);
+        model.add<BatchNorm2d<float>>(squeeze);
+        model.add<ReLU<float>>();
+        in = squeeze;
     }
     model.add<Flatten<float>>();
     model.add<Dense<float>>(in * 6 * 6, hidden, false, ++s);
@@ -77,13 +88,15 @@ inline facet::Sequential<float> build_resnet(std::size_t width, std::size_t bloc
     return model;
 }
 
-/// Builds a model by name: "fer-cnn-s" (default; 1,468,839 parameters), "fer-cnn-m" or
-/// "fer-resnet-s" (0.31 M parameters).
+/// Builds a model by name: "fer-cnn-s" (default; 1,468,839 parameters), "fer-cnn-m" (5.87 M),
+/// "fer-cnn-mc" (1,450,631) or "fer-resnet-s" (0.31 M).
 inline facet::Sequential<float> build_model(const std::string& name, std::uint64_t seed) {
     if (name == "fer-cnn-s") return build_vgg_style(32, 256, seed);
     if (name == "fer-cnn-m") return build_vgg_style(64, 512, seed);
+    if (name == "fer-cnn-mc") return build_vgg_style(64, 256, seed, 7, 32);
     if (name == "fer-resnet-s") return build_resnet(32, 1, seed);
-    throw facet::Error("unknown model '" + name + "' (known: fer-cnn-s, fer-cnn-m, fer-resnet-s)");
+    throw facet::Error("unknown model '" + name +
+                       "' (known: fer-cnn-s, fer-cnn-m, fer-cnn-mc, fer-resnet-s)");
 }
 
 }  // namespace fer

@@ -110,7 +110,8 @@ inline Cli train_cli() {
                "synthetic faces)")
         .option("out", "DIR", "output directory", "runs/default")
         .option("model", "NAME",
-                "fer-cnn-s (reference), fer-cnn-m (twice the channels) or fer-resnet-s "
+                "fer-cnn-s (reference), fer-cnn-m (twice the channels), fer-cnn-mc (fer-cnn-m's "
+                "convolutions, a compact head: as many parameters as fer-cnn-s) or fer-resnet-s "
                 "(residual)",
                 "fer-cnn-s")
         .option("epochs", "N", "epochs (default: 50 on FER-2013, 12 on synthetic faces)")
