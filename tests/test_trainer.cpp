@@ -180,6 +180,27 @@ std::vector<float> weights_of(Sequential<float>& m) {
     return v;
 }
 
+/// The same batches every epoch: images[i] with labels[i] (all 0 where labels has no entry i).
+struct FixedBatches : BatchSource {
+    std::vector<Tensor<float>> images;
+    std::vector<std::vector<int>> labels;
+    std::size_t next_ = 0;
+    std::size_t batches_per_epoch() const override { return images.size(); }
+    void start_epoch(std::size_t, std::size_t first) override { next_ = first; }
+    bool next(Batch& b) override {
+        if (next_ >= images.size()) return false;
+        b = Batch{};
+        b.images = images[next_];
+        if (next_ < labels.size()) {
+            b.labels = labels[next_];
+        } else {
+            b.labels.assign(b.images.dim(0), 0);
+        }
+        ++next_;
+        return true;
+    }
+};
+
 /// Calls `f` on each batch before its step (to poison chosen ones) and each step's report.
 struct OnStep : Callback {
     std::function<void(Trainer&, Batch&)> before;
@@ -379,21 +400,156 @@ TEST_CASE("a weight anchor pulls the weights towards their reference by lr x str
                          Error);
 }
 
+TEST_CASE("a weight anchor with importance pulls each weight by lr x strength x its importance") {
+    Sequential<float> reference = linear_model();
+    const std::vector<float> start = weights_of(reference);
+    // Importance: 0 on the first weights, 1, 2 or 400 elsewhere; its mean is rescaled to 1.
+    std::vector<Tensor<float>> importance;
+    double sum = 0;
+    std::size_t count = 0;
+    for (const auto& p : reference.parameters()) {
+        Tensor<float>& t = importance.emplace_back(p.value->shape());
+        for (std::size_t j = 0; j < t.size(); ++j) {
+            t[j] = j < 10 ? 0.0f : j == 20 ? 400.0f : float(1 + j % 2);
+            sum += t[j];
+        }
+        count += t.size();
+    }
+    std::vector<float> scaled;  // what the anchor should use, flattened as weights_of
+    for (const Tensor<float>& t : importance)
+        for (float v : t) scaled.push_back(static_cast<float>(double(v) * double(count) / sum));
+
+    const double lr = 0.1, strength = 2.0;
+    Sequential<float> model = linear_model();
+    SGD<float> optimizer(model.parameters(), SgdOptions{.learning_rate = lr});
+    ConstantSchedule schedule(lr);
+    Trainer trainer(model, optimizer, schedule, {.epochs = 2, .handle_signals = false});
+    std::vector<float> stepped;
+    OnStep& before = trainer.add<OnStep>();
+    before.after = [&](Trainer&, const StepReport&) { stepped = weights_of(model); };
+    const WeightAnchor& anchor =
+        trainer.add<WeightAnchor>(model.parameters(), strength, importance);
+    REQUIRE(anchor.importance().size() == importance.size());
+    CHECK(anchor.importance()[0][20] == doctest::Approx(scaled[20]).epsilon(1e-6));
+    std::size_t checked = 0;
+    double worst = 0;
+    OnStep& after = trainer.add<OnStep>();
+    after.after = [&](Trainer&, const StepReport& r) {
+        const std::vector<float> pulled = weights_of(model);
+        REQUIRE(pulled.size() == start.size());
+        for (std::size_t i = 0; i < start.size(); ++i) {
+            const double k = std::min(1.0, r.learning_rate * strength * double(scaled[i]));
+            const double want = double(stepped[i]) - k * (double(stepped[i]) - double(start[i]));
+            worst = std::max(worst, std::fabs(double(pulled[i]) - want));
+        }
+        for (std::size_t i = 0; i < 10; ++i) CHECK(pulled[i] == stepped[i]);  // importance 0
+        CHECK(pulled[20] == start[20]);  // lr x strength x importance > 1: held at the reference
+        ++checked;
+    };
+    ToyBatches batches(4, 8, 4);
+    ConstantAccuracy val;
+    trainer.fit(batches, val);
+    CHECK(checked == 8);
+    CHECK(worst <= 1e-6);
+
+    // Importance that does not fit the parameters, or is negative, NaN or all 0, is refused.
+    auto params = model.parameters();
+    auto with = [&](auto change) {
+        std::vector<Tensor<float>> bad = importance;
+        change(bad);
+        return WeightAnchor(params, 1.0, bad);
+    };
+    CHECK_THROWS_WITH_AS(with([](auto& b) { b.pop_back(); }), doctest::Contains("importance"),
+                         Error);
+    CHECK_THROWS_WITH_AS(with([](auto& b) { b[0] = Tensor<float>(Shape{3}); }),
+                         doctest::Contains("has shape"), Error);
+    CHECK_THROWS_WITH_AS(with([](auto& b) { b[0][11] = -1; }), doctest::Contains(">= 0"), Error);
+    CHECK_THROWS_WITH_AS(with([](auto& b) { b[0][11] = std::nanf(""); }), doctest::Contains(">= 0"),
+                         Error);
+    CHECK_THROWS_WITH_AS(with([](auto& b) {
+                             for (auto& t : b) t.fill(0.0f);
+                         }),
+                         doctest::Contains("every importance is 0"), Error);
+}
+
+TEST_CASE("the Fisher diagonal is B x the squared gradient of each batch, averaged over batches") {
+    // Three batches of a linear model, whose cross-entropy gradient is known in closed form:
+    // dL/dW = (1/B) sum_n (p_n - e_{y_n}) x_n^T and dL/db = (1/B) sum_n (p_n - e_{y_n}).
+    FixedBatches source;
+    Rng rng(8);
+    for (std::size_t n : {4, 6, 3}) {
+        Tensor<float> x(Shape{n, 1, side, side});
+        for (float& v : x) v = static_cast<float>(rng.normal(0.0, 1.0));
+        std::vector<int> y(n);
+        for (int& label : y) label = static_cast<int>(rng.next_u64() % classes);
+        source.images.push_back(x);
+        source.labels.push_back(y);
+    }
+    Sequential<float> model = linear_model();
+    const std::vector<float> before = weights_of(model);
+    const Tensor<float>& W = *model.parameters()[0].value;
+    const Tensor<float>& bias = *model.parameters()[1].value;
+    const std::size_t in = side * side;
+    std::vector<double> want_w(classes * in, 0.0), want_b(classes, 0.0);
+    for (std::size_t k = 0; k < source.images.size(); ++k) {
+        const Tensor<float>& x = source.images[k];
+        const std::size_t B = x.dim(0);
+        std::vector<double> gw(classes * in, 0.0), gb(classes, 0.0);
+        for (std::size_t n = 0; n < B; ++n) {
+            std::vector<double> z(classes);
+            double zmax = -1e300;
+            for (std::size_t c = 0; c < classes; ++c) {
+                z[c] = bias[c];
+                for (std::size_t i = 0; i < in; ++i) z[c] += double(W[c * in + i]) * x[n * in + i];
+                zmax = std::max(zmax, z[c]);
+            }
+            double total = 0;
+            for (double& v : z) total += (v = std::exp(v - zmax));
+            for (std::size_t c = 0; c < classes; ++c) {
+                const double d =
+                    (z[c] / total - (int(c) == source.labels[k][n] ? 1.0 : 0.0)) / double(B);
+                gb[c] += d;
+                for (std::size_t i = 0; i < in; ++i) gw[c * in + i] += d * x[n * in + i];
+            }
+        }
+        for (std::size_t i = 0; i < gw.size(); ++i) want_w[i] += double(B) * gw[i] * gw[i] / 3;
+        for (std::size_t c = 0; c < classes; ++c) want_b[c] += double(B) * gb[c] * gb[c] / 3;
+    }
+    const std::vector<Tensor<float>> fisher = fisher_diagonal(model, model.parameters(), source);
+    REQUIRE(fisher.size() == 2);
+    REQUIRE(fisher[0].shape() == W.shape());
+    double worst = 0, largest = 0;
+    for (std::size_t i = 0; i < want_w.size(); ++i) {
+        worst = std::max(worst, std::fabs(double(fisher[0][i]) - want_w[i]));
+        largest = std::max(largest, want_w[i]);
+    }
+    for (std::size_t c = 0; c < classes; ++c)
+        worst = std::max(worst, std::fabs(double(fisher[1][c]) - want_b[c]));
+    CHECK(largest > 1e-3);
+    CHECK(worst <= 1e-5 * largest);
+    CHECK(weights_of(model) == before);  // nothing trained
+
+    // With batch norm: its running statistics and momentum are left as they were.
+    Sequential<float> normed(Shape{1, side, side});
+    BatchNorm2d<float>& bn = normed.add<BatchNorm2d<float>>(1, 1e-5, 0.1);
+    normed.add<Flatten<float>>();
+    normed.add<Dense<float>>(in, classes, true, 5);
+    const std::string described = bn.describe();
+    const float mean = bn.running_mean()[0], var = bn.running_var()[0];
+    const std::vector<Tensor<float>> with_bn = fisher_diagonal(normed, normed.parameters(), source);
+    CHECK(with_bn.size() == 4);  // gamma, beta, weight, bias
+    CHECK(bn.running_mean()[0] == mean);
+    CHECK(bn.running_var()[0] == var);
+    CHECK(bn.describe() == described);
+    CHECK(normed.mode() == Mode::Eval);
+    source.images.clear();
+    CHECK_THROWS_WITH_AS(fisher_diagonal(model, model.parameters(), source),
+                         doctest::Contains("no batch"), Error);
+}
+
 TEST_CASE("re-estimated running statistics are the plain means of the batches' statistics") {
     // Three batches of (N, 2, 3, 3) images whose channels have different means and spreads.
-    struct Fixed : BatchSource {
-        std::vector<Tensor<float>> images;
-        std::size_t next_ = 0;
-        std::size_t batches_per_epoch() const override { return images.size(); }
-        void start_epoch(std::size_t, std::size_t first) override { next_ = first; }
-        bool next(Batch& b) override {
-            if (next_ >= images.size()) return false;
-            b = Batch{};
-            b.images = images[next_++];
-            b.labels.assign(b.images.dim(0), 0);
-            return true;
-        }
-    } source;
+    FixedBatches source;
     Rng rng(21);
     for (std::size_t n : {4, 5, 2}) {
         Tensor<float> x(Shape{n, 2, 3, 3});

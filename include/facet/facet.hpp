@@ -90,6 +90,7 @@
 #include "facet/train/checkpoint.hpp"
 #include "facet/train/distillation.hpp"
 #include "facet/train/early_stopping.hpp"
+#include "facet/train/fisher.hpp"
 #include "facet/train/mixup.hpp"
 #include "facet/train/progress.hpp"
 #include "facet/train/running_statistics.hpp"
