@@ -416,7 +416,9 @@ TEST_CASE("fer finetune --blend: the parent's share of the weights written, fixe
     CHECK_FALSE(fs::exists(out));
 }
 
-TEST_CASE("fer finetune --anchor: the weights stay nearer the parent's; bad strengths refused") {
+TEST_CASE(
+    "fer finetune --anchor: the weights stay nearer the parent's, uniformly or by Fisher "
+    "importance; bad values refused") {
     const QuickSetup q = quick_setup("finetune_anchor");
     auto parameters_of = [](const std::string& file) {
         fer::TrainedModel m = fer::load_trained(file);
@@ -426,9 +428,11 @@ TEST_CASE("fer finetune --anchor: the weights stay nearer the parent's; bad stre
         return v;
     };
     const std::vector<float> parent = parameters_of(q.parent);
+    std::string importance = "uniform";
     auto distance_to_parent = [&](double anchor, const std::string& name) {
         fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / name).string());
         c.anchor = anchor;
+        c.anchor_importance = importance;
         fer::finetune_on(c, q.corrections, *q.data.training());
         const std::vector<float> w = parameters_of(c.out);
         REQUIRE(w.size() == parent.size());
@@ -440,6 +444,17 @@ TEST_CASE("fer finetune --anchor: the weights stay nearer the parent's; bad stre
     const double anchored = distance_to_parent(500, "anchored.facet");  // lr x 500 = 0.5 at most
     CHECK(free > 0);
     CHECK(anchored < 0.5 * free);
+    // Weighted by the Fisher importance: the same mean pull, spread otherwise.
+    importance = "fisher";
+    const double weighted = distance_to_parent(500, "weighted.facet");
+    CHECK(weighted < free);
+    CHECK(weighted != anchored);
+    CHECK_THROWS_WITH_AS(
+        run_cli(
+            fer::finetune_cli(), fer::run_finetune,
+            {"--model", q.parent, "--corrections", (q.dir / "corrections").string(), "--out",
+             (q.dir / "bad.facet").string(), "--anchor", "1", "--anchor-importance", "hessian"}),
+        doctest::Contains("--anchor-importance"), facet::Error);
     for (const char* bad : {"-1", "nan", "2000"})  // 2000 x the default rate 6e-4 > 1
         CHECK_THROWS_WITH_AS(
             run_cli(fer::finetune_cli(), fer::run_finetune,

@@ -24,6 +24,7 @@
 #include <facet/optim/schedule.hpp>
 #include <facet/train/best_model.hpp>
 #include <facet/train/distillation.hpp>
+#include <facet/train/fisher.hpp>
 #include <facet/train/progress.hpp>
 #include <facet/train/running_statistics.hpp>
 #include <facet/train/trainer.hpp>
@@ -48,6 +49,9 @@ struct FinetuneConfig {
     /// Pull towards the parent's weights after each step (facet::WeightAnchor): w <- w - lr x
     /// anchor x (w - w_parent); 0: off.
     double anchor = 0;
+    /// "uniform", or "fisher": each weight's pull scaled by its importance to the parent, the
+    /// diagonal Fisher information on the rehearsal faces (elastic weight consolidation).
+    std::string anchor_importance = "uniform";
     double rehearsal = 3;  ///< rehearsal faces per correction in each epoch
     /// The parent's share of a rehearsal face's target (knowledge distillation; 0: labels only).
     double distill = 1;
@@ -104,6 +108,11 @@ inline Cli finetune_cli() {
                 "pull the trained weights towards the parent's after every step, by lr x X of "
                 "their distance (L2-SP; 0: off)",
                 "0")
+        .option("anchor-importance", "uniform|fisher",
+                "with --anchor: the same pull on every weight, or each weight's scaled by its "
+                "importance to the parent, the diagonal Fisher information of the parent's loss "
+                "on the rehearsal faces, rescaled to a mean of 1 (elastic weight consolidation)",
+                "uniform")
         .option("rehearsal", "X",
                 "rehearsal faces from the training data per correction in each epoch (the mix "
                 "ratio; 0: corrections only)",
@@ -177,6 +186,10 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.anchor = cli.number("anchor");
     facet::check(std::isfinite(c.anchor) && c.anchor >= 0 && c.anchor * c.lr <= 1,
                  "finetune: --anchor must be >= 0 and at most 1 / --lr");
+    c.anchor_importance = cli.str("anchor-importance");
+    facet::check(c.anchor_importance == "uniform" || c.anchor_importance == "fisher",
+                 "finetune: --anchor-importance must be uniform or fisher, got '",
+                 c.anchor_importance, "'");
     c.rehearsal = cli.number("rehearsal");
     facet::check(c.rehearsal >= 0 && c.rehearsal <= 100,
                  "finetune: --rehearsal must be in [0, 100]");
@@ -493,7 +506,21 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
         if (i < head || (c.freeze_bn && model.layer(i).type().rfind("BatchNorm", 0) == 0))
             eval_layers.push_back(i);
     if (!eval_layers.empty()) trainer.add<detail::EvalLayers>(std::move(eval_layers));
-    if (c.anchor > 0) trainer.add<facet::WeightAnchor>(trained, c.anchor);
+    if (c.anchor > 0 && c.anchor_importance == "fisher") {
+        // Measured at the parent's weights, before any step, on faces of the old task.
+        facet::check(rehearsal.size() >= c.batch,
+                     "finetune: --anchor-importance fisher needs at "
+                     "least a batch of rehearsal faces (",
+                     c.batch, "), there are ", rehearsal.size());
+        facet::BatchOptions fo;
+        fo.batch_size = c.batch, fo.shuffle = false, fo.augment = false, fo.drop_last = true;
+        facet::BatchLoader fisher_loader(rehearsal, parent.norm, fo);
+        facet::LoaderBatches fisher_batches(fisher_loader);
+        trainer.add<facet::WeightAnchor>(
+            trained, c.anchor, facet::fisher_diagonal(model, trained, fisher_batches, 0, c.seed));
+    } else if (c.anchor > 0) {
+        trainer.add<facet::WeightAnchor>(trained, c.anchor);
+    }
     std::optional<TrainedModel> teacher;  // the parent as it was, never trained
     if (c.distill > 0) {
         teacher.emplace(load_trained(c.parent));
@@ -513,7 +540,8 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
                                       facet::detail::round_trip_digits(c.distill)
                                 : "")
               << (c.anchor > 0 ? ", anchored to the parent's weights with strength " +
-                                     facet::detail::round_trip_digits(c.anchor)
+                                     facet::detail::round_trip_digits(c.anchor) +
+                                     (c.anchor_importance == "fisher" ? " x Fisher importance" : "")
                                : "")
               << "\n";
 
