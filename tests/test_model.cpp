@@ -130,7 +130,7 @@ TEST_CASE(
     "fer-cnn-mc: fer-cnn-m's convolutions, a 1x1 squeeze, no more parameters than fer-cnn-s") {
     Sequential<float> m = fer::build_model("fer-cnn-mc", 1);
     Sequential<float> wide = fer::build_model("fer-cnn-m", 1);
-    // The same 27 layers as fer-cnn-m up to the last dropout, then conv1x1 - BN - ReLU.
+    // The first 24 layers (to the last dropout) as fer-cnn-m's, then conv1x1 - BN - ReLU.
     REQUIRE(m.size() == 33);
     for (std::size_t i = 0; i < 24; ++i) {
         CAPTURE(i);
