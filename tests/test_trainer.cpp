@@ -213,6 +213,35 @@ struct OnStep : Callback {
     }
 };
 
+/// Trains a fresh linear_model() for two epochs of SGD at `lr` with a WeightAnchor of `strength`
+/// (and `importance`, if any) to its starting weights. `inspect` sees the anchor once;
+/// `check_step` sees the weights after the optimiser's step and after the anchor's pull, at
+/// every step. Returns the final weights.
+std::vector<float> train_anchored(
+    double lr, double strength, std::vector<Tensor<float>> importance,
+    const std::function<void(const WeightAnchor&)>& inspect,
+    const std::function<void(const std::vector<float>&, const std::vector<float>&, double)>&
+        check_step) {
+    Sequential<float> model = linear_model();
+    SGD<float> optimizer(model.parameters(), SgdOptions{.learning_rate = lr});
+    ConstantSchedule schedule(lr);
+    Trainer trainer(model, optimizer, schedule, {.epochs = 2, .handle_signals = false});
+    std::vector<float> stepped;
+    OnStep& before = trainer.add<OnStep>();
+    before.after = [&](Trainer&, const StepReport&) { stepped = weights_of(model); };
+    const WeightAnchor& anchor =
+        trainer.add<WeightAnchor>(model.parameters(), strength, std::move(importance));
+    if (inspect) inspect(anchor);
+    OnStep& after = trainer.add<OnStep>();
+    after.after = [&](Trainer&, const StepReport& r) {
+        if (check_step) check_step(stepped, weights_of(model), r.learning_rate);
+    };
+    ToyBatches batches(4, 8, 4);
+    ConstantAccuracy val;
+    trainer.fit(batches, val);
+    return weights_of(model);
+}
+
 }  // namespace
 
 TEST_CASE("the trainer calls every hook in order, callbacks in the order they were added") {
@@ -338,29 +367,14 @@ TEST_CASE("a weight anchor pulls the weights towards their reference by lr x str
             d = std::max(d, double(std::fabs(w[i] - start[i])));
         return d;
     };
-    // Trains a fresh `linear_model()` with SGD at `lr` and the anchor at `strength`; `check_step`
-    // sees the weights after the optimiser's step and after the anchor's pull, for every step.
     auto train =
         [&](double lr, double strength,
             std::function<void(const std::vector<float>&, const std::vector<float>&, double)>
                 check_step) {
-            Sequential<float> model = linear_model();
-            SGD<float> optimizer(model.parameters(), SgdOptions{.learning_rate = lr});
-            ConstantSchedule schedule(lr);
-            Trainer trainer(model, optimizer, schedule, {.epochs = 2, .handle_signals = false});
-            std::vector<float> stepped;
-            OnStep& before = trainer.add<OnStep>();
-            before.after = [&](Trainer&, const StepReport&) { stepped = weights_of(model); };
-            const WeightAnchor& anchor = trainer.add<WeightAnchor>(model.parameters(), strength);
-            CHECK(anchor.strength() == strength);
-            OnStep& after = trainer.add<OnStep>();
-            after.after = [&](Trainer&, const StepReport& r) {
-                if (check_step) check_step(stepped, weights_of(model), r.learning_rate);
-            };
-            ToyBatches batches(4, 8, 4);
-            ConstantAccuracy val;
-            trainer.fit(batches, val);
-            return weights_of(model);
+            return train_anchored(
+                lr, strength, {},
+                [&](const WeightAnchor& anchor) { CHECK(anchor.strength() == strength); },
+                check_step);
         };
     // Every step: w <- w - lr * strength * (w - start), element by element.
     std::size_t checked = 0;
@@ -420,39 +434,31 @@ TEST_CASE("a weight anchor with importance pulls each weight by lr x strength x 
         for (float v : t) scaled.push_back(static_cast<float>(double(v) * double(count) / sum));
 
     const double lr = 0.1, strength = 2.0;
-    Sequential<float> model = linear_model();
-    SGD<float> optimizer(model.parameters(), SgdOptions{.learning_rate = lr});
-    ConstantSchedule schedule(lr);
-    Trainer trainer(model, optimizer, schedule, {.epochs = 2, .handle_signals = false});
-    std::vector<float> stepped;
-    OnStep& before = trainer.add<OnStep>();
-    before.after = [&](Trainer&, const StepReport&) { stepped = weights_of(model); };
-    const WeightAnchor& anchor =
-        trainer.add<WeightAnchor>(model.parameters(), strength, importance);
-    REQUIRE(anchor.importance().size() == importance.size());
-    CHECK(anchor.importance()[0][20] == doctest::Approx(scaled[20]).epsilon(1e-6));
     std::size_t checked = 0;
     double worst = 0;
-    OnStep& after = trainer.add<OnStep>();
-    after.after = [&](Trainer&, const StepReport& r) {
-        const std::vector<float> pulled = weights_of(model);
-        REQUIRE(pulled.size() == start.size());
-        for (std::size_t i = 0; i < start.size(); ++i) {
-            const double k = std::min(1.0, r.learning_rate * strength * double(scaled[i]));
-            const double want = double(stepped[i]) - k * (double(stepped[i]) - double(start[i]));
-            worst = std::max(worst, std::fabs(double(pulled[i]) - want));
-        }
-        for (std::size_t i = 0; i < 10; ++i) CHECK(pulled[i] == stepped[i]);  // importance 0
-        CHECK(pulled[20] == start[20]);  // lr x strength x importance > 1: held at the reference
-        ++checked;
-    };
-    ToyBatches batches(4, 8, 4);
-    ConstantAccuracy val;
-    trainer.fit(batches, val);
+    train_anchored(
+        lr, strength, importance,
+        [&](const WeightAnchor& anchor) {
+            REQUIRE(anchor.importance().size() == importance.size());
+            CHECK(anchor.importance()[0][20] == doctest::Approx(scaled[20]).epsilon(1e-6));
+        },
+        [&](const std::vector<float>& stepped, const std::vector<float>& pulled, double rate) {
+            REQUIRE(pulled.size() == start.size());
+            for (std::size_t i = 0; i < start.size(); ++i) {
+                const double k = std::min(1.0, rate * strength * double(scaled[i]));
+                const double want =
+                    double(stepped[i]) - k * (double(stepped[i]) - double(start[i]));
+                worst = std::max(worst, std::fabs(double(pulled[i]) - want));
+            }
+            for (std::size_t i = 0; i < 10; ++i) CHECK(pulled[i] == stepped[i]);  // importance 0
+            CHECK(pulled[20] == start[20]);  // lr x strength x importance > 1: on the reference
+            ++checked;
+        });
     CHECK(checked == 8);
     CHECK(worst <= 1e-6);
 
     // Importance that does not fit the parameters, or is negative, NaN or all 0, is refused.
+    Sequential<float> model = linear_model();
     auto params = model.parameters();
     auto with = [&](auto change) {
         std::vector<Tensor<float>> bad = importance;
