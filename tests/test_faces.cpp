@@ -645,6 +645,80 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "fer predict --flip-tta / --ten-crop: each face's probabilities averaged over its views") {
+    const fs::path dir = scratch("views");
+    facet::Rng rng(9);
+    write_gray_png(dir / "scene.png", compose_scene(scene_faces(), rng, 120, 100, 0).image);
+    auto probabilities_of = [&](std::vector<std::string> views, const std::string& faces) {
+        std::vector<std::string> args = {"--model",
+                                         tiny_model(),
+                                         "--json",
+                                         "--no-detect",
+                                         "--save-faces",
+                                         faces,
+                                         (dir / "scene.png").string()};
+        args.insert(args.end(), views.begin(), views.end());
+        const nlohmann::json out = nlohmann::json::parse(predict(args));
+        std::vector<double> p;
+        for (const std::string& c : fer::fer_class_name_list())
+            p.push_back(out.at(0).at("faces").at(0).at("probabilities").at(c).get<double>());
+        return p;
+    };
+    const std::vector<double> plain = probabilities_of({}, (dir / "plain").string());
+    const std::vector<double> flipped =
+        probabilities_of({"--flip-tta"}, (dir / "flipped").string());
+    const std::vector<double> ten = probabilities_of({"--ten-crop", "44"}, (dir / "ten").string());
+
+    // The same face (the crop predict saved), its views made here and averaged.
+    fs::path saved;
+    for (const auto& entry : fs::recursive_directory_iterator(dir / "ten"))
+        if (entry.is_regular_file()) saved = entry.path();
+    REQUIRE(!saved.empty());
+    const facet::GrayImage face = facet::load_image(saved);
+    REQUIRE(face.width == 48);
+    REQUIRE(face.height == 48);
+    fer::TrainedModel t = fer::load_trained(tiny_model());
+    auto mean_over = [&](const std::vector<facet::AugmentParams>& views) {
+        std::vector<double> mean(7, 0.0);
+        facet::Tensor<float> x(facet::Shape{1, 1, 48, 48});
+        for (const facet::AugmentParams& v : views) {
+            facet::apply_augment(face.pixels.data(), 48, 48, x.data(), v, facet::Padding::Reflect);
+            t.norm.apply(x.data(), 48 * 48);
+            const facet::Tensor<float>& p = t.model.predict(x);
+            for (std::size_t k = 0; k < 7; ++k) mean[k] += p[k] / double(views.size());
+        }
+        return mean;
+    };
+    std::vector<facet::AugmentParams> ten_views, flip_views(2);
+    flip_views[1].flip = true;
+    for (const auto& [cx, cy] :
+         std::vector<std::pair<double, double>>{{0.5, 0.5}, {0, 0}, {1, 0}, {0, 1}, {1, 1}})
+        for (bool mirrored : {false, true}) {
+            facet::AugmentParams v;
+            v.crop_side = 44, v.crop_x = cx, v.crop_y = cy, v.flip = mirrored;
+            ten_views.push_back(v);
+        }
+    const std::vector<double> want_ten = mean_over(ten_views), want_flip = mean_over(flip_views);
+    const std::vector<double> want_plain = mean_over({facet::AugmentParams{}});
+    double worst = 0, moved = 0;
+    for (std::size_t k = 0; k < 7; ++k) {
+        worst = std::max({worst, std::abs(ten[k] - want_ten[k]),
+                          std::abs(flipped[k] - want_flip[k]), std::abs(plain[k] - want_plain[k])});
+        moved = std::max(moved, std::abs(ten[k] - plain[k]));
+    }
+    CHECK(worst < 1e-5);
+    CHECK(moved > 1e-4);  // the views change the answer
+
+    // A crop that does not fit, or two kinds of crop at once, are refused by name.
+    CHECK_THROWS_WITH_AS(predict({"--model", tiny_model(), "--no-detect", "--ten-crop", "49",
+                                  (dir / "scene.png").string()}),
+                         doctest::Contains("crop side"), facet::Error);
+    CHECK_THROWS_WITH_AS(predict({"--model", tiny_model(), "--no-detect", "--ten-crop", "44",
+                                  "--center-crop", "40", (dir / "scene.png").string()}),
+                         doctest::Contains("not both"), facet::Error);
+}
+
+TEST_CASE(
     "fer predict in text: each face's box and emotion, 'no face found', tiny pictures, folders") {
     const fs::path dir = scratch("text");
     facet::Rng rng(6);

@@ -165,6 +165,46 @@ struct TestViews {
     }
 };
 
+/// Each face's class probabilities, averaged over `views` (test-time augmentation): `faces` holds
+/// `count` gray faces of `height` x `width` pixels one after another, standardised with `norm`
+/// and shown to the model `batch_size` at a time. count x classes values, face after face.
+inline std::vector<float> predict_views(facet::Sequential<float>& model, const std::uint8_t* faces,
+                                        std::size_t count, std::size_t height, std::size_t width,
+                                        const facet::Normalization& norm, const TestViews& views,
+                                        std::size_t batch_size) {
+    facet::check(batch_size > 0, "predict_views: the batch size must be positive");
+    facet::check(views.crop >= 0 && static_cast<std::size_t>(views.crop) <= std::min(height, width),
+                 "predict_views: a crop of ", views.crop, " pixels does not fit faces ", width,
+                 " x ", height);
+    const std::vector<facet::AugmentParams> params = views.params();
+    const std::size_t pixels = height * width;
+    std::vector<double> total;
+    std::size_t classes = 0;
+    facet::Tensor<float> x;
+    for (std::size_t begin = 0; begin < count; begin += batch_size) {
+        const std::size_t n = std::min(batch_size, count - begin);
+        x.resize(facet::Shape{n, 1, height, width});
+        for (const facet::AugmentParams& view : params) {
+            for (std::size_t i = 0; i < n; ++i) {
+                float* out = x.data() + i * pixels;
+                facet::apply_augment(faces + (begin + i) * pixels, height, width, out, view,
+                                     facet::Padding::Reflect);
+                norm.apply(out, pixels);
+            }
+            const facet::Tensor<float>& p = model.predict(x);
+            if (classes == 0) {
+                classes = p.dim(1);
+                total.assign(count * classes, 0.0);
+            }
+            for (std::size_t k = 0; k < p.size(); ++k) total[begin * classes + k] += p[k];
+        }
+    }
+    std::vector<float> averaged(total.size());
+    for (std::size_t k = 0; k < total.size(); ++k)
+        averaged[k] = static_cast<float>(total[k] / static_cast<double>(params.size()));
+    return averaged;
+}
+
 /// evaluate() through `views`: each face's probabilities averaged over its views.
 inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset& data,
                            const facet::Normalization& norm, std::size_t batch_size,
@@ -175,32 +215,10 @@ inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset
     facet::check(views.crop > 0 && static_cast<std::size_t>(views.crop) <= data.width,
                  "evaluate: a crop of ", views.crop, " pixels does not fit faces ", data.width,
                  " wide");
-    const std::vector<facet::AugmentParams> params = views.params();
-    const std::size_t n = data.size(), pixels = data.image_size();
     Evaluation ev;
-    std::vector<double> total;
-    facet::Tensor<float> x;
-    for (std::size_t begin = 0; begin < n; begin += batch_size) {
-        const std::size_t count = std::min(batch_size, n - begin);
-        x.resize(facet::Shape{count, 1, data.height, data.width});
-        for (const facet::AugmentParams& view : params) {
-            for (std::size_t i = 0; i < count; ++i) {
-                float* out = x.data() + i * pixels;
-                facet::apply_augment(data.image(begin + i), data.height, data.width, out, view,
-                                     facet::Padding::Reflect);
-                norm.apply(out, pixels);
-            }
-            const facet::Tensor<float>& p = model.predict(x);
-            if (ev.classes == 0) {
-                ev.classes = p.dim(1);
-                total.assign(n * ev.classes, 0.0);
-            }
-            for (std::size_t k = 0; k < p.size(); ++k) total[begin * ev.classes + k] += p[k];
-        }
-    }
-    ev.probabilities.resize(total.size());
-    for (std::size_t k = 0; k < total.size(); ++k)
-        ev.probabilities[k] = static_cast<float>(total[k] / static_cast<double>(params.size()));
+    ev.probabilities = predict_views(model, data.image(0), data.size(), data.height, data.width,
+                                     norm, views, batch_size);
+    ev.classes = ev.probabilities.size() / data.size();
     score_probabilities(ev, data);
     return ev;
 }

@@ -46,6 +46,35 @@ inline TrainedModel load_trained(const std::string& path) {
     return t;
 }
 
+/// The test-time view options of eval and predict: --flip-tta, --center-crop, --ten-crop.
+inline Cli& add_view_options(Cli& cli) {
+    return cli.flag("flip-tta", "average the predictions for each face and its mirror image")
+        .option("center-crop", "SIDE",
+                "see each face through its centre crop of SIDE pixels resized to full size (for "
+                "models trained with fer train --crop; 0: the whole face)",
+                "0")
+        .option("ten-crop", "SIDE",
+                "average the predictions of the four corner crops and the centre crop of SIDE "
+                "pixels and their mirror images (0: off)",
+                "0");
+}
+
+/// The views add_view_options() asked for, for faces `side` pixels wide; `command` names the
+/// command in errors.
+inline TestViews views_from_cli(const Cli& cli, std::size_t side, const std::string& command) {
+    TestViews views;
+    views.flip = cli.has("flip-tta");
+    const long long center_crop = cli.integer("center-crop"), ten_crop = cli.integer("ten-crop");
+    facet::check(center_crop == 0 || ten_crop == 0, command,
+                 ": give --center-crop or --ten-crop, not both");
+    const long long crop = std::max(center_crop, ten_crop);
+    facet::check(crop >= 0 && (crop == 0 || static_cast<std::size_t>(crop) <= side), command,
+                 ": a crop side must be in [1, ", side, "], got ", crop);
+    views.crop = static_cast<int>(crop);
+    if (ten_crop > 0) views.ten_crop = true, views.flip = true;
+    return views;
+}
+
 inline Cli eval_cli() {
     Cli cli("eval",
             "Evaluates a trained model: accuracy, per-class precision/recall/F1 and the confusion "
@@ -66,21 +95,13 @@ inline Cli eval_cli() {
                 "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum in "
                 "fp32",
                 "fp32")
-        .flag("flip-tta", "average the predictions for each face and its mirror image")
-        .option("center-crop", "SIDE",
-                "see each face through its centre crop of SIDE pixels resized to full size (for "
-                "models trained with fer train --crop; 0: the whole face)",
-                "0")
-        .option("ten-crop", "SIDE",
-                "average the predictions of the four corner crops and the centre crop of SIDE "
-                "pixels and their mirror images (0: off)",
-                "0")
         .flag("json", "print one JSON object (accuracy, per_class, confusion, ...)")
         .flag("skip-bad", "skip unreadable or malformed samples (counted and reported)")
         .flag("compare",
               "fer eval --compare OLD NEW: both models on the split, per-class precision, recall "
               "and F1 and the accuracy side by side with NEW - OLD")
         .positional("OLD NEW", "with --compare: the two model files");
+    add_view_options(cli);
     return cli;
 }
 
@@ -210,16 +231,7 @@ inline int run_eval(const Cli& cli) {
     const long long batch = cli.integer("batch");
     facet::check(batch > 0, "eval: --batch must be positive");
     const auto batch_size = static_cast<std::size_t>(batch);
-    TestViews views;
-    views.flip = cli.has("flip-tta");
-    const long long center_crop = cli.integer("center-crop"), ten_crop = cli.integer("ten-crop");
-    facet::check(center_crop == 0 || ten_crop == 0,
-                 "eval: give --center-crop or --ten-crop, not both");
-    const long long crop = std::max(center_crop, ten_crop);
-    facet::check(crop >= 0 && (crop == 0 || static_cast<std::size_t>(crop) <= split.width),
-                 "eval: a crop side must be in [1, ", split.width, "], got ", crop);
-    views.crop = static_cast<int>(crop);
-    if (ten_crop > 0) views.ten_crop = true, views.flip = true;
+    const TestViews views = views_from_cli(cli, split.width, "eval");
     const bool flip = views.flip;
     const std::string view_text = views.describe();
     const std::vector<std::string>& classes = models[0].classes;

@@ -68,6 +68,7 @@ inline Cli predict_cli() {
         .flag("skip-bad", "skip unreadable pictures (reported on stderr) instead of stopping")
         .positional("IMAGE|FOLDER", "PNG, JPEG, BMP, ... files, or folders of them");
     add_detector_threshold_option(cli);
+    add_view_options(cli);
     return cli;
 }
 
@@ -198,6 +199,7 @@ inline int run_predict(const Cli& cli) {
     facet::check(min_face > 0, "predict: --min-face must be positive");
     facet::check(max_side >= 0, "predict: --max-side must be 0 or positive");
     const bool detect = !cli.has("no-detect"), skip_bad = cli.has("skip-bad");
+    const TestViews views = views_from_cli(cli, fer::fer_image_side, "predict");
     const std::vector<std::string> files = expand_image_arguments(cli.positionals());
     TrainedModel t = load_trained(model_to_use(cli, "predict"));
 
@@ -253,14 +255,21 @@ inline int run_predict(const Cli& cli) {
     // Pass 2: every face of every picture through the network, `batch` at a time.
     const std::size_t pixels = fer::fer_image_pixels, total = crops.size() / pixels;
     std::vector<float> probabilities;
-    facet::Tensor<float> x;
-    for (std::size_t begin = 0; begin < total; begin += static_cast<std::size_t>(batch)) {
-        const std::size_t count =
-            std::min<std::size_t>(static_cast<std::size_t>(batch), total - begin);
-        x.resize(facet::Shape{count, 1, fer::fer_image_side, fer::fer_image_side});
-        t.norm.apply(crops.data() + begin * pixels, x.data(), count * pixels);
-        const facet::Tensor<float>& p = t.model.predict(x);
-        probabilities.insert(probabilities.end(), p.begin(), p.end());
+    if (views.flip || views.crop > 0) {  // test-time views: each face's average over them
+        if (total > 0)
+            probabilities =
+                predict_views(t.model, crops.data(), total, fer::fer_image_side,
+                              fer::fer_image_side, t.norm, views, static_cast<std::size_t>(batch));
+    } else {
+        facet::Tensor<float> x;
+        for (std::size_t begin = 0; begin < total; begin += static_cast<std::size_t>(batch)) {
+            const std::size_t count =
+                std::min<std::size_t>(static_cast<std::size_t>(batch), total - begin);
+            x.resize(facet::Shape{count, 1, fer::fer_image_side, fer::fer_image_side});
+            t.norm.apply(crops.data() + begin * pixels, x.data(), count * pixels);
+            const facet::Tensor<float>& p = t.model.predict(x);
+            probabilities.insert(probabilities.end(), p.begin(), p.end());
+        }
     }
     const std::size_t classes = t.classes.size();
     std::size_t next = 0;
