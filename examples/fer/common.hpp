@@ -212,10 +212,7 @@ inline Evaluation evaluate(facet::Sequential<float>& model, const facet::Dataset
     if (views.crop == 0 && !views.ten_crop)
         return evaluate(model, data, norm, batch_size, views.flip);
     facet::check(!data.empty(), "evaluate: the split '", data.split, "' is empty");
-    facet::check(views.crop > 0 && static_cast<std::size_t>(views.crop) <= data.width,
-                 "evaluate: a crop of ", views.crop, " pixels does not fit faces ", data.width,
-                 " wide");
-    Evaluation ev;
+    Evaluation ev;  // predict_views checks that the crop fits
     ev.probabilities = predict_views(model, data.image(0), data.size(), data.height, data.width,
                                      norm, views, batch_size);
     ev.classes = ev.probabilities.size() / data.size();

@@ -506,20 +506,20 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
         if (i < head || (c.freeze_bn && model.layer(i).type().rfind("BatchNorm", 0) == 0))
             eval_layers.push_back(i);
     if (!eval_layers.empty()) trainer.add<detail::EvalLayers>(std::move(eval_layers));
-    if (c.anchor > 0 && c.anchor_importance == "fisher") {
-        // Measured at the parent's weights, before any step, on faces of the old task.
-        facet::check(rehearsal.size() >= c.batch,
-                     "finetune: --anchor-importance fisher needs at "
-                     "least a batch of rehearsal faces (",
-                     c.batch, "), there are ", rehearsal.size());
-        facet::BatchOptions fo;
-        fo.batch_size = c.batch, fo.shuffle = false, fo.augment = false, fo.drop_last = true;
-        facet::BatchLoader fisher_loader(rehearsal, parent.norm, fo);
-        facet::LoaderBatches fisher_batches(fisher_loader);
-        trainer.add<facet::WeightAnchor>(
-            trained, c.anchor, facet::fisher_diagonal(model, trained, fisher_batches, 0, c.seed));
-    } else if (c.anchor > 0) {
-        trainer.add<facet::WeightAnchor>(trained, c.anchor);
+    if (c.anchor > 0) {
+        std::vector<facet::Tensor<float>> importance;  // empty: the same pull on every weight
+        if (c.anchor_importance == "fisher") {
+            // Measured at the parent's weights, before any step, on faces of the old task.
+            facet::check(rehearsal.size() >= c.batch, "finetune: --anchor-importance fisher needs ",
+                         "at least a batch of rehearsal faces (", c.batch, "), there are ",
+                         rehearsal.size());
+            facet::BatchOptions fo;
+            fo.batch_size = c.batch, fo.shuffle = false, fo.augment = false, fo.drop_last = true;
+            facet::BatchLoader fisher_loader(rehearsal, parent.norm, fo);
+            facet::LoaderBatches fisher_batches(fisher_loader);
+            importance = facet::fisher_diagonal(model, trained, fisher_batches, 0, c.seed);
+        }
+        trainer.add<facet::WeightAnchor>(trained, c.anchor, std::move(importance));
     }
     std::optional<TrainedModel> teacher;  // the parent as it was, never trained
     if (c.distill > 0) {
