@@ -302,6 +302,7 @@ TEST_CASE("fer finetune raises accuracy on held-out faces of a shifted domain") 
     const std::string child = (dir / "child.facet").string();
     fer::FinetuneConfig config = quick_finetune(parent, child);
     config.epochs = 10, config.lr = 2e-3;
+    config.holdout = 0.2;  // held out to report (auto holds none out when averaging)
     const fer::FinetuneSummary s = fer::finetune_on(config, corrections, train);
     CHECK(s.held_out + s.trained_on == 140);
     CHECK(s.parent_faces == s.held_out);  // by default as many of the parent's as held out
@@ -322,6 +323,55 @@ TEST_CASE("fer finetune raises accuracy on held-out faces of a shifted domain") 
     CHECK(file.provenance.note("corrections") == "140");
     CHECK(file.provenance.note("corrections_fingerprint") == corrections.fingerprint());
     CHECK(file.provenance.data_fingerprint == corrections.fingerprint());
+}
+
+TEST_CASE("fer finetune --holdout auto: every correction trained on when none would choose") {
+    fer::FinetuneConfig c;  // the defaults: 8 epochs, averaged from the 4th, no blend
+    CHECK(c.holdout_fraction() == 0);
+    c.blend = 0.3;  // a fixed blend chooses nothing either
+    CHECK(c.holdout_fraction() == 0);
+    c.blend = -1;  // --blend auto chooses the share on the held-out faces
+    CHECK(c.holdout_fraction() == doctest::Approx(0.2));
+    c.blend = 0, c.average_from = 0;  // the held-out faces choose the epoch
+    CHECK(c.holdout_fraction() == doctest::Approx(0.2));
+    c.average_from = 9;  // past the last epoch: no averaging
+    CHECK(c.holdout_fraction() == doctest::Approx(0.2));
+    c.holdout = 0.5, c.average_from = 4;  // a fraction given is a fraction used
+    CHECK(c.holdout_fraction() == doctest::Approx(0.5));
+
+    const QuickSetup q = quick_setup("finetune_holdout_auto");
+    fer::FinetuneConfig tune = quick_finetune(q.parent, (q.dir / "auto.facet").string());
+    tune.epochs = 2, tune.average_from = 1;
+    const fer::FinetuneSummary s = fer::finetune_on(tune, q.corrections, *q.data.training());
+    CHECK(s.held_out == 0);
+    CHECK(s.trained_on == q.corrections.faces.size());
+    // On the command line.
+    static double parsed = -2;
+    auto fraction = [&](std::vector<std::string> options) {
+        std::vector<std::string> args = {"--model",       q.parent,
+                                         "--corrections", (q.dir / "corrections").string(),
+                                         "--out",         (q.dir / "cli.facet").string()};
+        args.insert(args.end(), options.begin(), options.end());
+        parsed = -2;
+        run_cli(
+            fer::finetune_cli(),
+            [](const fer::Cli& cli) {
+                parsed = fer::finetune_config(cli).holdout_fraction();
+                return 0;
+            },
+            args);
+        return parsed;
+    };
+    CHECK(fraction({}) == 0);
+    CHECK(fraction({"--holdout", "auto", "--average-from", "0"}) == doctest::Approx(0.2));
+    CHECK(fraction({"--blend", "auto"}) == doctest::Approx(0.2));
+    CHECK(fraction({"--holdout", "0.3"}) == doctest::Approx(0.3));
+    for (const char* bad : {"1", "-0.1", "x"})
+        CHECK_THROWS_WITH_AS(
+            run_cli(fer::finetune_cli(), fer::run_finetune,
+                    {"--model", q.parent, "--corrections", (q.dir / "corrections").string(),
+                     "--out", (q.dir / "bad.facet").string(), "--holdout", bad}),
+            doctest::Contains("--holdout"), facet::Error);
 }
 
 TEST_CASE("fer finetune --parent-faces: the held-out corrections repeated to weigh as much") {

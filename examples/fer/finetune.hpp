@@ -55,7 +55,9 @@ struct FinetuneConfig {
     double rehearsal = 3;  ///< rehearsal faces per correction in each epoch
     /// The parent's share of a rehearsal face's target (knowledge distillation; 0: labels only).
     double distill = 1;
-    double holdout = 0.2;  ///< fraction of each emotion's corrections held out to choose the epoch
+    /// Fraction of each emotion's corrections held out (to choose the epoch or the blend, or to
+    /// report); negative: auto, holdout_fraction().
+    double holdout = -1;
     /// Faces of the parent's validation split that choose the epoch with the held-out corrections
     /// (which are repeated to weigh as much); 0: as many as there are held-out corrections.
     std::size_t parent_faces = 0;
@@ -75,6 +77,13 @@ struct FinetuneConfig {
     std::size_t average_from = 4;
     /// Whether the weights written are an average (average_from within the epochs).
     bool averages() const { return average_from > 0 && average_from <= epochs; }
+    /// The hold-out used: `holdout`, or by default none when the held-out corrections would only
+    /// report (averaged weights, a fixed blend), so that every correction is trained on, and 0.2
+    /// when they choose the epoch or the blend.
+    double holdout_fraction() const {
+        if (holdout >= 0) return holdout;
+        return averages() && blend >= 0 ? 0.0 : 0.2;
+    }
     /// With averaging: the batch-norm statistics of the averaged weights computed afresh from one
     /// pass over "mix" (the training faces: corrections and rehearsal) or "rehearsal" (the
     /// original data's faces alone); "none" keeps the average of the epochs' statistics.
@@ -89,10 +98,12 @@ inline Cli finetune_cli() {
     Cli cli("finetune",
             "Fine-tunes a trained model on corrections (CORRECTIONS/<emotion>/*.png, e.g. filed "
             "with `fer correct`) mixed with rehearsal faces from the original training data, so "
-            "it learns the users' faces without forgetting FER-2013. A fraction of each "
-            "emotion's corrections is held out and, together with as many faces of the parent's "
-            "validation split (held out of training, never trained on), chooses the epoch kept; "
-            "with --holdout 0 the last epoch is kept. Duplicate corrections are reported and used "
+            "it learns the users' faces without forgetting FER-2013. The model written is the "
+            "mean of the weights of the later epochs (--average-from); with --average-from 0, a "
+            "fraction of each emotion's corrections is held out and, together with as many faces "
+            "of the parent's validation split (held out of training, never trained on), chooses "
+            "the epoch kept (--holdout 0: the last epoch). Duplicate corrections are reported and "
+            "used "
             "once; one face filed under two emotions is refused. OUT must differ from MODEL "
             "(never overwritten) and is written atomically; its provenance names the parent and "
             "the corrections.");
@@ -121,10 +132,11 @@ inline Cli finetune_cli() {
                 "the parent's share of each rehearsal face's training target: the target is (1 - "
                 "X) x its label + X x the parent's probabilities for it (0: labels only)",
                 "1")
-        .option("holdout", "X",
-                "fraction of each emotion's corrections held out to choose the epoch (0: keep the "
-                "last epoch)",
-                "0.2")
+        .option("holdout", "X|auto",
+                "fraction of each emotion's corrections held out: with --average-from 0 they "
+                "choose the epoch (0: keep the last), with --blend auto the share, otherwise they "
+                "only report; auto holds none out when they would only report, else 0.2",
+                "auto")
         .option("parent-faces", "N",
                 "faces of the parent's validation split that choose the epoch with the held-out "
                 "corrections, which are repeated to weigh as much (0: as many as are held out)",
@@ -195,14 +207,15 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
                  "finetune: --rehearsal must be in [0, 100]");
     c.distill = cli.number("distill");
     facet::check(c.distill >= 0 && c.distill <= 1, "finetune: --distill must be in [0, 1]");
-    c.holdout = cli.number("holdout");
+    c.holdout = cli.str("holdout") == "auto" ? -1 : cli.number("holdout");
     const long long parent_faces = cli.integer("parent-faces");
     facet::check(parent_faces >= 0, "finetune: --parent-faces must not be negative");
     c.parent_faces = static_cast<std::size_t>(parent_faces);
-    facet::check(c.holdout >= 0 && c.holdout < 1, "finetune: --holdout must be in [0, 1)");
+    facet::check(cli.str("holdout") == "auto" || (c.holdout >= 0 && c.holdout < 1),
+                 "finetune: --holdout must be in [0, 1) or auto");
     if (cli.str("blend") == "auto") {
         c.blend = -1;
-        facet::check(c.holdout > 0,
+        facet::check(c.holdout_fraction() > 0,
                      "finetune: --blend auto chooses on held-out corrections; "
                      "give --holdout > 0 or a share");
     } else {
@@ -430,10 +443,11 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     FinetuneSummary summary;
     summary.corrections = corrections.faces.size();
     facet::Dataset train_corrections = corrections.faces, heldout_corrections;
-    if (c.holdout > 0 && corrections.faces.size() >= 2) {
+    const double holdout = c.holdout_fraction();
+    if (holdout > 0 && corrections.faces.size() >= 2) {
         facet::StratifiedSplit s =
-            facet::stratified_split(corrections.faces, c.holdout,
-                                    facet::detail::mix_seed(c.seed, 11), "corrections (held out)");
+            facet::stratified_split(corrections.faces, holdout, facet::detail::mix_seed(c.seed, 11),
+                                    "corrections (held out)");
         train_corrections = std::move(s.kept);
         heldout_corrections = std::move(s.held_out);
     }
