@@ -10,16 +10,24 @@
 # prints each run's best and last validation accuracy, and evaluates the random-crop model through
 # crops. Environment: FER (default build/release/fer), DATA (default data/fer2013), SETTINGS (one
 # "name: flags" per line; the default list is below), TEACHER (the model distilled by the
-# distillation setting, trained on the same data; default models/fer.facet).
+# distillation setting, trained on the same data; default the 30-epoch model shipped until
+# d215a42, taken from git) and TEACHER2 (the distillation-ensemble setting's other member with
+# TEACHER; default models/fer.facet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/recipe-ablation}"
+mkdir -p "$out"
+if [ -z "${TEACHER:-}" ]; then
+  git show d215a42:models/fer.facet >"$out/teacher-30-epochs.facet"
+  TEACHER="$out/teacher-30-epochs.facet"
+fi
 fer="${FER:-build/release/fer}"
 data="${DATA:-data/fer2013}"
 epochs="${EPOCHS:-12}"
 threads="${THREADS:-1}"
 jobs="${JOBS:-2}"
-teacher="${TEACHER:-models/fer.facet}"
+teacher="$TEACHER"
+teacher2="${TEACHER2:-models/fer.facet}"
 settings="${SETTINGS:-
 base:
 nesterov: --optimizer nesterov --lr 0.01 --weight-decay 0.0005 --schedule plateau --plateau-patience 2
@@ -27,8 +35,9 @@ crop: --crop 40:44
 erase: --erase 0.5
 mixup: --mixup 0.2
 cutmix: --cutmix 1
-distill: --teacher $teacher --distill 0.5}"
-mkdir -p "$out"
+nosmooth: --label-smoothing 0
+distill: --teacher $teacher --distill 0.5
+distill-ensemble: --teacher $teacher --teacher $teacher2 --distill 0.5}"
 
 run() {  # run NAME FLAGS...
   local name="$1"
