@@ -103,8 +103,7 @@ inline Cli finetune_cli() {
             "fraction of each emotion's corrections is held out and, together with as many faces "
             "of the parent's validation split (held out of training, never trained on), chooses "
             "the epoch kept (--holdout 0: the last epoch). Duplicate corrections are reported and "
-            "used "
-            "once; one face filed under two emotions is refused. OUT must differ from MODEL "
+            "used once; one face filed under two emotions is refused. OUT must differ from MODEL "
             "(never overwritten) and is written atomically; its provenance names the parent and "
             "the corrections.");
     cli.option("model", "FILE", "the parent model (fer train's model.facet)")
@@ -207,11 +206,12 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
                  "finetune: --rehearsal must be in [0, 100]");
     c.distill = cli.number("distill");
     facet::check(c.distill >= 0 && c.distill <= 1, "finetune: --distill must be in [0, 1]");
-    c.holdout = cli.str("holdout") == "auto" ? -1 : cli.number("holdout");
+    const bool holdout_auto = cli.str("holdout") == "auto";
+    c.holdout = holdout_auto ? -1 : cli.number("holdout");
     const long long parent_faces = cli.integer("parent-faces");
     facet::check(parent_faces >= 0, "finetune: --parent-faces must not be negative");
     c.parent_faces = static_cast<std::size_t>(parent_faces);
-    facet::check(cli.str("holdout") == "auto" || (c.holdout >= 0 && c.holdout < 1),
+    facet::check(holdout_auto || (c.holdout >= 0 && c.holdout < 1),
                  "finetune: --holdout must be in [0, 1) or auto");
     if (cli.str("blend") == "auto") {
         c.blend = -1;
