@@ -583,3 +583,74 @@ TEST_CASE("fer train refuses bad --on-nonfinite and --max-consecutive-skips valu
                              facet::Error);
     }
 }
+
+TEST_CASE(
+    "fer train --classes trains another classifier on class folders, and the file names them") {
+    // Bright squares with a dark centre ("face") against flat gray ones ("background"); noise
+    // makes each picture its own.
+    const fs::path folder = fs::path(scratch("classes_data"));
+    facet::Rng rng(7);
+    for (const char* split : {"train", "test"})
+        for (int label = 0; label < 2; ++label) {
+            const fs::path dir = folder / split / (label == 0 ? "face" : "background");
+            fs::create_directories(dir);
+            for (int i = 0; i < (std::string(split) == "train" ? 30 : 6); ++i) {
+                std::vector<std::uint8_t> px(48 * 48);
+                for (std::size_t k = 0; k < px.size(); ++k) {
+                    const int x = int(k % 48), y = int(k / 48);
+                    const bool centre = std::abs(x - 24) < 10 && std::abs(y - 24) < 10;
+                    const double base = label == 0 ? (centre ? 40 : 200) : 120;
+                    px[k] = std::uint8_t(std::clamp(base + 30 * (rng.uniform() - 0.5), 0.0, 255.0));
+                }
+                facet::write_png(dir / (std::to_string(i) + ".png"), px.data(), 48, 48);
+            }
+        }
+    const std::string out = scratch("classes_model");
+    fer::Cli cli = fer::train_cli();
+    std::vector<std::string> args = {"fer",       "train",
+                                     "--data",    folder.string(),
+                                     "--classes", "face, background",
+                                     "--out",     out,
+                                     "--epochs",  "6",
+                                     "--batch",   "8",
+                                     "--model",   "fer-resnet-s",
+                                     "--threads", "1"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    REQUIRE(cli.parse(static_cast<int>(argv.size()), argv.data(), 2));
+    const fer::TrainConfig c = fer::train_config(cli);
+    CHECK(c.classes == std::vector<std::string>{"face", "background"});
+    std::ostringstream quiet;
+    auto* old = std::cout.rdbuf(quiet.rdbuf());
+    const int status = fer::run_train(c);
+    std::cout.rdbuf(old);
+    REQUIRE(status == 0);
+    fer::TrainedModel t = fer::load_trained(out + "/model.facet");
+    CHECK(t.classes == std::vector<std::string>{"face", "background"});
+    CHECK(t.model.output_shape()[0] == 2);
+    // Two classes this different are learnt in six short epochs: every test picture right.
+    facet::ReadOptions read;
+    read.class_names = {"face", "background"};
+    const facet::Dataset test = facet::read_image_folder(folder, read).at("test");
+    facet::Tensor<float> x(facet::Shape{test.size(), 1, 48, 48});
+    t.norm.apply(test.pixels.data(), x.data(), test.pixels.size());
+    const facet::Tensor<float>& p = t.model.predict(x);
+    std::size_t right = 0;
+    for (std::size_t i = 0; i < test.size(); ++i)
+        right += (p.data()[2 * i] > p.data()[2 * i + 1] ? 0 : 1) == test.labels[i];
+    CHECK(right == test.size());
+
+    // Refusals: one class, a class named twice, a blank name, and --classes without a folder.
+    for (const std::string& bad : {"face", "face,Face", "face,,background"}) {
+        fer::Cli again = fer::train_cli();
+        std::vector<std::string> a2 = {"fer", "train", "--classes", bad};
+        std::vector<char*> v2;
+        for (auto& s : a2) v2.push_back(s.data());
+        REQUIRE(again.parse(4, v2.data(), 2));
+        CHECK_THROWS_AS(fer::train_config(again), facet::Error);
+    }
+    fer::TrainConfig synthetic = small_config(scratch("classes_synthetic"));
+    synthetic.classes = {"face", "background"};
+    CHECK_THROWS_WITH_AS(fer::run_train(synthetic), doctest::Contains("--classes needs --data"),
+                         facet::Error);
+}

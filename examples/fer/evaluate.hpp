@@ -42,6 +42,17 @@ inline TrainedModel load_trained(const std::string& path) {
     t.norm.mean = std::stof(mean), t.norm.stddev = std::stof(stddev);
     facet::check(t.norm.stddev > 0 && std::isfinite(t.norm.mean), path,
                  ": bad normalization metadata");
+    // Models trained with --classes name their own classes; the emotion models name FER-2013's.
+    if (const std::string classes = t.note("classes"); !classes.empty()) {
+        try {
+            t.classes = split_class_list(classes);
+        } catch (const facet::Error& e) {
+            throw facet::Error(facet::detail::concat(path, ": bad classes metadata: ", e.what()));
+        }
+    }
+    const facet::Shape out = t.model.output_shape();
+    facet::check(out.rank() == 1 && out[0] == t.classes.size(), path, ": the network gives ",
+                 out.size(), " outputs for ", t.classes.size(), " classes");
     t.model.set_mode(facet::Mode::Eval);
     return t;
 }

@@ -90,11 +90,12 @@ inline facet::Sequential<float> build_resnet(std::size_t width, std::size_t bloc
 
 /// Builds a model by name: "fer-cnn-s" (default; 1,468,839 parameters), "fer-cnn-m" (5.87 M),
 /// "fer-cnn-mc" (1,450,631) or "fer-resnet-s" (0.31 M).
-inline facet::Sequential<float> build_model(const std::string& name, std::uint64_t seed) {
-    if (name == "fer-cnn-s") return build_vgg_style(32, 256, seed);
-    if (name == "fer-cnn-m") return build_vgg_style(64, 512, seed);
-    if (name == "fer-cnn-mc") return build_vgg_style(64, 256, seed, 7, 32);
-    if (name == "fer-resnet-s") return build_resnet(32, 1, seed);
+inline facet::Sequential<float> build_model(const std::string& name, std::uint64_t seed,
+                                            std::size_t classes = 7) {
+    if (name == "fer-cnn-s") return build_vgg_style(32, 256, seed, classes);
+    if (name == "fer-cnn-m") return build_vgg_style(64, 512, seed, classes);
+    if (name == "fer-cnn-mc") return build_vgg_style(64, 256, seed, classes, 32);
+    if (name == "fer-resnet-s") return build_resnet(32, 1, seed, classes);
     throw facet::Error("unknown model '" + name +
                        "' (known: fer-cnn-s, fer-cnn-m, fer-cnn-mc, fer-resnet-s)");
 }

@@ -38,6 +38,10 @@ namespace fer {
 /// Everything `fer train` can be told; the defaults are the default recipe.
 struct TrainConfig {
     DataChoice data;
+    /// The class folders to train on, in the output's order; empty: FER-2013's seven emotions.
+    /// Other classes train other 48 x 48 gray classifiers, such as the face verifier
+    /// (docs/faces.md).
+    std::vector<std::string> classes;
     std::string out = "runs/default";
     std::string model = "fer-cnn-s";
     std::size_t epochs = 0;  ///< 0: 50 on FER-2013, 12 on the synthetic faces
@@ -108,6 +112,9 @@ inline Cli train_cli() {
     cli.option("data", "DIR|CSV",
                "FER-2013 as image folders or Kaggle's CSV (default: data/fer2013 if present, else "
                "synthetic faces)")
+        .option("classes", "A,B,...",
+                "the class folders of the data, in the model's output order (default: FER-2013's "
+                "angry,disgust,fear,happy,sad,surprise,neutral; image folders only)")
         .option("out", "DIR", "output directory", "runs/default")
         .option("model", "NAME",
                 "fer-cnn-s (reference), fer-cnn-m (twice the channels), fer-cnn-mc (fer-cnn-m's "
@@ -195,6 +202,11 @@ inline TrainConfig train_config(const Cli& cli) {
     TrainConfig c;
     c.data = cli.has("data") ? DataChoice{cli.str("data")} : default_data();
     c.out = cli.str("out");
+    if (cli.has("classes")) {
+        c.classes = split_class_list(cli.str("classes"));
+        facet::check(c.classes.size() >= 2, "train: --classes needs at least two names, got '",
+                     cli.str("classes"), "'");
+    }
     c.model = cli.str("model");
     auto positive = [&](const char* name) {
         const long long v = cli.integer(name);
@@ -651,7 +663,8 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     // The training batch size: no bigger activations than training has.
     facet::DatasetBatches val_batches(plan.val, norm, cfg.batch, rank, ranks);
 
-    facet::Sequential<float> model = build_model(cfg.model, cfg.seed);
+    facet::Sequential<float> model =
+        build_model(cfg.model, cfg.seed, plan.train.class_names.size());
     model.context().precision = cfg.precision;  // the student's products; teachers stay fp32
     std::cout << bf16_speed_note(cfg.precision);
     const std::unique_ptr<facet::Optimizer<float>> optimizer = make_optimizer(cfg, model);
@@ -803,6 +816,11 @@ inline int run_train(const TrainConfig& c) {
     const auto t_load = std::chrono::steady_clock::now();
     facet::ReadOptions read;
     read.skip_bad = c.skip_bad;
+    if (!c.classes.empty()) {
+        facet::check(!c.data.synthetic() && fs::is_directory(c.data.path),
+                     "train: --classes needs --data to name a folder of class folders");
+        read.class_names = c.classes;
+    }
     facet::DataSplits splits;
     if (c.data.synthetic() && (c.max_per_class || c.max_val_per_class)) {
         // Each synthetic face is drawn from its own index, so drawing only the first n per class
