@@ -1,0 +1,121 @@
+// Tests of the two-stage detector (vision/verified_detector.hpp) with a scripted first stage and
+// verifier: only candidates at or above the probability are kept, their score becomes it, they
+// come most probable first, the first stage's name and boxes pass through, an empty proposal
+// skips the verifier, and a verifier that answers for the wrong number of candidates, a NaN, or a
+// threshold outside [0, 1] are refused or keep nothing.
+#include <facet/vision/verified_detector.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace vision = facet::vision;
+
+namespace {
+
+/// A first stage that returns the same candidates for every picture.
+class ScriptedDetector : public vision::FaceDetector {
+  public:
+    explicit ScriptedDetector(std::vector<vision::DetectedFace> faces) : faces_(std::move(faces)) {}
+    std::string name() const override { return "scripted"; }
+    std::vector<vision::DetectedFace> detect(const vision::GrayView&) override { return faces_; }
+
+  private:
+    std::vector<vision::DetectedFace> faces_;
+};
+
+vision::DetectedFace candidate(int x, float score) {
+    vision::DetectedFace f;
+    f.box = {x, 2 * x, 40, 40};
+    f.score = score;
+    f.landmarks = {{float(x), 1.f}};
+    return f;
+}
+
+/// A verifier that gives each candidate the probability listed for its box's x, and counts calls.
+struct ScriptedVerifier {
+    std::vector<std::pair<int, float>> by_x;
+    int* calls;
+    std::vector<float> operator()(const vision::GrayView&,
+                                  const std::vector<vision::DetectedFace>& faces) const {
+        ++*calls;
+        std::vector<float> p;
+        for (const auto& f : faces)
+            for (const auto& [x, prob] : by_x)
+                if (f.box.x == x) p.push_back(prob);
+        return p;
+    }
+};
+
+const std::uint8_t pixel = 0;
+const vision::GrayView picture = vision::gray_view(&pixel, 1, 1);
+
+}  // namespace
+
+TEST_CASE("the verifier keeps the candidates it believes, scored by its probability") {
+    int calls = 0;
+    vision::VerifiedFaceDetector detector(
+        std::make_unique<ScriptedDetector>(std::vector<vision::DetectedFace>{
+            candidate(10, 1.5f), candidate(20, -0.9f), candidate(30, 0.2f), candidate(40, -0.3f)}),
+        ScriptedVerifier{{{10, 0.2f}, {20, 0.95f}, {30, 0.5f}, {40, 0.7f}}, &calls}, 0.5);
+    CHECK(detector.name() == "scripted");
+    const std::vector<vision::DetectedFace> faces = detector.detect(picture);
+    CHECK(calls == 1);
+    REQUIRE(faces.size() == 3);  // x = 10 is dropped (0.2); 0.5 itself is kept
+    CHECK(faces[0].box.x == 20);
+    CHECK(faces[0].score == doctest::Approx(0.95));
+    CHECK(faces[1].box.x == 40);
+    CHECK(faces[2].box.x == 30);
+    CHECK(faces[2].score == doctest::Approx(0.5));
+    // Boxes and landmarks are the first stage's.
+    CHECK(faces[0].box.y == 40);
+    CHECK(faces[0].box.width == 40);
+    REQUIRE(faces[0].landmarks.size() == 1);
+    CHECK(faces[0].landmarks[0].x == 20);
+}
+
+TEST_CASE("threshold 0 keeps every candidate; threshold 1 only certain ones") {
+    int calls = 0;
+    const std::vector<vision::DetectedFace> three = {candidate(1, 0), candidate(2, 0),
+                                                     candidate(3, 0)};
+    const ScriptedVerifier verifier{{{1, 0.0f}, {2, 1.0f}, {3, 0.999f}}, &calls};
+    vision::VerifiedFaceDetector all(std::make_unique<ScriptedDetector>(three), verifier, 0.0);
+    CHECK(all.detect(picture).size() == 3);
+    vision::VerifiedFaceDetector sure(std::make_unique<ScriptedDetector>(three), verifier, 1.0);
+    const auto kept = sure.detect(picture);
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0].box.x == 2);
+}
+
+TEST_CASE("no candidate: the verifier is not asked") {
+    int calls = 0;
+    vision::VerifiedFaceDetector detector(
+        std::make_unique<ScriptedDetector>(std::vector<vision::DetectedFace>{}),
+        ScriptedVerifier{{}, &calls}, 0.5);
+    CHECK(detector.detect(picture).empty());
+    CHECK(calls == 0);
+}
+
+TEST_CASE("a verifier answering for the wrong number of faces, NaN, and bad thresholds") {
+    int calls = 0;
+    const std::vector<vision::DetectedFace> two = {candidate(1, 0), candidate(2, 0)};
+    // Only x = 1 is listed: one probability for two candidates.
+    vision::VerifiedFaceDetector short_answer(std::make_unique<ScriptedDetector>(two),
+                                              ScriptedVerifier{{{1, 0.9f}}, &calls}, 0.5);
+    CHECK_THROWS_WITH_AS(short_answer.detect(picture),
+                         doctest::Contains("gave 1 probabilities for 2 candidates"), facet::Error);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    vision::VerifiedFaceDetector broken(std::make_unique<ScriptedDetector>(two),
+                                        ScriptedVerifier{{{1, nan}, {2, nan}}, &calls}, 0.0);
+    CHECK(broken.detect(picture).empty());
+    for (const double bad : {-0.1, 1.5, double(nan)})
+        CHECK_THROWS_AS(vision::VerifiedFaceDetector(std::make_unique<ScriptedDetector>(two),
+                                                     ScriptedVerifier{{}, &calls}, bad),
+                        facet::Error);
+    CHECK_THROWS_AS(vision::VerifiedFaceDetector(nullptr, ScriptedVerifier{{}, &calls}, 0.5),
+                    facet::Error);
+    CHECK_THROWS_AS(
+        vision::VerifiedFaceDetector(std::make_unique<ScriptedDetector>(two), nullptr, 0.5),
+        facet::Error);
+}
