@@ -24,17 +24,23 @@ inline const char* const own_model_path = "runs/default/model.facet";
 /// The model the project ships, relative to the repository's root.
 inline const char* const shipped_model_path = "models/fer.facet";
 
-/// The places searched for the shipped model, in order.
-inline std::vector<fs::path> shipped_model_candidates() {
-    std::vector<fs::path> places = {fs::path(shipped_model_path)};
+/// The places searched for a file the project ships (`relative` to the repository's root), in
+/// order.
+inline std::vector<fs::path> shipped_file_candidates(const fs::path& relative) {
+    std::vector<fs::path> places = {relative};
     std::error_code ec;
     const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
     if (!ec && exe.has_parent_path()) {
         const fs::path bin = exe.parent_path();
-        places.push_back(bin.parent_path().parent_path() / shipped_model_path);
-        places.push_back(bin.parent_path() / "share" / "facet" / shipped_model_path);
+        places.push_back(bin.parent_path().parent_path() / relative);
+        places.push_back(bin.parent_path() / "share" / "facet" / relative);
     }
     return places;
+}
+
+/// The places searched for the shipped model, in order.
+inline std::vector<fs::path> shipped_model_candidates() {
+    return shipped_file_candidates(shipped_model_path);
 }
 
 /// The model to use without --model: runs/default/model.facet if it exists, else the first

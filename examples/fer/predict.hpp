@@ -32,6 +32,7 @@
 #include "detector_cli.hpp"
 #include "evaluate.hpp"
 #include "face_crop.hpp"
+#include "face_verifier.hpp"
 
 namespace fer {
 
@@ -68,6 +69,7 @@ inline Cli predict_cli() {
         .flag("skip-bad", "skip unreadable pictures (reported on stderr) instead of stopping")
         .positional("IMAGE|FOLDER", "PNG, JPEG, BMP, ... files, or folders of them");
     add_detector_threshold_option(cli);
+    add_verifier_options(cli, "auto");
     add_view_options(cli);
     return cli;
 }
@@ -211,7 +213,7 @@ inline int run_predict(const Cli& cli) {
         options.min_face = static_cast<int>(min_face);
         options.downscale_to = static_cast<double>(max_side);
         apply_detector_threshold(cli, options);
-        detector = vision::make_face_detector(cli.str("detector"), options);
+        detector = make_cli_detector(cli, cli.str("detector"), options);
         detector_name = detector->name();
     };
 

@@ -38,6 +38,7 @@
 #include "detector_cli.hpp"
 #include "evaluate.hpp"
 #include "face_crop.hpp"
+#include "face_verifier.hpp"
 #include "train.hpp"
 #include "video_detector.hpp"
 
@@ -568,6 +569,7 @@ inline Cli video_cli() {
         .flag("quiet", "no progress bar")
         .positional("INPUT", "a video file (any format OpenCV/FFmpeg reads)");
     add_detector_threshold_option(cli);
+    add_verifier_options(cli, "none");
     add_video_speed_options(cli);
     return cli;
 }
@@ -639,8 +641,7 @@ inline int run_video(const Cli& cli) {
         std::max(cap.get(cv::CAP_PROP_FRAME_WIDTH), cap.get(cv::CAP_PROP_FRAME_HEIGHT)));
     const std::string name = cli.str("detector");
     const facet::vision::DetectorOptions options = video_detector_options(cli, longer, name);
-    std::unique_ptr<facet::vision::FaceDetector> detector =
-        facet::vision::make_face_detector(name, options);
+    std::unique_ptr<facet::vision::FaceDetector> detector = make_cli_detector(cli, name, options);
     const VideoSummary s = process_video(c, cap, model, *detector);
     const StageTimes& t = s.times;
     const double per_frame = 1e3 / static_cast<double>(std::max<long>(1, s.frames));
