@@ -28,7 +28,7 @@ inline const char* const shipped_verifier_path = "models/face-verifier.facet";
 /// How the first stage proposes when the verifier follows it, and the probability the verifier
 /// must give a candidate to keep it: chosen on the validation scenes (docs/faces.md) as the
 /// highest recall with a precision of at least 0.90. dlib proposes far below its own threshold 0;
-/// OpenCV's Haar cascade with 1 neighbour instead of 3.
+/// OpenCV's cascades with 1 neighbour instead of 3.
 struct VerifierDefaults {
     double min_probability = 0.1;
     double dlib_threshold = -0.8;
@@ -38,6 +38,7 @@ struct VerifierDefaults {
 /// The defaults for the detector named `detector` ("dlib", "opencv", "opencv-lbp").
 inline VerifierDefaults verifier_defaults(const std::string& detector) {
     if (detector == "opencv") return {0.3, 0, 1};
+    if (detector == "opencv-lbp") return {0.1, 0, 1};
     return {};
 }
 
