@@ -641,7 +641,7 @@ TEST_CASE(
     CHECK(right == test.size());
 
     // Refusals: one class, a class named twice, a blank name, and --classes without a folder.
-    for (const std::string& bad : {"face", "face,Face", "face,,background"}) {
+    for (const char* bad : {"face", "face,Face", "face,,background"}) {
         fer::Cli again = fer::train_cli();
         std::vector<std::string> a2 = {"fer", "train", "--classes", bad};
         std::vector<char*> v2;
