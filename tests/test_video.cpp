@@ -272,6 +272,36 @@ TEST_CASE("fer video with the real detector writes the CSV and the annotated vid
     CHECK(count == 20);
 }
 
+TEST_CASE("fer video --verifier: every proposal kept at probability 0, an emotion model refused") {
+    const fs::path verifier = fs::path(FACET_SOURCE_DIR) / "models" / "face-verifier.facet";
+    if (!fs::exists(verifier)) {
+        MESSAGE("SKIPPED: no models/face-verifier.facet");
+        return;
+    }
+    const std::string dir = scratch("verifier");
+    fer::TestVideoSpec spec;
+    spec.frames = 12;
+    std::unique_ptr<facet::vision::FaceDetector> picker =
+        facet::vision::make_face_detector("opencv", {});
+    const std::vector<cv::Mat> faces = fer::detectable_faces({}, 2, spec.face_side, *picker);
+    const std::string video = dir + "/two.avi";
+    make_test_video(video, faces, spec);
+    const std::string common = "video --model " + model_file() + " " + video +
+                               " --quiet --threads 1 --detector opencv --detect-every 1";
+    const auto [alone, alone_err] = run_fer(common + " --csv " + dir + "/alone.csv");
+    REQUIRE_MESSAGE(alone == 0, alone_err);
+    // With the verifier the cascade proposes with 1 neighbour, and probability 0 keeps them all.
+    const auto [all, all_err] = run_fer(common + " --verifier " + verifier.string() +
+                                        " --verifier-threshold 0 --csv " + dir + "/all.csv");
+    REQUIRE_MESSAGE(all == 0, all_err);
+    CHECK(lines_of(dir + "/all.csv").size() >= lines_of(dir + "/alone.csv").size());
+    CHECK(lines_of(dir + "/all.csv").size() > 1);
+    const auto [bad, bad_err] =
+        run_fer(common + " --verifier " + model_file() + " --csv " + dir + "/bad.csv");
+    CHECK(bad != 0);
+    CHECK(bad_err.find("not a face verifier") != std::string::npos);
+}
+
 TEST_CASE("--detect-every 3: the frames between detections keep its boxes and ids") {
     const std::string dir = scratch("every");
     fer::TestVideoSpec spec;
