@@ -3,10 +3,13 @@
 // false faces dlib finds in pictures without people (scripts/face-verifier-data.py), sees each
 // candidate's 48 x 48 crop, cut out as the emotion network will see it, and says whether it is a
 // face. The detector can then propose at a lower threshold. The thresholds were chosen on
-// validation scenes (docs/faces.md); the project ships the verifier as models/face-verifier.facet.
+// validation scenes (docs/faces.md); the project ships the verifier as models/face-verifier.facet,
+// used when asked (--verifier auto|FILE): it found more false faces in real pictures without
+// people than dlib alone.
 // Read next: predict.hpp (where fer predict builds its detector).
 #pragma once
 
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,7 +104,13 @@ inline std::unique_ptr<vision::FaceDetector> make_cli_detector(const Cli& cli,
                                                                const std::string& name,
                                                                vision::DetectorOptions options) {
     const std::string file = verifier_to_use(cli);
-    if (file.empty()) return vision::make_face_detector(name, options);
+    if (file.empty()) {
+        if (cli.str("verifier") == "auto")
+            std::cerr << "fer " << cli.command() << ": no face verifier found ("
+                      << shipped_verifier_path << "); the detector works alone\n";
+        return vision::make_face_detector(name, options);
+    }
+    std::cerr << "fer " << cli.command() << ": checking faces with the verifier " << file << "\n";
     const std::string resolved =
         name.empty() || name == "default" ? vision::default_face_detector() : name;
     const VerifierDefaults defaults = verifier_defaults(resolved);

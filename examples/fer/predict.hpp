@@ -69,7 +69,7 @@ inline Cli predict_cli() {
         .flag("skip-bad", "skip unreadable pictures (reported on stderr) instead of stopping")
         .positional("IMAGE|FOLDER", "PNG, JPEG, BMP, ... files, or folders of them");
     add_detector_threshold_option(cli);
-    add_verifier_options(cli, "auto");
+    add_verifier_options(cli, "none");
     add_view_options(cli);
     return cli;
 }
