@@ -10,6 +10,8 @@
 #   scripts/face-detectors.sh calibrate [PER_CLASS]   re-derives fer's crop framing
 #                                                (examples/fer/face_crop.hpp) from FER-2013's
 #                                                training faces (default 150 per class)
+# With models/face-verifier.facet (or $FACET_FACE_VERIFIER naming another), compare and sweep also
+# measure each detector followed by the face verifier (docs/faces.md, "The face verifier").
 # The data set: $FER2013_DIR (a folder with train/<class>/ and test/<class>/), else
 # data/fer2013 in the repository; without it the scenes use the synthetic faces and the
 # calibration is skipped. Build folder: $FACET_BUILD_DIR (default build/dev, configured with
