@@ -58,6 +58,17 @@ std::vector<cv::Mat> synthetic_faces(std::size_t count) {
     return faces;
 }
 
+/// DIR/two.avi: a video of `spec` with two synthetic faces that OpenCV's Haar cascade finds when
+/// alone, so a run of fer video on it must find faces too. Returns its path.
+std::string two_face_video(const std::string& dir, const fer::TestVideoSpec& spec) {
+    std::unique_ptr<facet::vision::FaceDetector> picker =
+        facet::vision::make_face_detector("opencv", {});
+    const std::vector<cv::Mat> faces = fer::detectable_faces({}, 2, spec.face_side, *picker);
+    const std::string video = dir + "/two.avi";
+    fer::make_test_video(video, faces, spec);
+    return video;
+}
+
 /// A stand-in detector that reports the faces the test video holds: each frame's true boxes,
 /// jittered by up to 2 pixels, in an order that changes from frame to frame, with face
 /// `missed_face` left out in frame `missed_frame`. It checks that it sees the frames in order.
@@ -242,12 +253,7 @@ TEST_CASE("fer video with the real detector writes the CSV and the annotated vid
     const std::string dir = scratch("cli");
     fer::TestVideoSpec spec;
     spec.frames = 20;
-    std::unique_ptr<facet::vision::FaceDetector> picker =
-        facet::vision::make_face_detector("opencv", {});
-    // Synthetic faces the detector finds when alone: the run must then find faces too.
-    const std::vector<cv::Mat> faces = fer::detectable_faces({}, 2, spec.face_side, *picker);
-    const std::string video = dir + "/two.avi";
-    make_test_video(video, faces, spec);
+    const std::string video = two_face_video(dir, spec);
     const auto [status, err] =
         run_fer("video --model " + model_file() + " " + video + " --csv " + dir +
                 "/out.csv --output " + dir + "/out.mp4 --quiet --threads 1 --smooth 0.5");
@@ -281,11 +287,7 @@ TEST_CASE("fer video --verifier: every proposal kept at probability 0, an emotio
     const std::string dir = scratch("verifier");
     fer::TestVideoSpec spec;
     spec.frames = 12;
-    std::unique_ptr<facet::vision::FaceDetector> picker =
-        facet::vision::make_face_detector("opencv", {});
-    const std::vector<cv::Mat> faces = fer::detectable_faces({}, 2, spec.face_side, *picker);
-    const std::string video = dir + "/two.avi";
-    make_test_video(video, faces, spec);
+    const std::string video = two_face_video(dir, spec);
     const std::string common = "video --model " + model_file() + " " + video +
                                " --quiet --threads 1 --detector opencv --detect-every 1";
     const auto [alone, alone_err] = run_fer(common + " --csv " + dir + "/alone.csv");
@@ -306,11 +308,7 @@ TEST_CASE("--detect-every 3: the frames between detections keep its boxes and id
     const std::string dir = scratch("every");
     fer::TestVideoSpec spec;
     spec.frames = 12;
-    std::unique_ptr<facet::vision::FaceDetector> picker =
-        facet::vision::make_face_detector("opencv", {});
-    const std::vector<cv::Mat> faces = fer::detectable_faces({}, 2, spec.face_side, *picker);
-    const std::string video = dir + "/two.avi";
-    make_test_video(video, faces, spec);
+    const std::string video = two_face_video(dir, spec);
     // Rows by frame: {face id, x, y, w, h} of each face.
     auto boxes_by_frame = [&](const std::string& flags) {
         const std::string csv = dir + "/out.csv";
