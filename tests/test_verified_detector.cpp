@@ -2,7 +2,8 @@
 // verifier: only candidates at or above the probability are kept, their score becomes it, they
 // come most probable first, the first stage's name and boxes pass through, an empty proposal
 // skips the verifier, and a verifier that answers for the wrong number of candidates, a NaN, or a
-// threshold outside [0, 1] are refused or keep nothing.
+// threshold outside [0, 1] are refused or keep nothing; of overlapping faces only the most
+// probable is kept.
 #include <facet/vision/verified_detector.hpp>
 
 #include <doctest/doctest.h>
@@ -118,4 +119,37 @@ TEST_CASE("a verifier answering for the wrong number of faces, NaN, and bad thre
     CHECK_THROWS_AS(
         vision::VerifiedFaceDetector(std::make_unique<ScriptedDetector>(two), nullptr, 0.5),
         facet::Error);
+}
+
+TEST_CASE("overlapping faces: the most probable kept, by IoU of their boxes") {
+    // One face found three times (a box, one shifted by 8, one twice the size around both) and a
+    // face apart.
+    auto at = [](int x, int y, int side) {
+        vision::DetectedFace f;
+        f.box = {x, y, side, side};
+        return f;
+    };
+    const std::vector<vision::DetectedFace> found = {at(100, 100, 40), at(108, 100, 40),
+                                                     at(80, 80, 80), at(300, 100, 40)};
+    int calls = 0;
+    const ScriptedVerifier verifier{{{100, 0.6f}, {108, 0.9f}, {80, 0.8f}, {300, 0.3f}}, &calls};
+    auto kept_x = [&](double max_iou) {
+        vision::VerifiedFaceDetector d(std::make_unique<ScriptedDetector>(found), verifier, 0.0,
+                                       max_iou);
+        std::vector<int> xs;
+        for (const auto& f : d.detect(picture)) xs.push_back(f.box.x);
+        return xs;
+    };
+    CHECK(kept_x(1.0) == std::vector<int>{108, 80, 100, 300});  // the default: all of them
+    // 0.5: the shifted box (0.9) suppresses the first (IoU 0.667); the large one holds the shifted
+    // one whole (IoU 1600 / 6400 = 0.25) and stays.
+    CHECK(kept_x(0.5) == std::vector<int>{108, 80, 300});
+    CHECK(kept_x(0.25) == std::vector<int>{108, 80, 300});  // 0.25 itself is not above 0.25
+    CHECK(kept_x(0.2) == std::vector<int>{108, 300});
+    CHECK(kept_x(0.0) == std::vector<int>{108, 300});  // any overlap at all
+    CHECK(vision::suppress_overlaps({}, 0.3).empty());
+    for (const double bad : {-0.1, 1.5, std::nan("")})
+        CHECK_THROWS_WITH_AS(vision::VerifiedFaceDetector(std::make_unique<ScriptedDetector>(found),
+                                                          verifier, 0.5, bad),
+                             doctest::Contains("max_iou"), facet::Error);
 }

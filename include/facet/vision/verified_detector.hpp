@@ -19,24 +19,43 @@
 
 namespace facet::vision {
 
+/// Greedy non-maximum suppression: `faces`, most confident first, without each face whose box
+/// overlaps the box of a face kept before it at an IoU above `max_iou` (1: keeps every face).
+inline std::vector<DetectedFace> suppress_overlaps(std::vector<DetectedFace> faces,
+                                                   double max_iou) {
+    std::vector<DetectedFace> kept;
+    for (DetectedFace& face : faces) {
+        bool apart = true;
+        for (const DetectedFace& k : kept) apart = apart && iou(face.box, k.box) <= max_iou;
+        if (apart) kept.push_back(std::move(face));
+    }
+    return kept;
+}
+
 /// The second stage: for each candidate found in `image`, the probability that it is a face.
 using FaceVerifier =
     std::function<std::vector<float>(const GrayView& image, const std::vector<DetectedFace>&)>;
 
 /// Keeps the candidates of `proposals` that `verifier` gives a probability of at least
-/// `min_probability`; each kept face's score becomes that probability. Its name() is the first
-/// stage's, whose boxes (and their framing) it returns unchanged.
+/// `min_probability`; each kept face's score becomes that probability. Of faces whose boxes overlap
+/// at an IoU above `max_iou`, only the most probable is kept (suppress_overlaps): a first stage at
+/// a low threshold finds one face several times, at several scales, and the verifier can believe
+/// each of them. Its name() is the first stage's, whose boxes (and their framing) it returns
+/// unchanged.
 class VerifiedFaceDetector : public FaceDetector {
   public:
     VerifiedFaceDetector(std::unique_ptr<FaceDetector> proposals, FaceVerifier verifier,
-                         double min_probability)
+                         double min_probability, double max_iou = 1)
         : proposals_(std::move(proposals)),
           verifier_(std::move(verifier)),
-          min_probability_(min_probability) {
+          min_probability_(min_probability),
+          max_iou_(max_iou) {
         check(proposals_ != nullptr && verifier_ != nullptr,
               "VerifiedFaceDetector: needs a first stage and a verifier");
         check(std::isfinite(min_probability) && min_probability >= 0 && min_probability <= 1,
               "VerifiedFaceDetector: min_probability must be in [0, 1], got ", min_probability);
+        check(std::isfinite(max_iou) && max_iou >= 0 && max_iou <= 1,
+              "VerifiedFaceDetector: max_iou must be in [0, 1], got ", max_iou);
     }
 
     std::string name() const override { return proposals_->name(); }
@@ -56,7 +75,7 @@ class VerifiedFaceDetector : public FaceDetector {
         std::stable_sort(
             faces.begin(), faces.end(),
             [](const DetectedFace& a, const DetectedFace& b) { return a.score > b.score; });
-        return faces;
+        return suppress_overlaps(std::move(faces), max_iou_);
     }
 
     /// The first stage (to change its options or ask its name).
@@ -66,6 +85,7 @@ class VerifiedFaceDetector : public FaceDetector {
     std::unique_ptr<FaceDetector> proposals_;
     FaceVerifier verifier_;
     double min_probability_;
+    double max_iou_;
 };
 
 }  // namespace facet::vision
