@@ -13,7 +13,9 @@ DIR/{train,test}/{face,background}/*.png, 48 x 48 gray:
               "faces" dlib finds in them at a score threshold far below its own (fer predict
               --detector-threshold, on each picture, its mirror image and copies at other
               scales), cut out exactly as fer cuts out faces. These hard negatives are what the
-              verifier is for.
+              verifier is for. And misframed faces: faces of the split's own pool cut out too
+              loose, too tight or off centre (a crop whose square overlaps the face's own square
+              at IoU < 0.45), so that a detection in the wrong place is not taken for a face.
 Pictures with people in them (the chessboard calibration pairs, basketball, messi5, astronaut,
 camera, lena) are left out, so none of the real photos of docs/faces.md are trained on.
 """
@@ -71,6 +73,67 @@ def random_squares(image, count, rng):
         yield cv2.resize(image[y:y + side, x:x + side], (48, 48), interpolation=cv2.INTER_AREA)
 
 
+def smoothstep(t):
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def misframed(face, background, rng):
+    """One 48 x 48 crop of `face` (a FER-2013 48 x 48 frame) framed wrongly, as a detector's box in
+    the wrong place would cut it: zoomed out (the crop's side 1.5 to 2.2 times the face's), zoomed
+    in (0.45 to 0.67 times) or shifted by 0.38 to 0.6 of the side. Around the face, its border
+    pixels go on and fade into `background` (a gray square) over half its side, as hair and neck
+    go on in a photo."""
+    mode = rng.choice(("out", "in", "shift"))
+    if mode == "in":
+        zoom = rng.uniform(1.5, 2.2)
+        big = cv2.resize(face, (192, 192), interpolation=cv2.INTER_LINEAR)
+        window = int(round(192 / zoom))
+        x, y = rng.randrange(0, 192 - window + 1), rng.randrange(0, 192 - window + 1)
+        return cv2.resize(big[y:y + window, x:x + window], (48, 48), interpolation=cv2.INTER_AREA)
+    side = 96  # the face's square, drawn at twice the crop's resolution
+    scale = rng.uniform(1.5, 2.2) if mode == "out" else 1.0
+    crop_side = int(round(side * scale))
+    if mode == "out":
+        dx, dy = (rng.uniform(-0.15, 0.15) * side for _ in range(2))
+    else:
+        shift = rng.uniform(0.38, 0.6) * side
+        angle = rng.uniform(0, 2 * np.pi)
+        dx, dy = shift * np.cos(angle), shift * np.sin(angle)
+    ring = side // 2
+    margin = crop_side  # room for the crop however far it is shifted
+    canvas = cv2.resize(background, (side + 2 * margin,) * 2, interpolation=cv2.INTER_AREA)
+    canvas = canvas.astype(np.float64)
+    grown = cv2.copyMakeBorder(cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR),
+                               ring, ring, ring, ring, cv2.BORDER_REPLICATE).astype(np.float64)
+    u = np.arange(side + 2 * ring) - ring
+    outside_x = np.maximum(np.maximum(-u, u - (side - 1)), 0)[None, :]
+    outside_y = np.maximum(np.maximum(-u, u - (side - 1)), 0)[:, None]
+    alpha = smoothstep(1 - np.hypot(outside_x, outside_y) / ring)
+    top = margin - ring
+    region = canvas[top:top + side + 2 * ring, top:top + side + 2 * ring]
+    region[:] = alpha * grown + (1 - alpha) * region
+    centre = margin + side / 2
+    x0 = int(round(centre + dx - crop_side / 2))
+    y0 = int(round(centre + dy - crop_side / 2))
+    crop = canvas[y0:y0 + crop_side, x0:x0 + crop_side]
+    return cv2.resize(np.clip(crop, 0, 255).astype(np.uint8), (48, 48),
+                      interpolation=cv2.INTER_AREA)
+
+
+def misframed_faces(face_folder, pictures, count, rng, out):
+    files = sorted(glob.glob(os.path.join(face_folder, "*")))
+    images = [cv2.imread(path, cv2.IMREAD_GRAYSCALE) for path in pictures]
+    for k in range(count):
+        face = cv2.imread(rng.choice(files), cv2.IMREAD_GRAYSCALE)
+        picture = rng.choice(images)
+        h, w = picture.shape
+        side = rng.randrange(32, min(h, w) + 1)
+        x, y = rng.randrange(0, w - side + 1), rng.randrange(0, h - side + 1)
+        write(out, f"misframed_{k}", misframed(face, picture[y:y + side, x:x + side], rng))
+    return count
+
+
 def hard_negatives(pictures, fer_bin, threshold, out):
     """dlib's candidates in each picture, its mirror image and copies at 0.5 and 1.5 times, as
     fer predict --save-faces cuts them out."""
@@ -104,6 +167,8 @@ def main():
     p.add_argument("--faces-per-class", type=int, default=1500)
     p.add_argument("--squares-per-picture", type=int, default=60)
     p.add_argument("--threshold", type=float, default=-1.5, help="dlib score for hard negatives")
+    p.add_argument("--misframed", type=int, default=0,
+                   help="misframed faces in train (a tenth as many in test)")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     rng = random.Random(a.seed)
@@ -129,6 +194,13 @@ def main():
         counts[f"{split}/background random"] = n
         counts[f"{split}/background hard"] = hard_negatives(chosen, a.fer_bin, a.threshold, folder)
         counts[f"{split} pictures"] = len(chosen)
+    # A stream of its own, so that the data above does not depend on --misframed.
+    misframed_rng = random.Random(a.seed + 1)
+    for split, chosen, count in (("train", train_pictures, a.misframed),
+                                 ("test", test_pictures, a.misframed // 10)):
+        counts[f"{split}/background misframed"] = misframed_faces(
+            os.path.join(a.out, split, "face"), chosen, count, misframed_rng,
+            os.path.join(a.out, split, "background"))
     for key, value in counts.items():
         print(f"{key}: {value}")
 
