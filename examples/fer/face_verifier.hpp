@@ -28,20 +28,23 @@ namespace fer {
 /// The verifier the project ships, relative to the repository's root.
 inline const char* const shipped_verifier_path = "models/face-verifier.facet";
 
-/// How the first stage proposes when the verifier follows it, and the probability the verifier
-/// must give a candidate to keep it: chosen on the validation scenes (docs/faces.md) as the
-/// highest recall with a precision of at least 0.90. dlib proposes far below its own threshold 0;
-/// OpenCV's cascades with 1 neighbour instead of 3.
+/// How the first stage proposes when the verifier follows it, the probability the verifier must
+/// give a candidate to keep it, and how much kept faces may overlap: chosen on the validation
+/// scenes (docs/faces.md) as the highest recall with a precision of at least 0.90. dlib proposes
+/// far below its own threshold 0; OpenCV's cascades with 1 neighbour instead of 3. At such low
+/// thresholds a face is proposed several times, at several scales, so of faces whose boxes overlap
+/// only the most probable is kept.
 struct VerifierDefaults {
     double min_probability = 0.1;
-    double dlib_threshold = -0.8;
+    double dlib_threshold = -1.0;
     int opencv_neighbours = 0;  ///< 0: the cascade's own
+    /// Of faces whose boxes overlap above this IoU, the most probable is kept (1: all).
+    double max_iou = 0.2;
 };
 
 /// The defaults for the detector named `detector` ("dlib", "opencv", "opencv-lbp").
 inline VerifierDefaults verifier_defaults(const std::string& detector) {
-    if (detector == "opencv") return {0.3, 0, 1};
-    if (detector == "opencv-lbp") return {0.1, 0, 1};
+    if (detector == "opencv" || detector == "opencv-lbp") return {0.2, 0, 1, 0.2};
     return {};
 }
 
@@ -80,7 +83,7 @@ inline Cli& add_verifier_options(Cli& cli, const std::string& fallback) {
                fallback)
         .option("verifier-threshold", "P",
                 "the probability of being a face the verifier must give a face to keep it (auto: "
-                "0.1 after dlib and the LBP cascade, 0.3 after the Haar cascade)",
+                "0.1 after dlib, 0.2 after the OpenCV cascades)",
                 "auto");
     return cli;
 }
@@ -134,7 +137,7 @@ inline std::unique_ptr<vision::FaceDetector> make_cli_detector(const Cli& cli,
                              const std::vector<vision::DetectedFace>& candidates) {
             return face_probabilities(*verifier, detector, image, candidates);
         },
-        min_probability);
+        min_probability, defaults.max_iou);
 }
 
 }  // namespace fer
