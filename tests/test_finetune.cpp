@@ -513,6 +513,31 @@ TEST_CASE(
             doctest::Contains("--anchor"), facet::Error);
 }
 
+TEST_CASE(
+    "fer finetune --warmup: a gentler start moves the weights otherwise; bad values refused") {
+    const QuickSetup q = quick_setup("finetune_warmup");
+    auto weights_after = [&](double warmup, const std::string& name) {
+        fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / name).string());
+        c.epochs = 2, c.average_from = 0, c.warmup = warmup;
+        fer::finetune_on(c, q.corrections, *q.data.training());
+        facet::Sequential<float> m = facet::load_model_file<float>(c.out).model;
+        return all_values(m, 0, m.size());
+    };
+    facet::Sequential<float> parent = facet::load_model_file<float>(q.parent).model;
+    const std::vector<float> before = all_values(parent, 0, parent.size());
+    const std::vector<float> plain = weights_after(0, "plain.facet");
+    const std::vector<float> warmed = weights_after(1.5, "warmed.facet");
+    CHECK(plain != before);
+    CHECK(warmed != before);
+    CHECK(warmed != plain);
+    for (const char* bad : {"-1", "nan", "8"})  // 8: not fewer than the default 8 epochs
+        CHECK_THROWS_WITH_AS(
+            run_cli(fer::finetune_cli(), fer::run_finetune,
+                    {"--model", q.parent, "--corrections", (q.dir / "corrections").string(),
+                     "--out", (q.dir / "bad.facet").string(), "--warmup", bad}),
+            doctest::Contains("--warmup"), facet::Error);
+}
+
 TEST_CASE("fer finetune --reestimate-bn: the averaged weights kept, their statistics recomputed") {
     const QuickSetup q = quick_setup("finetune_reestimate_bn");
     auto tune = [&](const std::string& how) {

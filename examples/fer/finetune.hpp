@@ -44,7 +44,10 @@ struct FinetuneConfig {
     std::string out;          ///< the new model file
     DataChoice data;          ///< where the rehearsal faces come from
     std::size_t epochs = 8;
-    double lr = 6e-4;  ///< AdamW, cosine decay to lr / 20, no warm-up
+    double lr = 6e-4;  ///< AdamW, cosine decay to lr / 20
+    /// Epochs of linear warm-up of the learning rate (0: none). A fresh Adam moves every weight by
+    /// about lr in its first steps, whatever its gradient.
+    double warmup = 0;
     double weight_decay = 0.02;
     /// Pull towards the parent's weights after each step (facet::WeightAnchor): w <- w - lr x
     /// anchor x (w - w_parent); 0: off.
@@ -113,6 +116,10 @@ inline Cli finetune_cli() {
                 "FER-2013 for the rehearsal faces (default: data/fer2013, else synthetic)")
         .option("epochs", "N", "epochs", "8")
         .option("lr", "X", "AdamW learning rate, cosine decay to lr/20", "0.0006")
+        .option("warmup", "E",
+                "epochs (a fraction allowed) over which the learning rate rises linearly to --lr "
+                "before the cosine decay (0: none)",
+                "0")
         .option("weight-decay", "X", "decoupled weight decay", "0.02")
         .option("anchor", "X",
                 "pull the trained weights towards the parent's after every step, by lr x X of "
@@ -193,6 +200,9 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.min_epoch = positive("min-epoch");
     c.lr = cli.number("lr");
     facet::check(c.lr > 0 && std::isfinite(c.lr), "finetune: --lr must be a positive number");
+    c.warmup = cli.number("warmup");
+    facet::check(std::isfinite(c.warmup) && c.warmup >= 0 && c.warmup < double(c.epochs),
+                 "finetune: --warmup must be at least 0 and fewer than --epochs, got ", c.warmup);
     c.weight_decay = cli.number("weight-decay");
     c.anchor = cli.number("anchor");
     facet::check(std::isfinite(c.anchor) && c.anchor >= 0 && c.anchor * c.lr <= 1,
@@ -510,7 +520,10 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     facet::BatchLoader loader(mix, parent.norm, bo);
     facet::LoaderBatches train_batches(loader);
     facet::DatasetBatches val_batches(validation, parent.norm, 256);
-    facet::CosineSchedule schedule(c.lr, 0, c.epochs * loader.batches_per_epoch(), c.lr / 20);
+    const std::size_t warmup_steps =
+        static_cast<std::size_t>(std::lround(c.warmup * double(loader.batches_per_epoch())));
+    facet::CosineSchedule schedule(c.lr, warmup_steps, c.epochs * loader.batches_per_epoch(),
+                                   c.lr / 20);
     facet::TrainerOptions to;
     to.epochs = c.epochs, to.seed = c.seed, to.label_smoothing = c.label_smoothing;
     facet::Trainer trainer(model, optimizer, schedule, to);
@@ -549,6 +562,8 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
               << " held out) and " << summary.rehearsal << " rehearsal faces of "
               << c.data.describe() << "; " << c.epochs << " epochs of "
               << loader.batches_per_epoch() << " steps, lr " << c.lr
+              << (warmup_steps ? " after " + std::to_string(warmup_steps) + " steps of warm-up"
+                               : "")
               << (c.freeze_backbone ? ", layers " + std::to_string(head) + "+ only" : "")
               << (c.distill > 0 ? ", the parent's share of rehearsal targets " +
                                       facet::detail::round_trip_digits(c.distill)
