@@ -12,7 +12,7 @@ DIR/{train,test}/{face,background}/*.png, 48 x 48 gray:
               split by picture (every sixth into test): random squares of every size, and the
               "faces" dlib finds in them at a score threshold far below its own (fer predict
               --detector-threshold, on each picture, its mirror image and copies at other
-              scales), cut out exactly as fer cuts out faces. These hard negatives are what the
+              scales), cut out as the verifier sees them (by the eyes). These hard negatives are what the
               verifier is for. And misframed faces: faces of the split's own pool cut out too
               loose, too tight or off centre (a crop whose square overlaps the face's own square
               at IoU < 0.45), so that a detection in the wrong place is not taken for a face.
@@ -136,7 +136,7 @@ def misframed_faces(face_folder, pictures, count, rng, out):
 
 def hard_negatives(pictures, fer_bin, threshold, out):
     """dlib's candidates in each picture, its mirror image and copies at 0.5 and 1.5 times, as
-    fer predict --save-faces cuts them out."""
+    fer predict --framing eyes --save-faces cuts them out."""
     with tempfile.TemporaryDirectory() as work:
         copies = os.path.join(work, "pictures")
         os.makedirs(copies)
@@ -150,7 +150,7 @@ def hard_negatives(pictures, fer_bin, threshold, out):
                 cv2.imwrite(os.path.join(copies, f"p{i}_s{scale}_m.png"), cv2.flip(scaled, 1))
         saved = os.path.join(work, "saved")
         subprocess.run([fer_bin, "predict", "--detector", "dlib", "--verifier", "none", "--detector-threshold",
-                        str(threshold), "--save-faces", saved, "--skip-bad", copies],
+                        str(threshold), "--framing", "eyes", "--save-faces", saved, "--skip-bad", copies],
                        check=True, stdout=subprocess.DEVNULL)
         count = 0
         for path in sorted(glob.glob(os.path.join(saved, "*", "*.png"))):

@@ -645,6 +645,43 @@ TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_S
             }
 }
 
+TEST_CASE("emotion accuracy of box and eye crops (with FACET_FACE_SWEEP=1 and FACET_FER_MODEL)") {
+    // The measurement that chose fer's default framing (docs/faces.md, "Box or eyes"): on the
+    // validation scenes (FACET_FACE_SPLIT=train), the faces dlib finds at its own threshold, cut
+    // out by its box and by its eyes, against the data set's own crops of the same faces.
+    const char* model_path = std::getenv("FACET_FER_MODEL");
+    const std::vector<std::string> names = vision::available_face_detectors();
+    if (env_count("FACET_FACE_SWEEP", 0) == 0 || !model_path || !*model_path ||
+        std::find(names.begin(), names.end(), "dlib") == names.end()) {
+        MESSAGE("not run: needs FACET_FACE_SWEEP=1, FACET_FER_MODEL and dlib");
+        return;
+    }
+    fer::TrainedModel model = fer::load_trained(model_path);
+    const std::vector<Scene> scenes =
+        make_scenes(env_count("FACET_FACE_SCENES", 100), env_count("FACET_FACE_SEED", 1));
+    auto detector = vision::make_face_detector("dlib");
+    DetectionScore by_box, by_eyes;
+    for (const Scene& scene : scenes) {
+        const vision::GrayView view = vision::gray_view(
+            scene.image.pixels.data(), int(scene.image.width), int(scene.image.height));
+        const auto found = detector->detect(view);
+        std::vector<vision::Rect> frames;
+        for (const auto& f : found) frames.push_back(crop_frame(f, "dlib"));
+        for (const auto& [truth, detection] : match(scene.faces, frames).pairs)
+            for (DetectionScore* s : {&by_box, &by_eyes}) {
+                const std::vector<std::uint8_t> crop = fer::fer_face_crop(
+                    view, found[detection], "dlib",
+                    s == &by_box ? fer::CropFraming::box : fer::CropFraming::eyes);
+                s->crops.insert(s->crops.end(), crop.begin(), crop.end());
+                s->labels.push_back(scene.labels[truth]);
+                const std::uint8_t* original = scene_faces().image(scene.sources[truth]);
+                s->originals.insert(s->originals.end(), original, original + fer::fer_image_pixels);
+            }
+    }
+    std::printf("framing by the box: %s\n", emotion_accuracy(model, by_box).c_str());
+    std::printf("framing by the eyes: %s\n", emotion_accuracy(model, by_eyes).c_str());
+}
+
 TEST_CASE("the crop framing re-derived from FER-2013's training faces (when the data is there)") {
     const fs::path root = fer2013_root();
     if (root.empty()) {
@@ -928,6 +965,34 @@ TEST_CASE("fer predict --detector-threshold moves each detector's threshold; bad
     for (const char* bad : {"abc", "nan", "inf", ""})
         CHECK_THROWS_WITH_AS(faces_found(vision::available_face_detectors().front(), bad),
                              doctest::Contains("--detector-threshold"), facet::Error);
+}
+
+TEST_CASE("fer predict --framing: the same boxes, cut out by the box or by the eyes") {
+    const std::vector<std::string> names = vision::available_face_detectors();
+    const fs::path dir = scratch("framing");
+    facet::Rng rng(31);
+    const Scene scene = compose_scene(scene_faces(), rng, 640, 480, 4, 80, 140, 0.5);
+    write_gray_png(dir / "scene.png", scene.image);
+    auto faces = [&](const std::string& framing) {
+        return nlohmann::json::parse(
+                   predict({"--model", tiny_model(), "--json", "--detector", "dlib", "--framing",
+                            framing, (dir / "scene.png").string()}))
+            .at(0)
+            .at("faces");
+    };
+    if (std::find(names.begin(), names.end(), "dlib") != names.end()) {
+        const nlohmann::json box = faces("box"), eyes = faces("eyes");
+        REQUIRE(box.size() == eyes.size());
+        bool differ = false;  // dlib gives landmarks: the crops, and so the answers, differ
+        for (std::size_t i = 0; i < box.size(); ++i) {
+            CHECK(box[i].at("box") == eyes[i].at("box"));
+            differ = differ || box[i].at("probabilities") != eyes[i].at("probabilities");
+        }
+        if (!box.empty()) CHECK(differ);
+    } else {
+        MESSAGE("SKIPPED: needs dlib");
+    }
+    CHECK_THROWS_WITH_AS(faces("nose"), doctest::Contains("--framing"), facet::Error);
 }
 
 TEST_CASE(

@@ -1,11 +1,11 @@
 // fer/face_verifier.hpp — the second stage of fer's face detection (vision/verified_detector.hpp):
 // a small CNN, trained by `fer train --classes face,background` on FER-2013's faces against the
 // false faces dlib finds in pictures without people (scripts/face-verifier-data.py), sees each
-// candidate's 48 x 48 crop, cut out as the emotion network will see it, and says whether it is a
-// face. The detector can then propose at a lower threshold. The thresholds were chosen on
-// validation scenes (docs/faces.md); the project ships the verifier as models/face-verifier.facet,
-// used when asked (--verifier auto|FILE): it found more false faces in real pictures without
-// people than dlib alone.
+// candidate's 48 x 48 crop, cut out at FER-2013's framing (by the eyes where there are landmarks,
+// as its training negatives were), and says whether it is a face. The detector can then propose
+// at a lower threshold. The thresholds were chosen on validation scenes (docs/faces.md); the
+// project ships the verifier as models/face-verifier.facet, used when asked: it found more false
+// faces in real pictures without people than dlib alone.
 // Read next: predict.hpp (where fer predict builds its detector).
 #pragma once
 
@@ -49,7 +49,8 @@ inline VerifierDefaults verifier_defaults(const std::string& detector) {
 }
 
 /// The probability of the class "face" for each candidate of `image`, from `verifier`'s view of
-/// its crop (fer_face_crop with `detector`'s framing), in batches of at most 64.
+/// its crop (fer_face_crop with `detector`'s framing, by the eyes where the candidate has
+/// landmarks), in batches of at most 64.
 inline std::vector<float> face_probabilities(TrainedModel& verifier, const std::string& detector,
                                              const vision::GrayView& image,
                                              const std::vector<vision::DetectedFace>& candidates) {
@@ -61,7 +62,9 @@ inline std::vector<float> face_probabilities(TrainedModel& verifier, const std::
         const std::size_t n = std::min(batch, candidates.size() - first);
         std::vector<std::uint8_t> crops;
         for (std::size_t i = first; i < first + n; ++i) {
-            const std::vector<std::uint8_t> crop = fer_face_crop(image, candidates[i], detector);
+            // By the eyes where there are landmarks, as its hard negatives were cut out.
+            const std::vector<std::uint8_t> crop =
+                fer_face_crop(image, candidates[i], detector, CropFraming::eyes);
             crops.insert(crops.end(), crop.begin(), crop.end());
         }
         facet::Tensor<float> x(facet::Shape{n, 1, fer_image_side, fer_image_side});

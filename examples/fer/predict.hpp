@@ -58,6 +58,10 @@ inline Cli predict_cli() {
         .option("save-faces", "DIR",
                 "save each face's 48 x 48 crop as DIR/<predicted emotion>/<picture>_<n>.png "
                 "(n: the face's number in the picture), for filing corrections (fer correct)")
+        .option("framing", "box|eyes",
+                "how each face is cut out for the network: by the detector's box, or upright and "
+                "framed by the eyes when the detector gives landmarks (dlib)",
+                "box")
         .option("batch", "N", "faces per network batch", "64")
         .option("threads", "N", "threads (0: all cores)", "0")
         .option("precision", "fp32|bf16",
@@ -201,6 +205,10 @@ inline int run_predict(const Cli& cli) {
     facet::check(min_face > 0, "predict: --min-face must be positive");
     facet::check(max_side >= 0, "predict: --max-side must be 0 or positive");
     const bool detect = !cli.has("no-detect"), skip_bad = cli.has("skip-bad");
+    const std::string framing_name = cli.str("framing");
+    facet::check(framing_name == "box" || framing_name == "eyes",
+                 "predict: --framing must be box or eyes, got '", framing_name, "'");
+    const CropFraming framing = framing_name == "eyes" ? CropFraming::eyes : CropFraming::box;
     const TestViews views = views_from_cli(cli, fer::fer_image_side, "predict");
     const std::vector<std::string> files = expand_image_arguments(cli.positionals());
     TrainedModel t = load_trained(model_to_use(cli, "predict"));
@@ -237,7 +245,8 @@ inline int run_predict(const Cli& cli) {
         if (detect) {
             if (!detector) make_detector();
             for (const vision::DetectedFace& f : detector->detect(view)) {
-                const std::vector<std::uint8_t> crop = fer_face_crop(view, f, detector_name);
+                const std::vector<std::uint8_t> crop =
+                    fer_face_crop(view, f, detector_name, framing);
                 crops.insert(crops.end(), crop.begin(), crop.end());
                 p.faces.push_back({f.box, {}});
             }

@@ -80,8 +80,8 @@ struct AnalyzerOptions {
     int detect_every = 1;
 };
 
-/// The per-frame work: detect, track, crop (framed like FER-2013, by the eyes when the detector
-/// gives landmarks: fer/face_crop.hpp), classify every face of the frame in one forward pass,
+/// The per-frame work: detect, track, crop (framed like FER-2013 from the detector's box:
+/// fer/face_crop.hpp), classify every face of the frame in one forward pass,
 /// smooth per track.
 class FrameAnalyzer {
   public:
