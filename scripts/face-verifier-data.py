@@ -12,10 +12,10 @@ DIR/{train,test}/{face,background}/*.png, 48 x 48 gray:
               split by picture (every sixth into test): random squares of every size, and the
               "faces" dlib finds in them at a score threshold far below its own (fer predict
               --detector-threshold, on each picture, its mirror image and copies at other
-              scales), cut out as the verifier sees them (by the eyes). These hard negatives are what the
-              verifier is for. And misframed faces: faces of the split's own pool cut out too
-              loose, too tight or off centre (a crop whose square overlaps the face's own square
-              at IoU < 0.45), so that a detection in the wrong place is not taken for a face.
+              scales), cut out as the verifier sees them (by the eyes). These hard negatives
+              are what the verifier is for. With --misframed N (off by default; it did not help,
+              docs/faces.md), also faces of the split's own pool cut out too loose, too tight or
+              off centre (a crop whose square overlaps the face's own square at IoU < 0.45).
 Pictures with people in them (the chessboard calibration pairs, basketball, messi5, astronaut,
 camera, lena) are left out, so none of the real photos of docs/faces.md are trained on.
 """
@@ -107,9 +107,8 @@ def misframed(face, background, rng):
     grown = cv2.copyMakeBorder(cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR),
                                ring, ring, ring, ring, cv2.BORDER_REPLICATE).astype(np.float64)
     u = np.arange(side + 2 * ring) - ring
-    outside_x = np.maximum(np.maximum(-u, u - (side - 1)), 0)[None, :]
-    outside_y = np.maximum(np.maximum(-u, u - (side - 1)), 0)[:, None]
-    alpha = smoothstep(1 - np.hypot(outside_x, outside_y) / ring)
+    outside = np.maximum(np.maximum(-u, u - (side - 1)), 0)  # distance past the square, per axis
+    alpha = smoothstep(1 - np.hypot(outside[None, :], outside[:, None]) / ring)
     top = margin - ring
     region = canvas[top:top + side + 2 * ring, top:top + side + 2 * ring]
     region[:] = alpha * grown + (1 - alpha) * region
