@@ -447,7 +447,7 @@ TEST_CASE(
         if (model && real_faces()) MESSAGE(label << ": " << emotion_accuracy(*model, s));
         if (verified && real_faces()) {
             // Followed by the verifier (trained on FER-2013's faces: bars only where they are the
-            // scenes.), 60 scenes of this seed measured recall 78.3 % (dlib), 60.0 % (Haar),
+            // scenes'), 60 scenes of this seed measured recall 78.3 % (dlib), 60.0 % (Haar),
             // 46.3 % (LBP), precision 82 to 84 % (docs/faces.md).
             CHECK(s.recall() >= (name == "dlib" ? 0.6 : name == "opencv" ? 0.45 : 0.3));
             CHECK(s.precision() >= 0.65);
