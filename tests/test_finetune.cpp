@@ -538,6 +538,34 @@ TEST_CASE(
             doctest::Contains("--warmup"), facet::Error);
 }
 
+TEST_CASE("fer finetune --optimizer: SGD with Nesterov momentum trains otherwise than AdamW; bad "
+          "values refused") {
+    const QuickSetup q = quick_setup("finetune_optimizer");
+    auto weights_after = [&](const std::string& optimizer, double lr) {
+        fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / (optimizer + ".facet")).string());
+        c.epochs = 2, c.average_from = 0, c.optimizer = optimizer, c.lr = lr, c.weight_decay = 0;
+        fer::finetune_on(c, q.corrections, *q.data.training());
+        facet::Sequential<float> m = facet::load_model_file<float>(c.out).model;
+        return all_values(m, 0, m.size());
+    };
+    facet::Sequential<float> parent = facet::load_model_file<float>(q.parent).model;
+    const std::vector<float> before = all_values(parent, 0, parent.size());
+    const std::vector<float> adamw = weights_after("adamw", 6e-4);
+    const std::vector<float> sgd = weights_after("nesterov", 0.01);
+    CHECK(adamw != before);
+    CHECK(sgd != before);
+    CHECK(sgd != adamw);
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"--optimizer", "adam"}, {"--optimizer", ""}, {"--weight-decay", "-0.1"},
+        {"--weight-decay", "nan"}};
+    for (const auto& [option, value] : bad)
+        CHECK_THROWS_WITH_AS(run_cli(fer::finetune_cli(), fer::run_finetune,
+                                     {"--model", q.parent, "--corrections",
+                                      (q.dir / "corrections").string(), "--out",
+                                      (q.dir / "bad.facet").string(), option, value}),
+                             doctest::Contains(option.c_str()), facet::Error);
+}
+
 TEST_CASE("fer finetune --reestimate-bn: the averaged weights kept, their statistics recomputed") {
     const QuickSetup q = quick_setup("finetune_reestimate_bn");
     auto tune = [&](const std::string& how) {

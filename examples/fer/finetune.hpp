@@ -14,6 +14,7 @@
 #include <cmath>
 #include <csignal>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include <facet/core/crc32.hpp>
@@ -22,6 +23,7 @@
 #include <facet/model/serialize.hpp>
 #include <facet/optim/adam.hpp>
 #include <facet/optim/schedule.hpp>
+#include <facet/optim/sgd.hpp>
 #include <facet/train/best_model.hpp>
 #include <facet/train/distillation.hpp>
 #include <facet/train/fisher.hpp>
@@ -44,7 +46,10 @@ struct FinetuneConfig {
     std::string out;          ///< the new model file
     DataChoice data;          ///< where the rehearsal faces come from
     std::size_t epochs = 8;
-    double lr = 6e-4;  ///< AdamW, cosine decay to lr / 20
+    double lr = 6e-4;  ///< cosine decay to lr / 20
+    /// "adamw", or "nesterov": SGD with Nesterov momentum, whose steps scale with the gradient,
+    /// where Adam's are about lr on every weight whatever its gradient.
+    std::string optimizer = "adamw";
     /// Epochs of linear warm-up of the learning rate (0: none). A fresh Adam moves every weight by
     /// about lr in its first steps, whatever its gradient.
     double warmup = 0;
@@ -115,12 +120,16 @@ inline Cli finetune_cli() {
         .option("data", "DIR|CSV",
                 "FER-2013 for the rehearsal faces (default: data/fer2013, else synthetic)")
         .option("epochs", "N", "epochs", "8")
-        .option("lr", "X", "AdamW learning rate, cosine decay to lr/20", "0.0006")
+        .option("lr", "X", "learning rate, cosine decay to lr/20", "0.0006")
+        .option("optimizer", "NAME",
+                "adamw, or nesterov (SGD with Nesterov momentum 0.9; --weight-decay is then an "
+                "L2 penalty)",
+                "adamw")
         .option("warmup", "E",
                 "epochs (a fraction allowed) over which the learning rate rises linearly to --lr "
                 "before the cosine decay (0: none)",
                 "0")
-        .option("weight-decay", "X", "decoupled weight decay", "0.02")
+        .option("weight-decay", "X", "weight decay (decoupled with adamw)", "0.02")
         .option("anchor", "X",
                 "pull the trained weights towards the parent's after every step, by lr x X of "
                 "their distance (L2-SP; 0: off)",
@@ -203,7 +212,12 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.warmup = cli.number("warmup");
     facet::check(std::isfinite(c.warmup) && c.warmup >= 0 && c.warmup < double(c.epochs),
                  "finetune: --warmup must be at least 0 and fewer than --epochs, got ", c.warmup);
+    c.optimizer = cli.str("optimizer");
+    facet::check(c.optimizer == "adamw" || c.optimizer == "nesterov",
+                 "finetune: --optimizer must be adamw or nesterov, got '", c.optimizer, "'");
     c.weight_decay = cli.number("weight-decay");
+    facet::check(std::isfinite(c.weight_decay) && c.weight_decay >= 0,
+                 "finetune: --weight-decay must be at least 0, got ", c.weight_decay);
     c.anchor = cli.number("anchor");
     facet::check(std::isfinite(c.anchor) && c.anchor >= 0 && c.anchor * c.lr <= 1,
                  "finetune: --anchor must be >= 0 and at most 1 / --lr");
@@ -511,9 +525,17 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
             return std::stoul(p.name.substr(0, p.name.find('.'))) < head;
         });
     }
-    facet::AdamOptions ao;
-    ao.learning_rate = c.lr, ao.weight_decay = c.weight_decay;
-    facet::AdamW<float> optimizer(trained, ao);
+    std::unique_ptr<facet::Optimizer<float>> optimizer;
+    if (c.optimizer == "nesterov") {
+        facet::SgdOptions so;
+        so.learning_rate = c.lr, so.weight_decay = c.weight_decay, so.momentum = 0.9;
+        so.nesterov = true;
+        optimizer = std::make_unique<facet::SGD<float>>(trained, so);
+    } else {
+        facet::AdamOptions ao;
+        ao.learning_rate = c.lr, ao.weight_decay = c.weight_decay;
+        optimizer = std::make_unique<facet::AdamW<float>>(trained, ao);
+    }
     facet::BatchOptions bo;
     bo.batch_size = c.batch, bo.shuffle = true, bo.augment = c.augment, bo.seed = c.seed;
     bo.drop_last = mix.size() % c.batch == 1;  // a batch of one face cannot be batch-normalised
@@ -526,7 +548,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
                                    c.lr / 20);
     facet::TrainerOptions to;
     to.epochs = c.epochs, to.seed = c.seed, to.label_smoothing = c.label_smoothing;
-    facet::Trainer trainer(model, optimizer, schedule, to);
+    facet::Trainer trainer(model, *optimizer, schedule, to);
     if (c.progress) trainer.add<facet::ProgressBar>();
     std::vector<std::size_t> eval_layers;
     for (std::size_t i = 0; i < model.size(); ++i)
@@ -561,7 +583,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
               << summary.trained_on << " trained on x" << copies << ", " << summary.held_out
               << " held out) and " << summary.rehearsal << " rehearsal faces of "
               << c.data.describe() << "; " << c.epochs << " epochs of "
-              << loader.batches_per_epoch() << " steps, lr " << c.lr
+              << loader.batches_per_epoch() << " steps, " << c.optimizer << " lr " << c.lr
               << (warmup_steps ? " after " + std::to_string(warmup_steps) + " steps of warm-up"
                                : "")
               << (c.freeze_backbone ? ", layers " + std::to_string(head) + "+ only" : "")
