@@ -538,8 +538,9 @@ TEST_CASE(
             doctest::Contains("--warmup"), facet::Error);
 }
 
-TEST_CASE("fer finetune --optimizer: SGD with Nesterov momentum trains otherwise than AdamW; bad "
-          "values refused") {
+TEST_CASE(
+    "fer finetune --optimizer: SGD with Nesterov momentum trains otherwise than AdamW; bad "
+    "values refused") {
     const QuickSetup q = quick_setup("finetune_optimizer");
     auto weights_after = [&](const std::string& optimizer, double lr) {
         fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / (optimizer + ".facet")).string());
@@ -555,15 +556,16 @@ TEST_CASE("fer finetune --optimizer: SGD with Nesterov momentum trains otherwise
     CHECK(adamw != before);
     CHECK(sgd != before);
     CHECK(sgd != adamw);
-    const std::vector<std::pair<std::string, std::string>> bad = {
-        {"--optimizer", "adam"}, {"--optimizer", ""}, {"--weight-decay", "-0.1"},
-        {"--weight-decay", "nan"}};
+    const std::vector<std::pair<std::string, std::string>> bad = {{"--optimizer", "adam"},
+                                                                  {"--optimizer", ""},
+                                                                  {"--weight-decay", "-0.1"},
+                                                                  {"--weight-decay", "nan"}};
     for (const auto& [option, value] : bad)
-        CHECK_THROWS_WITH_AS(run_cli(fer::finetune_cli(), fer::run_finetune,
-                                     {"--model", q.parent, "--corrections",
-                                      (q.dir / "corrections").string(), "--out",
-                                      (q.dir / "bad.facet").string(), option, value}),
-                             doctest::Contains(option.c_str()), facet::Error);
+        CHECK_THROWS_WITH_AS(
+            run_cli(fer::finetune_cli(), fer::run_finetune,
+                    {"--model", q.parent, "--corrections", (q.dir / "corrections").string(),
+                     "--out", (q.dir / "bad.facet").string(), option, value}),
+            doctest::Contains(option.c_str()), facet::Error);
 }
 
 TEST_CASE("fer finetune --reestimate-bn: the averaged weights kept, their statistics recomputed") {
