@@ -7,7 +7,8 @@
 // largest relative error of sampled entries of C against a double-precision dot product (as in
 // BLIS's test driver: a fast but wrong kernel must never look good).
 // BM_Bf16gemm/facet/t<threads>/<shape>: facet::gemm_bf16 on the same operands (bf16 operands, fp32
-// sums; its max_err is bf16's, about 1e-3), skipped on a CPU without AVX512-BF16.
+// sums; its max_err is bf16's, about 1e-3), skipped on a CPU without AVX512-BF16;
+// BM_Bf16gemm/facet-amx/...: the same through the AMX-BF16 kernel, skipped on a CPU without AMX.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -62,8 +63,9 @@ const std::vector<GemmShape> reference_shapes = {
     {2048, 2048, 2048, Trans::No, Trans::No},
 };
 
-// FacetBf16: facet::gemm_bf16, the operands rounded to bf16 and summed in fp32 (float only).
-enum class Library { Facet, Eigen, OpenBlas, FacetBf16 };
+// FacetBf16: facet::gemm_bf16, the operands rounded to bf16 and summed in fp32 (float only);
+// FacetAmx: the same with the AMX-BF16 kernel asked for.
+enum class Library { Facet, Eigen, OpenBlas, FacetBf16, FacetAmx };
 
 /// Random operands stored as the transposes require, with minimal leading dimensions.
 template <typename T>
@@ -130,7 +132,10 @@ void run_gemm(Library lib, Operands<T>& o) {
         return;
     }
     if constexpr (std::is_same_v<T, float>)
-        if (lib == Library::FacetBf16) {
+        if (lib == Library::FacetBf16 || lib == Library::FacetAmx) {
+            facet::Context context = facet::current_context();
+            if (lib == Library::FacetAmx) context.bf16_isa = facet::Bf16Isa::Amx;
+            const facet::ContextScope scope(context);
             facet::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, o.A.data(), o.lda, o.B.data(), o.ldb,
                              o.C.data(), o.ldc);
             return;
@@ -145,6 +150,10 @@ void BM_Gemm(benchmark::State& state, Library lib, int threads, GemmShape shape)
         state.SkipWithError(
             "this CPU has no AVX512-BF16 (the bf16 GEMM would run its portable "
             "reference kernel)");
+        return;
+    }
+    if (lib == Library::FacetAmx && !facet::bf16_isa_supported(facet::Bf16Isa::Amx)) {
+        state.SkipWithError("this CPU (or its kernel) gives no AMX-BF16 tiles");
         return;
     }
     facet::set_num_threads(threads);
@@ -213,6 +222,13 @@ int register_gemm_benchmarks() {
                         ("BM_Bf16gemm/facet/t" + std::to_string(threads) + "/" + shape_name(shape))
                             .c_str(),
                         BM_Gemm<float>, Library::FacetBf16, threads, shape)
+                        ->Unit(benchmark::kMillisecond)
+                        ->UseRealTime();
+                if (lib == Library::Facet)
+                    benchmark::RegisterBenchmark(("BM_Bf16gemm/facet-amx/t" +
+                                                  std::to_string(threads) + "/" + shape_name(shape))
+                                                     .c_str(),
+                                                 BM_Gemm<float>, Library::FacetAmx, threads, shape)
                         ->Unit(benchmark::kMillisecond)
                         ->UseRealTime();
                 if (shape.M * shape.N * shape.K <= 1024ull * 1024 * 1024)

@@ -1259,3 +1259,28 @@ TEST_CASE(
                                                 {"--min-lr", "1"}})
         CHECK_THROWS_WITH_AS(parse(bad), doctest::Contains(bad[0].c_str()), Error);
 }
+
+TEST_CASE(
+    "fer --bf16-kernel: the kernel asked for is set; one the CPU lacks, or a wrong name, is "
+    "refused") {
+    const facet::Context saved = facet::process_context();
+    for (facet::Bf16Isa isa : {facet::Bf16Isa::Auto, facet::Bf16Isa::Avx512Bf16,
+                               facet::Bf16Isa::Amx, facet::Bf16Isa::Portable}) {
+        const std::string name = facet::bf16_isa_name(isa);
+        INFO(name);
+        if (facet::bf16_isa_supported(isa)) {
+            fer::set_bf16_kernel(name, "train");
+            CHECK(facet::process_context().bf16_isa == isa);
+        } else {
+            CHECK_THROWS_WITH_AS(fer::set_bf16_kernel(name, "train"),
+                                 doctest::Contains(("train: --bf16-kernel " + name).c_str()),
+                                 Error);
+        }
+    }
+    for (const char* bad : {"amx", "", "AVX512-BF16", "amx-reference"})
+        CHECK_THROWS_WITH_AS(fer::set_bf16_kernel(bad, "bench"),
+                             doctest::Contains("bench: --bf16-kernel must be auto, avx512-bf16, "
+                                               "amx-bf16 or portable"),
+                             Error);
+    facet::process_context() = saved;
+}

@@ -37,6 +37,10 @@ inline Cli bench_cli() {
                 "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum in "
                 "fp32",
                 "fp32")
+        .option("bf16-kernel", "NAME",
+                "with --precision bf16: the bf16 GEMM's kernel: auto, avx512-bf16, amx-bf16 (AMX "
+                "tiles, taken only when asked for) or portable",
+                "auto")
         .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")
         .flag("eval",
               "instead of the training table: predict()'s inference pass, one row per step of "
@@ -407,6 +411,7 @@ inline int run_bench(const Cli& cli) {
     facet::set_num_threads(static_cast<int>(threads));
     const facet::Precision precision = parse_precision(cli.str("precision"), "bench");
     facet::set_precision(precision);
+    set_bf16_kernel(cli.str("bf16-kernel"), "bench");
     std::cerr << bf16_speed_note(precision);
     facet::set_winograd(!cli.has("im2col"));
     const long long tile = cli.integer("winograd-tile");

@@ -35,10 +35,26 @@ inline facet::Precision parse_precision(const std::string& name, const char* com
     return p;
 }
 
-/// The line to print when bf16 is asked for on a CPU without AVX512-BF16, else "".
+/// Sets the bf16 GEMM's kernel of the process default context from --bf16-kernel: auto (the
+/// best the CPU has that has been measured: AVX512-BF16, else portable), avx512-bf16, amx-bf16
+/// (AMX tiles, only when asked for) or portable. A kernel the CPU lacks is an error.
+inline void set_bf16_kernel(const std::string& name, const char* command) {
+    using facet::Bf16Isa;
+    for (Bf16Isa isa : {Bf16Isa::Auto, Bf16Isa::Avx512Bf16, Bf16Isa::Amx, Bf16Isa::Portable})
+        if (name == facet::bf16_isa_name(isa)) {
+            facet::check(facet::bf16_isa_supported(isa), command, ": --bf16-kernel ", name,
+                         ": this CPU (or its operating system) does not provide it");
+            facet::process_context().bf16_isa = isa;
+            return;
+        }
+    throw facet::Error(std::string(command) +
+                       ": --bf16-kernel must be auto, avx512-bf16, amx-bf16 or portable, got '" +
+                       name + "'");
+}
+
+/// The line to print when bf16 products would run on the portable reference kernel, else "".
 inline std::string bf16_speed_note(facet::Precision p) {
-    if (p != facet::Precision::Bf16 || facet::bf16_isa_supported(facet::Bf16Isa::Avx512Bf16))
-        return "";
+    if (p != facet::Precision::Bf16 || facet::bf16_isa() != facet::Bf16Isa::Portable) return "";
     return "note: this CPU has no AVX512-BF16: bf16 products run on the portable reference "
            "kernel, many times slower than fp32\n";
 }

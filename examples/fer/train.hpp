@@ -49,6 +49,7 @@ struct TrainConfig {
     int threads = 0;
     /// fp32, or bf16: mixed precision (bf16 products, fp32 master weights and optimiser state)
     facet::Precision precision = facet::Precision::Fp32;
+    std::string bf16_kernel = "auto";  ///< --bf16-kernel (set_bf16_kernel)
     std::uint64_t seed = 1;
     std::size_t max_steps = 0;  ///< stop after this many optimiser steps in all (0: no limit)
     bool resume = false;
@@ -134,6 +135,10 @@ inline Cli train_cli() {
                 "bf16: the convolutions and dense layers multiply bf16-rounded operands and sum "
                 "in fp32; weights, optimiser state, batch norm and the loss stay fp32",
                 "fp32")
+        .option("bf16-kernel", "NAME",
+                "with --precision bf16: the bf16 GEMM's kernel: auto, avx512-bf16, amx-bf16 (AMX "
+                "tiles, taken only when asked for) or portable",
+                "auto")
         .option("seed", "N", "seed of initialisation, shuffling, augmentation and dropout", "1")
         .option("max-steps", "N", "stop after N optimiser steps in all (0: no limit)", "0")
         .flag("resume", "continue from OUT/checkpoint.facet")
@@ -222,6 +227,7 @@ inline TrainConfig train_config(const Cli& cli) {
     c.batch = positive("batch");
     c.threads = static_cast<int>(non_negative("threads"));
     c.precision = parse_precision(cli.str("precision"), "train");
+    c.bf16_kernel = cli.str("bf16-kernel");
     c.seed = static_cast<std::uint64_t>(non_negative("seed"));
     c.max_steps = non_negative("max-steps");
     c.resume = cli.has("resume");
@@ -614,6 +620,7 @@ inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Seque
 /// Trains on already loaded data (run_train() loads them; tests pass small sets directly).
 inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     facet::set_num_threads(c.threads);
+    set_bf16_kernel(c.bf16_kernel, "train");
     facet::Communicator* const world = c.communicator;
     const bool writer = !world || world->is_root();  // the process that writes files
     const std::size_t ranks = world ? static_cast<std::size_t>(world->size()) : 1;
@@ -712,6 +719,9 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
               << ", " << cfg.epochs << " epochs of " << loader.batches_per_epoch()
               << " steps, augmentation " << (cfg.augment ? "on" : "off") << ", threads "
               << facet::num_threads() << ", precision " << facet::precision_name(cfg.precision)
+              << (cfg.precision == facet::Precision::Bf16
+                      ? std::string(" (") + facet::bf16_isa_name(facet::bf16_isa()) + " kernel)"
+                      : std::string())
               << "\n";
     if (world)
         std::cout << "data-parallel: " << ranks << " processes of " << facet::num_threads()

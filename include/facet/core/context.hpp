@@ -20,8 +20,10 @@ enum class GemmIsa { Auto, Avx512, Avx2, Portable };
 enum class Int8Isa { Auto, Avx512Vnni, AvxVnni, Avx2, Portable };
 
 /// The micro-kernel family of the bf16 GEMM (kernels/bf16_gemm.hpp). Auto: AVX512-BF16 when the
-/// CPU has it, else the portable kernel.
-enum class Bf16Isa { Auto, Avx512Bf16, Portable };
+/// CPU has it, else the portable kernel. Amx (AMX-BF16 tiles) and AmxReference (its tile loop in
+/// plain C++, on any CPU) are only taken when asked for: Auto will prefer Amx once it has been
+/// measured on an AMX CPU.
+enum class Bf16Isa { Auto, Avx512Bf16, Portable, Amx, AmxReference };
 
 /// Who computes gemm(): facet's own kernels, or Eigen's product (for comparison; needs
 /// FACET_HAVE_EIGEN).

@@ -3,8 +3,8 @@
 // (bf16_pack.hpp) and every sum kept in fp32. The structure of gemm.hpp (Goto / BLIS): for each
 // block of rows of op(A) and each k-slice, pack the A block; for each block of columns, pack the
 // B block; a register-blocked micro-kernel per instruction set (AVX512-BF16 and the portable
-// reference) computes the tiles, chosen at run time from cpu_features() and the context's
-// bf16_isa. Threads each take a rectangle of C.
+// reference; AMX-BF16 tiles and their plain twin when asked for) computes the tiles, chosen at run
+// time from cpu_features() and the context's bf16_isa. Threads each take a rectangle of C.
 //
 // Each tile continues its sums from one k-slice to the next (the micro-kernel contract in
 // bf16_microkernel_portable.hpp), so every kernel, blocking and thread count gives the same
@@ -22,6 +22,7 @@
 #include "facet/core/context.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
+#include "facet/kernels/bf16_microkernel_amx.hpp"
 #include "facet/kernels/bf16_microkernel_avx512.hpp"
 #include "facet/kernels/bf16_microkernel_portable.hpp"
 #include "facet/kernels/bf16_pack.hpp"
@@ -38,6 +39,10 @@ inline const char* bf16_isa_name(Bf16Isa isa) {
             return "avx512-bf16";
         case Bf16Isa::Portable:
             return "portable";
+        case Bf16Isa::Amx:
+            return "amx-bf16";
+        case Bf16Isa::AmxReference:
+            return "amx-reference";
         default:
             return "auto";
     }
@@ -47,6 +52,11 @@ inline const char* bf16_isa_name(Bf16Isa isa) {
 inline bool bf16_isa_supported(Bf16Isa isa) {
     if (isa == Bf16Isa::Avx512Bf16)
         return FACET_GEMM_HAVE_X86_KERNELS && cpu_features().avx512_bf16;
+#if FACET_GEMM_HAVE_X86_KERNELS
+    if (isa == Bf16Isa::Amx) return cpu_features().amx_bf16 && amx_tiles_permitted();
+#else
+    if (isa == Bf16Isa::Amx) return false;
+#endif
     return true;
 }
 
@@ -64,6 +74,27 @@ inline Bf16Isa bf16_isa() {
 
 namespace detail {
 
+/// Pairs of k the kernel's packed panels are padded to a multiple of (1 but for the AMX ones).
+template <typename Kernel>
+constexpr std::size_t bf16_pair_block() {
+    if constexpr (requires { Kernel::pair_block; }) return Kernel::pair_block;
+    return 1;
+}
+
+/// Loads a kernel's per-thread state (AMX: the tile configuration) for its lifetime, if it has
+/// any.
+template <typename Kernel>
+struct Bf16KernelSession {
+    Bf16KernelSession() {
+        if constexpr (requires { Kernel::begin(); }) Kernel::begin();
+    }
+    ~Bf16KernelSession() {
+        if constexpr (requires { Kernel::end(); }) Kernel::end();
+    }
+    Bf16KernelSession(const Bf16KernelSession&) = delete;
+    Bf16KernelSession& operator=(const Bf16KernelSession&) = delete;
+};
+
 /// The blocking for packed bf16 (2-byte) operands, from this CPU's caches (gemm_block_sizes).
 inline const GemmBlockSizes& bf16_gemm_blocking() {
     static const GemmBlockSizes sizes =
@@ -77,30 +108,46 @@ void gemm_bf16_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N,
                        const float* A, std::size_t lda, const float* B, std::size_t ldb, float* C,
                        std::size_t ldc, bool accumulate) {
     constexpr std::size_t MR = Kernel::MR, NR = Kernel::NR;
+    constexpr std::size_t pair_block = bf16_pair_block<Kernel>();
     const GemmBlockSizes& blocking = bf16_gemm_blocking();
     const std::size_t mc_max = even_block(M, blocking.mc, MR);
-    const std::size_t kc_max = even_block(K, blocking.kc, 2);  // whole pairs in every slice
+    // Whole pairs in every slice (whole blocks of pairs but in the last).
+    const std::size_t kc_max = even_block(K, blocking.kc, 2 * pair_block);
     const std::size_t nc_max = even_block(N, blocking.nc, NR);
-    const std::size_t pairs_max = bf16_pairs(kc_max);
+    const std::size_t pairs_max = round_up(bf16_pairs(kc_max), pair_block);
     std::uint16_t* packed_a =
         gemm_workspace<std::uint16_t>(0, round_up(mc_max, MR) * 2 * pairs_max);
     std::uint16_t* packed_b =
         gemm_workspace<std::uint16_t>(1, round_up(nc_max, NR) * 2 * pairs_max);
     alignas(64) float edge[MR * NR];  // a partial tile is computed here, then copied to C
+    const Bf16KernelSession<Kernel> session;
 
     for (std::size_t i0 = 0; i0 < M; i0 += mc_max) {
         const std::size_t mc = std::min(mc_max, M - i0);
         for (std::size_t p0 = 0; p0 < K; p0 += kc_max) {
-            const std::size_t kc = std::min(kc_max, K - p0), pairs = bf16_pairs(kc);
+            const std::size_t kc = std::min(kc_max, K - p0);
+            const std::size_t pairs = round_up(bf16_pairs(kc), pair_block);
             const bool load = accumulate || p0 > 0;  // later slices continue the sums
-            pack_bf16_a<MR>(transA, mc, kc,
-                            transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0, lda,
-                            packed_a);
+            const float* a_block = transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0;
+            if constexpr (requires { Kernel::a_tiles; })
+                pack_bf16_a_tiles<MR>(transA, mc, kc, a_block, lda, packed_a, pairs);
+            else
+                pack_bf16_a<MR>(transA, mc, kc, a_block, lda, packed_a);
             for (std::size_t j0 = 0; j0 < N; j0 += nc_max) {
                 const std::size_t nc = std::min(nc_max, N - j0);
-                pack_bf16_b<NR>(transB, kc, nc,
-                                transB == Trans::No ? B + p0 * ldb + j0 : B + j0 * ldb + p0, ldb,
-                                packed_b);
+                const float* b_block = transB == Trans::No ? B + p0 * ldb + j0 : B + j0 * ldb + p0;
+                if constexpr (pair_block == 1) {
+                    pack_bf16_b<NR>(transB, kc, nc, b_block, ldb, packed_b);
+                } else {  // panel by panel, each followed by its zero pairs
+                    const std::size_t packed = 2 * NR * bf16_pairs(kc), panel = 2 * NR * pairs;
+                    for (std::size_t c0 = 0; c0 < nc; c0 += NR) {
+                        std::uint16_t* out = packed_b + c0 / NR * panel;
+                        pack_bf16_b<NR>(transB, kc, std::min(NR, nc - c0),
+                                        transB == Trans::No ? b_block + c0 : b_block + c0 * ldb,
+                                        ldb, out);
+                        std::fill(out + packed, out + panel, std::uint16_t{0});
+                    }
+                }
                 for (std::size_t ir = 0; ir < mc; ir += MR) {
                     const std::size_t rows = std::min(MR, mc - ir);
                     for (std::size_t jr = 0; jr < nc; jr += NR) {
@@ -186,7 +233,15 @@ inline void gemm_bf16(Trans transA, Trans transB, std::size_t M, std::size_t N, 
             detail::gemm_bf16_parallel<Bf16KernelAvx512>(transA, transB, M, N, K, A, lda, B, ldb, C,
                                                          ldc, accumulate);
             return;
+        case Bf16Isa::Amx:
+            detail::gemm_bf16_parallel<Bf16KernelAmx>(transA, transB, M, N, K, A, lda, B, ldb, C,
+                                                      ldc, accumulate);
+            return;
 #endif
+        case Bf16Isa::AmxReference:
+            detail::gemm_bf16_parallel<Bf16KernelAmxReference>(transA, transB, M, N, K, A, lda, B,
+                                                               ldb, C, ldc, accumulate);
+            return;
         default:
             detail::gemm_bf16_parallel<Bf16KernelPortable>(transA, transB, M, N, K, A, lda, B, ldb,
                                                            C, ldc, accumulate);

@@ -7,7 +7,8 @@
 // Packed B, one NR-column micro-panel after another:
 //     for each pair p: for each column j < NR: bf16(B[2p][j]), bf16(B[2p+1][j])     (NR lanes)
 // The even k sits in a lane's low half. Rows, columns and the k past the matrix are zeros, which
-// add nothing. Transposes are resolved here, as in gemm_pack.hpp.
+// add nothing. Transposes are resolved here, as in gemm_pack.hpp. The AMX kernels read A in
+// blocks of 16 pairs per row instead (pack_bf16_a_tiles).
 // Read next: kernels/bf16_microkernel_portable.hpp.
 #pragma once
 
@@ -167,6 +168,26 @@ void pack_bf16_b(Trans trans, std::size_t kc, std::size_t nc, const float* b, st
     for (std::size_t c0 = 0; c0 < nc; c0 += NR, out += 2 * NR * bf16_pairs(kc))
         detail::pack_bf16_panel(NR, std::min(NR, nc - c0), kc, t ? b + c0 * ldb : b + c0,
                                 t ? ldb : 1, t ? 1 : ldb, out);
+}
+
+/// Packs rows [0, mc) and k's [0, kc) of op(A) for the AMX kernels
+/// (kernels/bf16_microkernel_amx.hpp): MR-row panels, each `pairs` pairs deep (at least
+/// bf16_pairs(kc), a multiple of 16; the pairs past kc are zeros) and laid out by blocks of 16
+/// pairs: for each block, for each row, its 16 pairs, one tile row of 64 bytes. A plain loop.
+template <std::size_t MR>
+void pack_bf16_a_tiles(Trans trans, std::size_t mc, std::size_t kc, const float* a, std::size_t lda,
+                       std::uint16_t* out, std::size_t pairs) {
+    constexpr std::size_t block = 16;
+    const bool t = trans == Trans::Yes;
+    for (std::size_t r0 = 0; r0 < mc; r0 += MR)
+        for (std::size_t q = 0; q < pairs / block; ++q)
+            for (std::size_t i = 0; i < MR; ++i)
+                for (std::size_t k = 2 * block * q; k < 2 * block * (q + 1); ++k) {
+                    const std::size_t row = r0 + i;
+                    *out++ = row < mc && k < kc
+                                 ? bf16::from_float(t ? a[k * lda + row] : a[row * lda + k])
+                                 : std::uint16_t{0};
+                }
 }
 
 }  // namespace facet
