@@ -9,6 +9,7 @@
 // lacks the instructions.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -223,6 +224,28 @@ TEST_CASE("bf16 gemm: the AMX path's tile loop in plain C++ equals the definitio
     check_isa_matches_definition(Bf16Isa::AmxReference, {.exact = true, .even_first = true});
 }
 
+/// A kernel that is wrong the way a misread layout is: the portable kernel's tile with its
+/// first two rows exchanged.
+struct SwappedRowsKernel : facet::Bf16KernelPortable {
+    static void run(std::size_t pairs, const std::uint16_t* a, const std::uint16_t* b, float* c,
+                    std::size_t ldc, bool accumulate) {
+        facet::Bf16KernelPortable::run(pairs, a, b, c, ldc, accumulate);
+        std::swap_ranges(c, c + NR, c + ldc);
+    }
+};
+
+TEST_CASE("bf16 gemm: the first-use check tells a kernel that agrees from one that does not") {
+    // The AMX twin sums each pair in the other order: within the check's bound.
+    CHECK(facet::detail::bf16_kernels_agree<facet::Bf16KernelAmxReference,
+                                            facet::Bf16KernelPortable>());
+    CHECK_FALSE(facet::detail::bf16_kernels_agree<SwappedRowsKernel, facet::Bf16KernelPortable>());
+    // Auto never takes AMX on a CPU without it; on one with it, the AMX suite below checks.
+    if (!facet::bf16_isa_supported(Bf16Isa::Amx)) {
+        CHECK_FALSE(facet::detail::amx_passes_check());
+        CHECK(facet::bf16_isa() != Bf16Isa::Amx);
+    }
+}
+
 TEST_CASE("bf16 gemm: operands are rounded to nearest bf16, ties to even") {
     // 1 + 2^-8 lies halfway between bf16's 1 and 1 + 2^-7 (even: 1); 1 + 3 * 2^-8 halfway
     // between 1 + 2^-7 and 1 + 2^-6 (even: 1 + 2^-6); 1 + 2^-8 + 2^-20 is past the half.
@@ -365,5 +388,11 @@ TEST_SUITE("bf16_isa_amx") {
         // Within reordering's error of the manual's order: the hardware may add a tile's
         // products in an order of its own.
         check_isa_matches_definition(Bf16Isa::Amx, {.exact = false, .even_first = true});
+    }
+
+    TEST_CASE("bf16 gemm: the AMX-BF16 kernel passes its first-use check, and Auto takes it") {
+        skip_unless_supported(Bf16Isa::Amx);
+        CHECK(facet::detail::amx_passes_check());
+        CHECK(facet::bf16_isa() == Bf16Isa::Amx);
     }
 }

@@ -620,4 +620,6 @@ TEST_CASE("detected CPU features and caches are consistent") {
           std::string::npos);
     CHECK(summary.find(std::string("gemm kernel: ") + facet::gemm_isa_name(facet::gemm_isa())) !=
           std::string::npos);
+    CHECK(summary.find(std::string("bf16 kernel: ") + facet::bf16_isa_name(facet::bf16_isa())) !=
+          std::string::npos);
 }

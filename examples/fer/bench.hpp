@@ -38,8 +38,9 @@ inline Cli bench_cli() {
                 "fp32",
                 "fp32")
         .option("bf16-kernel", "NAME",
-                "with --precision bf16: the bf16 GEMM's kernel: auto, avx512-bf16, amx-bf16 (AMX "
-                "tiles, taken only when asked for) or portable",
+                "with --precision bf16: the bf16 GEMM's kernel: auto (AMX tiles when they pass a "
+                "check at first use, else AVX512-BF16, else portable), avx512-bf16, amx-bf16 or "
+                "portable",
                 "auto")
         .option("repeats", "N", "timed steps (after warm-up); the median is reported", "5")
         .flag("eval",

@@ -35,9 +35,9 @@ inline facet::Precision parse_precision(const std::string& name, const char* com
     return p;
 }
 
-/// Sets the bf16 GEMM's kernel of the process default context from --bf16-kernel: auto (the
-/// best the CPU has that has been measured: AVX512-BF16, else portable), avx512-bf16, amx-bf16
-/// (AMX tiles, only when asked for) or portable. A kernel the CPU lacks is an error.
+/// Sets the bf16 GEMM's kernel of the process default context from --bf16-kernel: auto (the best
+/// the CPU has: AMX tiles when they pass their first-use check, else AVX512-BF16, else
+/// portable), avx512-bf16, amx-bf16 or portable. A kernel the CPU lacks is an error.
 inline void set_bf16_kernel(const std::string& name, const char* command) {
     using facet::Bf16Isa;
     for (Bf16Isa isa : {Bf16Isa::Auto, Bf16Isa::Avx512Bf16, Bf16Isa::Amx, Bf16Isa::Portable})

@@ -136,8 +136,9 @@ inline Cli train_cli() {
                 "in fp32; weights, optimiser state, batch norm and the loss stay fp32",
                 "fp32")
         .option("bf16-kernel", "NAME",
-                "with --precision bf16: the bf16 GEMM's kernel: auto, avx512-bf16, amx-bf16 (AMX "
-                "tiles, taken only when asked for) or portable",
+                "with --precision bf16: the bf16 GEMM's kernel: auto (AMX tiles when they pass a "
+                "check at first use, else AVX512-BF16, else portable), avx512-bf16, amx-bf16 or "
+                "portable",
                 "auto")
         .option("seed", "N", "seed of initialisation, shuffling, augmentation and dropout", "1")
         .option("max-steps", "N", "stop after N optimiser steps in all (0: no limit)", "0")

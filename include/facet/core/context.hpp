@@ -19,10 +19,10 @@ enum class GemmIsa { Auto, Avx512, Avx2, Portable };
 /// supports (AVX-512 VNNI, then AVX-VNNI, then AVX2, then the portable kernel).
 enum class Int8Isa { Auto, Avx512Vnni, AvxVnni, Avx2, Portable };
 
-/// The micro-kernel family of the bf16 GEMM (kernels/bf16_gemm.hpp). Auto: AVX512-BF16 when the
-/// CPU has it, else the portable kernel. Amx (AMX-BF16 tiles) and AmxReference (its tile loop in
-/// plain C++, on any CPU) are only taken when asked for: Auto will prefer Amx once it has been
-/// measured on an AMX CPU.
+/// The micro-kernel family of the bf16 GEMM (kernels/bf16_gemm.hpp). Auto: AMX-BF16 tiles when
+/// the CPU has them and the AMX kernel agrees with its plain twin at first use, else AVX512-BF16
+/// when the CPU has it, else the portable kernel. AmxReference (the AMX kernel's tile loop in
+/// plain C++, on any CPU) is only taken when asked for.
 enum class Bf16Isa { Auto, Avx512Bf16, Portable, Amx, AmxReference };
 
 /// Who computes gemm(): facet's own kernels, or Eigen's product (for comparison; needs

@@ -3,12 +3,14 @@
 // (bf16_pack.hpp) and every sum kept in fp32. The structure of gemm.hpp (Goto / BLIS): for each
 // block of rows of op(A) and each k-slice, pack the A block; for each block of columns, pack the
 // B block; a register-blocked micro-kernel per instruction set (AVX512-BF16 and the portable
-// reference; AMX-BF16 tiles and their plain twin when asked for) computes the tiles, chosen at run
-// time from cpu_features() and the context's bf16_isa. Threads each take a rectangle of C.
+// reference; AMX-BF16 tiles, and their plain twin when asked for) computes the tiles, chosen at
+// run time from cpu_features(), a first-use check of the AMX kernel and the context's bf16_isa.
+// Threads each take a rectangle of C.
 //
 // Each tile continues its sums from one k-slice to the next (the micro-kernel contract in
 // bf16_microkernel_portable.hpp), so every kernel, blocking and thread count gives the same
-// values (the sign of a zero aside).
+// values (the sign of a zero aside), but for the AMX kernel, whose tile unit may sum in an order
+// of its own (within that order's error of the others).
 // Against the exact product of the fp32 operands, the error is that of rounding each operand to
 // bf16 (8 significant bits) plus fp32 summation: docs/internals/gemm.md derives the bound the
 // tests use.
@@ -16,12 +18,15 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "facet/core/context.hpp"
 #include "facet/core/error.hpp"
 #include "facet/core/parallel.hpp"
+#include "facet/core/random.hpp"
 #include "facet/kernels/bf16_microkernel_amx.hpp"
 #include "facet/kernels/bf16_microkernel_avx512.hpp"
 #include "facet/kernels/bf16_microkernel_portable.hpp"
@@ -58,18 +63,6 @@ inline bool bf16_isa_supported(Bf16Isa isa) {
     if (isa == Bf16Isa::Amx) return false;
 #endif
     return true;
-}
-
-/// The ISA the bf16 GEMM uses now, from the current context (never Auto): the context's choice,
-/// checked, or the best the CPU supports.
-inline Bf16Isa bf16_isa() {
-    const Bf16Isa asked = current_context().bf16_isa;
-    if (asked != Bf16Isa::Auto) {
-        check(bf16_isa_supported(asked), "bf16 gemm: the context asks for ", bf16_isa_name(asked),
-              " but this CPU (or build) does not support it");
-        return asked;
-    }
-    return bf16_isa_supported(Bf16Isa::Avx512Bf16) ? Bf16Isa::Avx512Bf16 : Bf16Isa::Portable;
 }
 
 namespace detail {
@@ -207,14 +200,70 @@ void gemm_bf16_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N
         threads);
 }
 
+/// Whether kernel `Fast` computes what kernel `Reference` does, on operands that leave partial
+/// tiles and a partial block of pairs (37 x 45 x 70): every element within the error of adding the
+/// same terms in another order, 2 gamma_(K+1) of the sum of their magnitudes. One thread, some
+/// microseconds.
+template <typename Fast, typename Reference>
+bool bf16_kernels_agree() {
+    constexpr std::size_t M = 37, N = 45, K = 70;
+    std::vector<float> a(M * K), b(K * N), fast(M * N), reference(M * N);
+    Rng rng(2024);
+    for (float& x : a) x = static_cast<float>(rng.uniform(-1.0, 1.0));
+    for (float& x : b) x = static_cast<float>(rng.uniform(-1.0, 1.0));
+    gemm_bf16_blocked<Fast>(Trans::No, Trans::No, M, N, K, a.data(), K, b.data(), N, fast.data(), N,
+                            false);
+    gemm_bf16_blocked<Reference>(Trans::No, Trans::No, M, N, K, a.data(), K, b.data(), N,
+                                 reference.data(), N, false);
+    const double v = 0x1p-24, gamma = double(K + 1) * v / (1 - double(K + 1) * v);
+    for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t j = 0; j < N; ++j) {
+            double magnitude = 0;
+            for (std::size_t k = 0; k < K; ++k)
+                magnitude += std::fabs(double(bf16_operand(bf16::from_float(a[i * K + k]))) *
+                                       double(bf16_operand(bf16::from_float(b[k * N + j]))));
+            if (!(std::fabs(double(fast[i * N + j]) - double(reference[i * N + j])) <=
+                  2 * gamma * magnitude))
+                return false;
+        }
+    return true;
+}
+
+/// Whether this CPU has AMX-BF16 tiles and the AMX kernel agreed with its plain twin at its first
+/// use (checked once per process): Auto takes it only then.
+inline bool amx_passes_check() {
+#if FACET_GEMM_HAVE_X86_KERNELS
+    static const bool passes = bf16_isa_supported(Bf16Isa::Amx) &&
+                               bf16_kernels_agree<Bf16KernelAmx, Bf16KernelAmxReference>();
+    return passes;
+#else
+    return false;
+#endif
+}
+
 }  // namespace detail
+
+/// The ISA the bf16 GEMM uses now, from the current context (never Auto): the context's choice,
+/// checked, or the best the CPU supports: AMX-BF16 when it passes its first-use check
+/// (detail::amx_passes_check), else AVX512-BF16, else the portable kernel.
+inline Bf16Isa bf16_isa() {
+    const Bf16Isa asked = current_context().bf16_isa;
+    if (asked != Bf16Isa::Auto) {
+        check(bf16_isa_supported(asked), "bf16 gemm: the context asks for ", bf16_isa_name(asked),
+              " but this CPU (or build) does not support it");
+        return asked;
+    }
+    if (detail::amx_passes_check()) return Bf16Isa::Amx;
+    return bf16_isa_supported(Bf16Isa::Avx512Bf16) ? Bf16Isa::Avx512Bf16 : Bf16Isa::Portable;
+}
 
 /// C (M x N, fp32, row stride ldc) = [C +] bf16(op(A)) * bf16(op(B)), where op(A) is M x K and
 /// op(B) is K x N (A stored K x M when transA == Yes, likewise B), the operands rounded to bf16
 /// (nearest, ties to even) and the products summed in fp32 in k order, pair by pair, as
 /// vdpbf16ps does. Every blocking and thread count gives the same bits, and every ISA the same
-/// values (the sign of a zero aside). Throws facet::Error
-/// on null pointers, too-small leading dimensions or an ISA the CPU lacks.
+/// values (the sign of a zero aside) but AMX, which is within the error of another summation
+/// order. Throws facet::Error on null pointers, too-small leading dimensions or an ISA the CPU
+/// lacks.
 inline void gemm_bf16(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K,
                       const float* A, std::size_t lda, const float* B, std::size_t ldb, float* C,
                       std::size_t ldc, bool accumulate = false) {

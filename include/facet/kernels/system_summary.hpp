@@ -8,14 +8,15 @@
 
 #include "facet/core/context.hpp"
 #include "facet/core/parallel.hpp"
+#include "facet/kernels/bf16_gemm.hpp"
 #include "facet/kernels/cpu_features.hpp"
 #include "facet/kernels/gemm.hpp"
 
 namespace facet {
 
 /// One line per item ("cpu: ...", "features: ...", "caches: ...", "gemm blocking: ...",
-/// "gemm kernel: ...", "threads: ..."), each ending in a newline: the running CPU and the
-/// choices the current context leads to.
+/// "gemm kernel: ...", "bf16 kernel: ...", "threads: ..."), each ending in a newline: the running
+/// CPU and the choices the current context leads to.
 inline std::string system_summary() {
     const CpuFeatures& f = cpu_features();
     const CacheSizes& c = cpu_caches();
@@ -43,7 +44,11 @@ inline std::string system_summary() {
            "gemm blocking (float): KC " + std::to_string(b.kc) + ", NC " + std::to_string(b.nc) +
            ", MC " + std::to_string(b.mc) + "\n" + "gemm kernel: " +
            (eigen ? std::string("Eigen") : std::string(gemm_isa_name(gemm_isa()))) + "\n" +
-           "threads: " + std::to_string(num_threads()) + "\n";
+           "bf16 kernel: " + bf16_isa_name(bf16_isa()) +
+           (bf16_isa_supported(Bf16Isa::Amx) && !detail::amx_passes_check()
+                ? " (amx-bf16 disagreed with its reference at first use)"
+                : "") +
+           "\n" + "threads: " + std::to_string(num_threads()) + "\n";
 }
 
 }  // namespace facet
