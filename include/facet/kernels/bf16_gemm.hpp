@@ -74,6 +74,13 @@ constexpr std::size_t bf16_pair_block() {
     return 1;
 }
 
+/// Whether the kernel reads A packed by pack_bf16_a_tiles (the AMX ones) rather than pack_bf16_a.
+template <typename Kernel>
+constexpr bool bf16_a_tiles() {
+    if constexpr (requires { Kernel::a_tiles; }) return Kernel::a_tiles;
+    return false;
+}
+
 /// Loads a kernel's per-thread state (AMX: the tile configuration) for its lifetime, if it has
 /// any.
 template <typename Kernel>
@@ -122,7 +129,7 @@ void gemm_bf16_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N,
             const std::size_t pairs = round_up(bf16_pairs(kc), pair_block);
             const bool load = accumulate || p0 > 0;  // later slices continue the sums
             const float* a_block = transA == Trans::No ? A + i0 * lda + p0 : A + p0 * lda + i0;
-            if constexpr (requires { Kernel::a_tiles; })
+            if constexpr (bf16_a_tiles<Kernel>())
                 pack_bf16_a_tiles<MR>(transA, mc, kc, a_block, lda, packed_a, pairs);
             else
                 pack_bf16_a<MR>(transA, mc, kc, a_block, lda, packed_a);
