@@ -84,15 +84,15 @@ constexpr bool bf16_a_tiles() {
 /// Loads a kernel's per-thread state (AMX: the tile configuration) for its lifetime, if it has
 /// any.
 template <typename Kernel>
-struct Bf16KernelSession {
-    Bf16KernelSession() {
+struct Bf16KernelScope {
+    Bf16KernelScope() {
         if constexpr (requires { Kernel::begin(); }) Kernel::begin();
     }
-    ~Bf16KernelSession() {
+    ~Bf16KernelScope() {
         if constexpr (requires { Kernel::end(); }) Kernel::end();
     }
-    Bf16KernelSession(const Bf16KernelSession&) = delete;
-    Bf16KernelSession& operator=(const Bf16KernelSession&) = delete;
+    Bf16KernelScope(const Bf16KernelScope&) = delete;
+    Bf16KernelScope& operator=(const Bf16KernelScope&) = delete;
 };
 
 /// The blocking for packed bf16 (2-byte) operands, from this CPU's caches (gemm_block_sizes).
@@ -120,7 +120,7 @@ void gemm_bf16_blocked(Trans transA, Trans transB, std::size_t M, std::size_t N,
     std::uint16_t* packed_b =
         gemm_workspace<std::uint16_t>(1, round_up(nc_max, NR) * 2 * pairs_max);
     alignas(64) float edge[MR * NR];  // a partial tile is computed here, then copied to C
-    const Bf16KernelSession<Kernel> session;
+    const Bf16KernelScope<Kernel> kernel_scope;
 
     for (std::size_t i0 = 0; i0 < M; i0 += mc_max) {
         const std::size_t mc = std::min(mc_max, M - i0);
