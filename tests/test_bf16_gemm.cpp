@@ -347,7 +347,7 @@ TEST_SUITE("bf16_isa_avx512_bf16") {
             src[i] =
                 i % 7 == 0 ? specials[(i / 7) % 10] : static_cast<float>(rng.uniform(-3.0, 3.0));
         facet::Context plain = facet::current_context();
-        plain.avx512_loops = false;  // the packers take the plain loop
+        plain.wide_loops = false;  // the packers take the plain loop
         const std::size_t ld = 203;
         for (Trans t : {Trans::No, Trans::Yes})
             for (const auto& shape : {std::pair<std::size_t, std::size_t>{8, 1},

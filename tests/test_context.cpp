@@ -90,7 +90,7 @@ Context settings_a() {
     c.threads = 1;
     c.gemm_isa = GemmIsa::Portable;
     c.winograd_tile = 2;
-    c.avx512_loops = false;
+    c.wide_loops = false;
     return c;
 }
 
@@ -99,7 +99,7 @@ Context settings_b() {
     c.threads = 2;
     c.gemm_isa = best_isa();
     c.winograd_tile = 4;
-    c.avx512_loops = true;
+    c.wide_loops = true;
     return c;
 }
 
@@ -149,16 +149,18 @@ TEST_CASE("the global setters change the process default, not an installed conte
     const ContextScope scope(mine);
     set_winograd_tile(4);
     set_winograd(false);
-    set_avx512_loops(false);
+    set_wide_loops(false);
     set_num_threads(1);
     if (gemm_isa_supported(GemmIsa::Avx2)) set_gemm_isa(GemmIsa::Avx2);
     CHECK(winograd_tile() == 2);
     CHECK(winograd_enabled());
     CHECK(gemm_isa() == GemmIsa::Portable);
     CHECK(avx512_loops_active() == (FACET_GEMM_HAVE_X86_KERNELS && cpu_features().avx512f));
+    CHECK(avx2_loops_active() ==
+          (FACET_GEMM_HAVE_X86_KERNELS && cpu_features().avx2_fma && !cpu_features().avx512f));
     CHECK(process_context().winograd_tile == 4);
     CHECK_FALSE(process_context().winograd);
-    CHECK_FALSE(process_context().avx512_loops);
+    CHECK_FALSE(process_context().wide_loops);
     CHECK(process_context().threads == 1);
     CHECK(std::string(precision_name(mine.precision)) == "fp32");
 }
@@ -258,7 +260,7 @@ TEST_CASE("two models with different settings at the same time: each gives its b
     // The process default is something else again: nothing of it may reach the models.
     set_winograd(false);
     set_num_threads(1);
-    set_avx512_loops(false);
+    set_wide_loops(false);
     for (int round = 0; round < 3; ++round) {
         Sequential<float> a = make_model(), b = make_model();
         a.context() = settings_a();

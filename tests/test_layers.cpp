@@ -871,19 +871,23 @@ TEST_CASE_TEMPLATE(
     }
 }
 
-TEST_CASE("the element-wise loops give the same bits compiled for AVX-512 and for the build") {
-    if (!cpu_features().avx512f) {
-        MESSAGE("skipped: this CPU has no AVX-512, so run_vectorized has one version only");
+TEST_CASE(
+    "the element-wise loops give the same bits compiled for AVX-512 or AVX2 and for the build") {
+    if (!avx512_loops_active() && !avx2_loops_active()) {
+        MESSAGE(
+            "skipped: this CPU has neither AVX-512 nor AVX2, so run_vectorized has one version");
         return;
     }
+    const std::string wide_isa = avx512_loops_active() ? "AVX-512" : "AVX2";
+    MESSAGE("the wide loops are compiled for " << wide_isa);
     // Every layer whose loops run through run_vectorized, on planes of several widths (the
     // 2x2 pool's fast path and its generic loop, sums with and without a tail), forward and
     // backward, train and eval, with and without the fused ReLU.
     struct Outputs {
         std::vector<Tensor<float>> tensors;
     };
-    auto run_all = [](bool avx512) {
-        set_avx512_loops(avx512);
+    auto run_all = [](bool wide) {
+        set_wide_loops(wide);
         Outputs out;
         auto keep = [&](const Tensor<float>& t) { out.tensors.push_back(t); };
         for (const Shape& s : {Shape{3, 5, 16, 16}, Shape{2, 3, 12, 7}, Shape{4, 2, 48, 48}}) {
@@ -948,7 +952,7 @@ TEST_CASE("the element-wise loops give the same bits compiled for AVX-512 and fo
         Tensor<float> dy;
         dense.forward_affine(random_tensor<float>(Shape{5, 20}, 24), dy, &affine);
         keep(dy);
-        set_avx512_loops(true);
+        set_wide_loops(true);
         return out;
     };
     const Outputs wide = run_all(true), plain = run_all(false);
@@ -959,7 +963,8 @@ TEST_CASE("the element-wise loops give the same bits compiled for AVX-512 and fo
         REQUIRE(a.shape() == b.shape());
 #if defined(__clang__)
         // Clang fuses a * b + c into FMAs in the AVX-512 version (GCC's fp-contract=off has no
-        // per-function equivalent there), so the two agree to rounding, not to the bit.
+        // per-function equivalent there), so the two agree to rounding, not to the bit. (The
+        // AVX2 version is compiled without FMA, so it cannot fuse.)
         CHECK(max_abs_diff(a, b) <= 1e-5 * (1 + max_abs_diff(b, Tensor<float>(b.shape()))));
 #else
         CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
@@ -1105,8 +1110,8 @@ TEST_CASE("MaxPool2d 2x2 backward: each window's dy at its first maximum, bit fo
     // last row and column in no window; ties, and dy values of -0, must come out as the scatter
     // dx[argmax] += dy gives them (0 + dy).
     for (const Shape& s : {Shape{2, 3, 17, 19}, Shape{1, 2, 16, 32}, Shape{1, 1, 5, 40}})
-        for (bool avx512 : {false, true}) {
-            set_avx512_loops(avx512);
+        for (bool wide : {false, true}) {
+            set_wide_loops(wide);
             Tensor<float> x(s), y, dx;
             Rng rng(31);
             for (auto& v : x) v = float(rng.below(3));  // many ties
@@ -1127,10 +1132,10 @@ TEST_CASE("MaxPool2d 2x2 backward: each window's dy at its first maximum, bit fo
                             if (in[at] > in[best]) best = at;
                         expected.data()[p * H * W + best] += dy.data()[(p * OH + oh) * OW + ow];
                     }
-            INFO(s.str() << ", AVX-512 loops " << avx512);
+            INFO(s.str() << ", wide loops " << wide);
             CHECK(std::memcmp(dx.data(), expected.data(), dx.size() * sizeof(float)) == 0);
         }
-    set_avx512_loops(true);
+    set_wide_loops(true);
 }
 
 TEST_CASE("Dropout: inverted scaling, mask statistics, eval identity, reproducible masks") {

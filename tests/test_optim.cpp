@@ -92,7 +92,7 @@ TEST_CASE("Adam and AdamW in float: the AVX-512 update gives the scalar loop's b
     // threshold (2 threads then split the range at an arbitrary element), L2 and decoupled
     // decay, a parameter without decay, three steps with fresh gradients.
     auto run = [](bool avx512, bool decoupled) {
-        set_avx512_loops(avx512);
+        set_wide_loops(avx512);
         set_num_threads(2);
         Rng rng(8);
         std::vector<Tensor<float>> values, grads;
@@ -111,7 +111,7 @@ TEST_CASE("Adam and AdamW in float: the AVX-512 update gives the scalar loop's b
             for (auto& g : grads) g.fill_uniform(rng, -1, 1);
             decoupled ? adamw.step() : adam.step();
         }
-        set_avx512_loops(true);
+        set_wide_loops(true);
         set_num_threads(0);
         return values;
     };

@@ -66,9 +66,10 @@ struct Context {
     GemmIsa gemm_isa = GemmIsa::Auto;  ///< the GEMM micro-kernel family
     GemmBackend gemm_backend = GemmBackend::Facet;  ///< facet's GEMM or Eigen's
     bool winograd = true;  ///< 3x3 stride-1 convolutions by Winograd (else im2col + GEMM)
-    std::size_t winograd_tile =
-        4;                     ///< Winograd's output tile: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3)
-    bool avx512_loops = true;  ///< element-wise loops compiled for AVX-512 when the CPU has it
+    /// Winograd's output tile: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3)
+    std::size_t winograd_tile = 4;
+    /// element-wise loops compiled for AVX-512 or AVX2 when the CPU has it (run_vectorized)
+    bool wide_loops = true;
     Precision precision = Precision::Fp32;  ///< the number format of the float products
     Int8Isa int8_isa = Int8Isa::Auto;       ///< the int8 GEMM's micro-kernel family
     Bf16Isa bf16_isa = Bf16Isa::Auto;       ///< the bf16 GEMM's micro-kernel family

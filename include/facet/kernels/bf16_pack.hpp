@@ -137,7 +137,7 @@ __attribute__((target("avx512f,avx2"))) inline void pack_bf16_panel_along(
 inline void pack_bf16_panel(std::size_t width, std::size_t lines, std::size_t kc, const float* src,
                             std::size_t line_step, std::size_t k_step, std::uint16_t* out) {
 #if FACET_GEMM_HAVE_X86_KERNELS
-    if (cpu_features().avx512f && current_context().avx512_loops) {
+    if (cpu_features().avx512f && current_context().wide_loops) {
         if (line_step == 1) return pack_bf16_panel_across(width, lines, kc, src, k_step, out);
         if (k_step == 1 && width % 8 == 0)
             return pack_bf16_panel_along(width, lines, kc, src, line_step, out);
