@@ -23,24 +23,19 @@ namespace detail {
 #if FACET_GEMM_HAVE_X86_KERNELS
 #if defined(__clang__)
 // Clang has no optimize attribute; it contracts only within one expression (fp-contract=on).
-#define FACET_VECTOR_LOOPS_ATTRIBUTES __attribute__((target("avx512f,avx2"), flatten))
+#define FACET_VECTOR_LOOPS_ATTRIBUTES(isa) __attribute__((target(isa), flatten))
 #else
-#define FACET_VECTOR_LOOPS_ATTRIBUTES \
-    __attribute__((target("avx512f,avx2"), flatten, optimize("fp-contract=off")))
+#define FACET_VECTOR_LOOPS_ATTRIBUTES(isa) \
+    __attribute__((target(isa), flatten, optimize("fp-contract=off")))
 #endif
 template <typename Body>
-FACET_VECTOR_LOOPS_ATTRIBUTES void run_compiled_for_avx512(Body& body) {
+FACET_VECTOR_LOOPS_ATTRIBUTES("avx512f,avx2")
+void run_compiled_for_avx512(Body& body) {
     body();
 }
-#undef FACET_VECTOR_LOOPS_ATTRIBUTES
-#if defined(__clang__)
-#define FACET_VECTOR_LOOPS_ATTRIBUTES __attribute__((target("avx2"), flatten))
-#else
-#define FACET_VECTOR_LOOPS_ATTRIBUTES \
-    __attribute__((target("avx2"), flatten, optimize("fp-contract=off")))
-#endif
 template <typename Body>
-FACET_VECTOR_LOOPS_ATTRIBUTES void run_compiled_for_avx2(Body& body) {
+FACET_VECTOR_LOOPS_ATTRIBUTES("avx2")
+void run_compiled_for_avx2(Body& body) {
     body();
 }
 #undef FACET_VECTOR_LOOPS_ATTRIBUTES
