@@ -168,6 +168,7 @@ fer::FinetuneConfig quick_finetune(const std::string& parent, const std::string&
     fer::FinetuneConfig c;
     c.parent = parent, c.out = out;
     c.epochs = 5, c.lr = 1e-3, c.min_epoch = 256, c.batch = 32, c.threads = 2;
+    c.runs = 1;  // one fine-tuning, unless a test is about the soup of several
     c.progress = false;
     return c;
 }
@@ -663,6 +664,49 @@ TEST_CASE("fer finetune --average-from: the mean of the weights at the ends of t
                 {"--model", q.parent, "--corrections", (q.dir / "corrections").string(), "--out",
                  (q.dir / "bad.facet").string(), "--average-from", "-1"}),
         doctest::Contains("--average-from"), facet::Error);
+}
+
+TEST_CASE("fer finetune --runs: the mean of the runs' weights, each run its own seed") {
+    const QuickSetup q = quick_setup("finetune_runs");
+    auto tune = [&](const std::string& name, std::size_t runs, std::uint64_t seed) {
+        fer::FinetuneConfig c = quick_finetune(q.parent, (q.dir / name).string());
+        c.epochs = 2, c.average_from = 1, c.runs = runs, c.seed = seed;
+        fer::finetune_on(c, q.corrections, *q.data.training());
+        return c.out;
+    };
+    const std::string soup = tune("soup.facet", 2, 5);
+    const std::string first = tune("seed5.facet", 1, 5), second = tune("seed6.facet", 1, 6);
+    facet::ModelFile<float> a = facet::load_model_file<float>(first),
+                            b = facet::load_model_file<float>(second),
+                            s = facet::load_model_file<float>(soup);
+    const std::vector<float> va = all_values(a.model, 0, a.model.size()),
+                             vb = all_values(b.model, 0, b.model.size()),
+                             vs = all_values(s.model, 0, s.model.size());
+    REQUIRE(va.size() == vs.size());
+    REQUIRE(vb.size() == vs.size());
+    CHECK(va != vb);  // the seeds made two different runs
+    std::size_t off = 0;
+    for (std::size_t k = 0; k < vs.size(); ++k) {
+        const double want = (double(va[k]) + double(vb[k])) / 2;
+        off += std::fabs(double(vs[k]) - want) > 1e-6 * std::fabs(want) + 1e-7;
+    }
+    CHECK(off == 0);
+    bool noted = false;
+    for (const auto& kv : s.metadata) noted |= kv.first == "finetune.runs" && kv.second == "2";
+    CHECK(noted);
+    bool recorded = false;
+    for (const auto& kv : s.provenance.notes)
+        recorded |= kv.first == "seeds" && kv.second == "5 to 6";
+    CHECK(recorded);
+    for (const auto& entry : fs::directory_iterator(q.dir))  // the runs' files are gone
+        CHECK(entry.path().extension() != ".tmp");
+
+    CHECK_THROWS_WITH_AS(
+        run_cli(fer::finetune_cli(), fer::run_finetune,
+                {"--model", q.parent, "--corrections", (q.dir / "corrections").string(), "--out",
+                 (q.dir / "bad.facet").string(), "--runs", "0"}),
+        doctest::Contains("--runs"), facet::Error);
+    CHECK_FALSE(fs::exists(q.dir / "bad.facet"));
 }
 
 TEST_CASE("fer finetune: never the parent as output; --freeze-backbone, --freeze-bn") {

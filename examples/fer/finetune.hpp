@@ -5,8 +5,9 @@
 // probabilities for it (--distill, facet::Distillation). The model written is the average of the
 // weights at the ends of the later epochs (--average-from), or with --average-from 0 the epoch
 // chosen by the held-out part of the corrections and faces of the parent's own validation split
-// (never trained on; --parent-faces); --blend can then mix the parent's weights back in
-// (model/interpolate.hpp).
+// (never trained on; --parent-faces). It fine-tunes --runs times, each run with its own
+// rehearsal faces, order and augmentation, and writes the mean of the runs' weights (a model
+// soup); --blend can then mix the parent's weights back in (model/interpolate.hpp).
 // The test split chooses nothing. The parent file is never written; OUT is written atomically and
 // records the parent (file name and fingerprint) and the corrections (fingerprint and count).
 #pragma once
@@ -96,6 +97,9 @@ struct FinetuneConfig {
     /// pass over "mix" (the training faces: corrections and rehearsal) or "rehearsal" (the
     /// original data's faces alone); "none" keeps the average of the epochs' statistics.
     std::string reestimate_bn = "none";
+    /// Fine-tunings whose weights are averaged into the model written (a "model soup"), run k
+    /// with seed + k for its rehearsal faces, order and augmentation; 1: one fine-tuning.
+    std::size_t runs = 3;
     std::uint64_t seed = 1;
     int threads = 0;
     std::string command_line = "fer finetune";
@@ -107,7 +111,8 @@ inline Cli finetune_cli() {
             "Fine-tunes a trained model on corrections (CORRECTIONS/<emotion>/*.png, e.g. filed "
             "with `fer correct`) mixed with rehearsal faces from the original training data, so "
             "it learns the users' faces without forgetting FER-2013. The model written is the "
-            "mean of the weights of the later epochs (--average-from); with --average-from 0, a "
+            "mean of the weights of --runs fine-tunings, each the mean of the weights of its "
+            "later epochs (--average-from); with --average-from 0, a "
             "fraction of each emotion's corrections is held out and, together with as many faces "
             "of the parent's validation split (held out of training, never trained on), chooses "
             "the epoch kept (--holdout 0: the last epoch). Duplicate corrections are reported and "
@@ -187,6 +192,12 @@ inline Cli finetune_cli() {
               "batch norms keep the parent's running statistics: they normalise by them in "
               "training too, so the corrections' looks do not shift them (their scale and shift "
               "still learn)")
+        .option("runs", "N",
+                "fine-tune N times, run k with seed + k for its rehearsal faces, shuffling and "
+                "augmentation (the hold-out stays the same), and write the mean of their weights "
+                "(a model soup): it forgets less and gains more than one run, in N times the "
+                "time; 1: one fine-tuning",
+                "3")
         .option("seed", "N", "seed of the hold-out, rehearsal draw, shuffling and augmentation",
                 "1")
         .option("threads", "N", "threads (0: all cores)", "0");
@@ -260,6 +271,7 @@ inline FinetuneConfig finetune_config(const Cli& cli) {
     c.augment = !cli.has("no-augment");
     c.freeze_backbone = cli.has("freeze-backbone");
     c.freeze_bn = cli.has("freeze-bn");
+    c.runs = positive("runs");
     const long long seed = cli.integer("seed"), threads = cli.integer("threads");
     facet::check(seed >= 0 && threads >= 0, "finetune: --seed and --threads must not be negative");
     c.seed = static_cast<std::uint64_t>(seed);
@@ -395,6 +407,57 @@ inline std::string share_text(double share) {
     return buf;
 }
 
+/// The faces a fine-tuning trains on and is judged by, the same for every run of a soup (they
+/// depend on c.seed, not on the run).
+struct FinetuneFaces {
+    facet::StratifiedSplit original;  ///< the parent's training split and validation hold-out
+    facet::Dataset train_corrections, heldout_corrections;
+    facet::Dataset val_original;  ///< faces of the parent's validation split, never trained on
+    facet::Dataset validation;    ///< what chooses the epoch or the blend, or only reports
+};
+
+inline FinetuneFaces finetune_faces(const FinetuneConfig& c, const TrainedModel& parent,
+                                    const Corrections& corrections,
+                                    const facet::Dataset& training) {
+    FinetuneFaces f;
+    // The parent's own validation faces (its notes say how fer train held them out).
+    const double val_fraction = std::stod(parent.note("validation.fraction", "0.1"));
+    const auto val_seed =
+        static_cast<std::uint64_t>(std::stoull(parent.note("validation.seed", "2013")));
+    f.original =
+        facet::stratified_split(training, val_fraction, val_seed, "val (held out of train)");
+
+    // Corrections: held out to choose the epoch, and trained on.
+    f.train_corrections = corrections.faces;
+    const double holdout = c.holdout_fraction();
+    if (holdout > 0 && corrections.faces.size() >= 2) {
+        facet::StratifiedSplit s =
+            facet::stratified_split(corrections.faces, holdout, facet::detail::mix_seed(c.seed, 11),
+                                    "corrections (held out)");
+        f.train_corrections = std::move(s.kept);
+        f.heldout_corrections = std::move(s.held_out);
+    }
+    facet::check(!f.train_corrections.empty(), "finetune: no corrections left to train on");
+
+    // What chooses the epoch: the held-out corrections, repeated r times, and r times as many of
+    // the parent's validation faces, so that the old domain weighs as much as the new and r sets
+    // how finely the old one is measured. Without a hold-out, those faces only report, and the
+    // last epoch is kept.
+    const std::size_t h = f.heldout_corrections.size();
+    const std::size_t repeats = heldout_repeats(h, c.parent_faces);
+    f.val_original = sample_of(f.original.held_out, h == 0 ? 1024 : repeats * h,
+                               facet::detail::mix_seed(c.seed, 13));
+    f.validation = f.heldout_corrections;
+    for (std::size_t r = 1; r < repeats; ++r) append(f.validation, f.heldout_corrections);
+    if (f.validation.empty()) {
+        f.validation = f.val_original;
+    } else {
+        append(f.validation, f.val_original);
+    }
+    f.validation.split = "finetune-val";
+    return f;
+}
+
 }  // namespace detail
 
 /// Rewrites c.out, the fine-tuned model, as its weight-space blend with the parent
@@ -431,11 +494,8 @@ double blend_with_parent(const FinetuneConfig& c, const facet::Dataset& choosing
     return best_share;
 }
 
-/// Fine-tunes c.parent on `corrections` with rehearsal faces from `training` (the original
-/// training split, whole: the parent's validation hold-out is taken out of it again here).
-inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& corrections,
-                                   const facet::Dataset& training) {
-    facet::set_num_threads(c.threads);
+namespace detail {
+inline void check_out_and_parent(const FinetuneConfig& c) {
     facet::check(!c.out.empty(), "finetune: --out is required");
     facet::check(fs::exists(c.parent), "finetune: no model file at ", c.parent);
     facet::check(!(fs::exists(c.out) && fs::equivalent(c.parent, c.out)) &&
@@ -443,6 +503,19 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
                  "finetune: --out ", c.out,
                  " is the parent model; the parent is never "
                  "overwritten, give another file");
+}
+}  // namespace detail
+
+/// One fine-tuning of c.parent on `corrections` with rehearsal faces from `training` (the
+/// original training split, whole: the parent's validation hold-out is taken out of it again
+/// here), written to c.out: run `run` of a soup, whose rehearsal faces, order and augmentation
+/// come from the seed c.seed + run (the hold-out and the faces that judge come from c.seed).
+inline FinetuneSummary finetune_run(const FinetuneConfig& c, std::size_t run,
+                                    const Corrections& corrections,
+                                    const facet::Dataset& training) {
+    const std::uint64_t seed = c.seed + run;
+    facet::set_num_threads(c.threads);
+    detail::check_out_and_parent(c);
     TrainedModel parent = load_trained(c.parent);
     const facet::Provenance parent_provenance = facet::load_model_file<float>(c.parent).provenance;
     const std::string parent_fingerprint = detail::file_fingerprint(c.parent);
@@ -456,28 +529,15 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
                      training.class_names == fer_class_name_list(),
                  "finetune: the rehearsal data are not FER-2013's 48 x 48 faces of 7 emotions");
 
-    // The parent's own validation faces (its notes say how fer train held them out).
-    const double val_fraction = std::stod(parent.note("validation.fraction", "0.1"));
-    const auto val_seed =
-        static_cast<std::uint64_t>(std::stoull(parent.note("validation.seed", "2013")));
-    facet::StratifiedSplit original =
-        facet::stratified_split(training, val_fraction, val_seed, "val (held out of train)");
-
-    // Corrections: held out to choose the epoch, and trained on.
     FinetuneSummary summary;
     summary.corrections = corrections.faces.size();
-    facet::Dataset train_corrections = corrections.faces, heldout_corrections;
-    const double holdout = c.holdout_fraction();
-    if (holdout > 0 && corrections.faces.size() >= 2) {
-        facet::StratifiedSplit s =
-            facet::stratified_split(corrections.faces, holdout, facet::detail::mix_seed(c.seed, 11),
-                                    "corrections (held out)");
-        train_corrections = std::move(s.kept);
-        heldout_corrections = std::move(s.held_out);
-    }
+    detail::FinetuneFaces faces = detail::finetune_faces(c, parent, corrections, training);
+    const facet::StratifiedSplit& original = faces.original;
+    const facet::Dataset &train_corrections = faces.train_corrections,
+                         &heldout_corrections = faces.heldout_corrections,
+                         &val_original = faces.val_original, &validation = faces.validation;
     summary.held_out = heldout_corrections.size();
     summary.trained_on = train_corrections.size();
-    facet::check(!train_corrections.empty(), "finetune: no corrections left to train on");
 
     // One epoch: the corrections, repeated until it has min_epoch faces with the rehearsal ones.
     const double per_copy = static_cast<double>(train_corrections.size()) * (1 + c.rehearsal);
@@ -490,26 +550,10 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     const auto rehearsal_count =
         static_cast<std::size_t>(std::llround(c.rehearsal * static_cast<double>(mix.size())));
     const facet::Dataset rehearsal =
-        detail::sample_of(original.kept, rehearsal_count, facet::detail::mix_seed(c.seed, 12));
+        detail::sample_of(original.kept, rehearsal_count, facet::detail::mix_seed(seed, 12));
     detail::append(mix, rehearsal);
     summary.rehearsal = rehearsal.size();
 
-    // What chooses the epoch: the held-out corrections, repeated r times, and r times as many of
-    // the parent's validation faces, so that the old domain weighs as much as the new and r sets
-    // how finely the old one is measured. Without a hold-out, those faces only report, and the
-    // last epoch is kept.
-    const std::size_t h = heldout_corrections.size();
-    const std::size_t repeats = detail::heldout_repeats(h, c.parent_faces);
-    const facet::Dataset val_original = detail::sample_of(
-        original.held_out, h == 0 ? 1024 : repeats * h, facet::detail::mix_seed(c.seed, 13));
-    facet::Dataset validation = heldout_corrections;
-    for (std::size_t r = 1; r < repeats; ++r) detail::append(validation, heldout_corrections);
-    if (validation.empty()) {
-        validation = val_original;
-    } else {
-        detail::append(validation, val_original);
-    }
-    validation.split = "finetune-val";
     summary.parent_faces = val_original.size();
     summary.choosing = validation.size();
 
@@ -537,7 +581,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
         optimizer = std::make_unique<facet::AdamW<float>>(trained, ao);
     }
     facet::BatchOptions bo;
-    bo.batch_size = c.batch, bo.shuffle = true, bo.augment = c.augment, bo.seed = c.seed;
+    bo.batch_size = c.batch, bo.shuffle = true, bo.augment = c.augment, bo.seed = seed;
     bo.drop_last = mix.size() % c.batch == 1;  // a batch of one face cannot be batch-normalised
     facet::BatchLoader loader(mix, parent.norm, bo);
     facet::LoaderBatches train_batches(loader);
@@ -547,7 +591,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     facet::CosineSchedule schedule(c.lr, warmup_steps, c.epochs * loader.batches_per_epoch(),
                                    c.lr / 20);
     facet::TrainerOptions to;
-    to.epochs = c.epochs, to.seed = c.seed, to.label_smoothing = c.label_smoothing;
+    to.epochs = c.epochs, to.seed = seed, to.label_smoothing = c.label_smoothing;
     facet::Trainer trainer(model, *optimizer, schedule, to);
     if (c.progress) trainer.add<facet::ProgressBar>();
     std::vector<std::size_t> eval_layers;
@@ -566,7 +610,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
             fo.batch_size = c.batch, fo.shuffle = false, fo.augment = false, fo.drop_last = true;
             facet::BatchLoader fisher_loader(rehearsal, parent.norm, fo);
             facet::LoaderBatches fisher_batches(fisher_loader);
-            importance = facet::fisher_diagonal(model, trained, fisher_batches, 0, c.seed);
+            importance = facet::fisher_diagonal(model, trained, fisher_batches, 0, seed);
         }
         trainer.add<facet::WeightAnchor>(trained, c.anchor, std::move(importance));
     }
@@ -674,7 +718,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
             facet::BatchLoader loader_again(source, parent.norm, again);
             facet::LoaderBatches batches(loader_again);
             const std::size_t n = facet::reestimate_running_statistics(
-                average->model, batches, c.epochs, facet::detail::mix_seed(c.seed, 14));
+                average->model, batches, c.epochs, facet::detail::mix_seed(seed, 14));
             std::cout << "re-estimated " << n << " batch norms' statistics on the "
                       << (c.reestimate_bn == "mix" ? "training faces" : "rehearsal faces") << " ("
                       << loader_again.batches_per_epoch() << " batches)\n";
@@ -704,6 +748,84 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
                   << "): " << detail::percent(summary.parent_heldout) << " -> "
                   << detail::percent(summary.heldout) << "\n";
     std::cout << "parent's validation faces (" << val_original.size()
+              << ", never trained on): " << detail::percent(summary.parent_val) << " -> "
+              << detail::percent(summary.val) << "\n";
+    return summary;
+}
+
+/// Fine-tunes c.parent on `corrections` with rehearsal faces from `training` and writes c.out:
+/// with c.runs > 1, the mean of the weights (batch-norm statistics too) of c.runs fine-tunings
+/// that differ in their rehearsal faces, order and augmentation. Such a "model soup" (Wortsman et
+/// al. 2022) works because every run starts from the parent and stays in its basin; the runs'
+/// own errors, partly independent, average out.
+inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& corrections,
+                                   const facet::Dataset& training) {
+    if (c.runs <= 1) return finetune_run(c, 0, corrections, training);
+    detail::check_out_and_parent(c);
+    // The runs go to files beside OUT, removed whatever happens; OUT is written once, at the end.
+    std::vector<std::string> parts;
+    struct RemoveFiles {
+        std::vector<std::string>& files;
+        ~RemoveFiles() {
+            for (const std::string& f : files) {
+                std::error_code ignored;
+                fs::remove(f, ignored);
+            }
+        }
+    } remove_parts{parts};
+    FinetuneSummary summary;
+    for (std::size_t run = 0; run < c.runs; ++run) {
+        FinetuneConfig one = c;
+        one.runs = 1, one.blend = 0;  // the soup, not each run, is blended
+        one.out = c.out + ".run" + std::to_string(run + 1) + ".tmp";
+        parts.push_back(one.out);
+        std::cout << "run " << run + 1 << " of " << c.runs << " (seed " << c.seed + run << ")\n";
+        const FinetuneSummary s = finetune_run(one, run, corrections, training);
+        if (run == 0) summary = s;
+    }
+    TrainedModel soup = load_trained(parts[0]);
+    for (std::size_t run = 1; run < c.runs; ++run) {
+        TrainedModel next = load_trained(parts[run]);
+        facet::interpolate_weights(soup.model, soup.model, next.model, 1.0 / double(run + 1));
+    }
+    const TrainedModel parent = load_trained(c.parent);
+    const detail::FinetuneFaces faces = detail::finetune_faces(c, parent, corrections, training);
+    // Writes `m` as OUT with the first run's notes and provenance, the accuracy on the faces
+    // that judge, the runs, and key = value (if any) in both.
+    const facet::Provenance first = facet::load_model_file<float>(parts[0]).provenance;
+    auto write = [&](facet::Sequential<float>& m, double val_acc, double val_loss,
+                     const std::string& key, const std::string& value) {
+        facet::ModelMetadata metadata;
+        for (const auto& [k, v] : soup.metadata)
+            if (k != "val_accuracy") metadata.emplace_back(k, v);
+        metadata.emplace_back("val_accuracy", facet::detail::round_trip_digits(val_acc));
+        metadata.emplace_back("finetune.runs", std::to_string(c.runs));
+        if (!key.empty()) metadata.emplace_back("finetune." + key, value);
+        facet::SaveOptions options;
+        options.provenance = first;
+        for (auto& [name, metric] : options.provenance.metrics) {
+            if (name == "val_accuracy") metric = val_acc;
+            if (name == "val_loss") metric = val_loss;
+        }
+        options.provenance.notes.emplace_back("runs", std::to_string(c.runs));
+        options.provenance.notes.emplace_back(
+            "seeds", std::to_string(c.seed) + " to " + std::to_string(c.seed + c.runs - 1));
+        if (!key.empty()) options.provenance.notes.emplace_back(key, value);
+        facet::save(m, c.out, metadata, options);
+    };
+    facet::DatasetBatches batches(faces.validation, soup.norm, 256);
+    const facet::ValidationResult r = facet::evaluate_batches(soup.model, batches);
+    write(soup.model, r.accuracy, r.loss, "", "");
+    std::cout << "wrote the mean of the weights of the " << c.runs << " runs to " << c.out << "\n";
+    if (c.blend != 0) summary.blend = blend_with_parent(c, faces.validation, write);
+    TrainedModel tuned = load_trained(c.out);
+    summary.heldout = detail::accuracy_on(tuned.model, faces.heldout_corrections, tuned.norm);
+    summary.val = detail::accuracy_on(tuned.model, faces.val_original, tuned.norm);
+    if (!faces.heldout_corrections.empty())
+        std::cout << "held-out corrections (" << faces.heldout_corrections.size()
+                  << "): " << detail::percent(summary.parent_heldout) << " -> "
+                  << detail::percent(summary.heldout) << "\n";
+    std::cout << "parent's validation faces (" << faces.val_original.size()
               << ", never trained on): " << detail::percent(summary.parent_val) << " -> "
               << detail::percent(summary.val) << "\n";
     return summary;
