@@ -10,7 +10,8 @@
 # 2. For K = 50, 200, 1000: K shifted faces of the training split (one seeded random order, so
 #    the smaller sets are part of the larger ones) become a corrections folder, and fer finetune
 #    adapts PARENT to them with its defaults (3 rehearsal faces of the training split per
-#    correction, the mean of the weights of epochs 4 to 8, every correction trained on).
+#    correction, the mean of the weights of epochs 4 to 8, every correction trained on, the
+#    mean of three such runs).
 # 3. Each model is compared with the parent (fer eval --compare) on the shifted test faces and
 #    on the test split; the table is printed in Markdown.
 #

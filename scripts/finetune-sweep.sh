@@ -10,7 +10,8 @@
 #
 # Environment: FER (default build/release/fer), DATA (default data/fer2013), K (corrections,
 # default 500), THREADS (default 0: all cores), SETTINGS (one setting per line, as fer finetune
-# options; the default list is below), CONTROL=1 (the corrections are the training faces
+# options, whose defaults apply otherwise: a soup of --runs 3 unless a setting says --runs 1; the
+# default list is below), CONTROL=1 (the corrections are the training faces
 # unchanged, not camera 2's: what fine-tuning costs the old faces when there is nothing new to
 # learn).
 set -euo pipefail
