@@ -196,9 +196,10 @@ class ConvPlan {
                 const std::size_t next_end =
                     std::min(batch * (chunk + 1) / chunks, n1 + std::max(group_dx, group_dw));
                 if (n1 < next_end) {
+                    const std::size_t half = prefetch_budget() / 2;  // shared by x and dy
                     prefetch_to_l2(x + n1 * g.image_size(),
-                                   (next_end - n1) * g.image_size() * sizeof(T));
-                    prefetch_to_l2(dy + n1 * OC * P, (next_end - n1) * OC * P * sizeof(T));
+                                   (next_end - n1) * g.image_size() * sizeof(T), half);
+                    prefetch_to_l2(dy + n1 * OC * P, (next_end - n1) * OC * P * sizeof(T), half);
                 }
                 if (winograd_weights)
                     for (std::size_t i = n0; i < n1; i += group_dw)

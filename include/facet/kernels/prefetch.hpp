@@ -11,22 +11,28 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "facet/kernels/cpu_features.hpp"
+
 namespace facet {
 
-/// At most this many bytes per prefetch_to_l2 call: half the L2 of the machines this project
-/// runs on (1 MiB per core), so that the prefetched data do not push out the current work.
-inline constexpr std::size_t prefetch_max_bytes = std::size_t{512} << 10;
+/// What the prefetches ahead of one image may bring in, in all: half the L2 of the running CPU
+/// (detected), so that the prefetched data push out neither the current work nor each other.
+inline std::size_t prefetch_budget() {
+    return cpu_caches().l2 / 2;
+}
 
-/// Prefetches [p, p + bytes) (at most prefetch_max_bytes of it) into L2, one request per cache
+/// Prefetches [p, p + bytes) (at most `limit` bytes of it) into L2, one request per cache
 /// line. A hint only: it changes no result, and compilers without the builtin skip it.
-inline void prefetch_to_l2(const void* p, std::size_t bytes) {
+inline void prefetch_to_l2(const void* p, std::size_t bytes,
+                           std::size_t limit = prefetch_budget()) {
 #if defined(__GNUC__) || defined(__clang__)
     const char* c = static_cast<const char*>(p);
-    const std::size_t n = std::min(bytes, prefetch_max_bytes);
+    const std::size_t n = std::min(bytes, limit);
     for (std::size_t i = 0; i < n; i += 64) __builtin_prefetch(c + i, 0, 2);  // 2: prefetcht1
 #else
     (void)p;
     (void)bytes;
+    (void)limit;
 #endif
 }
 
