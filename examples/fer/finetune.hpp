@@ -693,9 +693,11 @@ inline FinetuneSummary finetune_run(const FinetuneConfig& c, std::size_t run,
         trainer.add<detail::WeightAverage>(average->model, c.average_from);
     }
     const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
+    // A run of a soup writes a file of its own, removed when the soup stops.
     facet::check(s.reason != facet::StopReason::Interrupted, "finetune: interrupted",
-                 choose_epoch && s.best_epoch > 0 ? "; " + c.out + " holds the best epoch so far"
-                                                  : "; nothing was written");
+                 choose_epoch && s.best_epoch > 0 && c.runs == 1
+                     ? "; " + c.out + " holds the best epoch so far"
+                     : "; nothing was written");
     // Writes `m` as OUT with the notes and provenance above, and key = value in both.
     auto write = [&](facet::Sequential<float>& m, double val_acc, double val_loss,
                      const std::string& key, const std::string& value) {
@@ -776,7 +778,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     FinetuneSummary summary;
     for (std::size_t run = 0; run < c.runs; ++run) {
         FinetuneConfig one = c;
-        one.runs = 1, one.blend = 0;  // the soup, not each run, is blended
+        one.blend = 0;  // the soup, not each run, is blended
         one.out = c.out + ".run" + std::to_string(run + 1) + ".tmp";
         parts.push_back(one.out);
         std::cout << "run " << run + 1 << " of " << c.runs << " (seed " << c.seed + run << ")\n";
