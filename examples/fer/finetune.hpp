@@ -458,6 +458,17 @@ inline FinetuneFaces finetune_faces(const FinetuneConfig& c, const TrainedModel&
     return f;
 }
 
+/// Prints the parent's and the fine-tuned model's accuracy on the held-out corrections (if any)
+/// and on the parent's validation faces.
+inline void print_changes(const FinetuneSummary& s, const FinetuneFaces& faces) {
+    if (!faces.heldout_corrections.empty())
+        std::cout << "held-out corrections (" << faces.heldout_corrections.size()
+                  << "): " << percent(s.parent_heldout) << " -> " << percent(s.heldout) << "\n";
+    std::cout << "parent's validation faces (" << faces.val_original.size()
+              << ", never trained on): " << percent(s.parent_val) << " -> " << percent(s.val)
+              << "\n";
+}
+
 }  // namespace detail
 
 /// Rewrites c.out, the fine-tuned model, as its weight-space blend with the parent
@@ -745,13 +756,7 @@ inline FinetuneSummary finetune_run(const FinetuneConfig& c, std::size_t run,
     if (!averaging)
         std::cout << "kept epoch " << summary.epoch << " of " << c.epochs << " — model: " << c.out
                   << "\n";
-    if (!heldout_corrections.empty())
-        std::cout << "held-out corrections (" << heldout_corrections.size()
-                  << "): " << detail::percent(summary.parent_heldout) << " -> "
-                  << detail::percent(summary.heldout) << "\n";
-    std::cout << "parent's validation faces (" << val_original.size()
-              << ", never trained on): " << detail::percent(summary.parent_val) << " -> "
-              << detail::percent(summary.val) << "\n";
+    detail::print_changes(summary, faces);
     return summary;
 }
 
@@ -823,13 +828,7 @@ inline FinetuneSummary finetune_on(const FinetuneConfig& c, const Corrections& c
     TrainedModel tuned = load_trained(c.out);
     summary.heldout = detail::accuracy_on(tuned.model, faces.heldout_corrections, tuned.norm);
     summary.val = detail::accuracy_on(tuned.model, faces.val_original, tuned.norm);
-    if (!faces.heldout_corrections.empty())
-        std::cout << "held-out corrections (" << faces.heldout_corrections.size()
-                  << "): " << detail::percent(summary.parent_heldout) << " -> "
-                  << detail::percent(summary.heldout) << "\n";
-    std::cout << "parent's validation faces (" << faces.val_original.size()
-              << ", never trained on): " << detail::percent(summary.parent_val) << " -> "
-              << detail::percent(summary.val) << "\n";
+    detail::print_changes(summary, faces);
     return summary;
 }
 
