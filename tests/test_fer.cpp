@@ -654,3 +654,110 @@ TEST_CASE(
     CHECK_THROWS_WITH_AS(fer::run_train(synthetic), doctest::Contains("--classes needs --data"),
                          facet::Error);
 }
+
+TEST_CASE("fer train --init starts from a model's weights; --average-from writes their mean") {
+    const facet::DataSplits data = small_synthetic();
+    const std::string first = scratch("init_first");
+    REQUIRE(fer::train_on(small_config(first), data) == 0);
+    std::vector<float> start;
+    {
+        fer::TrainedModel t = fer::load_trained(first + "/model.facet");
+        for (const auto& p : t.model.parameters())
+            start.insert(start.end(), p.value->begin(), p.value->end());
+    }
+    std::ostringstream quiet;
+    auto* old = std::cout.rdbuf(quiet.rdbuf());
+    struct Restore {
+        std::streambuf* old;
+        ~Restore() { std::cout.rdbuf(old); }
+    } restore{old};
+
+    SUBCASE("--init: at a learning rate of 1e-12 the parameters stay the model's") {
+        const std::string out = scratch("init_still");
+        fer::TrainConfig c = small_config(out);
+        c.init = first + "/model.facet";
+        c.epochs = 1;
+        c.schedule = "constant";
+        c.lr = 1e-12;
+        REQUIRE(fer::train_on(c, data) == 0);
+        std::vector<float> after;
+        facet::Checkpoint<float> trained = facet::load_checkpoint<float>(out + "/checkpoint.facet");
+        for (const auto& p : trained.model.parameters())
+            after.insert(after.end(), p.value->begin(), p.value->end());
+        REQUIRE(after.size() == start.size());
+        double worst = 0;
+        for (std::size_t i = 0; i < start.size(); ++i)
+            worst = std::max(worst, double(std::abs(after[i] - start[i])));
+        CHECK(worst < 1e-6);
+        // Without --init the same run starts elsewhere: the check above can fail.
+        c.init.clear();
+        c.out = scratch("init_fresh");
+        REQUIRE(fer::train_on(c, data) == 0);
+        std::vector<float> fresh;
+        trained = facet::load_checkpoint<float>(c.out + "/checkpoint.facet");
+        for (const auto& p : trained.model.parameters())
+            fresh.insert(fresh.end(), p.value->begin(), p.value->end());
+        double moved = 0;
+        for (std::size_t i = 0; i < start.size(); ++i)
+            moved = std::max(moved, double(std::abs(fresh[i] - start[i])));
+        CHECK(moved > 1e-3);
+    }
+
+    SUBCASE("--average-from: the mean of the later epochs, validated, competes for model.facet") {
+        const std::string out = scratch("average");
+        fer::TrainConfig c = small_config(out);
+        c.init = first + "/model.facet";
+        c.epochs = 3;
+        c.average_from = 2;
+        c.schedule = "constant";
+        c.lr = 5e-4;
+        REQUIRE(fer::train_on(c, data) == 0);
+        REQUIRE(fs::exists(out + "/average.facet"));
+        fer::TrainedModel average = fer::load_trained(out + "/average.facet");
+        CHECK(average.note("average.epochs") == "2 to 3");
+        // The accuracy written is the saved weights' and statistics' own on the validation split.
+        const fer::DataPlan plan = fer::plan_data(c, data);
+        facet::DatasetBatches val(plan.val, average.norm, c.batch);
+        const facet::ValidationResult r = facet::evaluate_batches(average.model, val);
+        CHECK(std::stod(average.note("val_accuracy")) == doctest::Approx(r.accuracy));
+        // The log says whether it was chosen, and model.facet is then the average.
+        nlohmann::json record;
+        for (const std::string& line : lines_of(out + "/log.jsonl")) {
+            nlohmann::json j = nlohmann::json::parse(line);
+            if (j.value("event", "") == "average") record = j;
+        }
+        REQUIRE(record.is_object());
+        CHECK(record["epochs"] == "2 to 3");
+        CHECK(record["val_accuracy"].get<double>() == doctest::Approx(r.accuracy));
+        double best_epoch_accuracy = 0;
+        for (const nlohmann::json& e : epoch_records(out + "/log.jsonl"))
+            best_epoch_accuracy = std::max(best_epoch_accuracy, e["val_acc"].get<double>());
+        CHECK(record["chosen"].get<bool>() == (r.accuracy > best_epoch_accuracy));
+        fer::TrainedModel chosen = fer::load_trained(out + "/model.facet");
+        CHECK((chosen.note("average.epochs") == "2 to 3") == record["chosen"].get<bool>());
+        // The mean differs from the last epoch's weights it was made from.
+        std::vector<float> mean, last;
+        for (const auto& p : average.model.parameters())
+            mean.insert(mean.end(), p.value->begin(), p.value->end());
+        facet::Checkpoint<float> trained = facet::load_checkpoint<float>(out + "/checkpoint.facet");
+        for (const auto& p : trained.model.parameters())
+            last.insert(last.end(), p.value->begin(), p.value->end());
+        REQUIRE(mean.size() == last.size());
+        CHECK(mean != last);
+    }
+
+    SUBCASE("refusals name the option") {
+        fer::TrainConfig c = small_config(scratch("init_refused"));
+        c.init = first + "/model.facet";
+        c.model = "fer-resnet-s";
+        CHECK_THROWS_WITH_AS(fer::train_on(c, data), doctest::Contains("--init"), facet::Error);
+        c = small_config(scratch("average_refused"));
+        c.average_from = 3;  // after the 2 epochs
+        CHECK_THROWS_WITH_AS(fer::train_on(c, data), doctest::Contains("--average-from"),
+                             facet::Error);
+        c.average_from = 1;
+        c.resume = true;
+        CHECK_THROWS_WITH_AS(fer::train_on(c, data), doctest::Contains("--average-from"),
+                             facet::Error);
+    }
+}

@@ -636,7 +636,7 @@ TEST_CASE("fer finetune --average-from: the mean of the weights at the ends of t
     std::vector<std::vector<float>> seen;
     train_parent(*data.training(), (dir / "run.facet").string(), 4, 4, [&](facet::Trainer& t) {
         t.add<Recorder>(seen);
-        t.add<fer::detail::WeightAverage>(average, 2);
+        t.add<facet::WeightAverage>(average, 2);
     });
     REQUIRE(seen.size() == 4);
     const std::vector<float> got = all_values(average, 0, average.size());

@@ -32,6 +32,7 @@
 #include <facet/train/running_statistics.hpp>
 #include <facet/train/trainer.hpp>
 #include <facet/train/weight_anchor.hpp>
+#include <facet/train/weight_average.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -329,23 +330,6 @@ class EvalLayers : public facet::Callback {
 
   private:
     std::vector<std::size_t> layers_;
-};
-
-/// Keeps the running mean of the model's weights and buffers at the ends of epochs `from`,
-/// from + 1, ...: after n of them, average = (1 - 1/n) average + (1/n) weights.
-class WeightAverage : public facet::Callback {
-  public:
-    WeightAverage(facet::Sequential<float>& average, std::size_t from)
-        : average_(average), from_(from) {}
-    void on_epoch_end(facet::Trainer& t, const facet::EpochReport& r) override {
-        if (r.epoch < from_) return;
-        ++count_;
-        facet::interpolate_weights(average_, average_, t.model(), 1.0 / double(count_));
-    }
-
-  private:
-    facet::Sequential<float>& average_;
-    std::size_t from_, count_ = 0;
 };
 
 /// How many times the h held-out corrections are repeated among the faces that choose the epoch,
@@ -701,7 +685,7 @@ inline FinetuneSummary finetune_run(const FinetuneConfig& c, std::size_t run,
     std::optional<TrainedModel> average;  // the running mean of the weights, --average-from
     if (averaging) {
         average.emplace(load_trained(c.parent));
-        trainer.add<detail::WeightAverage>(average->model, c.average_from);
+        trainer.add<facet::WeightAverage>(average->model, c.average_from);
     }
     const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
     // A run of a soup writes a file of its own, removed when the soup stops.

@@ -25,7 +25,9 @@
 #include <facet/train/json_log.hpp>
 #include <facet/train/mixup.hpp>
 #include <facet/train/progress.hpp>
+#include <facet/train/running_statistics.hpp>
 #include <facet/train/trainer.hpp>
+#include <facet/train/weight_average.hpp>
 
 #include "cli.hpp"
 #include "common.hpp"
@@ -65,7 +67,14 @@ struct TrainConfig {
     double erase = 0;                   ///< random-erasing probability (0: off)
     double mixup = 0, cutmix = 0;       ///< Beta(alpha, alpha) of Mixup / CutMix (0: off)
     std::vector<std::string> teachers;  ///< models whose mean probabilities are distilled
-    double distill = 0.5;               ///< with teachers: their share of every target
+    /// A trained model (of this --model, data and classes) whose weights and batch-norm
+    /// statistics training starts from, instead of a fresh initialisation; "" starts afresh.
+    std::string init;
+    /// From this epoch on (1-based), the weights at each epoch's end are averaged (stochastic
+    /// weight averaging); the average, its batch-norm statistics re-estimated, is validated and
+    /// competes with the epochs for model.facet. 0: off.
+    std::size_t average_from = 0;
+    double distill = 0.5;  ///< with teachers: their share of every target
     double label_smoothing = 0.1;
     std::size_t patience =
         0;  ///< early stopping after this many epochs without improvement (0: off)
@@ -175,6 +184,17 @@ inline Cli train_cli() {
                 "with --teacher: every target is (1 - X) x its label + X x the teachers' "
                 "probabilities",
                 "0.5")
+        .option("init", "FILE",
+                "start from a trained model's weights and batch-norm statistics (the same "
+                "--model, data and classes) instead of a fresh initialisation; the optimiser and "
+                "the schedule start afresh")
+        .option("average-from", "E",
+                "from epoch E on, average the weights at each epoch's end (stochastic weight "
+                "averaging); after the last epoch the average's batch-norm statistics are computed "
+                "afresh on the training images, it is validated and written to OUT/average.facet, "
+                "and it becomes model.facet when its validation accuracy beats every epoch's (0: "
+                "off)",
+                "0")
         .option("label-smoothing", "X", "label smoothing of the loss (0: plain cross-entropy)",
                 "0.1")
         .option("patience", "N",
@@ -277,6 +297,11 @@ inline TrainConfig train_config(const Cli& cli) {
     facet::check(c.teachers.empty() || (c.mixup == 0 && c.cutmix == 0),
                  "train: --teacher with --mixup or --cutmix is not supported (both set the "
                  "loss's soft targets)");
+    if (cli.has("init")) c.init = cli.str("init");
+    c.average_from = non_negative("average-from");
+    facet::check(c.average_from == 0 || !c.epochs || c.average_from <= c.epochs,
+                 "train: --average-from ", c.average_from, " is after the last epoch (", c.epochs,
+                 ")");
     c.label_smoothing = cli.number("label-smoothing");
     c.patience = non_negative("patience");
     c.val_fraction = cli.number("val-fraction");
@@ -556,7 +581,8 @@ inline facet::ModelMetadata without_test_notes(const facet::ModelMetadata& metad
 /// the best model's file) and rank 0 alone writes: the report takes 1/N of the time.
 inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Sequential<float>& last,
                         std::size_t last_epoch, const facet::Normalization& norm,
-                        const std::string& best_path, std::size_t best_epoch, facet::JsonLog* log) {
+                        const std::string& best_path, std::size_t best_epoch,
+                        const std::string& best_label, facet::JsonLog* log) {
     facet::Communicator* const world = c.communicator;
     const bool writer = !world || world->is_root();
     std::vector<unsigned char> best_bytes;
@@ -591,16 +617,16 @@ inline void report_test(const TrainConfig& c, const DataPlan& plan, facet::Seque
                      " images, not its ", data->size());
         std::cout << name << " accuracy (" << data->size()
                   << " images, reported only, never used to choose): "
-                  << detail::json_number(at_best.accuracy)
-                  << " for the best-validation model (epoch " << best_epoch << "), "
-                  << detail::json_number(at_last.accuracy) << " after the last epoch ("
-                  << last_epoch << ")\n";
+                  << detail::json_number(at_best.accuracy) << " for the best-validation model ("
+                  << best_label << "), " << detail::json_number(at_last.accuracy)
+                  << " after the last epoch (" << last_epoch << ")\n";
         facet::JsonLog::Record r;
         r["event"] = "test";
         r["name"] = name;
         r["split"] = data->split;
         r["samples"] = data->size();
         r["best_epoch"] = best_epoch;
+        r["best_model"] = best_label;
         r["accuracy_best_epoch"] = at_best.accuracy;
         r["loss_best_epoch"] = at_best.loss;
         r["last_epoch"] = last_epoch;
@@ -654,6 +680,14 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
 
     TrainConfig cfg = c;
     if (cfg.epochs == 0) cfg.epochs = c.data.synthetic() ? 12 : 50;
+    facet::check(cfg.average_from <= cfg.epochs, "train: --average-from ", cfg.average_from,
+                 " is after the last epoch (", cfg.epochs, ")");
+    facet::check(cfg.average_from == 0 || !world,
+                 "train: --average-from is not supported under mpirun (the average's batch-norm "
+                 "statistics are re-estimated by one process)");
+    facet::check(cfg.average_from == 0 || !cfg.resume,
+                 "train: --average-from cannot --resume: the checkpoint does not hold the running "
+                 "average of the weights");
     const facet::Normalization norm = facet::Normalization::of(plan.train);
     facet::check(cfg.on_nonfinite == "stop" || cfg.on_nonfinite == "skip",
                  "train: on_nonfinite must be stop or skip, got '", cfg.on_nonfinite, "'");
@@ -674,6 +708,20 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
     facet::Sequential<float> model =
         build_model(cfg.model, cfg.seed, plan.train.class_names.size());
     model.context().precision = cfg.precision;  // the student's products; teachers stay fp32
+    if (!cfg.init.empty()) {
+        TrainedModel start = load_trained(cfg.init);
+        facet::check(start.note("model") == cfg.model, "train: --init ", cfg.init, " holds model '",
+                     start.note("model"), "', not --model '", cfg.model, "'");
+        facet::check(start.norm.mean == norm.mean && start.norm.stddev == norm.stddev,
+                     "train: --init ", cfg.init, " normalises its input with mean ",
+                     start.note("normalization.mean"), ", stddev ",
+                     start.note("normalization.stddev"),
+                     ", unlike this training data; start from a model trained on the same data");
+        facet::check(start.classes == plan.train.class_names, "train: --init ", cfg.init,
+                     " has other classes than the training data");
+        facet::interpolate_weights(model, start.model, start.model, 0.0);  // copies them
+        std::cout << "starting from the weights of " << cfg.init << "\n";
+    }
     std::cout << bf16_speed_note(cfg.precision);
     const std::unique_ptr<facet::Optimizer<float>> optimizer = make_optimizer(cfg, model);
     const std::unique_ptr<facet::Schedule> schedule =
@@ -787,6 +835,14 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
             provenance);
     if (cfg.patience) trainer.add<facet::EarlyStopping>(cfg.patience);
     if (writer) trainer.add<facet::CheckpointSaver>(ckpt_path, cfg.checkpoint_every);
+    // --average-from: the running mean of the later epochs' weights.
+    std::optional<facet::Sequential<float>> average;
+    facet::WeightAverage* averager = nullptr;
+    if (cfg.average_from > 0) {
+        average.emplace(build_model(cfg.model, cfg.seed, plan.train.class_names.size()));
+        average->context().precision = cfg.precision;
+        averager = &trainer.add<facet::WeightAverage>(*average, cfg.average_from);
+    }
 
     const facet::TrainSummary s = trainer.fit(train_batches, val_batches);
     if (world) detail::check_same_weights(*world, model);
@@ -813,8 +869,46 @@ inline int train_on(const TrainConfig& c, const facet::DataSplits& splits) {
                   << " (epoch " << s.best_epoch << ") — model: " << best_path << "\n";
         const bool finished =
             s.reason == facet::StopReason::Completed || s.reason == facet::StopReason::EarlyStopped;
+        std::string best_label = "epoch " + std::to_string(s.best_epoch);
+        if (finished && averager && averager->count() > 0) {
+            // The mean's own batch-norm statistics, from one more shuffled, augmented epoch of
+            // the training images (the statistics every epoch's model was trained with).
+            facet::reestimate_running_statistics(*average, train_batches, cfg.epochs,
+                                                 facet::detail::mix_seed(cfg.seed, 21));
+            const facet::ValidationResult r = facet::evaluate_batches(*average, val_batches);
+            const std::string span =
+                std::to_string(averager->from()) + " to " + std::to_string(averager->last_epoch());
+            facet::ModelMetadata m = notes(r.accuracy, averager->last_epoch());
+            m.emplace_back("average.epochs", span);
+            facet::EpochReport at;
+            at.epoch = averager->last_epoch(), at.val_accuracy = r.accuracy, at.val_loss = r.loss;
+            facet::SaveOptions options;
+            options.provenance = provenance(at);
+            options.provenance.notes.emplace_back("average_of_epochs", span);
+            const std::string average_path = cfg.out + "/average.facet";
+            facet::save(*average, average_path, m, options);
+            const bool better = r.accuracy > s.best_val_accuracy;
+            std::cout << "the mean of the weights of epochs " << span
+                      << ", its batch-norm statistics re-estimated: validation accuracy "
+                      << detail::json_number(r.accuracy) << " — " << average_path << "; "
+                      << (better ? "better than" : "not better than") << " epoch " << s.best_epoch
+                      << "'s " << detail::json_number(s.best_val_accuracy)
+                      << (better ? ", so it is " + best_path : std::string()) << "\n";
+            facet::JsonLog::Record record;
+            record["event"] = "average";
+            record["epochs"] = span;
+            record["val_accuracy"] = r.accuracy;
+            record["val_loss"] = r.loss;
+            record["chosen"] = better;
+            log->append(record);
+            if (better) {
+                facet::save(*average, best_path, m, options);
+                best_label = "the mean of epochs " + span;
+            }
+        }
         if (finished)
-            report_test(cfg, plan, model, s.completed_epochs, norm, best_path, s.best_epoch, log);
+            report_test(cfg, plan, model, s.completed_epochs, norm, best_path, s.best_epoch,
+                        best_label, log);
     }
     // 128 + SIGINT, as a shell reports a program Ctrl-C ended: a script must not take an
     // interrupted run for a finished one.

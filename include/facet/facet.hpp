@@ -98,6 +98,7 @@
 #include "facet/train/trainer.hpp"
 #include "facet/train/validation.hpp"
 #include "facet/train/weight_anchor.hpp"
+#include "facet/train/weight_average.hpp"
 // The JSON-lines log is written with nlohmann/json (Debian: nlohmann-json3-dev).
 #if __has_include(<nlohmann/json.hpp>)
 #include "facet/train/json_log.hpp"
