@@ -596,6 +596,90 @@ TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_S
                             truths, detections, near_a_face);
                     }
         }
+        // Both first stages together: dlib's and the Haar cascade's candidates, each verified
+        // as cut out for its own back-end, pooled, and of pooled faces whose crop frames overlap
+        // above IoU 0.2 only the most probable kept.
+        const std::vector<std::string> names = vision::available_face_detectors();
+        if (std::find(names.begin(), names.end(), "dlib") != names.end() &&
+            std::find(names.begin(), names.end(), "opencv") != names.end()) {
+            vision::DetectorOptions dlib_options, haar_options;
+            dlib_options.threshold = -1.0;
+            haar_options.threshold = -1e9, haar_options.min_neighbors = 1;
+            auto dlib = vision::make_face_detector("dlib", dlib_options);
+            auto haar = vision::make_face_detector("opencv", haar_options);
+            struct Candidate {
+                vision::Rect frame;
+                double score;
+                float p;
+                bool by_dlib;
+            };
+            std::vector<std::vector<Candidate>> pooled;
+            for (const Scene& scene : scenes) {
+                const vision::GrayView view = vision::gray_view(
+                    scene.image.pixels.data(), int(scene.image.width), int(scene.image.height));
+                std::vector<Candidate> all;
+                for (const char* name : {"dlib", "opencv"}) {
+                    const bool is_dlib = std::string(name) == "dlib";
+                    const auto faces = (is_dlib ? dlib : haar)->detect(view);
+                    const std::vector<float> p =
+                        fer::face_probabilities(verifier, name, view, faces);
+                    for (std::size_t k = 0; k < faces.size(); ++k)
+                        all.push_back({crop_frame(faces[k], name), faces[k].score, p[k], is_dlib});
+                }
+                pooled.push_back(std::move(all));
+            }
+            // A face kept also suppresses any face whose frame lies mostly inside its own or
+            // holds it (the intersection over the smaller frame above `contained`; 1: off): a
+            // face found again at twice its size overlaps itself at an IoU of only 0.25.
+            auto suppress = [](const std::vector<vision::DetectedFace>& faces, double contained) {
+                std::vector<vision::Rect> kept;
+                for (const auto& f : faces) {
+                    bool apart = true;
+                    for (const vision::Rect& k : kept) {
+                        const double inter =
+                            vision::iou(f.box, k) *
+                            (double(f.box.width) * f.box.height + double(k.width) * k.height) /
+                            (1 + vision::iou(f.box, k));
+                        const double smaller = std::min(double(f.box.width) * f.box.height,
+                                                        double(k.width) * k.height);
+                        apart = apart && vision::iou(f.box, k) <= 0.2 &&
+                                (contained >= 1 || inter <= contained * smaller);
+                    }
+                    if (apart) kept.push_back(f.box);
+                }
+                return kept;
+            };
+            for (double contained : {1.0, 0.8, 0.6})
+                for (double dlib_min : {-1.0, -0.8})
+                    for (double haar_min : {-1e9, 0.0, 1.0, 2.0, 1e9})
+                        for (double p_min : {0.1, 0.2, 0.3, 0.5}) {
+                            std::size_t truths = 0, detections = 0, matched = 0;
+                            for (std::size_t i = 0; i < scenes.size(); ++i) {
+                                std::vector<vision::DetectedFace> kept;
+                                for (const Candidate& c : pooled[i])
+                                    if (c.score >= (c.by_dlib ? dlib_min : haar_min) &&
+                                        c.p >= p_min)
+                                        kept.push_back({c.frame, c.p, {}});
+                                std::stable_sort(
+                                    kept.begin(), kept.end(),
+                                    [](const auto& a, const auto& b) { return a.score > b.score; });
+                                const std::vector<vision::Rect> frames = suppress(kept, contained);
+                                const DetectionScore m = match(scenes[i].faces, frames);
+                                truths += m.truths, detections += m.detections,
+                                    matched += m.matched;
+                            }
+                            std::printf(
+                                "dlib|haar  +verifier: dlib >= %5.2f, haar sum >= %g, face "
+                                "probability "
+                                ">= %.2f, contained above %.1f suppressed: recall %.3f precision "
+                                "%.3f "
+                                "(%zu/%zu, %zu detections)\n",
+                                dlib_min, haar_min, p_min, contained,
+                                double(matched) / double(truths),
+                                detections ? double(matched) / double(detections) : 1.0, matched,
+                                truths, detections);
+                        }
+        }
     } else {
         MESSAGE("the verifier rows need models/face-verifier.facet or FACET_FACE_VERIFIER");
     }
