@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 # Chromium renders the report, Doxygen checks the API comments; those tests skip without them.
 bash scripts/install-deps.sh chromium doxygen || echo "chromium/doxygen not installed: the report render and Doxygen tests will be skipped"
-# Real photographs for the face tests (skimage's astronaut, OpenCV's samples); skipped without them.
-bash scripts/install-deps.sh python3-skimage opencv-doc || echo "python3-skimage/opencv-doc not installed: the real-photo face tests will be skipped"
+# Real photographs for the face tests (skimage's astronaut, OpenCV's samples, matplotlib's portrait of Grace
+# Hopper); skipped without them.
+bash scripts/install-deps.sh python3-skimage opencv-doc python-matplotlib-data || echo "python3-skimage/opencv-doc/python-matplotlib-data not installed: the real-photo face tests will be skipped"
 san="${FACET_SANITIZE:-}"
 label="${FACET_CTEST_LABEL:-}"
 compiler=()
