@@ -737,6 +737,28 @@ TEST_CASE("BatchNorm2d: batch statistics in training, running statistics in eval
     CHECK(bn.running_var()[1] == rv[1]);
 }
 
+TEST_CASE("BatchNorm2d in float: exact batch statistics of values far from zero") {
+    // Values near 1000 with a spread of 1, and one image 40 above the rest, where E[x^2] - E[x]^2
+    // in float would keep about two digits (a one-pass variance about a shift of 0 fails here):
+    // the mean and variance must match double's to float precision.
+    const Shape s{8, 2, 12, 12};
+    auto x = random_tensor<float>(s, 41, 999, 1001);
+    for (std::size_t i = 0; i < 2 * 144; ++i) x[i] += 40;  // the first image of both channels
+    Tensor<double> xd(s);
+    for (std::size_t i = 0; i < x.size(); ++i) xd[i] = double(x[i]);
+    std::vector<double> mu, var;
+    channel_stats(xd, 2, mu, var);
+    BatchNorm2d<float> bn(2, 1e-5, 1.0);  // momentum 1: the running statistics are the batch's
+    Tensor<float> y;
+    bn.forward(x, y);
+    const double M = double(s.size() / 2);
+    for (std::size_t c = 0; c < 2; ++c) {
+        CAPTURE(c);
+        CHECK(bn.running_mean()[c] == doctest::Approx(mu[c]).epsilon(1e-6));
+        CHECK(bn.running_var()[c] == doctest::Approx(var[c] * M / (M - 1)).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("BatchNorm running statistics converge to the data's") {
     BatchNorm1d<double> bn(2, 1e-5, 0.5);
     const auto x = random_tensor<double>(Shape{10, 2}, 4, 1, 5);
