@@ -636,10 +636,11 @@ TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_S
                 for (const auto& f : faces) {
                     bool apart = true;
                     for (const vision::Rect& k : kept) {
-                        const double inter =
-                            vision::iou(f.box, k) *
-                            (double(f.box.width) * f.box.height + double(k.width) * k.height) /
-                            (1 + vision::iou(f.box, k));
+                        const double w =
+                            std::min(f.box.x + f.box.width, k.x + k.width) - std::max(f.box.x, k.x);
+                        const double h = std::min(f.box.y + f.box.height, k.y + k.height) -
+                                         std::max(f.box.y, k.y);
+                        const double inter = std::max(0.0, w) * std::max(0.0, h);
                         const double smaller = std::min(double(f.box.width) * f.box.height,
                                                         double(k.width) * k.height);
                         apart = apart && vision::iou(f.box, k) <= 0.2 &&

@@ -85,6 +85,15 @@ std::vector<float> checkpoint_weights(const std::string& path) {
     return all;
 }
 
+/// Every parameter of `model` (no buffers), flattened; `model` may be a temporary.
+template <typename Model>
+std::vector<float> parameter_values(Model&& model) {
+    std::vector<float> all;
+    for (const auto& p : model.parameters())
+        all.insert(all.end(), p.value->begin(), p.value->end());
+    return all;
+}
+
 int run_cli(fer::Cli cli, int (*body)(const fer::Cli&), std::vector<std::string> args) {
     return facet_test::run_fer_command(std::move(cli), body, std::move(args)).status;
 }
@@ -659,12 +668,8 @@ TEST_CASE("fer train --init starts from a model's weights; --average-from writes
     const facet::DataSplits data = small_synthetic();
     const std::string first = scratch("init_first");
     REQUIRE(fer::train_on(small_config(first), data) == 0);
-    std::vector<float> start;
-    {
-        fer::TrainedModel t = fer::load_trained(first + "/model.facet");
-        for (const auto& p : t.model.parameters())
-            start.insert(start.end(), p.value->begin(), p.value->end());
-    }
+    const std::vector<float> start =
+        parameter_values(fer::load_trained(first + "/model.facet").model);
     std::ostringstream quiet;
     auto* old = std::cout.rdbuf(quiet.rdbuf());
     struct Restore {
@@ -680,10 +685,8 @@ TEST_CASE("fer train --init starts from a model's weights; --average-from writes
         c.schedule = "constant";
         c.lr = 1e-12;
         REQUIRE(fer::train_on(c, data) == 0);
-        std::vector<float> after;
-        facet::Checkpoint<float> trained = facet::load_checkpoint<float>(out + "/checkpoint.facet");
-        for (const auto& p : trained.model.parameters())
-            after.insert(after.end(), p.value->begin(), p.value->end());
+        const std::vector<float> after =
+            parameter_values(facet::load_checkpoint<float>(out + "/checkpoint.facet").model);
         REQUIRE(after.size() == start.size());
         double worst = 0;
         for (std::size_t i = 0; i < start.size(); ++i)
@@ -693,10 +696,8 @@ TEST_CASE("fer train --init starts from a model's weights; --average-from writes
         c.init.clear();
         c.out = scratch("init_fresh");
         REQUIRE(fer::train_on(c, data) == 0);
-        std::vector<float> fresh;
-        trained = facet::load_checkpoint<float>(c.out + "/checkpoint.facet");
-        for (const auto& p : trained.model.parameters())
-            fresh.insert(fresh.end(), p.value->begin(), p.value->end());
+        const std::vector<float> fresh =
+            parameter_values(facet::load_checkpoint<float>(c.out + "/checkpoint.facet").model);
         double moved = 0;
         for (std::size_t i = 0; i < start.size(); ++i)
             moved = std::max(moved, double(std::abs(fresh[i] - start[i])));
@@ -736,12 +737,9 @@ TEST_CASE("fer train --init starts from a model's weights; --average-from writes
         fer::TrainedModel chosen = fer::load_trained(out + "/model.facet");
         CHECK((chosen.note("average.epochs") == "2 to 3") == record["chosen"].get<bool>());
         // The mean differs from the last epoch's weights it was made from.
-        std::vector<float> mean, last;
-        for (const auto& p : average.model.parameters())
-            mean.insert(mean.end(), p.value->begin(), p.value->end());
-        facet::Checkpoint<float> trained = facet::load_checkpoint<float>(out + "/checkpoint.facet");
-        for (const auto& p : trained.model.parameters())
-            last.insert(last.end(), p.value->begin(), p.value->end());
+        const std::vector<float> mean = parameter_values(average.model);
+        const std::vector<float> last =
+            parameter_values(facet::load_checkpoint<float>(out + "/checkpoint.facet").model);
         REQUIRE(mean.size() == last.size());
         CHECK(mean != last);
     }

@@ -298,10 +298,7 @@ inline TrainConfig train_config(const Cli& cli) {
                  "train: --teacher with --mixup or --cutmix is not supported (both set the "
                  "loss's soft targets)");
     if (cli.has("init")) c.init = cli.str("init");
-    c.average_from = non_negative("average-from");
-    facet::check(c.average_from == 0 || !c.epochs || c.average_from <= c.epochs,
-                 "train: --average-from ", c.average_from, " is after the last epoch (", c.epochs,
-                 ")");
+    c.average_from = non_negative("average-from");  // checked against the epochs in train_on
     c.label_smoothing = cli.number("label-smoothing");
     c.patience = non_negative("patience");
     c.val_fraction = cli.number("val-fraction");
