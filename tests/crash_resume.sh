@@ -39,6 +39,13 @@ fail() {
 exec 9<> <(:)
 nap() { read -r -t "$1" -u 9 || true; }
 
+# Progress lines (one per step) a run has printed so far; 0 before its first.
+steps_printed() {
+    local n
+    n=$(grep -c "^ *[0-9]*/$steps_per_epoch \[" "$1" 2> /dev/null) || true
+    echo "${n:-0}"
+}
+
 "$fer" "${args[@]}" --out straight > straight.txt 2>&1 || { cat straight.txt; fail "uninterrupted run"; }
 echo "uninterrupted run: $(grep -c '^Epoch' straight.txt) epochs"
 
@@ -49,6 +56,8 @@ last_resumed=-1
 for ((k = 1; k <= kills; ++k)); do
     resume=()
     [ -f "$out/checkpoint.facet" ] && resume=(--resume)
+    # The file exists before the run starts: the background shell may open it only later.
+    : > "run$k.txt"
     "$fer" "${args[@]}" --out "$out" "${resume[@]}" > "run$k.txt" 2>&1 &
     pid=$!
     if ((${#resume[@]})); then
@@ -67,7 +76,7 @@ for ((k = 1; k <= kills; ++k)); do
     if ((k % 2 == 0)); then
         # Let this run write a checkpoint of its own first (else it would never get further),
         # then kill it the moment the next checkpoint's temporary file appears: mid-write.
-        while kill -0 "$pid" 2> /dev/null && (($(grep -c "^ *[0-9]*/$steps_per_epoch \[" "run$k.txt") < every + 1)); do
+        while kill -0 "$pid" 2> /dev/null && (($(steps_printed "run$k.txt") < every + 1)); do
             nap 0.005
         done
         while kill -0 "$pid" 2> /dev/null; do
@@ -82,7 +91,7 @@ for ((k = 1; k <= kills; ++k)); do
         # A random moment: after 1 to 4 steps (the progress line is printed after each
         # step), then 0 to 0.3 s into whatever comes next (a step, a write, validation).
         target=$((RANDOM % 4 + 1))
-        while kill -0 "$pid" 2> /dev/null && (($(grep -c "^ *[0-9]*/$steps_per_epoch \[" "run$k.txt") < target)); do
+        while kill -0 "$pid" 2> /dev/null && (($(steps_printed "run$k.txt") < target)); do
             nap 0.005
         done
         nap "0.$(printf %03d $((RANDOM % 300)))"
@@ -116,6 +125,7 @@ done
 echo "after $kills kills ($mid_write inside a write): model.facet and checkpoint.facet are the uninterrupted run's, byte for byte"
 
 # --- 3. SIGINT: stop after the current step, save, status 130; --resume finishes the run ----------
+: > sigint.txt
 "$fer" "${args[@]}" --out sigint > sigint.txt 2>&1 &
 pid=$!
 while kill -0 "$pid" 2> /dev/null && ! grep -q '^Epoch 2/' sigint.txt; do nap 0.01; done
