@@ -307,9 +307,9 @@ TEST_CASE_TEMPLATE("one-row products (a dense layer at batch 1) match Eigen for 
 TEST_CASE_TEMPLATE("thin products with long rows (dot products of rows) match Eigen", T, float,
                    double) {
     // A * B^T with M, N <= 64 and K >= 128 goes by dot products of rows where the kernel has them
-    // (AVX-512, float; see gemm_dot_rows_applies): partial 4 x 4 tiles on both sides, K with and
-    // without a masked remainder (the rows' NaN padding must not be read), alpha and beta, and
-    // shapes just outside the rule. Every kernel; 1 and 2 threads give the same bits, and so
+    // (AVX-512 and AVX2, float; see gemm_dot_rows_applies): partial 4 x 4 tiles on both sides, K
+    // with and without a masked remainder (the rows' NaN padding must not be read), alpha and beta,
+    // and shapes just outside the rule. Every kernel; 1 and 2 threads give the same bits, and so
     // does GemmPackedA.
     GemmSettingsGuard guard;
     facet::Rng rng(88);
@@ -327,10 +327,13 @@ TEST_CASE_TEMPLATE("thin products with long rows (dot products of rows) match Ei
             cases.push_back(c);
             ++n;
         }
-    std::size_t dot_cases = 0;
-    for (const Case& c : cases)
-        dot_cases += facet::detail::gemm_dot_rows_applies<T>(c.ta, c.tb, c.M, c.N, c.K);
+    std::size_t dot_cases = 0, avx2_dot_cases = 0;  // the AVX-512 and AVX2 kernels' bounds
+    for (const Case& c : cases) {
+        dot_cases += facet::detail::gemm_dot_rows_applies<T>(c.ta, c.tb, c.M, c.N, c.K, 32);
+        avx2_dot_cases += facet::detail::gemm_dot_rows_applies<T>(c.ta, c.tb, c.M, c.N, c.K, 16);
+    }
     CHECK(dot_cases > 20);
+    CHECK(avx2_dot_cases > 15);
     check_each_kernel_one_and_two_threads<T>(cases, rng, true);
 }
 

@@ -292,18 +292,24 @@ void gemm_single_row(std::size_t N, std::size_t K, T alpha, const T* a, const T*
 }
 
 /// Whether C = alpha * A * B^T + beta * C goes by dot products of rows (gemm_dot_rows) rather
-/// than packing: A and B both stored with K along their rows, M and N at most 64, K at least 128,
-/// and A and B together within half of a 1 MiB L2, where each row is read again for every 4 x 4
-/// tile. Packing copies every element once for few multiply-adds per element in such shapes
-/// (2 * 64 at most), and a 48-wide micro-tile computes columns N does not have. Measured on
-/// this project's AVX-512 host, 1 thread, GFLOP/s packed / dot: 32 x 32 x 576 (Winograd's weight
-/// gradient on 48 x 48) 90 / 230, 32 x 9 x 2304 (a one-channel conv's weight gradient) 23 / 136,
-/// 64 x 64 x 144 149 / 166; 128 x 128 x 36 211 / 63 and 32 x 288 x 2304 208 / 134 stay packed.
+/// than packing, for a kernel whose dot_tile pays up to `max_reuse` multiply-adds per element
+/// (Kernel::dot_max_reuse). A and B must both be stored with K along their rows, M and N at most
+/// 64, K at least 128. Packing copies every element once, and pays back only when each element
+/// then takes part in many multiply-adds: here M N / (M + N) per element, which must be at most
+/// `max_reuse`. And B's rows, read again for every 4 rows of A, must stay in cache with those 4
+/// rows: (N + 4) K elements within half the detected L2. Measured, 1 thread, GFLOP/s packed /
+/// dot: on an AVX-512 host (1 MiB L2), 32 x 32 x 576 (Winograd's weight gradient on 48 x 48)
+/// 90 / 230, 32 x 9 x 2304 (a one-channel conv's weight gradient) 23 / 136, 64 x 64 x 144
+/// 149 / 166, while 128 x 128 x 36 211 / 63 and 32 x 288 x 2304 208 / 134 stay packed; on an AVX2
+/// host (docs/internals/gemm.md) 32 x 32 x 576 26 / 60, 32 x 9 x 2304 10 / 35, 64 x 64 x 576
+/// 48 / 45, and the 64 x 64 products of a training step lost to packing.
 template <typename T>
-bool gemm_dot_rows_applies(Trans transA, Trans transB, std::size_t M, std::size_t N,
-                           std::size_t K) {
+bool gemm_dot_rows_applies(Trans transA, Trans transB, std::size_t M, std::size_t N, std::size_t K,
+                           std::size_t max_reuse) {
     return transA == Trans::No && transB == Trans::Yes && M <= 64 && N <= 64 && K >= 128 &&
-           static_cast<double>(M + N) * static_cast<double>(K) * sizeof(T) <= 512.0 * 1024.0;
+           M * N <= max_reuse * (M + N) &&
+           static_cast<double>(N + 4) * static_cast<double>(K) * sizeof(T) <=
+               0.5 * static_cast<double>(cpu_caches().l2);
 }
 
 /// Whether gemm() with the kernels of `isa` takes gemm_dot_rows for this product (only kernels
@@ -313,7 +319,13 @@ bool gemm_takes_dot_rows(GemmIsa isa, Trans transA, Trans transB, std::size_t M,
                          std::size_t K) {
 #if FACET_GEMM_HAVE_X86_KERNELS
     if constexpr (requires { &GemmKernelAvx512<T>::dot_tile; })
-        if (isa == GemmIsa::Avx512) return gemm_dot_rows_applies<T>(transA, transB, M, N, K);
+        if (isa == GemmIsa::Avx512)
+            return gemm_dot_rows_applies<T>(transA, transB, M, N, K,
+                                            GemmKernelAvx512<T>::dot_max_reuse);
+    if constexpr (requires { &GemmKernelAvx2<T>::dot_tile; })
+        if (isa == GemmIsa::Avx2)
+            return gemm_dot_rows_applies<T>(transA, transB, M, N, K,
+                                            GemmKernelAvx2<T>::dot_max_reuse);
 #endif
     (void)isa, (void)transA, (void)transB, (void)M, (void)N, (void)K;
     return false;
@@ -365,7 +377,8 @@ void gemm_parallel(Trans transA, Trans transB, std::size_t M, std::size_t N, std
         return;
     }
     if constexpr (requires { &Kernel::dot_tile; }) {
-        if (!prepacked_a && gemm_dot_rows_applies<T>(transA, transB, M, N, K)) {
+        if (!prepacked_a &&
+            gemm_dot_rows_applies<T>(transA, transB, M, N, K, Kernel::dot_max_reuse)) {
             gemm_dot_rows<Kernel>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }

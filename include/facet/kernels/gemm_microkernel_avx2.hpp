@@ -61,6 +61,67 @@ struct GemmKernelAvx2<float> {
             }
         }
     }
+    /// Two rows of A against four of B, 8 k at a time. `Masked`: the last, partial step, whose
+    /// lanes outside `m` read as 0 and are never loaded (plain loads elsewhere: a masked load
+    /// costs more on some CPUs).
+    template <bool Masked>
+    __attribute__((target("avx2,fma"), always_inline)) static inline void dot_pair_step(
+        const float* a0, const float* a1, const float* const* b, std::size_t k, __m256i m,
+        __m256* acc) {
+        const __m256 x0 = Masked ? _mm256_maskload_ps(a0 + k, m) : _mm256_loadu_ps(a0 + k);
+        const __m256 x1 = Masked ? _mm256_maskload_ps(a1 + k, m) : _mm256_loadu_ps(a1 + k);
+#pragma GCC unroll 4
+        for (std::size_t j = 0; j < 4; ++j) {
+            const __m256 y = Masked ? _mm256_maskload_ps(b[j] + k, m) : _mm256_loadu_ps(b[j] + k);
+            acc[j] = _mm256_fmadd_ps(x0, y, acc[j]);
+            acc[4 + j] = _mm256_fmadd_ps(x1, y, acc[4 + j]);
+        }
+    }
+    /// gemm_dot_rows_applies: M N / (M + N) up to 16 (32 x 32, 64 x 16) goes by dot_tile; from
+    /// 64 x 32 on, the 4 x 24 packed kernel is as fast or faster on an AVX2 EPYC.
+    static constexpr std::size_t dot_max_reuse = 16;
+    /// A 4 x 4 tile of C = alpha * A * B^T + beta * C as 16 dot products of rows, for products
+    /// whose M and N are small and K long (gemm_dot_rows); arguments as the AVX-512 kernel's.
+    /// 16 accumulators and the 6 rows they read do not fit 16 ymm registers, so the tile goes as
+    /// two halves of 2 x 4 (8 accumulators, 2 + 4 rows: 8 FMAs per 6 loads), the second reading
+    /// B's four rows again, from L1 or L2. Each half's 8 vectors reduce to its 8 sums by
+    /// horizontal adds.
+    __attribute__((target("avx2,fma"))) static void dot_tile(std::size_t K, const float* const* a,
+                                                             const float* const* b, float* c,
+                                                             std::size_t ldc, float alpha,
+                                                             float beta, std::size_t rows,
+                                                             std::size_t cols) {
+        // Lane l of the last step is read when l < K mod 8.
+        const __m256i last = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(K % 8)),
+                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m128 alpha_v = _mm_set1_ps(alpha), beta_v = _mm_set1_ps(beta);
+        for (std::size_t i0 = 0; i0 < rows; i0 += 2) {
+            __m256 acc[8];
+#pragma GCC unroll 8
+            for (std::size_t j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
+            std::size_t k = 0;
+            for (; k + 8 <= K; k += 8) dot_pair_step<false>(a[i0], a[i0 + 1], b, k, last, acc);
+            if (k < K) dot_pair_step<true>(a[i0], a[i0 + 1], b, k, last, acc);
+            for (std::size_t h = 0; h < 2 && i0 + h < rows; ++h) {
+                // hadd of hadds: lanes 0-3 and 4-7 hold row i0 + h's four sums over the two
+                // 128-bit halves of the accumulators; adding the halves gives them.
+                const __m256* r = acc + 4 * h;
+                const __m256 q =
+                    _mm256_hadd_ps(_mm256_hadd_ps(r[0], r[1]), _mm256_hadd_ps(r[2], r[3]));
+                __m128 sums = _mm_add_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1));
+                float* ci = c + (i0 + h) * ldc;
+                alignas(16) float out[4];
+                sums = _mm_mul_ps(alpha_v, sums);
+                if (beta != 0.0f) {
+                    alignas(16) float old[4] = {};
+                    for (std::size_t j = 0; j < cols; ++j) old[j] = ci[j];
+                    sums = _mm_fmadd_ps(beta_v, _mm_load_ps(old), sums);
+                }
+                _mm_store_ps(out, sums);
+                for (std::size_t j = 0; j < cols; ++j) ci[j] = out[j];
+            }
+        }
+    }
     /// sum_k a[k] * b[k], for gemm's one-row product (gemm_single_row).
     __attribute__((target("avx2,fma"))) static float dot(std::size_t n, const float* a,
                                                          const float* b) {

@@ -169,6 +169,8 @@ struct GemmKernelAvx512<float> {
                 acc[4 * i + j] = _mm512_fmadd_ps(av[i], bv[j], acc[4 * i + j]);
         }
     }
+    /// gemm_dot_rows_applies: every M, N up to 64 (M N / (M + N) up to 32) goes by dot_tile.
+    static constexpr std::size_t dot_max_reuse = 32;
     /// A 4 x 4 tile of C = alpha * A * B^T + beta * C as 16 dot products of rows, for products
     /// whose M and N are small and K long (gemm_dot_rows): a0..a3 and b0..b3 are rows of A and
     /// B, K long (a missing row repeats another; only rows x cols of C are stored). No packing:
