@@ -330,7 +330,7 @@ TEST_CASE_TEMPLATE("thin products with long rows (dot products of rows) match Ei
     std::size_t dot_cases = 0, avx2_dot_cases = 0;  // the AVX-512 and AVX2 kernels' bounds
     for (const Case& c : cases) {
         dot_cases += facet::detail::gemm_dot_rows_applies<T>(c.ta, c.tb, c.M, c.N, c.K, 32);
-        avx2_dot_cases += facet::detail::gemm_dot_rows_applies<T>(c.ta, c.tb, c.M, c.N, c.K, 16);
+        avx2_dot_cases += facet::detail::gemm_dot_rows_applies<T>(c.ta, c.tb, c.M, c.N, c.K, 24);
     }
     CHECK(dot_cases > 20);
     CHECK(avx2_dot_cases > 15);

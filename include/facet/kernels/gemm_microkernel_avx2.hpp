@@ -77,9 +77,9 @@ struct GemmKernelAvx2<float> {
             acc[4 + j] = _mm256_fmadd_ps(x1, y, acc[4 + j]);
         }
     }
-    /// gemm_dot_rows_applies: M N / (M + N) up to 16 (32 x 32, 64 x 16) goes by dot_tile; from
-    /// 64 x 32 on, the 4 x 24 packed kernel is as fast or faster on an AVX2 EPYC.
-    static constexpr std::size_t dot_max_reuse = 16;
+    /// gemm_dot_rows_applies: M N / (M + N) up to 24 (32 x 32, 64 x 32) goes by dot_tile; at
+    /// 64 x 64 the 4 x 24 packed kernel was as fast in a training step on an AVX2 EPYC.
+    static constexpr std::size_t dot_max_reuse = 24;
     /// A 4 x 4 tile of C = alpha * A * B^T + beta * C as 16 dot products of rows, for products
     /// whose M and N are small and K long (gemm_dot_rows); arguments as the AVX-512 kernel's.
     /// 16 accumulators and the 6 rows they read do not fit 16 ymm registers, so the tile goes as
