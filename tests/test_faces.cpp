@@ -554,47 +554,65 @@ TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_S
                 opencv ? std::vector<double>{-1e9, 0, 1, 2}
                        : std::vector<double>{-1.5, -1.2, -1.0, -0.8, -0.6, -0.4, 0};
             // The overlap suppression after the verifier (VerifiedFaceDetector's max_iou): off,
-            // or the most probable of faces whose boxes overlap above an IoU.
-            for (double max_iou : {1.0, 0.3, 0.2})
-                for (double threshold : first_stage)
-                    for (double p_min : {0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9}) {
-                        std::size_t truths = 0, detections = 0, matched = 0, near_a_face = 0;
-                        for (std::size_t i = 0; i < scenes.size(); ++i) {
-                            std::vector<vision::DetectedFace> kept;
-                            for (std::size_t k = 0; k < found[i].size(); ++k)
-                                if (found[i][k].score >= threshold && probability[i][k] >= p_min) {
-                                    kept.push_back(found[i][k]);
-                                    kept.back().score = probability[i][k];
+            // or the most probable of faces whose boxes overlap above an IoU. With `sure_first`
+            // (dlib only), the faces dlib finds at its own threshold (0) rank ahead of the
+            // doubtful ones, so that a doubtful box overlapping a sure one cannot displace it.
+            for (bool sure_first :
+                 opencv ? std::vector<bool>{false} : std::vector<bool>{false, true})
+                for (double max_iou : {1.0, 0.3, 0.2})
+                    for (double threshold : first_stage)
+                        for (double p_min : {0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9}) {
+                            if (sure_first && (max_iou == 1.0 || threshold >= 0)) continue;
+                            std::size_t truths = 0, detections = 0, matched = 0, near_a_face = 0;
+                            for (std::size_t i = 0; i < scenes.size(); ++i) {
+                                std::vector<vision::DetectedFace> kept;
+                                std::vector<std::pair<bool, float>> rank;
+                                for (std::size_t k = 0; k < found[i].size(); ++k)
+                                    if (found[i][k].score >= threshold &&
+                                        probability[i][k] >= p_min) {
+                                        kept.push_back(found[i][k]);
+                                        kept.back().score = probability[i][k];
+                                        rank.emplace_back(sure_first && found[i][k].score >= 0,
+                                                          probability[i][k]);
+                                    }
+                                std::vector<std::size_t> order(kept.size());
+                                for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+                                std::stable_sort(order.begin(), order.end(),
+                                                 [&](std::size_t a, std::size_t b) {
+                                                     return rank[a] > rank[b];
+                                                 });
+                                std::vector<vision::DetectedFace> sorted;
+                                for (std::size_t k : order) sorted.push_back(kept[k]);
+                                kept = std::move(sorted);
+                                std::vector<vision::Rect> frames;
+                                for (const auto& f : vision::suppress_overlaps(kept, max_iou))
+                                    frames.push_back(crop_frame(f, name));
+                                const DetectionScore m = match(scenes[i].faces, frames);
+                                truths += m.truths, detections += m.detections,
+                                    matched += m.matched;
+                                // The false faces that overlap a pasted face (a face framed
+                                // wrongly, or found twice) rather than lying on the background and
+                                // its clutter.
+                                std::vector<bool> was_matched(frames.size());
+                                for (const auto& pair : m.pairs) was_matched[pair.second] = true;
+                                for (std::size_t k = 0; k < frames.size(); ++k) {
+                                    double overlap = 0;
+                                    for (const vision::Rect& face : scenes[i].faces)
+                                        overlap = std::max(overlap, vision::iou(face, frames[k]));
+                                    near_a_face += !was_matched[k] && overlap >= 0.1;
                                 }
-                            std::stable_sort(
-                                kept.begin(), kept.end(),
-                                [](const auto& a, const auto& b) { return a.score > b.score; });
-                            std::vector<vision::Rect> frames;
-                            for (const auto& f : vision::suppress_overlaps(kept, max_iou))
-                                frames.push_back(crop_frame(f, name));
-                            const DetectionScore m = match(scenes[i].faces, frames);
-                            truths += m.truths, detections += m.detections, matched += m.matched;
-                            // The false faces that overlap a pasted face (a face framed wrongly,
-                            // or found twice) rather than lying on the background and its clutter.
-                            std::vector<bool> was_matched(frames.size());
-                            for (const auto& pair : m.pairs) was_matched[pair.second] = true;
-                            for (std::size_t k = 0; k < frames.size(); ++k) {
-                                double overlap = 0;
-                                for (const vision::Rect& face : scenes[i].faces)
-                                    overlap = std::max(overlap, vision::iou(face, frames[k]));
-                                near_a_face += !was_matched[k] && overlap >= 0.1;
                             }
+                            std::printf(
+                                "%-10s +verifier: first stage %6.2f%s, face probability >= %.2f, "
+                                "overlaps above IoU %.1f suppressed%s: recall %.3f precision %.3f "
+                                "(%zu/%zu, %zu detections; %zu of the false ones on a face, IoU >= "
+                                "0.1)\n",
+                                name.c_str(), threshold, opencv ? " (1 neighbour)" : "", p_min,
+                                max_iou, sure_first ? " (sure faces first)" : "",
+                                double(matched) / double(truths),
+                                detections ? double(matched) / double(detections) : 1.0, matched,
+                                truths, detections, near_a_face);
                         }
-                        std::printf(
-                            "%-10s +verifier: first stage %6.2f%s, face probability >= %.2f, "
-                            "overlaps above IoU %.1f suppressed: recall %.3f precision %.3f "
-                            "(%zu/%zu, %zu detections; %zu of the false ones on a face, IoU >= "
-                            "0.1)\n",
-                            name.c_str(), threshold, opencv ? " (1 neighbour)" : "", p_min, max_iou,
-                            double(matched) / double(truths),
-                            detections ? double(matched) / double(detections) : 1.0, matched,
-                            truths, detections, near_a_face);
-                    }
         }
         // Both first stages together: dlib's and the Haar cascade's candidates, each verified
         // as cut out for its own back-end, pooled, and of pooled faces whose crop frames overlap

@@ -3,7 +3,7 @@
 // come most probable first, the first stage's name and boxes pass through, an empty proposal
 // skips the verifier, and a verifier that answers for the wrong number of candidates, a NaN, or a
 // threshold outside [0, 1] are refused or keep nothing; of overlapping faces only the most
-// probable is kept.
+// probable is kept, unless the first stage is sure of another.
 #include <facet/vision/verified_detector.hpp>
 
 #include <doctest/doctest.h>
@@ -152,4 +152,34 @@ TEST_CASE("overlapping faces: the most probable kept, by IoU of their boxes") {
         CHECK_THROWS_WITH_AS(vision::VerifiedFaceDetector(std::make_unique<ScriptedDetector>(found),
                                                           verifier, 0.5, bad),
                              doctest::Contains("max_iou"), facet::Error);
+}
+
+TEST_CASE("overlapping faces: a face the first stage is sure of ranks ahead of doubtful ones") {
+    // The same face found twice: well framed with the first stage's score 0.5 (sure at 0), and
+    // framed from its nose down with -0.6, which the verifier believes more.
+    vision::DetectedFace framed, low;
+    framed.box = {100, 100, 60, 60}, framed.score = 0.5f;
+    low.box = {105, 130, 50, 50}, low.score = -0.6f;
+    int calls = 0;
+    const ScriptedVerifier verifier{{{100, 0.4f}, {105, 0.9f}}, &calls};
+    auto kept = [&](double sure_score) {
+        vision::VerifiedFaceDetector d(
+            std::make_unique<ScriptedDetector>(std::vector<vision::DetectedFace>{framed, low}),
+            verifier, 0.1, 0.2, sure_score);
+        return d.detect(picture);
+    };
+    const auto off = kept(std::numeric_limits<double>::infinity());  // most probable wins
+    REQUIRE(off.size() == 1);
+    CHECK(off[0].box.x == 105);
+    const auto sure = kept(0.0);
+    REQUIRE(sure.size() == 1);
+    CHECK(sure[0].box.x == 100);
+    CHECK(sure[0].score == doctest::Approx(0.4));  // still scored by the verifier
+    const auto both_doubtful = kept(0.6);          // neither is sure: most probable again
+    REQUIRE(both_doubtful.size() == 1);
+    CHECK(both_doubtful[0].box.x == 105);
+    CHECK_THROWS_AS(vision::VerifiedFaceDetector(std::make_unique<ScriptedDetector>(
+                                                     std::vector<vision::DetectedFace>{framed}),
+                                                 verifier, 0.1, 0.2, std::nan("")),
+                    facet::Error);
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,11 +41,16 @@ struct VerifierDefaults {
     int opencv_neighbours = 0;  ///< 0: the cascade's own
     /// Of faces whose boxes overlap above this IoU, the most probable is kept (1: all).
     double max_iou = 0.2;
+    /// Candidates the first stage scores at least this rank ahead of the others in that
+    /// suppression: dlib's own threshold, so that a box dlib doubts cannot displace one it is
+    /// sure of (docs/faces.md; infinity: off).
+    double sure_score = 0;
 };
 
 /// The defaults for the detector named `detector` ("dlib", "opencv", "opencv-lbp").
 inline VerifierDefaults verifier_defaults(const std::string& detector) {
-    if (detector == "opencv" || detector == "opencv-lbp") return {0.2, 0, 1, 0.2};
+    if (detector == "opencv" || detector == "opencv-lbp")
+        return {0.2, 0, 1, 0.2, std::numeric_limits<double>::infinity()};
     return {};
 }
 
@@ -140,7 +146,7 @@ inline std::unique_ptr<vision::FaceDetector> make_cli_detector(const Cli& cli,
                              const std::vector<vision::DetectedFace>& candidates) {
             return face_probabilities(*verifier, detector, image, candidates);
         },
-        min_probability, defaults.max_iou);
+        min_probability, defaults.max_iou, defaults.sure_score);
 }
 
 }  // namespace fer

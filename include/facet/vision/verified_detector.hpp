@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -40,22 +41,27 @@ using FaceVerifier =
 /// `min_probability`; each kept face's score becomes that probability. Of faces whose boxes overlap
 /// at an IoU above `max_iou`, only the most probable is kept (suppress_overlaps): a first stage at
 /// a low threshold finds one face several times, at several scales, and the verifier can believe
-/// each of them. Its name() is the first stage's, whose boxes (and their framing) it returns
-/// unchanged.
+/// each of them. Candidates the first stage itself scores at least `sure_score` rank ahead of the
+/// others in that suppression (infinity: none), so that a doubtful box the verifier believes, such
+/// as a face framed from nose to neck, cannot displace an overlapping one the first stage is sure
+/// of. Its name() is the first stage's, whose boxes (and their framing) it returns unchanged.
 class VerifiedFaceDetector : public FaceDetector {
   public:
     VerifiedFaceDetector(std::unique_ptr<FaceDetector> proposals, FaceVerifier verifier,
-                         double min_probability, double max_iou = 1)
+                         double min_probability, double max_iou = 1,
+                         double sure_score = std::numeric_limits<double>::infinity())
         : proposals_(std::move(proposals)),
           verifier_(std::move(verifier)),
           min_probability_(min_probability),
-          max_iou_(max_iou) {
+          max_iou_(max_iou),
+          sure_score_(sure_score) {
         check(proposals_ != nullptr && verifier_ != nullptr,
               "VerifiedFaceDetector: needs a first stage and a verifier");
         check(std::isfinite(min_probability) && min_probability >= 0 && min_probability <= 1,
               "VerifiedFaceDetector: min_probability must be in [0, 1], got ", min_probability);
         check(std::isfinite(max_iou) && max_iou >= 0 && max_iou <= 1,
               "VerifiedFaceDetector: max_iou must be in [0, 1], got ", max_iou);
+        check(!std::isnan(sure_score), "VerifiedFaceDetector: sure_score is NaN");
     }
 
     std::string name() const override { return proposals_->name(); }
@@ -66,15 +72,17 @@ class VerifiedFaceDetector : public FaceDetector {
         const std::vector<float> p = verifier_(image, candidates);
         check(p.size() == candidates.size(), "VerifiedFaceDetector: the verifier gave ", p.size(),
               " probabilities for ", candidates.size(), " candidates");
-        std::vector<DetectedFace> faces;
+        std::vector<std::pair<bool, DetectedFace>> ranked;  // (the first stage is sure, face)
         for (std::size_t i = 0; i < candidates.size(); ++i)
             if (p[i] >= min_probability_) {  // NaN is never >=: a broken verifier keeps nothing
-                faces.push_back(std::move(candidates[i]));
-                faces.back().score = p[i];
+                ranked.emplace_back(candidates[i].score >= sure_score_, std::move(candidates[i]));
+                ranked.back().second.score = p[i];
             }
-        std::stable_sort(
-            faces.begin(), faces.end(),
-            [](const DetectedFace& a, const DetectedFace& b) { return a.score > b.score; });
+        std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+            return a.first != b.first ? a.first : a.second.score > b.second.score;
+        });
+        std::vector<DetectedFace> faces;
+        for (auto& r : ranked) faces.push_back(std::move(r.second));
         return suppress_overlaps(std::move(faces), max_iou_);
     }
 
@@ -86,6 +94,7 @@ class VerifiedFaceDetector : public FaceDetector {
     FaceVerifier verifier_;
     double min_probability_;
     double max_iou_;
+    double sure_score_;
 };
 
 }  // namespace facet::vision
