@@ -566,24 +566,15 @@ TEST_CASE("settings sweep of each detector on composed scenes (with FACET_FACE_S
                             std::size_t truths = 0, detections = 0, matched = 0, near_a_face = 0;
                             for (std::size_t i = 0; i < scenes.size(); ++i) {
                                 std::vector<vision::DetectedFace> kept;
-                                std::vector<std::pair<bool, float>> rank;
+                                std::vector<bool> sure;
                                 for (std::size_t k = 0; k < found[i].size(); ++k)
                                     if (found[i][k].score >= threshold &&
                                         probability[i][k] >= p_min) {
                                         kept.push_back(found[i][k]);
                                         kept.back().score = probability[i][k];
-                                        rank.emplace_back(sure_first && found[i][k].score >= 0,
-                                                          probability[i][k]);
+                                        sure.push_back(sure_first && found[i][k].score >= 0);
                                     }
-                                std::vector<std::size_t> order(kept.size());
-                                for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
-                                std::stable_sort(order.begin(), order.end(),
-                                                 [&](std::size_t a, std::size_t b) {
-                                                     return rank[a] > rank[b];
-                                                 });
-                                std::vector<vision::DetectedFace> sorted;
-                                for (std::size_t k : order) sorted.push_back(kept[k]);
-                                kept = std::move(sorted);
+                                kept = vision::rank_faces(std::move(kept), sure);
                                 std::vector<vision::Rect> frames;
                                 for (const auto& f : vision::suppress_overlaps(kept, max_iou))
                                     frames.push_back(crop_frame(f, name));

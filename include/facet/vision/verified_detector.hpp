@@ -33,6 +33,20 @@ inline std::vector<DetectedFace> suppress_overlaps(std::vector<DetectedFace> fac
     return kept;
 }
 
+/// `faces` in the order suppress_overlaps keeps them: those with sure[i] first, then the others,
+/// each group by score, highest first (a stable order for equal scores).
+inline std::vector<DetectedFace> rank_faces(std::vector<DetectedFace> faces,
+                                            const std::vector<bool>& sure) {
+    std::vector<std::size_t> order(faces.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return sure[a] != sure[b] ? bool(sure[a]) : faces[a].score > faces[b].score;
+    });
+    std::vector<DetectedFace> ranked;
+    for (std::size_t i : order) ranked.push_back(std::move(faces[i]));
+    return ranked;
+}
+
 /// The second stage: for each candidate found in `image`, the probability that it is a face.
 using FaceVerifier =
     std::function<std::vector<float>(const GrayView& image, const std::vector<DetectedFace>&)>;
@@ -72,17 +86,15 @@ class VerifiedFaceDetector : public FaceDetector {
         const std::vector<float> p = verifier_(image, candidates);
         check(p.size() == candidates.size(), "VerifiedFaceDetector: the verifier gave ", p.size(),
               " probabilities for ", candidates.size(), " candidates");
-        std::vector<std::pair<bool, DetectedFace>> ranked;  // (the first stage is sure, face)
+        std::vector<DetectedFace> faces;
+        std::vector<bool> sure;  // the first stage's own score at least sure_score_
         for (std::size_t i = 0; i < candidates.size(); ++i)
             if (p[i] >= min_probability_) {  // NaN is never >=: a broken verifier keeps nothing
-                ranked.emplace_back(candidates[i].score >= sure_score_, std::move(candidates[i]));
-                ranked.back().second.score = p[i];
+                sure.push_back(candidates[i].score >= sure_score_);
+                faces.push_back(std::move(candidates[i]));
+                faces.back().score = p[i];
             }
-        std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
-            return a.first != b.first ? a.first : a.second.score > b.second.score;
-        });
-        std::vector<DetectedFace> faces;
-        for (auto& r : ranked) faces.push_back(std::move(r.second));
+        faces = rank_faces(std::move(faces), sure);
         return suppress_overlaps(std::move(faces), max_iou_);
     }
 
