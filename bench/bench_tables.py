@@ -34,10 +34,12 @@ BENCH_BUILD = os.path.join(ROOT, "build", "bench-native")
 JOBS = str(os.cpu_count() or 2)
 
 # SGEMM shapes (M x N x K, op(A) op(B)) of fer-cnn-s's convolutions as im2col + GEMM at batch 64:
-# forward of the whole batch (NN) and weight gradients (NT), then per-image forward products.
+# forward of the whole batch (NN) and weight gradients (NT), then every per-image forward product
+# and every per-image data-gradient product (TN), then a square one.
 GEMM_SHAPES = ["32x147456x288_NN", "64x36864x576_NN", "128x9216x1152_NN", "32x288x147456_NT",
-               "64x576x36864_NT", "128x1152x9216_NT", "32x2304x288_NN", "128x144x1152_NN",
-               "1024x1024x1024_NN"]
+               "64x576x36864_NT", "128x1152x9216_NT", "32x2304x288_NN", "64x576x288_NN",
+               "64x576x576_NN", "128x144x576_NN", "128x144x1152_NN", "288x2304x32_TN",
+               "576x576x64_TN", "1152x144x128_TN", "1024x1024x1024_NN"]
 
 
 def cpu_name():
