@@ -500,7 +500,8 @@ void reframing_sweep(const std::vector<Scene>& scenes,
                                 f.box = *eyes, ++reframed;
                             kept.push_back(f);
                         }
-                    kept = vision::rank_faces(std::move(kept), std::vector<bool>(kept.size()));
+                    const std::vector<bool> none_sure(kept.size());
+                    kept = vision::rank_faces(std::move(kept), none_sure);
                     std::vector<vision::Rect> frames;
                     for (const auto& f : vision::suppress_overlaps(kept, 0.2))
                         frames.push_back(f.box);
