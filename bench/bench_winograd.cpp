@@ -2,8 +2,9 @@
 // fer-cnn-s's three Winograd input sizes, one thread, each image transformed into one
 // workspace as winograd_convolve does it: the input transform (B^T d B), the output transform
 // (A^T M A) and the output gradient's (A dY A^T), beside the least any of them must do, reading
-// the batch from memory into that workspace (BM_WinogradStream: a copy of each image, the same
-// bytes as the input transform reads). A transform's time over the stream's, in one run, is how far
+// the batch into that workspace (BM_WinogradStream: a copy of each image, the same bytes as the
+// input transform reads; from L3 where the batch fits there, as the largest, 19 MB, does on CPUs
+// with 32 MB). A transform's time over the stream's, in one run, is how far
 // it is from the memory's limit.
 //
 // Names: BM_WinogradInput/<C>x<H>, BM_WinogradOutput/<C>x<H>, BM_WinogradOutputGradient/<C>x<H>,
@@ -12,8 +13,10 @@
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "facet/core/parallel.hpp"
