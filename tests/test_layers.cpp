@@ -577,6 +577,61 @@ TEST_CASE("F(4x4, 3x3)'s transforms are the matrices the header writes down") {
         }
 }
 
+TEST_CASE("F(4x4, 3x3)'s input transform: every tile of a padded image, any band of tile rows") {
+    // Against B^T d B of each 6x6 tile cut from the zero-padded image, in double: several
+    // channels, pads 0-2, rows of one to six tiles (the first and last tile of a row, whose
+    // outside columns the transform treats apart, and rows of one tile, which are both), and the
+    // tile rows transformed all at once or in bands of one or two.
+    const double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                             {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+    Rng rng(82);
+    for (std::size_t pad : {0, 1, 2})
+        for (std::size_t height : {5, 7, 12})
+            for (std::size_t width : {4, 6, 9, 13, 24}) {
+                ConvGeometry g;
+                g.channels = 3, g.height = height, g.width = width, g.kernel_h = 3, g.kernel_w = 3;
+                g.pad_h = g.pad_w = pad;
+                const WinogradTiling tl = winograd_tiling(g, 4);
+                std::vector<double> image(g.image_size());
+                for (double& e : image) e = rng.uniform(-1, 1);
+                const auto padded = [&](std::size_t c, std::ptrdiff_t r, std::ptrdiff_t s) {
+                    r -= std::ptrdiff_t(pad), s -= std::ptrdiff_t(pad);
+                    const bool inside =
+                        r >= 0 && r < std::ptrdiff_t(height) && s >= 0 && s < std::ptrdiff_t(width);
+                    return inside ? image[(c * height + std::size_t(r)) * width + std::size_t(s)]
+                                  : 0.0;
+                };
+                const std::size_t tiles = tl.tiles(), ld = g.channels * tiles;
+                for (std::size_t band : {tl.tiles_h, std::size_t(1), std::size_t(2)}) {
+                    INFO("pad " << pad << ", " << height << " x " << width << ", bands of "
+                                << band);
+                    std::vector<double> v(36 * ld, -7.0);
+                    for (std::size_t r0 = 0; r0 < tl.tiles_h; r0 += band)
+                        winograd4_transform_input(image.data(), g, tl, r0,
+                                                  std::min(tl.tiles_h, r0 + band),
+                                                  v.data() + r0 * tl.tiles_w, ld, tiles);
+                    double worst = 0;
+                    for (std::size_t c = 0; c < g.channels; ++c)
+                        for (std::size_t t = 0; t < tiles; ++t) {
+                            const auto top = std::ptrdiff_t(4 * (t / tl.tiles_w));
+                            const auto left = std::ptrdiff_t(4 * (t % tl.tiles_w));
+                            for (std::size_t a = 0; a < 6; ++a)
+                                for (std::size_t b = 0; b < 6; ++b) {
+                                    double bdb = 0;
+                                    for (std::size_t i = 0; i < 6; ++i)
+                                        for (std::size_t j = 0; j < 6; ++j)
+                                            bdb += BT[a][i] * BT[b][j] *
+                                                   padded(c, top + std::ptrdiff_t(i),
+                                                          left + std::ptrdiff_t(j));
+                                    const double got = v[(a * 6 + b) * ld + c * tiles + t];
+                                    worst = std::max(worst, std::abs(got - bdb));
+                                }
+                        }
+                    CHECK(worst < 1e-12);
+                }
+            }
+}
+
 TEST_CASE("Winograd workspaces: 16 matrices an odd number of cache lines apart") {
     for (std::size_t n : {1, 15, 16, 17, 32 * 576, 64 * 144, 1000}) {
         const std::size_t f = winograd_stride<float>(n), d = winograd_stride<double>(n);

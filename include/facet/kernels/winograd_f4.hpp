@@ -167,30 +167,36 @@ void interleave4(const T (&r)[4][B], T* to) {
 ///
 /// A row of a 48 x 48 image has only 12 tiles, too few for vector loops row by row, so each
 /// channel goes through three flat passes over all its padded rows at once:
-///  1. the padded rows the range needs are copied into `plane`, 4 tiles_w columns each (the
-///     two columns past those, which only the last tile reads, go to `last0` and `last1`), the
+///  1. the padded rows the range needs are copied into `plane`, 4 tiles_w columns each, the
 ///     rows in the order 4q + k for k = 0..3, then q: padded row 4 (row_begin + q) + k lands at
 ///     row k Q + q (Q = rows + 1);
 ///  2. X = d B: each row is split into its four column phases, so that tile tj's six columns are
-///     phase 0..3 at tj and phase 0, 1 at tj + 1 (at the end of a row: last0, last1), and
-///     combined, for every tile of every row in one loop;
+///     phase 0..3 at tj and phase 0, 1 at tj + 1, and combined, for every tile of every row in
+///     one loop;
 ///  3. B^T X: tile t = (ti - row_begin) tiles_w + tj finds its rows 0..3 at t in the blocks
 ///     k = 0..3 of X, and its rows 4 and 5 at t + tiles_w in blocks 0 and 1: one loop over all
 ///     the tiles.
+/// In step 2 a row's last tile finds its columns 4 and 5 (past the plane's 4 tiles_w) at the
+/// next row's first tile, as phases 0 and 1: column 0 of each row holds the previous row's
+/// column 4 tiles_w instead of its own (kept aside), and the two outputs those columns reach,
+/// v0 of each row's first tile and v5 of its last, are formed again from the right inputs, a
+/// few scalars a row instead of a whole tile.
 template <typename T>
 void winograd4_transform_input(const T* image, const ConvGeometry& g, const WinogradTiling& tl,
                                std::size_t row_begin, std::size_t row_end, T* v, std::size_t stride,
                                std::size_t ld = 0) {
     const std::size_t tw = tl.tiles_w, rows = row_end - row_begin, tiles = rows * tw;
     if (ld == 0) ld = tiles;
-    const std::size_t Q = rows + 1, span = 4 * Q * tw;  // span: tiles of all the rows
-    const std::size_t width = 4 * tw;                   // columns of a row of `plane`
-    std::vector<T> buffer(4 * Q * width + 2 * 4 * Q + 10 * span + 4, T(0));
-    T* plane = buffer.data();
-    T* last0 = plane + 4 * Q * width;
-    T* last1 = last0 + 4 * Q;
+    const std::size_t Q = rows + 1, R = 4 * Q;  // R: padded rows of the plane
+    const std::size_t span = R * tw;            // span: tiles of all the rows
+    const std::size_t width = 4 * tw;           // columns of a row of `plane`
+    std::vector<T> buffer((R + 1) * width + 3 * R + 4 * (span + 1) + 6 * span, T(0));
+    T* plane = buffer.data();  // R + 1 rows: the last one's column 0 is row R - 1's column width
+    T* first0 = plane + (R + 1) * width;  // column 0 of each row
+    T* last0 = first0 + R;                // columns width and width + 1 of each row
+    T* last1 = last0 + R;
     T* phase[4];  // phase[k][i] = column 4j + k of row r, i = r tiles_w + j
-    for (std::size_t k = 0; k < 4; ++k) phase[k] = last1 + 4 * Q + k * (span + 1);
+    for (std::size_t k = 0; k < 4; ++k) phase[k] = last1 + R + k * (span + 1);
     T* x[6];  // x[b][i]: column b of d B for tile j of row r, i = r tiles_w + j
     for (std::size_t b = 0; b < 6; ++b) x[b] = phase[3] + (span + 1) + b * span;
     const auto H = static_cast<std::ptrdiff_t>(g.height), W = static_cast<std::ptrdiff_t>(g.width);
@@ -206,8 +212,8 @@ void winograd4_transform_input(const T* image, const ConvGeometry& g, const Wino
                 const std::size_t at = k * Q + q;
                 const std::ptrdiff_t r =
                     std::ptrdiff_t(4 * (row_begin + q) + k) - std::ptrdiff_t(g.pad_h);
-                if (r < 0 || r >= H) {  // stays zero: no channel writes it
-                    last0[at] = last1[at] = T(0);
+                if (r < 0 || r >= H) {  // stays zero but for column 0, rewritten below
+                    first0[at] = last0[at] = last1[at] = T(0);
                     continue;
                 }
                 const T* row = image_plane + std::size_t(r) * g.width;
@@ -217,21 +223,19 @@ void winograd4_transform_input(const T* image, const ConvGeometry& g, const Wino
                 const auto column = [&](std::ptrdiff_t s) {
                     return s >= 0 && s < W ? row[s] : T(0);
                 };
+                first0[at] = column(-pad_w);
                 last0[at] = column(std::ptrdiff_t(width) - pad_w);
                 last1[at] = column(std::ptrdiff_t(width) + 1 - pad_w);
             }
+        for (std::size_t at = 0; at < R; ++at) plane[(at + 1) * width] = last0[at];
         // 2. the column phases of every row, then d B of every tile
-        detail::winograd4_split_phases(plane, span, phase[0], phase[1], phase[2], phase[3]);
-        // Phases 4 and 5 are phases 0 and 1 one tile on, except at the end of a row, where the
-        // next row's first tile was read instead of last0, last1: those tiles are redone.
+        detail::winograd4_split_phases(plane, span + 1, phase[0], phase[1], phase[2], phase[3]);
         detail::winograd4_combine(phase[0], phase[1], phase[2], phase[3], phase[0] + 1,
                                   phase[1] + 1, span, x);
-        for (std::size_t r = 0; r < 4 * Q; ++r) {
-            const std::size_t i = r * tw + tw - 1;
-            const T d[6] = {phase[0][i], phase[1][i], phase[2][i], phase[3][i], last0[r], last1[r]};
-            T* out[6];
-            for (std::size_t b = 0; b < 6; ++b) out[b] = x[b] + i;
-            detail::winograd4_combine(d, d + 1, d + 2, d + 3, d + 4, d + 5, 1, out);
+        for (std::size_t at = 0; at < R; ++at) {  // v0 = 4 d0 - 5 d2 + d4, v5 = 4 d1 - 5 d3 + d5
+            const std::size_t i = at * tw, end = i + tw - 1;
+            x[0][i] = T(4) * first0[at] - T(5) * phase[2][i] + phase[0][i + 1];
+            x[5][end] = T(4) * phase[1][end] - T(5) * phase[3][end] + last1[at];
         }
         T* vc = v + c * ld;
         const std::size_t block = Q * tw;      // rows 4q + k of X, for one k
