@@ -515,12 +515,15 @@ TEST_CASE("a copied Conv2d makes its own Winograd filters (the original may be g
     CHECK(max_abs_diff(before, after) < 1e-5);
 }
 
+// B^T of F(4x4, 3x3) as kernels/winograd_f4.hpp writes it down: the independent statement the
+// transform tests below compare with.
+const double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                         {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+
 TEST_CASE("F(4x4, 3x3)'s transforms are the matrices the header writes down") {
     // One channel, one tile, in double, against the products with B^T, G and A^T as written in
     // kernels/winograd_f4.hpp (an independent statement of the algorithm; the layer tests check
     // that the whole computes a convolution).
-    const double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
-                             {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
     const double G[6][3] = {{1.0 / 4, 0, 0},
                             {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                             {-1.0 / 6, 1.0 / 6, -1.0 / 6},
@@ -582,8 +585,6 @@ TEST_CASE("F(4x4, 3x3)'s input transform: every tile of a padded image, any band
     // channels, pads 0-2, rows of one to six tiles (the first and last tile of a row, whose
     // outside columns the transform treats apart, and rows of one tile, which are both), and the
     // tile rows transformed all at once or in bands of one or two.
-    const double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
-                             {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
     Rng rng(82);
     for (std::size_t pad : {0, 1, 2})
         for (std::size_t height : {5, 7, 12})
